@@ -1,0 +1,3 @@
+module github.com/berth-vm/berth/common
+
+go 1.26

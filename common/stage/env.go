@@ -1,0 +1,134 @@
+package stage
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+)
+
+// Var documents one environment variable a binary reads; -h lists them.
+type Var struct {
+	Name    string
+	Default string // shown in -h; empty means none
+	Help    string
+}
+
+// CommonVars are read by every stage (DESIGN.md, "Environment").
+var commonVars = []Var{
+	{Name: "VM_NAME", Default: "(the hostname)", Help: "name of the VM: names the pet disk, the MAC, the instance id"},
+	{Name: "BERTH_RUN_DIR", Default: "/run/berth", Help: "run volume shared by the pod's containers"},
+	{Name: "LOG_FORMAT", Default: "text", Help: "log format: text or json"},
+	{Name: "LOG_LEVEL", Default: "info", Help: "log level: debug, info, warn or error"},
+	{Name: "TERMINATION_LOG", Default: "/dev/termination-log", Help: "file the failure reason is written to, when writable"},
+}
+
+// CommonVars returns the variables every stage reads.
+func CommonVars() []Var { return append([]Var(nil), commonVars...) }
+
+// Env reads environment variables. Its zero value is not usable: use OSEnv or
+// MapEnv. Parsing methods return an *InputError naming the variable on bad input.
+type Env struct {
+	lookup func(string) (string, bool)
+}
+
+// OSEnv reads the process environment.
+func OSEnv() Env { return Env{lookup: os.LookupEnv} }
+
+// MapEnv reads from a map; for tests and for callers that build an environment.
+func MapEnv(m map[string]string) Env {
+	return Env{lookup: func(k string) (string, bool) { v, ok := m[k]; return v, ok }}
+}
+
+// Lookup returns the raw value and whether it is set to something non-empty.
+func (e Env) Lookup(name string) (string, bool) {
+	v, ok := e.lookup(name)
+	if !ok || v == "" {
+		return "", false
+	}
+	return v, true
+}
+
+// String returns the value of name, or def when unset or empty.
+func (e Env) String(name, def string) string {
+	if v, ok := e.Lookup(name); ok {
+		return v
+	}
+	return def
+}
+
+// Bool parses true/false (also 1/0, yes/no); unset gives def.
+func (e Env) Bool(name string, def bool) (bool, error) {
+	v, ok := e.Lookup(name)
+	if !ok {
+		return def, nil
+	}
+	switch strings.ToLower(strings.TrimSpace(v)) {
+	case "true", "1", "yes", "on":
+		return true, nil
+	case "false", "0", "no", "off":
+		return false, nil
+	}
+	return false, BadInput(name, v, "must be true or false")
+}
+
+// Int parses a decimal integer within [min, max]; unset gives def.
+func (e Env) Int(name string, def, min, max int) (int, error) {
+	v, ok := e.Lookup(name)
+	if !ok {
+		return def, nil
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(v))
+	if err != nil || n < min || n > max {
+		return 0, BadInput(name, v, fmt.Sprintf("must be a whole number from %d to %d", min, max))
+	}
+	return n, nil
+}
+
+// OneOf returns the value if it is one of allowed (unset gives def).
+func (e Env) OneOf(name, def string, allowed ...string) (string, error) {
+	v, ok := e.Lookup(name)
+	if !ok {
+		return def, nil
+	}
+	for _, a := range allowed {
+		if v == a {
+			return v, nil
+		}
+	}
+	return "", BadInput(name, v, "must be one of "+strings.Join(allowed, ", "))
+}
+
+// VMName returns VM_NAME, defaulting to the hostname, checked to be usable as a
+// file name and a DNS label: 1-63 of [a-z0-9-], not starting or ending with '-'.
+func (e Env) VMName() (string, error) {
+	name, ok := e.Lookup("VM_NAME")
+	if !ok {
+		h, err := os.Hostname()
+		if err != nil {
+			return "", fmt.Errorf("VM_NAME unset and hostname unknown: %w", err)
+		}
+		name = h
+	}
+	if err := CheckVMName(name); err != nil {
+		return "", err
+	}
+	return name, nil
+}
+
+// CheckVMName checks a VM name is a DNS label (RFC 1123), as a pod hostname is.
+func CheckVMName(name string) error {
+	bad := BadInput("VM_NAME", name, "must be a DNS label: 1 to 63 of a-z, 0-9 and '-', not starting or ending with '-'")
+	if len(name) == 0 || len(name) > 63 || name[0] == '-' || name[len(name)-1] == '-' {
+		return bad
+	}
+	for _, c := range name {
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+			return bad
+		}
+	}
+	return nil
+}
+
+// RunDir returns BERTH_RUN_DIR (default /run/berth).
+func (e Env) RunDir() string { return e.String("BERTH_RUN_DIR", "/run/berth") }

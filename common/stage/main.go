@@ -1,0 +1,143 @@
+package stage
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+)
+
+// Spec describes a binary: its name, what it does, its variables and flags.
+type Spec struct {
+	Name    string
+	Summary string // one paragraph for -h
+	Vars    []Var  // the binary's own variables; the common ones are added
+	// Check adds a --check flag: verify the live state, change nothing.
+	Check bool
+	// Flags registers extra flags on the binary's flag set.
+	Flags func(*flag.FlagSet)
+}
+
+// Run is what a binary does once flags, environment and logging are wired.
+type Run struct {
+	Ctx    context.Context // cancelled on SIGTERM/SIGINT
+	Log    *slog.Logger
+	Env    Env
+	DryRun bool // print the plan, change nothing
+	Check  bool // verify the live state, change nothing
+	Args   []string
+	Stdout io.Writer
+}
+
+// Main parses flags and environment, sets up logging and signals, calls run and
+// exits with the contract's code. It never returns.
+func Main(spec Spec, run func(Run) error) {
+	os.Exit(MainArgs(spec, os.Args[1:], OSEnv(), os.Stdout, os.Stderr, run))
+}
+
+// MainArgs is Main without the exit, for tests.
+func MainArgs(spec Spec, args []string, env Env, stdout, stderr io.Writer, run func(Run) error) int {
+	fs := flag.NewFlagSet(spec.Name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	dry := fs.Bool("dry-run", false, "print what would be done and change nothing")
+	var check *bool
+	if spec.Check {
+		check = fs.Bool("check", false, "exit 0 only if the live state matches the plan; change nothing")
+	}
+	if spec.Flags != nil {
+		spec.Flags(fs)
+	}
+	fs.Usage = func() { Usage(stderr, spec, fs) }
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			Usage(stdout, spec, fs)
+			return ExitOK
+		}
+		return ExitBadInput
+	}
+
+	logger, err := NewLogger(env, stderr)
+	if err != nil {
+		return fail(spec.Name, env, stderr, err)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+
+	r := Run{Ctx: ctx, Log: logger, Env: env, DryRun: *dry, Args: fs.Args(), Stdout: stdout}
+	if check != nil {
+		r.Check = *check
+	}
+	if err := run(r); err != nil {
+		return fail(spec.Name, env, stderr, err)
+	}
+	return ExitOK
+}
+
+// fail prints one line, writes the termination log and returns the exit code.
+func fail(name string, env Env, stderr io.Writer, err error) int {
+	msg := strings.ReplaceAll(err.Error(), "\n", " ")
+	kind := "error"
+	if IsBadInput(err) {
+		kind = "bad input"
+	}
+	fmt.Fprintf(stderr, "%s: %s: %s\n", name, kind, msg)
+	WriteTerminationLog(env.String("TERMINATION_LOG", "/dev/termination-log"), fmt.Sprintf("%s: %s: %s", name, kind, msg))
+	return ExitCode(err)
+}
+
+// WriteTerminationLog writes msg to path when the file exists or can be made
+// (Kubernetes mounts /dev/termination-log); errors are ignored on purpose: the
+// reason was already printed to stderr.
+func WriteTerminationLog(path, msg string) {
+	if path == "" {
+		return
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	_, _ = io.WriteString(f, msg+"\n")
+}
+
+// NewLogger builds the slog logger from LOG_FORMAT and LOG_LEVEL.
+func NewLogger(env Env, w io.Writer) (*slog.Logger, error) {
+	format, err := env.OneOf("LOG_FORMAT", "text", "text", "json")
+	if err != nil {
+		return nil, err
+	}
+	levelName, err := env.OneOf("LOG_LEVEL", "info", "debug", "info", "warn", "error")
+	if err != nil {
+		return nil, err
+	}
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(levelName))
+	opts := &slog.HandlerOptions{Level: level}
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return slog.New(slog.NewTextHandler(w, opts)), nil
+}
+
+// Usage prints the help: summary, flags and the environment variables.
+func Usage(w io.Writer, spec Spec, fs *flag.FlagSet) {
+	fmt.Fprintf(w, "Usage: %s [flags]\n\n%s\n\nFlags:\n", spec.Name, spec.Summary)
+	fs.VisitAll(func(f *flag.Flag) {
+		fmt.Fprintf(w, "  --%-18s %s\n", f.Name, f.Usage)
+	})
+	fmt.Fprintf(w, "\nEnvironment:\n")
+	for _, v := range append(append([]Var(nil), spec.Vars...), commonVars...) {
+		def := ""
+		if v.Default != "" {
+			def = " (default " + v.Default + ")"
+		}
+		fmt.Fprintf(w, "  %-20s %s%s\n", v.Name, v.Help, def)
+	}
+	fmt.Fprintf(w, "\nExit codes: 0 done, 1 failure (retryable), 2 bad input.\n")
+}

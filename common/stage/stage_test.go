@@ -1,0 +1,112 @@
+package stage
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestExitCode(t *testing.T) {
+	tests := []struct {
+		err  error
+		want int
+	}{
+		{nil, 0},
+		{errors.New("boom"), 1},
+		{BadInput("VM_IP", "x", "must be IPv4"), 2},
+		{fmt.Errorf("plan: %w", BadInput("VM_IP", "x", "must be IPv4")), 2},
+	}
+	for _, tt := range tests {
+		if got := ExitCode(tt.err); got != tt.want {
+			t.Errorf("ExitCode(%v) = %d, want %d", tt.err, got, tt.want)
+		}
+	}
+}
+
+func TestEnvParsing(t *testing.T) {
+	env := MapEnv(map[string]string{"B": "yes", "BADB": "maybe", "N": "4", "BADN": "4x", "BIG": "99", "E": ""})
+	if b, err := env.Bool("B", false); err != nil || !b {
+		t.Errorf("Bool(B) = %v, %v", b, err)
+	}
+	if _, err := env.Bool("BADB", false); !IsBadInput(err) || !strings.Contains(err.Error(), "BADB") {
+		t.Errorf("Bool(BADB) err = %v, want bad input naming BADB", err)
+	}
+	if b, err := env.Bool("E", true); err != nil || !b {
+		t.Errorf("empty var must take the default, got %v, %v", b, err)
+	}
+	if n, err := env.Int("N", 1, 1, 8); err != nil || n != 4 {
+		t.Errorf("Int(N) = %d, %v", n, err)
+	}
+	for _, name := range []string{"BADN", "BIG"} {
+		if _, err := env.Int(name, 1, 1, 8); !IsBadInput(err) {
+			t.Errorf("Int(%s) err = %v, want bad input", name, err)
+		}
+	}
+	if _, err := env.OneOf("B", "a", "a", "b"); !IsBadInput(err) {
+		t.Errorf("OneOf accepted a value outside the list")
+	}
+}
+
+func TestCheckVMName(t *testing.T) {
+	for _, ok := range []string{"vm", "vm-0", "a", strings.Repeat("a", 63)} {
+		if err := CheckVMName(ok); err != nil {
+			t.Errorf("CheckVMName(%q) = %v", ok, err)
+		}
+	}
+	// bad inputs tried: empty, too long, uppercase, path separators, dots, leading/trailing dash, spaces
+	for _, bad := range []string{"", strings.Repeat("a", 64), "VM", "a/b", "..", "a.b", "-a", "a-", "a b"} {
+		if err := CheckVMName(bad); !IsBadInput(err) {
+			t.Errorf("CheckVMName(%q) = %v, want bad input", bad, err)
+		}
+	}
+}
+
+func TestMainArgsExitCodesAndTerminationLog(t *testing.T) {
+	dir := t.TempDir()
+	tlog := filepath.Join(dir, "termination-log")
+	env := MapEnv(map[string]string{"TERMINATION_LOG": tlog})
+	spec := Spec{Name: "x", Summary: "test", Vars: []Var{{Name: "FOO", Help: "foo"}}}
+
+	var out, errb bytes.Buffer
+	code := MainArgs(spec, nil, env, &out, &errb, func(Run) error { return BadInput("FOO", "bar", "must be baz") })
+	if code != 2 {
+		t.Fatalf("bad input exit = %d, want 2", code)
+	}
+	if got := strings.Count(errb.String(), "\n"); got != 1 {
+		t.Errorf("want exactly one line on stderr, got %q", errb.String())
+	}
+	b, _ := os.ReadFile(tlog)
+	if !strings.Contains(string(b), `FOO="bar": must be baz`) {
+		t.Errorf("termination log = %q", b)
+	}
+
+	out.Reset()
+	if code := MainArgs(spec, []string{"-h"}, env, &out, &errb, nil); code != 0 {
+		t.Fatalf("-h exit = %d", code)
+	}
+	for _, want := range []string{"FOO", "VM_NAME", "BERTH_RUN_DIR", "--dry-run", "LOG_FORMAT"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("-h output lacks %s:\n%s", want, out.String())
+		}
+	}
+
+	if code := MainArgs(spec, nil, env, &out, &errb, func(Run) error { return errors.New("boom") }); code != 1 {
+		t.Errorf("failure exit = %d, want 1", code)
+	}
+	if code := MainArgs(spec, []string{"--nope"}, env, &out, &errb, func(Run) error { return nil }); code != 2 {
+		t.Errorf("unknown flag exit = %d, want 2", code)
+	}
+	bad := MapEnv(map[string]string{"LOG_FORMAT": "xml", "TERMINATION_LOG": tlog})
+	if code := MainArgs(spec, nil, bad, &out, &errb, func(Run) error { return nil }); code != 2 {
+		t.Errorf("LOG_FORMAT=xml exit = %d, want 2", code)
+	}
+	var dry bool
+	MainArgs(spec, []string{"--dry-run"}, env, &out, &errb, func(r Run) error { dry = r.DryRun; return nil })
+	if !dry {
+		t.Errorf("--dry-run not passed to run")
+	}
+}
