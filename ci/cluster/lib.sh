@@ -1,0 +1,43 @@
+# shellcheck shell=bash
+# Shared by ci/cluster/up, down, demo.sh and ci/e2e: where the single-node cluster lives.
+# The "node" is a network namespace of its own (berth-node) joined to the machine by a veth
+# (host 10.222.0.1 <-> node 10.222.0.2); every cluster process runs in it (nsenter --net, same
+# mount namespace), so the pod network, kube-proxy's and the CNI's iptables rules never touch the
+# machine's own network. The machine reaches pods through a route to 10.244.0.0/16 via the node.
+
+K8S_VERSION=${K8S_VERSION:-v1.37.2}
+CLUSTER_DIR=${BERTH_CLUSTER_DIR:-/var/lib/berth-cluster}
+CLUSTER_RUN=/run/berth-cluster
+NODE_NS=berth-node
+HOST_IF=berth-node0
+HOST_IP=10.222.0.1
+NODE_IP=10.222.0.2
+POD_NET=10.244.0.0/16
+SERVICE_CIDR=10.96.0.0/24
+CLUSTER_DNS=10.96.0.10
+CONTAINERD_SOCK=$CLUSTER_RUN/containerd/containerd.sock
+KUBECONFIG_ADMIN=$CLUSTER_DIR/pki/admin.kubeconfig
+K8S_BIN=/var/cache/berth/k8s/$K8S_VERSION/bin
+PAUSE_IMAGE=localhost/berth/pause:0.1.0
+
+clog() { printf '%s %s: %s\n' "$(date -u +%H:%M:%S)" "${0##*/}" "$*" >&2; }
+die() { clog "ERROR: $*"; exit 1; }
+
+# innode CMD...: run CMD inside the node's network namespace (mounts stay the machine's).
+innode() { nsenter --net="/var/run/netns/$NODE_NS" "$@"; }
+kc() { "$K8S_BIN/kubectl" --kubeconfig "$KUBECONFIG_ADMIN" "$@"; }
+ctrn() { ctr --address "$CONTAINERD_SOCK" -n k8s.io "$@"; }
+
+# wait_for SECONDS WHAT CMD...: poll CMD every second until it succeeds or SECONDS pass.
+wait_for() {
+	local limit=$1 what=$2 start=$SECONDS
+	shift 2
+	until "$@" >/dev/null 2>&1; do
+		if ((SECONDS - start >= limit)); then
+			clog "timed out after ${limit}s waiting for $what"
+			return 1
+		fi
+		sleep 1
+	done
+	clog "$what after $((SECONDS - start))s"
+}

@@ -1,0 +1,3 @@
+module github.com/berth-vm/berth/ci/cluster/pause
+
+go 1.26
