@@ -1,0 +1,262 @@
+#!/usr/bin/env bash
+# ci/e2e/cluster-test.sh: Berth end to end on a real single-node Kubernetes (ci/cluster/up), for each
+# CNI setup in E2E_CNIS (default "bridge calico-like"): helm install the chart with one VM booting
+# the test guest, which image-fetch downloads from an HTTP server pod in the cluster; then:
+#   pod Ready; SSH from the node to the pod IP with the key from the values; hostname = the VM's
+#   name; the user-data marker; resolv.conf search domains = the pod's; the guest console in
+#   `kubectl logs -c vm`; `kubectl port-forward` 5900 answers RFB; TCP 5900 on the pod IP does not
+#   reach the guest; a file survives `kubectl delete pod` with a clean ACPI power-off in the console
+#   and no second download; `helm upgrade` changing memory restarts the VM with the new memory and
+#   the same disk; a second VM in the release gets its own pod IP and disk and shares the base
+#   image; `helm test`; `helm uninstall` keeps the PVCs.
+# Every wait is bounded; phase timings go to stderr and out/e2e/timings.tsv; the trap always
+# uninstalls, deletes the namespace and takes the cluster down (KEEP_CLUSTER=1 keeps it up).
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+# shellcheck source=../cluster/lib.sh
+. "$repo/ci/cluster/lib.sh"
+
+E2E_CNIS=${E2E_CNIS:-bridge calico-like}
+BOOT_TIMEOUT=${BOOT_TIMEOUT:-480} # one TCG boot with image download; 35-60 s when the machine is idle
+NS=berth-e2e
+REL=e2e
+MARKER=berth-e2e-$RANDOM$RANDOM
+OUT=$repo/out/e2e
+mkdir -p "$OUT"
+work=$(mktemp -d /tmp/berth-e2e.XXXXXX)
+: >"$OUT/timings.tsv"
+pf_pid=""
+
+fail() {
+	clog "FAIL: $*"
+	{
+		kc -n "$NS" get pods -o wide
+		for p in $(kc -n "$NS" get pods -o name 2>/dev/null); do
+			kc -n "$NS" describe "$p" | tail -25
+			kc -n "$NS" logs "$p" --all-containers --tail=30 --prefix 2>/dev/null
+		done
+	} >&2 2>/dev/null || true
+	exit 1
+}
+phase_start=$SECONDS
+phase() { # phase NAME: end the running phase under NAME
+	printf '%s\t%s\t%s\n' "${CNI:-}" "$1" "$((SECONDS - phase_start))" >>"$OUT/timings.tsv"
+	clog "phase ${CNI:-setup}/$1: $((SECONDS - phase_start))s"
+	phase_start=$SECONDS
+}
+cleanup() {
+	local rc=$?
+	[ -n "$pf_pid" ] && kill "$pf_pid" 2>/dev/null
+	if [ -S "$CONTAINERD_SOCK" ] && [ "${KEEP_CLUSTER:-0}" != 1 ]; then
+		"$repo/ci/cluster/down" >/dev/null 2>&1 || clog "cluster down failed"
+	fi
+	rm -rf "$work"
+	[ "$rc" = 0 ] && clog "PASS" || clog "FAILED (exit $rc)"
+	exit "$rc"
+}
+trap cleanup EXIT
+
+# --- what the test needs: helm, the images, the test guest, the helper image --------------------
+[ -f "$repo/chart/Chart.yaml" ] || fail "chart/Chart.yaml missing: the chart has not landed"
+[ -x "$repo/ci/tools/helm.sh" ] || fail "ci/tools/helm.sh missing: the helm builder has not landed"
+HELM=$("$repo/ci/tools/helm.sh" | tail -1)
+helm() { timeout 300 "$HELM" --kubeconfig "$KUBECONFIG_ADMIN" "$@"; }
+GUEST=$("$repo/ci/testguest/build.sh" | tail -1)
+[ -f "$GUEST" ] || fail "test guest: ci/testguest/build.sh printed '$GUEST', not a file"
+if [ "${E2E_SKIP_IMAGES:-0}" != 1 ]; then
+	make -C "$repo" --no-print-directory images >"$OUT/make-images.log" 2>&1 || fail "make images (log: $OUT/make-images.log)"
+fi
+compgen -G "$repo/out/images/*.oci.tar" >/dev/null || fail "no out/images/*.oci.tar: make images exported nothing"
+ssh-keygen -q -t ed25519 -N '' -C berth-e2e -f "$work/id" </dev/null
+phase prerequisites
+
+ssh_vm() { # ssh_vm IP CMD: SSH from the node (its network namespace) as the test guest's user
+	innode timeout 60 ssh -i "$work/id" -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null \
+		-o ConnectTimeout=5 -o LogLevel=ERROR "debian@$1" "$2"
+}
+vm_pod() { # vm_pod VM: the name of the pod running VM (it runs in container "vm" with VM_NAME, or is <...>VM-0)
+	kc -n "$NS" get pods -o json | jq -r --arg vm "$1" '.items[]
+		| select(.metadata.deletionTimestamp == null)
+		| select(([.spec.containers[] | select(.name == "vm") | .env[]? | select(.name == "VM_NAME") | .value] | index($vm))
+			or (.metadata.name | test("(^|-)" + $vm + "-0$")))
+		| .metadata.name' | head -1
+}
+vm_name() { # vm_name POD: the VM_NAME the pod's vm container runs with (default: the pod's hostname)
+	local n
+	n=$(kc -n "$NS" get pod "$1" -o json | jq -r '[.spec.containers[] | select(.name == "vm") | .env[]? | select(.name == "VM_NAME") | .value][0] // empty')
+	echo "${n:-$1}"
+}
+pod_ip() { kc -n "$NS" get pod "$1" -o jsonpath='{.status.podIP}'; }
+wait_vm_ready() { # wait_vm_ready VM [OLD_UID]: a pod of VM (not OLD_UID) Ready and SSH answering
+	local vm=$1 old=${2:-} start=$SECONDS pod=""
+	while ((SECONDS - start < BOOT_TIMEOUT)); do
+		pod=$(vm_pod "$vm")
+		if [ -n "$pod" ] && [ "$(kc -n "$NS" get pod "$pod" -o jsonpath='{.metadata.uid}')" != "$old" ] &&
+			[ "$(kc -n "$NS" get pod "$pod" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}')" = True ]; then
+			break
+		fi
+		if ((((SECONDS - start) % 15) == 0)); then
+			clog "waiting for $vm: $(kc -n "$NS" get pods --no-headers 2>/dev/null | tr '\n' ';')"
+		fi
+		sleep 1
+		pod=""
+	done
+	[ -n "$pod" ] || fail "$vm: no Ready pod within ${BOOT_TIMEOUT}s"
+	local ip
+	ip=$(pod_ip "$pod")
+	wait_for 120 "$vm: SSH at $ip" ssh_vm "$ip" true || fail "$vm: pod $pod Ready but SSH at $ip does not answer"
+	echo "$pod"
+}
+image_gets() { # how many times the HTTP server pod served the guest image (GET)
+	kc -n "$NS" logs fileserver 2>/dev/null | grep -c "method=GET path=/$(basename "$GUEST")" || true
+}
+
+run_cni() {
+	export CNI=$1
+	"$repo/ci/cluster/up" >/dev/null || fail "ci/cluster/up with CNI=$CNI"
+	toolbox=$("$here/toolbox-image.sh" | tail -1)
+	phase cluster-up
+
+	kc create namespace "$NS" >/dev/null
+	wait_for 30 "service account in $NS" kc -n "$NS" get serviceaccount default || fail "no default service account"
+	# The HTTP server pod: serves the test guest's directory (hostPath, read-only) on 8080.
+	kc -n "$NS" apply -f - >/dev/null <<YAML
+apiVersion: v1
+kind: Pod
+metadata: {name: fileserver, labels: {app: fileserver}}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: http
+    image: $toolbox
+    imagePullPolicy: Never
+    command: [/bin/fileserver, -listen, ":8080", -dir, /srv]
+    readinessProbe: {tcpSocket: {port: 8080}, periodSeconds: 1}
+    securityContext: {runAsUser: 65534, runAsNonRoot: true, allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: {drop: [ALL]}}
+    volumeMounts: [{name: guest, mountPath: /srv, readOnly: true}]
+  volumes: [{name: guest, hostPath: {path: $(dirname "$GUEST"), type: Directory}}]
+YAML
+	kc -n "$NS" wait --for=condition=Ready pod/fileserver --timeout=60s >/dev/null || fail "fileserver pod not Ready"
+	local fs_ip url
+	fs_ip=$(pod_ip fileserver)
+	url="http://$fs_ip:8080/$(basename "$GUEST")"
+	sed -e "s|@IMG_URL@|$url|" -e "s|@IMG_TARGET@|berth-testguest.qcow2|" -e "s|@MARKER@|$MARKER|" \
+		-e "s|@SSH_PUBKEY@|$(cat "$work/id.pub")|" "$here/values.yaml.in" >"$work/values.yaml"
+	phase fileserver
+
+	# 1. install, boot, SSH.
+	helm install "$REL" "$repo/chart" -n "$NS" -f "$work/values.yaml" >"$OUT/helm-install-$CNI.txt" || fail "helm install"
+	local pod ip
+	pod=$(wait_vm_ready vm1)
+	ip=$(pod_ip "$pod")
+	phase boot-vm1
+	clog "vm1 runs in pod $pod at $ip"
+	case $CNI in
+	calico-like) kc -n "$NS" get pod "$pod" -o jsonpath='{.status.podIP}' | grep -q '^10\.244\.1\.' || fail "calico-like pod IP $ip not in 10.244.1.0/24" ;;
+	bridge) grep -q '^10\.244\.0\.' <<<"$ip" || fail "bridge pod IP $ip not in 10.244.0.0/24" ;;
+	esac
+	local vmname got
+	vmname=$(vm_name "$pod")
+	got=$(ssh_vm "$ip" hostname) || fail "ssh hostname"
+	[ "$got" = "$vmname" ] || fail "hostname: guest says '$got', the VM is '$vmname'"
+	ssh_vm "$ip" 'timeout 120 cloud-init status --wait >/dev/null; cat /var/tmp/berth-e2e-marker' | grep -qx "$MARKER" ||
+		fail "user-data marker $MARKER not in the guest's /var/tmp/berth-e2e-marker"
+	local podsearch guestsearch
+	podsearch=$(kc -n "$NS" exec "$pod" -c vm -- cat /etc/resolv.conf 2>/dev/null | awk '$1 == "search" { $1 = ""; print substr($0, 2) }')
+	[ -n "$podsearch" ] || podsearch="$NS.svc.cluster.local svc.cluster.local cluster.local"
+	guestsearch=$(ssh_vm "$ip" cat /etc/resolv.conf | awk '$1 == "search" { $1 = ""; print substr($0, 2) }')
+	[ "$guestsearch" = "$podsearch" ] || fail "guest search domains '$guestsearch', the pod's '$podsearch'"
+	grep -q "^$NS.svc.cluster.local " <<<"$guestsearch " || fail "guest search domains '$guestsearch' lack $NS.svc.cluster.local"
+	phase guest-checks
+
+	# 2. console, VNC through port-forward, and not on the pod IP.
+	kc -n "$NS" logs "$pod" -c vm >"$work/console1.txt"
+	grep -qE 'Linux version|login:|Debian GNU/Linux|cloud-init' "$work/console1.txt" ||
+		fail "kubectl logs -c vm shows no guest console output"
+	local port=$((20000 + RANDOM % 20000)) banner
+	kc -n "$NS" port-forward "pod/$pod" "$port:5900" >"$work/pf.log" 2>&1 &
+	pf_pid=$!
+	wait_for 20 "port-forward on $port" bash -c "exec 3<>/dev/tcp/127.0.0.1/$port" || fail "port-forward did not listen"
+	banner=$(timeout 10 bash -c "exec 3<>/dev/tcp/127.0.0.1/$port; head -c 12 <&3" | tr -d '\n' || true)
+	kill "$pf_pid" 2>/dev/null; wait "$pf_pid" 2>/dev/null || true; pf_pid=""
+	[[ $banner == RFB\ 00?.00? ]] || fail "port-forward to 5900: expected an RFB banner, got '$banner'"
+	banner=$(innode timeout 5 bash -c "exec 3<>/dev/tcp/$ip/5900 && head -c 12 <&3" 2>/dev/null || true)
+	[[ $banner != RFB* ]] || fail "TCP 5900 on the pod IP reached a VNC server"
+	if ssh_vm "$ip" 'command -v ss >/dev/null && ss -Htln "sport = :5900" | grep -q .'; then
+		fail "the guest listens on 5900: the negative check would prove nothing"
+	fi
+	phase console-vnc
+
+	# 3. a file survives kubectl delete pod; clean ACPI shutdown; no second download.
+	local gets uid
+	gets=$(image_gets)
+	[ "$gets" -ge 1 ] || fail "the HTTP server pod served no GET of the image: image-fetch did not download from it"
+	ssh_vm "$ip" "echo $MARKER-persist | sudo tee /var/tmp/persist >/dev/null && sync" || fail "write a file in the guest"
+	uid=$(kc -n "$NS" get pod "$pod" -o jsonpath='{.metadata.uid}')
+	kc -n "$NS" logs -f "$pod" -c vm --since=1s >"$work/console-shutdown.txt" 2>/dev/null &
+	local logs_pid=$!
+	kc -n "$NS" delete pod "$pod" --wait=true --timeout=180s >/dev/null || fail "kubectl delete pod $pod"
+	kill "$logs_pid" 2>/dev/null; wait "$logs_pid" 2>/dev/null || true
+	grep -qE 'reboot: Power down|System is powered off|Power-Off|powering off' "$work/console-shutdown.txt" ||
+		fail "no clean ACPI shutdown in the console before the pod went (see $work/console-shutdown.txt)"
+	phase delete-pod
+	pod=$(wait_vm_ready vm1 "$uid")
+	ip=$(pod_ip "$pod")
+	ssh_vm "$ip" cat /var/tmp/persist | grep -qx "$MARKER-persist" || fail "the file did not survive kubectl delete pod"
+	[ "$(image_gets)" = "$gets" ] || fail "the image was downloaded again after the pod was recreated ($gets -> $(image_gets) GETs)"
+	phase reboot-vm1
+
+	# 4. helm upgrade changing memory: restarted with the new memory, same disk.
+	uid=$(kc -n "$NS" get pod "$pod" -o jsonpath='{.metadata.uid}')
+	helm upgrade "$REL" "$repo/chart" -n "$NS" -f "$work/values.yaml" --set vms.vm1.memory=1536Mi >/dev/null || fail "helm upgrade"
+	pod=$(wait_vm_ready vm1 "$uid")
+	ip=$(pod_ip "$pod")
+	local memkb
+	memkb=$(ssh_vm "$ip" "awk '/MemTotal/ { print \$2 }' /proc/meminfo")
+	((memkb > 1300 * 1024 && memkb <= 1536 * 1024)) || fail "after helm upgrade the guest has MemTotal ${memkb} kB, expected 1536 MiB"
+	ssh_vm "$ip" cat /var/tmp/persist | grep -qx "$MARKER-persist" || fail "the disk changed across helm upgrade"
+	phase upgrade-memory
+
+	# 5. a second VM in the same release: own pod IP, own disk, the same downloaded base image.
+	cat >"$work/values2.yaml" <<YAML
+vms:
+  vm2:
+$(sed -n '/^  vm1:$/,$p' "$work/values.yaml" | tail -n +2)
+YAML
+	helm upgrade "$REL" "$repo/chart" -n "$NS" -f "$work/values.yaml" -f "$work/values2.yaml" --set vms.vm1.memory=1536Mi >/dev/null ||
+		fail "helm upgrade adding vm2"
+	local pod2 ip2
+	pod2=$(wait_vm_ready vm2)
+	ip2=$(pod_ip "$pod2")
+	[ "$ip2" != "$ip" ] || fail "vm2 has vm1's pod IP $ip"
+	[ "$(ssh_vm "$ip2" hostname)" = "$(vm_name "$pod2")" ] || fail "vm2 hostname"
+	ssh_vm "$ip2" 'test ! -e /var/tmp/persist' || fail "vm2 sees vm1's file: the disks are shared"
+	local pvc1 pvc2
+	pvc1=$(kc -n "$NS" get pod "$pod" -o json | jq -r '[.spec.volumes[] | .persistentVolumeClaim.claimName // empty][0]')
+	pvc2=$(kc -n "$NS" get pod "$pod2" -o json | jq -r '[.spec.volumes[] | .persistentVolumeClaim.claimName // empty][0]')
+	[ -n "$pvc1" ] && [ -n "$pvc2" ] && [ "$pvc1" != "$pvc2" ] || fail "PVCs: vm1 '$pvc1', vm2 '$pvc2'"
+	[ "$(image_gets)" = "$gets" ] || fail "vm2 downloaded the base image again ($gets -> $(image_gets) GETs)"
+	phase second-vm
+
+	# 6. helm test; helm uninstall keeps the PVCs.
+	helm test "$REL" -n "$NS" --timeout 180s >"$OUT/helm-test-$CNI.txt" 2>&1 || fail "helm test (see $OUT/helm-test-$CNI.txt)"
+	phase helm-test
+	helm uninstall "$REL" -n "$NS" --wait --timeout 240s >/dev/null || fail "helm uninstall"
+	wait_for 120 "VM pods gone" bash -c "[ -z \"\$($K8S_BIN/kubectl --kubeconfig $KUBECONFIG_ADMIN -n $NS get pods -o name | grep -v fileserver)\" ]" ||
+		fail "pods left after helm uninstall"
+	kc -n "$NS" get pvc "$pvc1" "$pvc2" >/dev/null || fail "helm uninstall removed a PVC"
+	[ -z "$(kc -n "$NS" get statefulsets,configmaps,serviceaccounts -l "app.kubernetes.io/instance=$REL" -o name)" ] ||
+		fail "helm uninstall left objects of the release"
+	phase uninstall
+
+	kc delete namespace "$NS" --wait=true --timeout=120s >/dev/null || true
+	"$repo/ci/cluster/down" >/dev/null
+	phase cluster-down
+	clog "CNI=$CNI: all checks passed"
+}
+
+for c in $E2E_CNIS; do
+	case $c in bridge | calico-like) ;; *) fail "E2E_CNIS: '$c' is not one of bridge, calico-like" ;; esac
+	run_cni "$c"
+done
