@@ -28,6 +28,10 @@ innode() { nsenter --net="/var/run/netns/$NODE_NS" "$@"; }
 kc() { "$K8S_BIN/kubectl" --kubeconfig "$KUBECONFIG_ADMIN" "$@"; }
 ctrn() { ctr --address "$CONTAINERD_SOCK" -n k8s.io "$@"; }
 
+# ours PID: PID is alive and is one of ours (its command line names our state directory), so a
+# recorded pid that the kernel reused for something else is never signalled.
+ours() { [ -r "/proc/$1/cmdline" ] && tr '\0' ' ' <"/proc/$1/cmdline" | grep -qF -- "$CLUSTER_DIR"; }
+
 # wait_for SECONDS WHAT CMD...: poll CMD every second until it succeeds or SECONDS pass.
 wait_for() {
 	local limit=$1 what=$2 start=$SECONDS

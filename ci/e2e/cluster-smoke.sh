@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# ci/e2e/cluster-smoke.sh: for each CNI setup in E2E_CNIS (default "bridge calico-like"): bring the
+# cluster up from nothing, run ci/e2e/smoke.sh, take it down and check nothing of it is left.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+# shellcheck source=../cluster/lib.sh
+. "$repo/ci/cluster/lib.sh"
+trap '"$repo/ci/cluster/down" >/dev/null 2>&1' EXIT
+for cni in ${E2E_CNIS:-bridge calico-like}; do
+	t=$SECONDS
+	CNI=$cni "$repo/ci/cluster/up" >/dev/null
+	clog "CNI=$cni: up in $((SECONDS - t))s"
+	"$here/smoke.sh"
+	CNI=$cni "$repo/ci/cluster/up" >/dev/null # idempotent: a second up changes nothing
+	"$repo/ci/cluster/down" >/dev/null
+	left=$(
+		ip netns list | grep -w "$NODE_NS" || true
+		ip link show "$HOST_IF" 2>/dev/null || true
+		grep -F "$CLUSTER_DIR/" /proc/self/mounts || true
+		for f in /proc/[0-9]*/cmdline; do tr '\0' ' ' <"$f" 2>/dev/null | grep -F -- "$CLUSTER_DIR" || true; done
+	)
+	[ -z "$left" ] || { clog "FAIL: left after down: $left"; exit 1; }
+	clog "CNI=$cni: smoke passed, down left nothing ($((SECONDS - t))s)"
+done
