@@ -18,17 +18,21 @@ DEMO_DIR=$CLUSTER_DIR/demo
 BOOT_TIMEOUT=${BOOT_TIMEOUT:-600}
 t0=$SECONDS
 
+# kubectl: the cluster's own build, else one on PATH, else build it (ci/cluster/build-k8s.sh).
+if [ -x "$K8S_BIN/kubectl" ]; then KUBECTL=$K8S_BIN/kubectl
+elif command -v kubectl >/dev/null; then KUBECTL=$(command -v kubectl)
+else KUBECTL=$("$here/build-k8s.sh" | tail -1)/kubectl; fi
 external() { [ -n "${KUBECONFIG:-}" ] && [ "$KUBECONFIG" != "$KUBECONFIG_ADMIN" ] &&
-	timeout 10 "$K8S_BIN/kubectl" --kubeconfig "$KUBECONFIG" get --raw /readyz >/dev/null 2>&1; }
+	timeout 10 "$KUBECTL" --kubeconfig "$KUBECONFIG" get --raw /readyz >/dev/null 2>&1; }
 KCFG=$KUBECONFIG_ADMIN
-k() { "$K8S_BIN/kubectl" --kubeconfig "$KCFG" -n "$NS" "$@"; }
+k() { "$KUBECTL" --kubeconfig "$KCFG" -n "$NS" "$@"; }
 
 if [ "${1:-up}" = down ]; then
 	if external; then KCFG=$KUBECONFIG; fi
-	if [ -f "$KCFG" ] && timeout 10 "$K8S_BIN/kubectl" --kubeconfig "$KCFG" get --raw /readyz >/dev/null 2>&1; then
+	if [ -f "$KCFG" ] && timeout 10 "$KUBECTL" --kubeconfig "$KCFG" get --raw /readyz >/dev/null 2>&1; then
 		HELM=$("$repo/ci/tools/helm.sh" | tail -1)
 		timeout 300 "$HELM" --kubeconfig "$KCFG" -n "$NS" uninstall "$REL" --wait >/dev/null 2>&1 || true
-		timeout 120 "$K8S_BIN/kubectl" --kubeconfig "$KCFG" delete namespace "$NS" --wait=true >/dev/null 2>&1 || true
+		timeout 120 "$KUBECTL" --kubeconfig "$KCFG" delete namespace "$NS" --wait=true >/dev/null 2>&1 || true
 	fi
 	if [ "$KCFG" = "$KUBECONFIG_ADMIN" ]; then "$here/down"; fi
 	clog "demo down"
@@ -50,7 +54,7 @@ done
 if external; then
 	KCFG=$KUBECONFIG
 	clog "installing into the cluster of KUBECONFIG=$KUBECONFIG"
-	"$K8S_BIN/kubectl" --kubeconfig "$KCFG" create namespace "$NS" >/dev/null 2>&1 || true
+	"$KUBECTL" --kubeconfig "$KCFG" create namespace "$NS" >/dev/null 2>&1 || true
 else
 	clog "no reachable KUBECONFIG: a single-node cluster on this machine (ci/cluster/up)"
 	"$here/up" >/dev/null
@@ -115,7 +119,7 @@ if [ "$KCFG" = "$KUBECONFIG_ADMIN" ]; then
 	clog "SSH once: $(ssh $sshopts -o BatchMode=yes -o LogLevel=ERROR "debian@$first_ip" 'echo "$(hostname): $(uname -sr), up $(cut -d. -f1 /proc/uptime)s"')"
 fi
 kcmd="kubectl"
-[ "$KCFG" = "$KUBECONFIG_ADMIN" ] && kcmd="$K8S_BIN/kubectl --kubeconfig $KCFG"
+[ "$KCFG" = "$KUBECONFIG_ADMIN" ] && kcmd="$KUBECTL --kubeconfig $KCFG"
 echo
 echo "Berth demo ready in $((SECONDS - t0))s (namespace $NS, release $REL)."
 while read -r pod ip; do
