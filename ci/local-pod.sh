@@ -79,6 +79,7 @@ new_state() {
   local id
   id=$(od -An -N3 -tx1 /dev/urandom | tr -d ' \n')
   WORK=$(mktemp -d /var/tmp/berth-local-pod.XXXXXX)
+  chmod 755 "$WORK" # the stages that run as VM_UID reach their dirs through it
   NODE_NS=lpnode-$id
   POD_NS=lppod-$id
   RUN_DIR=$WORK/run
@@ -173,7 +174,7 @@ image_gets() { grep -c 'GET /testguest.qcow2' "$WORK/http.log" || true; }
 
 # ---------------------------------------------------------------- the pod's stages
 
-as_vm_uid() { setpriv --reuid="$VM_UID" --regid="$VM_UID" --clear-groups "$@"; }
+AS_VM=(setpriv --reuid="$VM_UID" --regid="$VM_UID" --clear-groups)
 
 stage_net_setup() {
   in_pod env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin VM_NAME="$VM_NAME" BERTH_RUN_DIR="$RUN_DIR" \
@@ -182,14 +183,14 @@ stage_net_setup() {
 }
 
 stage_image_fetch() {
-  in_pod as_vm_uid env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin VM_NAME="$VM_NAME" BERTH_RUN_DIR="$RUN_DIR" \
+  in_pod "${AS_VM[@]}" env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin VM_NAME="$VM_NAME" BERTH_RUN_DIR="$RUN_DIR" \
     IMG_SOURCE="http://$NODE_IP:$HTTP_PORT/testguest.qcow2" IMAGE_DIR="$IMAGE_DIR" DISK_DIR="$DISK_DIR" \
     DISK_SIZE=4Gi \
     "$BIN/image-fetch" >>"$WORK/image-fetch.log" 2>&1 || { tail -20 "$WORK/image-fetch.log" >&2; fail "image-fetch failed"; }
 }
 
 stage_seed_iso() {
-  in_pod as_vm_uid env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin VM_NAME="$VM_NAME" BERTH_RUN_DIR="$RUN_DIR" \
+  in_pod "${AS_VM[@]}" env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin VM_NAME="$VM_NAME" BERTH_RUN_DIR="$RUN_DIR" \
     USERDATA="$WORK/config/user-data" METADATA="$WORK/config/meta-data" \
     SSH_AUTHORIZED_KEYS="$(cat "$WORK/id.pub")" \
     "$BIN/seed-iso" >>"$WORK/seed-iso.log" 2>&1 || { tail -20 "$WORK/seed-iso.log" >&2; fail "seed-iso failed"; }
@@ -216,8 +217,7 @@ vmm_env() {
 start_vmm() {
   local out=$1
   vmm_env
-  in_pod setsid setpriv --reuid="$VM_UID" --regid="$VM_UID" --clear-groups \
-    "${VMM_ENV[@]}" "$BIN/vmm" >"$out" 2>&1 </dev/null &
+  in_pod setsid "${AS_VM[@]}" "${VMM_ENV[@]}" "$BIN/vmm" >"$out" 2>&1 </dev/null &
   VMM_PID=$!
   echo "VMM_PID=$VMM_PID" >>"$WORK/state.env"
 }
@@ -312,7 +312,8 @@ assert_guest() {
   for n in "${NAMESERVERS[@]}"; do
     grep -qx "nameserver $n" <<<"$resolv" || fail "guest resolv.conf lacks nameserver $n: $resolv"
   done
-  grep -qx "search ${SEARCH[*]}" <<<"$resolv" || fail "guest resolv.conf lacks 'search ${SEARCH[*]}': $resolv"
+  # dhclient writes option 119's names as FQDNs (trailing dots): compare without them.
+  [[ $(grep '^search ' <<<"$resolv" | sed 's/\.\( \|$\)/\1/g') == "search ${SEARCH[*]}" ]] || fail "guest resolv.conf lacks 'search ${SEARCH[*]}': $resolv"
   log "ok: guest resolv.conf has the pod's nameservers and search domains"
 
   got=$(gssh cat /sys/class/net/eth0/mtu)
@@ -334,9 +335,9 @@ assert_guest() {
   log "ok: TCP 8080 and UDP 9999 reach the guest; TCP 5900 does not ($got)"
 
   vmm_env
-  in_pod as_vm_uid "${VMM_ENV[@]}" "$BIN/vmm" probe ready >"$WORK/probe.log" 2>&1 ||
+  in_pod "${AS_VM[@]}" "${VMM_ENV[@]}" "$BIN/vmm" probe ready >"$WORK/probe.log" 2>&1 ||
     { cat "$WORK/probe.log" >&2; fail "vmm probe ready fails while the guest answers SSH"; }
-  in_pod as_vm_uid "${VMM_ENV[@]}" "$BIN/vmm" probe live >"$WORK/probe.log" 2>&1 ||
+  in_pod "${AS_VM[@]}" "${VMM_ENV[@]}" "$BIN/vmm" probe live >"$WORK/probe.log" 2>&1 ||
     { cat "$WORK/probe.log" >&2; fail "vmm probe live fails while the guest runs"; }
   log "ok: vmm probe ready and probe live"
   timing assertions "$t"
