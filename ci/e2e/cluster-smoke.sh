@@ -18,7 +18,7 @@ for cni in ${E2E_CNIS:-bridge calico-like}; do
 		ip netns list | grep -w "$NODE_NS" || true
 		ip link show "$HOST_IF" 2>/dev/null || true
 		grep -F "$CLUSTER_DIR/" /proc/self/mounts || true
-		for f in /proc/[0-9]*/cmdline; do tr '\0' ' ' <"$f" 2>/dev/null | grep -F -- "$CLUSTER_DIR" || true; done
+		for f in /proc/[0-9]*/cmdline; do tr '\0' ' ' 2>/dev/null <"$f" | grep -F -- "$CLUSTER_DIR" || true; done
 	)
 	[ -z "$left" ] || { clog "FAIL: left after down: $left"; exit 1; }
 	clog "CNI=$cni: smoke passed, down left nothing ($((SECONDS - t))s)"

@@ -3,7 +3,8 @@
 # init container that changes the pod's network, a native sidecar (init container with
 # restartPolicy Always), a non-root, drop-ALL main container sharing an emptyDir with both; the pod
 # is reached from the machine at its pod IP and through a ClusterIP Service (kube-proxy), and its
-# network has the CNI's shape (bridge: /24; calico-like: /32 with gateway 169.254.1.1).
+# network has the CNI's shape (bridge: /24; calico-like: /32 with gateway 169.254.1.1), and the
+# pod-level sysctl net.ipv4.ip_forward=1 (allowlisted by the kubelet) is applied.
 # Expects a running cluster (ci/cluster/up); CNI names the one it runs.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -25,6 +26,8 @@ kind: Pod
 metadata: {name: smoke, labels: {app: smoke}}
 spec:
   terminationGracePeriodSeconds: 2
+  # the kubelet allowlists this unsafe sysctl (ci/cluster/up), the chart's non-privileged ip_forward mode
+  securityContext: {sysctls: [{name: net.ipv4.ip_forward, value: "1"}]}
   volumes: [{name: shared, emptyDir: {}}]
   initContainers:
   - name: net
@@ -44,7 +47,7 @@ spec:
   - name: main
     image: $img
     imagePullPolicy: Never
-    command: [sh, -c, "cat /shared/net; ip -4 -o addr show dev eth0; ip -4 route; ip -o link show berth0; exec sleep 3600"]
+    command: [sh, -c, "cat /shared/net; echo ip_forward=\$(cat /proc/sys/net/ipv4/ip_forward); ip -4 -o addr show dev eth0; ip -4 route; ip -o link show berth0; exec sleep 3600"]
     readinessProbe: {exec: {command: [wget, -qO-, "http://127.0.0.1:8081/net"]}, periodSeconds: 1}
     securityContext: {runAsUser: 1000, runAsNonRoot: true, allowPrivilegeEscalation: false, capabilities: {drop: [ALL]}}
     volumeMounts: [{name: shared, mountPath: /shared}]
@@ -61,6 +64,7 @@ ip=$(kc -n "$ns" get pod smoke -o jsonpath='{.status.podIP}')
 log=$(kc -n "$ns" logs smoke -c main)
 grep -q net-ok <<<"$log" || fail "main container did not see the init container's file: $log"
 grep -q 'berth0' <<<"$log" || fail "the NET_ADMIN init container's bridge is missing: $log"
+grep -q 'ip_forward=1' <<<"$log" || fail "pod sysctl net.ipv4.ip_forward=1 not applied: $log"
 case $CNI in
 bridge) grep -q "inet $ip/24" <<<"$log" || fail "bridge: expected $ip/24 on eth0: $log"
 	grep -q "default via 10.244.0.1" <<<"$log" || fail "bridge: expected default via 10.244.0.1: $log" ;;
