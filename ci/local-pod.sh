@@ -164,7 +164,9 @@ EOF
 }
 
 start_http() {
-  in_node setsid python3 -m http.server --bind "$NODE_IP" --directory "$WORK/www" "$HTTP_PORT" \
+  # Background jobs use `ip netns exec` itself, not in_node/in_pod: a shell function run with & is a
+  # subshell, and $! would be that subshell instead of the program.
+  ip netns exec "$NODE_NS" setsid python3 -m http.server --bind "$NODE_IP" --directory "$WORK/www" "$HTTP_PORT" \
     >"$WORK/http.log" 2>&1 </dev/null &
   # From the pod netns: proves the Calico-shaped path (proxy ARP for 169.254.1.1) too.
   wait_until 15 "the pod reaches the node's HTTP server" in_pod curl -sfI -m 2 "http://$NODE_IP:$HTTP_PORT/testguest.qcow2"
@@ -198,7 +200,7 @@ stage_seed_iso() {
 
 start_dnsmasq() {
   [[ -f $RUN_DIR/dnsmasq.conf ]] || fail "net-setup wrote no $RUN_DIR/dnsmasq.conf"
-  in_pod setsid dnsmasq --keep-in-foreground --conf-file="$RUN_DIR/dnsmasq.conf" \
+  ip netns exec "$POD_NS" setsid dnsmasq --keep-in-foreground --conf-file="$RUN_DIR/dnsmasq.conf" \
     >>"$WORK/dnsmasq.log" 2>&1 </dev/null &
   DNSMASQ_PID=$!
   echo "DNSMASQ_PID=$DNSMASQ_PID" >>"$WORK/state.env"
@@ -217,7 +219,7 @@ vmm_env() {
 start_vmm() {
   local out=$1
   vmm_env
-  in_pod setsid "${AS_VM[@]}" "${VMM_ENV[@]}" "$BIN/vmm" >"$out" 2>&1 </dev/null &
+  ip netns exec "$POD_NS" setsid "${AS_VM[@]}" "${VMM_ENV[@]}" "$BIN/vmm" >"$out" 2>&1 </dev/null &
   VMM_PID=$!
   echo "VMM_PID=$VMM_PID" >>"$WORK/state.env"
 }
@@ -239,7 +241,7 @@ run_pipeline() {
 
 SSH_OPTS=(-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR
   -o ConnectTimeout=5 -o BatchMode=yes)
-gssh() { in_node ssh -i "$WORK/id" "${SSH_OPTS[@]}" "debian@$POD_IP" "$@"; }
+gssh() { in_node timeout 60 ssh -i "$WORK/id" "${SSH_OPTS[@]}" "debian@$POD_IP" "$@"; }
 
 wait_ssh() {
   local tag=$1 deadline=$(($(date +%s) + BOOT_TIMEOUT))
@@ -252,7 +254,7 @@ wait_ssh() {
       tail -30 "$WORK/console-$tag.log" >&2
       fail "no SSH at $POD_IP:22 within ${BOOT_TIMEOUT}s"
     fi
-    sleep 2
+    sleep 1
   done
   timing "$tag/boot-to-ssh" "$BOOT_T0"
 }
