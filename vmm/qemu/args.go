@@ -1,0 +1,146 @@
+// Package qemu builds QEMU's command line from a Plan: a list of options, each
+// with the reason it is there, so --dry-run can show (and a golden file can
+// pin) exactly what runs and why.
+package qemu
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+
+	"github.com/berth-vm/berth/vmm/config"
+)
+
+// TapFD is the descriptor number QEMU finds the tap on: the first ExtraFiles entry.
+const TapFD = 3
+
+// Plan is the Config plus what vmm found out about the machine.
+type Plan struct {
+	config.Config
+	Accel       string // kvm or tcg: the result of ACCEL and the KVM probe
+	Vhost       bool   // /dev/vhost-net can be opened
+	VNCPassword bool   // VNC requires a password (set over QMP after start)
+}
+
+// Arg is one option of the command line: Flag and Value (Value may be empty),
+// and Why it is there.
+type Arg struct {
+	Flag  string
+	Value string
+	Why   string
+}
+
+// Args returns the options of QEMU's command line for the plan (without the
+// binary itself).
+func Args(p Plan) []Arg {
+	var a []Arg
+	add := func(flag, value, why string) { a = append(a, Arg{flag, value, why}) }
+
+	add("-name", p.Name+",debug-threads=on", "the VM's name in QEMU and its thread names (top -H shows vCPU threads)")
+	add("-nodefaults", "", "no default devices (no VGA, floppy, CD-ROM, NIC, monitor): only what is listed here")
+	add("-no-user-config", "", "ignore any /etc/qemu config file: the command line is the whole truth")
+	add("-display", "none", "no local display; the console is the serial port, the screen is VNC")
+	add("-machine", "q35", "modern PC (PCIe, AHCI); the accelerator is chosen by -accel")
+	switch p.Accel {
+	case config.AccelKVM:
+		add("-accel", "kvm", "hardware virtualisation: /dev/kvm ran a test guest")
+		add("-cpu", "host", "pass the host CPU through: fastest, and the guest sees the real features")
+	default:
+		add("-accel", "tcg,thread=multi,tb-size=256", "emulation (no working KVM): one host thread per vCPU; a 256 MiB translation cache bounds QEMU's memory overhead")
+		add("-cpu", "max", "every CPU feature TCG can emulate (x86-64-v2 and more), so modern distributions boot")
+	}
+	add("-smp", fmt.Sprint(p.CPUs), "VM_CPUS virtual CPUs")
+	add("-m", fmt.Sprintf("%dM", p.Memory>>20), "VM_MEMORY of guest memory")
+
+	add("-drive", "if=none,id=disk0,file="+optEscape(p.Overlay())+",format=qcow2,discard=unmap,detect-zeroes=unmap",
+		"the pet overlay, format given (never probed); QEMU opens its base in IMAGE_DIR read-only through the overlay's backing file and backing_fmt")
+	add("-device", "virtio-blk-pci,drive=disk0,bootindex=0", "the overlay as a virtio disk, booted first")
+	add("-drive", "if=none,id=seed,file="+optEscape(p.SeedISO())+",format=raw,media=cdrom,readonly=on",
+		"the seed ISO made by seed-iso (cloud-init's config-drive or NoCloud), raw and read-only")
+	add("-device", "ide-cd,drive=seed", "the seed as a CD-ROM on the AHCI controller, where cloud-init looks for it")
+
+	netdev := fmt.Sprintf("tap,id=net0,fd=%d", TapFD)
+	why := "the persistent tap made by net-setup, opened by vmm (TUNSETIFF) and inherited as fd 3: no scripts, no privileges in QEMU"
+	if p.Vhost {
+		netdev += ",vhost=on"
+		why += "; vhost-net moves packets in the kernel (/dev/vhost-net opens)"
+	}
+	add("-netdev", netdev, why)
+	add("-device", "virtio-net-pci,netdev=net0,mac="+p.MAC().String(), "virtio NIC with a MAC derived from VM_NAME: stable across restarts, so the guest's network config keeps matching")
+	add("-device", "virtio-rng-pci", "entropy for the guest: cloud-init's SSH host keys do not wait for randomness")
+
+	add("-chardev", "stdio,id=console,signal=off", "vmm's stdout (kubectl logs -c vm); Ctrl-C is not a signal to QEMU")
+	add("-serial", "chardev:console", "the guest's first serial port (ttyS0) is the console")
+	add("-qmp", "unix:"+optEscape(p.QMPSocket())+",server=on,wait=off", "QMP for vmm (power-down, quit, VNC password) and the probes")
+
+	if p.VNC {
+		vnc := vncAddr(p.VNCListen) + ":0"
+		why := "VNC on port 5900 (display 0)"
+		if p.VNCPassword {
+			vnc += ",password=on"
+			why += " with a password, set over QMP from VNC_PASSWORD_FILE; until then nobody gets in"
+		} else {
+			why += " on loopback only: reach it with kubectl port-forward"
+		}
+		add("-vnc", vnc, why)
+		add("-device", "VGA", "a display for VNC to show")
+		add("-device", "qemu-xhci", "USB controller for the tablet")
+		add("-device", "usb-tablet", "absolute pointer: the VNC mouse follows the cursor")
+	}
+	add("-msg", "timestamp=on", "timestamps on QEMU's own messages on stderr")
+	return a
+}
+
+// Strings flattens the options into argv (without the binary).
+func Strings(args []Arg) []string {
+	var s []string
+	for _, a := range args {
+		s = append(s, a.Flag)
+		if a.Value != "" {
+			s = append(s, a.Value)
+		}
+	}
+	return s
+}
+
+// Explain renders the command line for people: first the command as a shell
+// can run it, one option a line, then every option again with why it is there.
+func Explain(binary string, args []Arg) string {
+	var b strings.Builder
+	b.WriteString(shellQuote(binary))
+	for _, a := range args {
+		b.WriteString(" \\\n  " + a.Flag)
+		if a.Value != "" {
+			b.WriteString(" " + shellQuote(a.Value))
+		}
+	}
+	b.WriteString("\n\n# Why each option:\n")
+	for _, a := range args {
+		opt := a.Flag
+		if a.Value != "" {
+			opt += " " + a.Value
+		}
+		fmt.Fprintf(&b, "# %s\n#     %s\n", opt, a.Why)
+	}
+	return b.String()
+}
+
+// vncAddr writes an address as QEMU's -vnc wants it (IPv6 in brackets).
+func vncAddr(s string) string {
+	if a, err := netip.ParseAddr(s); err == nil && a.Is6() && !a.Is4In6() {
+		return "[" + s + "]"
+	}
+	return s
+}
+
+// optEscape doubles commas: in QEMU's option syntax ",," is a literal comma.
+func optEscape(s string) string { return strings.ReplaceAll(s, ",", ",,") }
+
+func shellQuote(s string) string {
+	if s != "" && strings.IndexFunc(s, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_./:=,@+%", r))
+	}) < 0 {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
