@@ -1,0 +1,196 @@
+// Package fetch is the image-fetch stage: it puts a verified base image into the
+// image cache (IMAGE_DIR) and makes the VM's pet overlay in DISK_DIR.
+//
+// The stage is plan → print (--dry-run) → apply: PlanFromEnv is pure and only
+// validates input; Apply changes files, idempotently.
+package fetch
+
+import (
+	"encoding/hex"
+	"fmt"
+	"net/url"
+	"path"
+	"path/filepath"
+	"strings"
+
+	"github.com/berth-vm/berth/common/quantity"
+	"github.com/berth-vm/berth/common/stage"
+)
+
+// Defaults of the contract (DESIGN.md, "Volumes").
+const (
+	DefaultImageDir = "/var/lib/berth/images"
+	DefaultDiskDir  = "/var/lib/berth/disk"
+)
+
+// Vars are the variables image-fetch reads (besides the common ones), for -h.
+var Vars = []stage.Var{
+	{Name: "IMG_SOURCE", Help: "base image: an http:// or https:// URL, or an absolute path in the container (required)"},
+	{Name: "IMG_TARGET", Default: "(the base name of IMG_SOURCE)", Help: "file name of the base image in IMAGE_DIR; a bare name, not hidden"},
+	{Name: "IMG_SHA256", Help: "expected sha256 of the base image, 64 hex digits (optional; pins the image)"},
+	{Name: "IMAGE_DIR", Default: DefaultImageDir, Help: "image cache: <IMG_TARGET> and <IMG_TARGET>.sha256; may be shared between pods"},
+	{Name: "DISK_DIR", Default: DefaultDiskDir, Help: "pet disk: <VM_NAME>.qcow2 (overlay on the base) and <VM_NAME>.json"},
+	{Name: "DISK_SIZE", Help: "virtual size of the overlay, e.g. 20Gi (optional; grows the disk, never shrinks it)"},
+}
+
+// Plan is what image-fetch will do, computed from the environment alone.
+type Plan struct {
+	VMName string
+	// Source is the URL (http/https) or the absolute local path of the base.
+	Source string
+	// Remote is true for an http(s) URL.
+	Remote bool
+	// Target is the bare file name of the base image in ImageDir.
+	Target string
+	// SHA256 is the pinned hash, lower-case hex, or "" when not pinned.
+	SHA256   string
+	ImageDir string
+	DiskDir  string
+	// DiskSize is the wanted virtual size of the overlay in bytes; 0 = the base's.
+	DiskSize uint64
+}
+
+// BasePath is the absolute path of the cached base image.
+func (p Plan) BasePath() string { return filepath.Join(p.ImageDir, p.Target) }
+
+// RecordPath is the base image's recorded sha256 (sha256sum format).
+func (p Plan) RecordPath() string { return p.BasePath() + ".sha256" }
+
+// OverlayPath is the pet disk.
+func (p Plan) OverlayPath() string { return filepath.Join(p.DiskDir, p.VMName+".qcow2") }
+
+// OverlayRecordPath records which base the pet disk was made from.
+func (p Plan) OverlayRecordPath() string { return filepath.Join(p.DiskDir, p.VMName+".json") }
+
+// PlanFromEnv validates the environment and returns the plan. Every error is an
+// *stage.InputError (exit 2); nothing is read from or written to disk except
+// the existence check of a local IMG_SOURCE.
+func PlanFromEnv(env stage.Env, stat func(string) error) (Plan, error) {
+	var p Plan
+	var err error
+	if p.VMName, err = env.VMName(); err != nil {
+		return p, err
+	}
+
+	src, ok := env.Lookup("IMG_SOURCE")
+	if !ok {
+		return p, stage.BadInput("IMG_SOURCE", "", "must be set: an http:// or https:// URL or an absolute path")
+	}
+	p.Source = src
+	defTarget := ""
+	switch {
+	case strings.HasPrefix(src, "/"):
+		if filepath.Clean(src) != src {
+			return p, stage.BadInput("IMG_SOURCE", src, "a local path must be absolute and clean (no '.', '..' or '//')")
+		}
+		if err := stat(src); err != nil {
+			return p, stage.BadInputf("IMG_SOURCE", src, "local file not readable: %v", err)
+		}
+		defTarget = filepath.Base(src)
+	default:
+		u, err := url.Parse(src)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Opaque != "" {
+			return p, stage.BadInput("IMG_SOURCE", src, "must be an http:// or https:// URL with a host, or an absolute path (no file://, ftp://, data:, s3:// ...)")
+		}
+		if u.User != nil {
+			return p, stage.BadInput("IMG_SOURCE", redact(u), "credentials in the URL are not supported (they would show in the logs)")
+		}
+		p.Remote = true
+		defTarget = path.Base(u.Path)
+	}
+
+	tv, set := env.Lookup("IMG_TARGET")
+	if !set {
+		tv = defTarget
+	}
+	if err := CheckTarget(tv); err != nil {
+		if !set {
+			return p, stage.BadInputf("IMG_TARGET", "", "the base name %q of IMG_SOURCE is not usable (%v): set IMG_TARGET", tv, err)
+		}
+		return p, stage.BadInputf("IMG_TARGET", tv, "%v", err)
+	}
+	p.Target = tv
+
+	if h, ok := env.Lookup("IMG_SHA256"); ok {
+		h = strings.ToLower(strings.TrimSpace(h))
+		if b, err := hex.DecodeString(h); err != nil || len(b) != 32 {
+			return p, stage.BadInput("IMG_SHA256", h, "must be 64 hexadecimal digits (a sha256)")
+		}
+		p.SHA256 = h
+	}
+
+	p.ImageDir = env.String("IMAGE_DIR", DefaultImageDir)
+	p.DiskDir = env.String("DISK_DIR", DefaultDiskDir)
+	for _, d := range []struct{ name, val string }{{"IMAGE_DIR", p.ImageDir}, {"DISK_DIR", p.DiskDir}} {
+		if !filepath.IsAbs(d.val) {
+			return p, stage.BadInput(d.name, d.val, "must be an absolute path")
+		}
+	}
+	p.ImageDir, p.DiskDir = filepath.Clean(p.ImageDir), filepath.Clean(p.DiskDir)
+
+	if s, ok := env.Lookup("DISK_SIZE"); ok {
+		n, err := quantity.ParseBytes(s)
+		if err != nil || n == 0 {
+			return p, stage.BadInput("DISK_SIZE", s, "must be a size such as 20Gi, 20480Mi or 21474836480")
+		}
+		if n%512 != 0 {
+			return p, stage.BadInputf("DISK_SIZE", s, "must be a multiple of 512 bytes (is %d)", n)
+		}
+		p.DiskSize = n
+	}
+	return p, nil
+}
+
+// CheckTarget checks an image file name: a bare name, not hidden (hidden names
+// are the stage's own temporary and lock files), no control characters.
+func CheckTarget(name string) error {
+	switch {
+	case name == "" || name == "/" || name == ".":
+		return fmt.Errorf("must be a file name, not empty")
+	case strings.ContainsRune(name, '/'):
+		return fmt.Errorf("must be a bare file name, not a path")
+	case name == "..":
+		return fmt.Errorf("must not be '..'")
+	case strings.HasPrefix(name, "."):
+		return fmt.Errorf("must not be hidden (start with '.')")
+	case len(name) > 200:
+		return fmt.Errorf("must be at most 200 bytes")
+	case strings.HasSuffix(name, ".sha256"):
+		return fmt.Errorf("must not end in .sha256 (the record's suffix)")
+	}
+	for _, c := range name {
+		if c < 0x20 || c == 0x7f {
+			return fmt.Errorf("must not contain control characters")
+		}
+	}
+	return nil
+}
+
+func redact(u *url.URL) string {
+	c := *u
+	c.User = url.User("REDACTED")
+	return c.String()
+}
+
+// String prints the plan for --dry-run and the log.
+func (p Plan) String() string {
+	var b strings.Builder
+	kind := "local file"
+	if p.Remote {
+		kind = "http download"
+	}
+	fmt.Fprintf(&b, "source:   %s (%s)\n", p.Source, kind)
+	fmt.Fprintf(&b, "base:     %s (+ .sha256)\n", p.BasePath())
+	if p.SHA256 != "" {
+		fmt.Fprintf(&b, "sha256:   %s (pinned)\n", p.SHA256)
+	} else {
+		fmt.Fprintf(&b, "sha256:   not pinned (recorded after download)\n")
+	}
+	fmt.Fprintf(&b, "overlay:  %s (+ %s)\n", p.OverlayPath(), filepath.Base(p.OverlayRecordPath()))
+	if p.DiskSize > 0 {
+		fmt.Fprintf(&b, "size:     %d bytes (grow only)\n", p.DiskSize)
+	} else {
+		fmt.Fprintf(&b, "size:     the base's virtual size\n")
+	}
+	return b.String()
+}
