@@ -22,7 +22,7 @@ deps:
 build:
 	@mkdir -p bin
 	@for mb in $(BINARIES); do m=$${mb%%:*}; b=$${mb##*:}; \
-	  [ -d $$m/cmd/$$b ] || continue; \
+	  [ -f $$m/cmd/$$b/main.go ] || continue; \
 	  echo "build bin/$$b"; \
 	  (cd $$m && go build -trimpath -ldflags "-s -w" -o ../bin/$$b ./cmd/$$b); \
 	done
