@@ -1,0 +1,253 @@
+package apply
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"time"
+
+	"github.com/vishvananda/netlink"
+
+	"github.com/berth-vm/berth/netsetup/dnsmasq"
+	"github.com/berth-vm/berth/netsetup/plan"
+	"github.com/berth-vm/berth/netsetup/rules"
+)
+
+// NetJSONName is the plan as applied, in the run dir.
+const NetJSONName = "net.json"
+
+// DevTun is the tun device of a container that has one.
+const DevTun = "/dev/net/tun"
+
+// Outputs are the rendered artifacts of a plan.
+type Outputs struct {
+	Plan    plan.Plan
+	Rules   rules.Set
+	Dnsmasq []byte
+	NetJSON []byte
+}
+
+// Render renders everything net-setup writes, for the plan and backend.
+func Render(p plan.Plan, backend string, runDir string) (Outputs, error) {
+	set := rules.Build(p)
+	p.Backend = backend
+	p.Rules = set.Lines()
+	conf, err := dnsmasq.Render(p, runDir)
+	if err != nil {
+		return Outputs{}, err
+	}
+	js, err := json.MarshalIndent(p, "", "  ")
+	if err != nil {
+		return Outputs{}, fmt.Errorf("encode net.json: %w", err)
+	}
+	return Outputs{Plan: p, Rules: set, Dnsmasq: conf, NetJSON: append(js, '\n')}, nil
+}
+
+// Apply builds the plan in the current network namespace. Each step is
+// idempotent; net.json is written last, so its presence means a full run.
+func Apply(ctx context.Context, log *slog.Logger, o Outputs, b Backend, runDir string) error {
+	p := o.Plan
+	if err := EnsureIPForward(IPForwardPath); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(runDir, 0o755); err != nil {
+		return fmt.Errorf("make run dir %s: %w", runDir, err)
+	}
+	node := filepath.Join(runDir, TunNodeName)
+	if err := EnsureTunNode(node, p.TapUID, p.TapGID); err != nil {
+		return err
+	}
+	tunPath := DevTun
+	if _, err := os.Stat(DevTun); err != nil {
+		tunPath = node
+	}
+	br, err := EnsureBridge(p)
+	if err != nil {
+		return err
+	}
+	if err := EnsureTap(p, br, tunPath); err != nil {
+		return err
+	}
+	log.Info("links ready", "bridge", p.Bridge, "gateway", netip.PrefixFrom(p.VMGW, p.Subnet.Bits()), "tap", p.Tap,
+		"owner", fmt.Sprintf("%d:%d", p.TapUID, p.TapGID), "mtu", p.MTU, "tunNode", node)
+	if err := ApplyRules(ctx, b, o.Rules); err != nil {
+		return err
+	}
+	log.Info("rules ready", "backend", b.Name, "podIP", p.PodIP, "vmIP", p.VMIP, "vncStaysInPod", !p.NoVNC)
+	if err := validateDnsmasq(ctx, log, o.Dnsmasq, runDir); err != nil {
+		return err
+	}
+	for _, f := range []struct {
+		name string
+		data []byte
+	}{{dnsmasq.ConfName, o.Dnsmasq}, {NetJSONName, o.NetJSON}} {
+		if err := WriteFileAtomic(filepath.Join(runDir, f.name), f.data, 0o644); err != nil {
+			return err
+		}
+	}
+	log.Info("wrote sidecar config", "dnsmasqConf", filepath.Join(runDir, dnsmasq.ConfName), "plan", filepath.Join(runDir, NetJSONName))
+	return nil
+}
+
+// validateDnsmasq runs `dnsmasq --test` on the config when dnsmasq is
+// installed here (it is in net-setup's image and in the tests).
+func validateDnsmasq(ctx context.Context, log *slog.Logger, conf []byte, runDir string) error {
+	bin, err := exec.LookPath("dnsmasq")
+	if err != nil {
+		log.Warn("dnsmasq is not installed here: dnsmasq.conf not validated with dnsmasq --test")
+		return nil
+	}
+	f, err := os.CreateTemp(runDir, ".dnsmasq.conf.test.*")
+	if err != nil {
+		return fmt.Errorf("validate dnsmasq.conf: %w", err)
+	}
+	defer os.Remove(f.Name())
+	if _, err := f.Write(conf); err != nil {
+		f.Close()
+		return fmt.Errorf("validate dnsmasq.conf: %w", err)
+	}
+	f.Close()
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, bin, "--test", "--conf-file="+f.Name()).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("dnsmasq --test refused the rendered config: %w: %s", err, bytes.TrimSpace(out))
+	}
+	return nil
+}
+
+// WriteFileAtomic writes data to path through a temp file and rename, and
+// leaves an identical file alone.
+func WriteFileAtomic(path string, data []byte, mode os.FileMode) error {
+	if old, err := os.ReadFile(path); err == nil && bytes.Equal(old, data) {
+		return nil
+	}
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	tmp := f.Name()
+	defer os.Remove(tmp) // after a successful rename this fails harmlessly
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := f.Chmod(mode); err != nil {
+		f.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}
+
+// Check compares the live namespace with the plan and returns every
+// difference; none means --check passes.
+func Check(o Outputs, b Backend, runDir string) ([]string, error) {
+	p := o.Plan
+	var diffs []string
+	add := func(format string, args ...any) { diffs = append(diffs, fmt.Sprintf(format, args...)) }
+
+	if on, err := readSysctlBool(IPForwardPath); err != nil {
+		return nil, err
+	} else if !on {
+		add("net.ipv4.ip_forward is 0")
+	}
+	br, err := netlink.LinkByName(p.Bridge)
+	switch {
+	case err != nil:
+		add("bridge %s is missing", p.Bridge)
+	case br.Type() != "bridge":
+		add("%s is a %s, not a bridge", p.Bridge, br.Type())
+	default:
+		a := br.Attrs()
+		if a.Flags&net.FlagUp == 0 { // administratively: a bridge without a live port has no carrier
+			add("bridge %s is down", p.Bridge)
+		}
+		if a.MTU != p.MTU {
+			add("bridge %s has MTU %d, want %d", p.Bridge, a.MTU, p.MTU)
+		}
+		addrs, err := retryDump("addresses of "+p.Bridge, func() ([]netlink.Addr, error) { return netlink.AddrList(br, netlink.FAMILY_V4) })
+		if err != nil {
+			return nil, err
+		}
+		want := netip.PrefixFrom(p.VMGW, p.Subnet.Bits())
+		if len(addrs) != 1 {
+			add("bridge %s has %d IPv4 addresses, want only %s", p.Bridge, len(addrs), want)
+		} else if got, _ := prefixOf(addrs[0]); got != want {
+			add("bridge %s has %s, want %s", p.Bridge, got, want)
+		}
+		if on, err := txChecksum(p.Bridge); err != nil {
+			return nil, err
+		} else if on {
+			add("bridge %s has TX checksum offload on", p.Bridge)
+		}
+	}
+	tap, err := netlink.LinkByName(p.Tap)
+	if err != nil {
+		add("tap %s is missing", p.Tap)
+	} else {
+		t, ok := tap.(*netlink.Tuntap)
+		switch {
+		case !ok || t.Mode != netlink.TUNTAP_MODE_TAP:
+			add("%s is a %s, not a tap", p.Tap, tap.Type())
+		default:
+			if int(t.Owner) != p.TapUID || int(t.Group) != p.TapGID {
+				add("tap %s is owned by %d:%d, want %d:%d", p.Tap, t.Owner, t.Group, p.TapUID, p.TapGID)
+			}
+			if t.NonPersist {
+				add("tap %s is not persistent", p.Tap)
+			}
+		}
+		a := tap.Attrs()
+		if br != nil && a.MasterIndex != br.Attrs().Index {
+			add("tap %s is not attached to %s", p.Tap, p.Bridge)
+		}
+		if a.Flags&net.FlagUp == 0 {
+			add("tap %s is down", p.Tap)
+		}
+		if a.MTU != p.MTU {
+			add("tap %s has MTU %d, want %d", p.Tap, a.MTU, p.MTU)
+		}
+	}
+	rd, err := CheckRules(b, o.Rules)
+	if err != nil {
+		return nil, err
+	}
+	diffs = append(diffs, rd...)
+	for _, f := range []struct {
+		name string
+		data []byte
+	}{{dnsmasq.ConfName, o.Dnsmasq}, {NetJSONName, o.NetJSON}} {
+		got, err := os.ReadFile(filepath.Join(runDir, f.name))
+		switch {
+		case errors.Is(err, os.ErrNotExist):
+			add("%s is missing", filepath.Join(runDir, f.name))
+		case err != nil:
+			return nil, fmt.Errorf("read %s: %w", f.name, err)
+		case !bytes.Equal(got, f.data):
+			add("%s differs from the plan", filepath.Join(runDir, f.name))
+		}
+	}
+	var st os.FileInfo
+	if st, err = os.Lstat(filepath.Join(runDir, TunNodeName)); err != nil || st.Mode()&os.ModeCharDevice == 0 {
+		add("tun node %s is missing", filepath.Join(runDir, TunNodeName))
+	}
+	return diffs, nil
+}

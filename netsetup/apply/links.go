@@ -1,0 +1,280 @@
+package apply
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"unsafe"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/berth-vm/berth/netsetup/plan"
+)
+
+// EnsureBridge makes the bridge exist, with exactly the gateway address, the
+// pod's MTU and TX checksum offload off, and up. A bridge left by an earlier
+// (maybe crashed) run is reused.
+func EnsureBridge(p plan.Plan) (netlink.Link, error) {
+	br, err := netlink.LinkByName(p.Bridge)
+	if err != nil {
+		var nf netlink.LinkNotFoundError
+		if !errors.As(err, &nf) {
+			return nil, fmt.Errorf("look up bridge %s: %w", p.Bridge, err)
+		}
+		attrs := netlink.NewLinkAttrs()
+		attrs.Name = p.Bridge
+		attrs.MTU = p.MTU
+		if err := netlink.LinkAdd(&netlink.Bridge{LinkAttrs: attrs}); err != nil && !errors.Is(err, unix.EEXIST) {
+			return nil, fmt.Errorf("create bridge %s: %w", p.Bridge, err)
+		}
+		if br, err = netlink.LinkByName(p.Bridge); err != nil {
+			return nil, fmt.Errorf("look up bridge %s: %w", p.Bridge, err)
+		}
+	}
+	if br.Type() != "bridge" {
+		return nil, fmt.Errorf("%s exists and is a %s, not a bridge: set BRIDGE to another name", p.Bridge, br.Type())
+	}
+	if br.Attrs().MTU != p.MTU {
+		if err := netlink.LinkSetMTU(br, p.MTU); err != nil {
+			return nil, fmt.Errorf("set MTU %d on %s: %w", p.MTU, p.Bridge, err)
+		}
+	}
+	gw := &netlink.Addr{IPNet: &net.IPNet{IP: p.VMGW.AsSlice(), Mask: net.CIDRMask(p.Subnet.Bits(), 32)}}
+	addrs, err := retryDump("addresses of "+p.Bridge, func() ([]netlink.Addr, error) { return netlink.AddrList(br, netlink.FAMILY_V4) })
+	if err != nil {
+		return nil, err
+	}
+	for _, a := range addrs { // an earlier run's other VM_GW
+		if !a.Equal(*gw) {
+			if err := netlink.AddrDel(br, &a); err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) {
+				return nil, fmt.Errorf("remove old address %s from %s: %w", a.IPNet, p.Bridge, err)
+			}
+		}
+	}
+	if err := netlink.AddrReplace(br, gw); err != nil {
+		return nil, fmt.Errorf("set address %s on %s: %w", gw.IPNet, p.Bridge, err)
+	}
+	if err := setTxChecksum(p.Bridge, false); err != nil {
+		return nil, err
+	}
+	if err := netlink.LinkSetUp(br); err != nil {
+		return nil, fmt.Errorf("set %s up: %w", p.Bridge, err)
+	}
+	return br, nil
+}
+
+// Tun ioctls and flags from <linux/if_tun.h>.
+const (
+	iffTap      = 0x0002
+	iffNoPI     = 0x1000
+	tunSetIff   = 0x400454ca
+	tunSetPers  = 0x400454cb
+	tunSetOwner = 0x400454cc
+	tunSetGroup = 0x400454ce
+)
+
+// TunFlags are the flags of Berth's tap: a single-queue tap without packet
+// info; vmm attaches with the same ones (it may add IFF_VNET_HDR).
+const TunFlags = iffTap | iffNoPI
+
+type ifreqFlags struct {
+	Name  [unix.IFNAMSIZ]byte
+	Flags uint16
+	_     [22]byte
+}
+
+// EnsureTap makes the persistent tap exist, owned by the QEMU uid and gid,
+// enslaved to the bridge with the pod's MTU, and up. tunPath is the tun
+// device node to use (/dev/net/tun, or the one made in the run dir).
+func EnsureTap(p plan.Plan, br netlink.Link, tunPath string) error {
+	if l, err := netlink.LinkByName(p.Tap); err == nil {
+		if t, ok := l.(*netlink.Tuntap); !ok || t.Mode != netlink.TUNTAP_MODE_TAP || t.Flags&netlink.TUNTAP_MULTI_QUEUE != 0 {
+			// Not our kind of tap (a tun, multi-queue, or not a tun device at
+			// all): replace it, it cannot be attached the way vmm does.
+			if err := netlink.LinkDel(l); err != nil {
+				return fmt.Errorf("remove %s (%s, not a single-queue tap): %w", p.Tap, l.Type(), err)
+			}
+		}
+	}
+	if err := persistTap(p, tunPath); err != nil {
+		return err
+	}
+	tap, err := netlink.LinkByName(p.Tap)
+	if err != nil {
+		return fmt.Errorf("look up tap %s: %w", p.Tap, err)
+	}
+	if tap.Attrs().MTU != p.MTU {
+		if err := netlink.LinkSetMTU(tap, p.MTU); err != nil {
+			return fmt.Errorf("set MTU %d on %s: %w", p.MTU, p.Tap, err)
+		}
+	}
+	if tap.Attrs().MasterIndex != br.Attrs().Index {
+		if err := netlink.LinkSetMaster(tap, br); err != nil {
+			return fmt.Errorf("attach %s to %s: %w", p.Tap, p.Bridge, err)
+		}
+	}
+	if err := netlink.LinkSetUp(tap); err != nil {
+		return fmt.Errorf("set %s up: %w", p.Tap, err)
+	}
+	return nil
+}
+
+// persistTap creates (or re-attaches to) the tap through the tun device and
+// sets owner, group and persistence; all of these are idempotent.
+func persistTap(p plan.Plan, tunPath string) error {
+	fd, err := unix.Open(tunPath, unix.O_RDWR|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("open %s to create tap %s: %w", tunPath, p.Tap, err)
+	}
+	defer unix.Close(fd)
+	var req ifreqFlags
+	copy(req.Name[:], p.Tap)
+	req.Flags = TunFlags
+	if err := ioctlPtr(fd, tunSetIff, unsafe.Pointer(&req)); err != nil {
+		return fmt.Errorf("create tap %s: %w", p.Tap, err)
+	}
+	for _, c := range []struct {
+		what string
+		req  uintptr
+		val  int
+	}{
+		{"owner", tunSetOwner, p.TapUID},
+		{"group", tunSetGroup, p.TapGID},
+		{"persist", tunSetPers, 1},
+	} {
+		if err := unix.IoctlSetInt(fd, uint(c.req), c.val); err != nil {
+			return fmt.Errorf("set %s of tap %s to %d: %w", c.what, p.Tap, c.val, err)
+		}
+	}
+	return nil
+}
+
+func ioctlPtr(fd int, req uintptr, arg unsafe.Pointer) error {
+	if _, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), req, uintptr(arg)); e != 0 {
+		return e
+	}
+	return nil
+}
+
+// ethtool TX checksum: off on the bridge, so DHCP replies that dnsmasq sends
+// on it leave with a full checksum (some guests drop partial ones).
+const (
+	ethtoolGTxCsum = 0x16
+	ethtoolSTxCsum = 0x17
+)
+
+type ethtoolValue struct {
+	Cmd  uint32
+	Data uint32
+}
+
+type ifreqData struct {
+	Name [unix.IFNAMSIZ]byte
+	Data uintptr
+	_    [16]byte
+}
+
+func ethtool(name string, v *ethtoolValue) error {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	var req ifreqData
+	copy(req.Name[:], name)
+	req.Data = uintptr(unsafe.Pointer(v))
+	return ioctlPtr(fd, unix.SIOCETHTOOL, unsafe.Pointer(&req))
+}
+
+func setTxChecksum(name string, on bool) error {
+	v := ethtoolValue{Cmd: ethtoolSTxCsum}
+	if on {
+		v.Data = 1
+	}
+	if err := ethtool(name, &v); err != nil {
+		return fmt.Errorf("turn TX checksum offload off on %s: %w", name, err)
+	}
+	return nil
+}
+
+func txChecksum(name string) (bool, error) {
+	v := ethtoolValue{Cmd: ethtoolGTxCsum}
+	if err := ethtool(name, &v); err != nil {
+		return false, fmt.Errorf("read TX checksum offload of %s: %w", name, err)
+	}
+	return v.Data != 0, nil
+}
+
+// TunNodeName is the tun device node net-setup makes in the run dir for a vm
+// container that has no /dev/net/tun (DESIGN.md, "Devices and privilege").
+const TunNodeName = "tun"
+
+// EnsureTunNode makes path a character device 10:200 owned by uid:gid, mode
+// 0600. An existing node with the right device is fixed up, anything else
+// replaced.
+func EnsureTunNode(path string, uid, gid int) error {
+	var st unix.Stat_t
+	err := unix.Lstat(path, &st)
+	switch {
+	case err == nil && st.Mode&unix.S_IFMT == unix.S_IFCHR && st.Rdev == unix.Mkdev(10, 200):
+	case err == nil || !errors.Is(err, unix.ENOENT):
+		if err := os.Remove(path); err != nil {
+			return fmt.Errorf("replace %s: %w", path, err)
+		}
+		fallthrough
+	default:
+		if err := unix.Mknod(path, unix.S_IFCHR|0o600, int(unix.Mkdev(10, 200))); err != nil && !errors.Is(err, unix.EEXIST) {
+			if errors.Is(err, unix.EPERM) {
+				return fmt.Errorf("make tun node %s: %w (net-setup needs CAP_MKNOD, or give the vm container /dev/net/tun through a device plugin)", path, err)
+			}
+			return fmt.Errorf("make tun node %s: %w", path, err)
+		}
+	}
+	if err := os.Chown(path, uid, gid); err != nil {
+		return fmt.Errorf("chown tun node %s to %d:%d: %w", path, uid, gid, err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		return fmt.Errorf("chmod tun node %s: %w", path, err)
+	}
+	return nil
+}
+
+// IPForwardPath is the sysctl that must be 1 for the NAT to forward.
+const IPForwardPath = "/proc/sys/net/ipv4/ip_forward"
+
+// EnsureIPForward sets net.ipv4.ip_forward=1 in this netns unless it already
+// is (a pod sysctl may have set it while /proc/sys stays read-only).
+func EnsureIPForward(path string) error {
+	on, err := readSysctlBool(path)
+	if err != nil {
+		return err
+	}
+	if on {
+		return nil
+	}
+	if err := os.WriteFile(path, []byte("1\n"), 0o644); err != nil {
+		if errors.Is(err, unix.EROFS) || errors.Is(err, unix.EACCES) || errors.Is(err, unix.EPERM) {
+			return fmt.Errorf("set net.ipv4.ip_forward=1: %w: /proc/sys is read-only in this container; "+
+				"run net-setup with securityContext.privileged: true (the chart's default), or set the pod's "+
+				"securityContext.sysctls net.ipv4.ip_forward=1 with the kubelet flag --allowed-unsafe-sysctls=net.ipv4.ip_forward", err)
+		}
+		return fmt.Errorf("set net.ipv4.ip_forward=1: %w", err)
+	}
+	return nil
+}
+
+func readSysctlBool(path string) (bool, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return false, fmt.Errorf("read %s: %w", path, err)
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		return false, fmt.Errorf("read %s: %q is not a number", path, b)
+	}
+	return n != 0, nil
+}

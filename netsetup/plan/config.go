@@ -1,0 +1,174 @@
+// Package plan turns net-setup's environment and the pod's network facts into
+// the network plan of DESIGN.md. It is pure: no syscalls, table-tested.
+package plan
+
+import (
+	"fmt"
+	"net/netip"
+	"strconv"
+	"strings"
+
+	"github.com/berth-vm/berth/common/stage"
+)
+
+// Defaults from DESIGN.md.
+const (
+	DefaultVMIP   = "192.168.254.2"
+	DefaultVMGW   = "192.168.254.1"
+	DefaultBridge = "br0"
+	DefaultTap    = "tap0"
+	// DefaultTapOwner is the uid and gid of Debian's libvirt-qemu user, the
+	// usual non-root QEMU user; the chart sets TAP_UID to the vm container's uid.
+	DefaultTapOwner = 107
+	DefaultResolv   = "/etc/resolv.conf"
+	// VNCPort stays in the pod for QEMU's VNC unless NO_VNC.
+	VNCPort = 5900
+)
+
+// Config is net-setup's validated environment.
+type Config struct {
+	VMIP     netip.Addr
+	VMGW     netip.Addr
+	Subnet   netip.Prefix // the /30 holding both
+	NoVNC    bool
+	PodIface string // empty: the interface of the default route
+	Bridge   string
+	Tap      string
+	TapUID   int
+	TapGID   int
+	Resolv   string
+	Backend  string // iptables backend: auto, nft or legacy
+	RunDir   string
+}
+
+// Vars documents the variables for -h.
+func Vars() []stage.Var {
+	return []stage.Var{
+		{Name: "VM_IP", Default: DefaultVMIP, Help: "the VM's address, handed out by dnsmasq; in one /30 with VM_GW"},
+		{Name: "VM_GW", Default: DefaultVMGW, Help: "the bridge's address, the VM's gateway"},
+		{Name: "NO_VNC", Default: "false", Help: "true: forward TCP 5900 to the VM too (no VNC in the pod)"},
+		{Name: "POD_IFACE", Default: "(the default route's interface)", Help: "the pod's interface whose address the VM takes over"},
+		{Name: "BRIDGE", Default: DefaultBridge, Help: "bridge name (at most 15 bytes)"},
+		{Name: "TAP", Default: DefaultTap, Help: "persistent tap name for QEMU (at most 15 bytes)"},
+		{Name: "TAP_UID", Default: strconv.Itoa(DefaultTapOwner), Help: "uid owning the tap and the tun node: the uid QEMU runs as"},
+		{Name: "TAP_GID", Default: "(TAP_UID)", Help: "gid owning the tap and the tun node"},
+		{Name: "RESOLV_CONF", Default: DefaultResolv, Help: "the pod's resolv.conf: nameservers and search domains for the VM"},
+		{Name: "IPTABLES_BACKEND", Default: "auto", Help: "auto (detected: the one this pod already uses, else nft if it works, else legacy), nft or legacy"},
+	}
+}
+
+// ConfigFromEnv reads and validates the environment. Every error is a bad
+// input (exit 2) naming the variable.
+func ConfigFromEnv(env stage.Env) (Config, error) {
+	c := Config{RunDir: env.RunDir(), Resolv: env.String("RESOLV_CONF", DefaultResolv)}
+	var err error
+	if c.VMIP, err = ipv4(env, "VM_IP", DefaultVMIP); err != nil {
+		return Config{}, err
+	}
+	if c.VMGW, err = ipv4(env, "VM_GW", DefaultVMGW); err != nil {
+		return Config{}, err
+	}
+	if c.Subnet, err = subnet(c.VMIP, c.VMGW); err != nil {
+		return Config{}, err
+	}
+	if c.NoVNC, err = env.Bool("NO_VNC", false); err != nil {
+		return Config{}, err
+	}
+	if v, ok := env.Lookup("POD_IFACE"); ok {
+		if err := CheckLinkName(v); err != nil {
+			return Config{}, stage.BadInput("POD_IFACE", v, err.Error())
+		}
+		c.PodIface = v
+	}
+	if c.Bridge, err = linkName(env, "BRIDGE", DefaultBridge); err != nil {
+		return Config{}, err
+	}
+	if c.Tap, err = linkName(env, "TAP", DefaultTap); err != nil {
+		return Config{}, err
+	}
+	if c.Bridge == c.Tap {
+		return Config{}, stage.BadInput("TAP", c.Tap, "must differ from BRIDGE")
+	}
+	if c.PodIface != "" && (c.PodIface == c.Bridge || c.PodIface == c.Tap) {
+		return Config{}, stage.BadInput("POD_IFACE", c.PodIface, "must differ from BRIDGE and TAP")
+	}
+	if c.TapUID, err = id(env, "TAP_UID", DefaultTapOwner); err != nil {
+		return Config{}, err
+	}
+	if c.TapGID, err = id(env, "TAP_GID", c.TapUID); err != nil {
+		return Config{}, err
+	}
+	if c.Backend, err = env.OneOf("IPTABLES_BACKEND", "auto", "auto", "nft", "legacy"); err != nil {
+		return Config{}, err
+	}
+	return c, nil
+}
+
+func ipv4(env stage.Env, name, def string) (netip.Addr, error) {
+	v := env.String(name, def)
+	a, err := netip.ParseAddr(v)
+	if err != nil || !a.Is4() {
+		return netip.Addr{}, stage.BadInput(name, v, "must be an IPv4 address like "+def)
+	}
+	if a.IsLoopback() || a.IsMulticast() || a.IsUnspecified() || a.IsLinkLocalUnicast() || a == netip.AddrFrom4([4]byte{255, 255, 255, 255}) {
+		return netip.Addr{}, stage.BadInput(name, v, "must be a unicast IPv4 address (not loopback, link-local, multicast or unspecified)")
+	}
+	return a, nil
+}
+
+// subnet checks that ip and gw share one /30 and are its two host addresses.
+func subnet(ip, gw netip.Addr) (netip.Prefix, error) {
+	p := netip.PrefixFrom(ip, 30).Masked()
+	network := p.Addr()
+	broadcast := network.Next().Next().Next()
+	switch {
+	case ip == gw:
+		return netip.Prefix{}, stage.BadInput("VM_GW", gw.String(), "must differ from VM_IP")
+	case !p.Contains(gw):
+		return netip.Prefix{}, stage.BadInputf("VM_GW", gw.String(), "must be in VM_IP's /30 %s", p)
+	case ip == network || ip == broadcast:
+		return netip.Prefix{}, stage.BadInputf("VM_IP", ip.String(), "must not be the network or broadcast address of %s (use %s or %s)", p, network.Next(), network.Next().Next())
+	case gw == network || gw == broadcast:
+		return netip.Prefix{}, stage.BadInputf("VM_GW", gw.String(), "must not be the network or broadcast address of %s (use %s or %s)", p, network.Next(), network.Next().Next())
+	}
+	return p, nil
+}
+
+func linkName(env stage.Env, name, def string) (string, error) {
+	v := env.String(name, def)
+	if err := CheckLinkName(v); err != nil {
+		return "", stage.BadInput(name, v, err.Error())
+	}
+	return v, nil
+}
+
+// CheckLinkName accepts Linux interface names that are also safe to write
+// into dnsmasq's config and iptables arguments: 1 to 15 bytes of letters,
+// digits, '-', '_' and '.', not "." or "..".
+func CheckLinkName(s string) error {
+	if len(s) == 0 || len(s) > 15 {
+		return fmt.Errorf("must be 1 to 15 bytes (the kernel's IFNAMSIZ)")
+	}
+	if s == "." || s == ".." {
+		return fmt.Errorf("must not be . or ..")
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return fmt.Errorf("has %q: only letters, digits, '-', '_' and '.' are allowed (no '/', spaces or punctuation)", c)
+		}
+	}
+	return nil
+}
+
+func id(env stage.Env, name string, def int) (int, error) {
+	v, ok := env.Lookup(name)
+	if !ok {
+		return def, nil
+	}
+	n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 32)
+	if err != nil || n == 1<<32-1 {
+		return 0, stage.BadInput(name, v, "must be a numeric id from 0 to 4294967294")
+	}
+	return int(n), nil
+}
