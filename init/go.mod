@@ -6,6 +6,7 @@ require github.com/berth-vm/berth/common v0.0.0
 
 require (
 	github.com/cavaliergopher/grab/v3 v3.0.1 // indirect
+	github.com/goccy/go-yaml v1.19.2 // indirect
 	github.com/kdomanski/iso9660 v0.4.0 // indirect
 	golang.org/x/crypto v0.59.0 // indirect
 	gopkg.in/yaml.v3 v3.0.1 // indirect

@@ -1,0 +1,83 @@
+package seed
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"regexp"
+	"strconv"
+	"strings"
+
+	gy "github.com/goccy/go-yaml"
+	gyparser "github.com/goccy/go-yaml/parser"
+	"gopkg.in/yaml.v3"
+)
+
+// yamlError is a YAML document refused, with where.
+type yamlError struct {
+	Line, Column int // 1-based; 0 when unknown
+	Msg          string
+}
+
+func (e *yamlError) Error() string {
+	switch {
+	case e.Line > 0 && e.Column > 0:
+		return fmt.Sprintf("line %d, column %d: %s", e.Line, e.Column, e.Msg)
+	case e.Line > 0:
+		return fmt.Sprintf("line %d: %s", e.Line, e.Msg)
+	}
+	return e.Msg
+}
+
+var v3Line = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
+
+// parseYAML parses one YAML document into a node tree (nil for an empty
+// document). gopkg.in/yaml.v3, a port of libyaml like cloud-init's PyYAML,
+// decides what is valid; its error names only the line where the enclosing
+// construct starts, so the position comes from github.com/goccy/go-yaml when
+// that parser fails on the same input (it reports line and column of the
+// offending token).
+func parseYAML(data []byte) (*yaml.Node, *yamlError) {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	var doc yaml.Node
+	err := dec.Decode(&doc)
+	if errors.Is(err, io.EOF) {
+		return nil, nil
+	}
+	if err == nil {
+		var extra yaml.Node
+		switch err2 := dec.Decode(&extra); {
+		case errors.Is(err2, io.EOF):
+			return &doc, nil
+		case err2 == nil:
+			return nil, &yamlError{Line: extra.Line, Column: extra.Column, Msg: "a second YAML document; only one is allowed"}
+		default:
+			err = err2
+		}
+	}
+	ye := &yamlError{Msg: strings.TrimPrefix(err.Error(), "yaml: ")}
+	if m := v3Line.FindStringSubmatch(err.Error()); m != nil {
+		ye.Line, _ = strconv.Atoi(m[1])
+		ye.Msg = m[2]
+	}
+	if line, col, msg, ok := goccyPosition(data); ok {
+		ye.Line, ye.Column, ye.Msg = line, col, msg
+	}
+	return nil, ye
+}
+
+// goccyPosition returns where goccy/go-yaml's parser stops, if it does.
+func goccyPosition(data []byte) (line, col int, msg string, ok bool) {
+	defer func() {
+		if recover() != nil {
+			ok = false
+		}
+	}()
+	_, err := gyparser.ParseBytes(data, 0)
+	var se *gy.SyntaxError
+	if errors.As(err, &se) && se.Token != nil && se.Token.Position != nil && se.Token.Position.Line > 0 {
+		return se.Token.Position.Line, se.Token.Position.Column, se.Message, true
+	}
+	return 0, 0, "", false
+}
