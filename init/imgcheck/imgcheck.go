@@ -1,0 +1,367 @@
+// Package imgcheck decides whether a downloaded file is a base image QEMU may
+// open safely: a self-contained qcow2 or raw image. A qcow2 with a backing
+// file or an external data file, an encrypted image, or another format (vmdk
+// descriptors name extent files, for one) would make QEMU open files other than
+// the image, or fail at boot; all of these are refused.
+//
+// The format is decided from the file's header by this package, never by
+// qemu-img's probing: qemu-img info is then run with an explicit -f, after the
+// header was checked not to name another file, and its JSON is validated again
+// (the idea of lima-vm/lima pkg/qemu/imgutil).
+package imgcheck
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"strings"
+	"time"
+)
+
+// Formats accepted for a base image.
+const (
+	QCOW2 = "qcow2"
+	Raw   = "raw"
+)
+
+// Image is what was learnt about an accepted image.
+type Image struct {
+	Format      string // QCOW2 or Raw
+	VirtualSize uint64 // bytes the guest sees
+}
+
+// RefusedError says why an image is not acceptable as a base. Retrying the
+// same file does not help.
+type RefusedError struct {
+	Path   string
+	Reason string
+}
+
+func (e *RefusedError) Error() string {
+	return fmt.Sprintf("image %s refused: %s", e.Path, e.Reason)
+}
+
+func refused(path, format string, args ...any) error {
+	return &RefusedError{Path: path, Reason: fmt.Sprintf(format, args...)}
+}
+
+// DefaultTimeout bounds one qemu-img run.
+const DefaultTimeout = 60 * time.Second
+
+// Check decides the format from the header, refuses what names other files,
+// then validates `qemu-img info -f <format> --output=json` (bounded by timeout).
+func Check(ctx context.Context, path string, timeout time.Duration) (Image, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return Image{}, fmt.Errorf("check image: %w", err)
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return Image{}, fmt.Errorf("check image: %w", err)
+	}
+	hdr := make([]byte, 64<<10)
+	n, err := io.ReadFull(f, hdr)
+	f.Close()
+	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
+		return Image{}, fmt.Errorf("check image %s: read header: %w", path, err)
+	}
+	hdr = hdr[:n]
+
+	format, err := SniffFormat(hdr, fi.Size())
+	if err != nil {
+		return Image{}, &RefusedError{Path: path, Reason: err.Error()}
+	}
+	out, err := Info(ctx, path, format, timeout)
+	if err != nil {
+		return Image{}, err
+	}
+	img, err := CheckInfo(out, format)
+	if err != nil {
+		return Image{}, &RefusedError{Path: path, Reason: err.Error()}
+	}
+	if format == Raw && img.VirtualSize != uint64(fi.Size()) {
+		return Image{}, refused(path, "raw image: qemu-img sees %d bytes, the file has %d", img.VirtualSize, fi.Size())
+	}
+	return img, nil
+}
+
+// Info runs `qemu-img info -f format --output=json --force-share path` with a
+// timeout and returns its stdout. --force-share: a base in a shared cache may
+// be open by another VM's QEMU (read-only); info only reads.
+func Info(ctx context.Context, path, format string, timeout time.Duration) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "qemu-img", "info", "-f", format, "--output=json", "--force-share", path)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	cmd.WaitDelay = 5 * time.Second
+	if err := cmd.Run(); err != nil {
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("qemu-img info %s: no answer within %s: %w", path, timeout, ctx.Err())
+		}
+		return nil, fmt.Errorf("qemu-img info -f %s %s: %w: %s", format, path, err, strings.TrimSpace(stderr.String()))
+	}
+	return stdout.Bytes(), nil
+}
+
+// qcow2 header fields (docs/interop/qcow2.txt in QEMU), big-endian.
+const (
+	qcowMagic         = 0x514649fb // "QFI\xfb"
+	incompatDirty     = 1 << 0
+	incompatCorrupt   = 1 << 1
+	incompatDataFile  = 1 << 2
+	incompatCompress  = 1 << 3
+	incompatExtL2     = 1 << 4
+	incompatKnown     = incompatDirty | incompatCorrupt | incompatDataFile | incompatCompress | incompatExtL2
+	extEnd            = 0x00000000
+	extDataFile       = 0x44415441
+	extBackingFormat  = 0xe2792aca
+	extCryptoHeader   = 0x0537be77
+	maxHeaderExtBytes = 64 << 10
+)
+
+// foreign magics: formats QEMU would probe and open, refused here by name.
+var foreign = []struct {
+	off   int
+	magic string
+	name  string
+}{
+	{0, "KDMV", "vmdk"},
+	{0, "# Disk DescriptorFile", "vmdk descriptor (names extent files)"},
+	{0, "COWD", "vmdk (ESX)"},
+	{64, "\x7f\x10\xda\xbe", "vdi"},
+	{0, "vhdxfile", "vhdx"},
+	{0, "conectix", "vpc (vhd)"},
+	{0, "QED\x00", "qed"},
+	{0, "LUKS\xba\xbe", "luks (encrypted)"},
+	{0, "WithoutFreeSpace", "parallels"},
+	{0, "WithouFreSpacExt", "parallels"},
+	{0, "Bochs Virtual HD Image", "bochs"},
+	{0, "#!/bin/sh\n#V2.0 Format", "cloop"},
+	{0, "OOOM", "qcow (version 1)"},
+}
+
+// SniffFormat decides the format from the file's first bytes (up to 64 KiB)
+// and its size. A qcow2 header is parsed and refused when it names a backing
+// file or an external data file, is encrypted, corrupt, or has features QEMU
+// does not know. A file that is another disk format, a text or HTML page, or
+// whose size is not whole 512-byte sectors is refused. Anything else is raw.
+func SniffFormat(hdr []byte, size int64) (string, error) {
+	if len(hdr) >= 4 && binary.BigEndian.Uint32(hdr) == qcowMagic {
+		return QCOW2, checkQcow2Header(hdr)
+	}
+	for _, m := range foreign {
+		if len(hdr) >= m.off+len(m.magic) && string(hdr[m.off:m.off+len(m.magic)]) == m.magic {
+			return "", fmt.Errorf("format %s: only qcow2 and raw are accepted (convert it: qemu-img convert -O qcow2)", m.name)
+		}
+	}
+	if size == 0 {
+		return "", fmt.Errorf("empty file")
+	}
+	if size%512 != 0 {
+		return "", fmt.Errorf("not a disk image: %d bytes is not a whole number of 512-byte sectors (an error page instead of the image?)", size)
+	}
+	if ct := http.DetectContentType(hdr); strings.HasPrefix(ct, "text/html") || strings.HasPrefix(ct, "text/xml") {
+		return "", fmt.Errorf("not a disk image: the file starts like %s (an error page instead of the image?)", ct)
+	}
+	return Raw, nil
+}
+
+func checkQcow2Header(h []byte) error {
+	be := binary.BigEndian
+	if len(h) < 72 {
+		return fmt.Errorf("qcow2 header truncated")
+	}
+	version := be.Uint32(h[4:])
+	if version != 2 && version != 3 {
+		return fmt.Errorf("qcow2 version %d: only 2 and 3 exist", version)
+	}
+	if off, n := be.Uint64(h[8:]), be.Uint32(h[16:]); off != 0 || n != 0 {
+		return fmt.Errorf("qcow2 has a backing file: a base image must be self-contained")
+	}
+	if crypt := be.Uint32(h[32:]); crypt != 0 {
+		return fmt.Errorf("qcow2 is encrypted (method %d): QEMU would need a secret", crypt)
+	}
+	extStart := uint64(72)
+	if version == 3 {
+		if len(h) < 104 {
+			return fmt.Errorf("qcow2 v3 header truncated")
+		}
+		incompat := be.Uint64(h[72:])
+		switch {
+		case incompat&incompatDataFile != 0:
+			return fmt.Errorf("qcow2 has an external data file: a base image must be self-contained")
+		case incompat&incompatCorrupt != 0:
+			return fmt.Errorf("qcow2 is marked corrupt")
+		case incompat&^uint64(incompatKnown) != 0:
+			return fmt.Errorf("qcow2 has unknown incompatible features %#x", incompat&^uint64(incompatKnown))
+		}
+		extStart = uint64(be.Uint32(h[100:]))
+		if extStart < 104 {
+			return fmt.Errorf("qcow2 header length %d too small", extStart)
+		}
+	}
+	// Header extensions: type u32, length u32, data padded to 8 bytes.
+	for off := extStart; ; {
+		if off+8 > uint64(len(h)) || off > maxHeaderExtBytes {
+			return fmt.Errorf("qcow2 header extensions run past %d bytes", len(h))
+		}
+		typ, n := be.Uint32(h[off:]), uint64(be.Uint32(h[off+4:]))
+		switch typ {
+		case extEnd:
+			return nil
+		case extDataFile:
+			return fmt.Errorf("qcow2 names an external data file: a base image must be self-contained")
+		case extBackingFormat:
+			return fmt.Errorf("qcow2 names a backing format: a base image must be self-contained")
+		case extCryptoHeader:
+			return fmt.Errorf("qcow2 is encrypted: QEMU would need a secret")
+		}
+		off += 8 + (n+7)&^7
+	}
+}
+
+// info is the part of `qemu-img info --output=json` that is checked. Unknown
+// fields are ignored; known ones that point at other files are refused.
+type info struct {
+	Filename            string          `json:"filename"`
+	Format              string          `json:"format"`
+	VirtualSize         *int64          `json:"virtual-size"`
+	Encrypted           bool            `json:"encrypted"`
+	BackingFilename     string          `json:"backing-filename"`
+	FullBackingFilename string          `json:"full-backing-filename"`
+	BackingFormat       string          `json:"backing-filename-format"`
+	BackingImage        json.RawMessage `json:"backing-image"`
+	FormatSpecific      *struct {
+		Type string          `json:"type"`
+		Data json.RawMessage `json:"data"`
+	} `json:"format-specific"`
+	Children []struct { // QEMU >= 8.0
+		Name string `json:"name"`
+		Info struct {
+			Filename string            `json:"filename"`
+			Children []json.RawMessage `json:"children"`
+		} `json:"info"`
+	} `json:"children"`
+}
+
+type qcow2Specific struct {
+	DataFile    string          `json:"data-file"`
+	DataFileRaw bool            `json:"data-file-raw"`
+	Corrupt     bool            `json:"corrupt"`
+	Encrypt     json.RawMessage `json:"encrypt"`
+}
+
+// CheckInfo validates qemu-img info JSON for a base image of the given format
+// (QCOW2 or Raw) and returns what it learnt. It never panics on any input.
+func CheckInfo(out []byte, format string) (Image, error) {
+	var in info
+	if err := json.Unmarshal(out, &in); err != nil {
+		return Image{}, fmt.Errorf("qemu-img info output: %w", err)
+	}
+	var tree any
+	if err := json.Unmarshal(out, &tree); err != nil {
+		return Image{}, fmt.Errorf("qemu-img info output: %w", err)
+	}
+	if format != QCOW2 && format != Raw {
+		return Image{}, fmt.Errorf("format %q: only qcow2 and raw are accepted", format)
+	}
+	if in.Format != format {
+		return Image{}, fmt.Errorf("qemu-img reports format %q, want %q", in.Format, format)
+	}
+	if in.BackingFilename != "" || in.FullBackingFilename != "" || in.BackingFormat != "" || len(in.BackingImage) > 0 {
+		return Image{}, fmt.Errorf("has a backing file %q: a base image must be self-contained", in.BackingFilename+in.FullBackingFilename)
+	}
+	if in.Encrypted {
+		return Image{}, fmt.Errorf("is encrypted: QEMU would need a secret")
+	}
+	if in.VirtualSize == nil || *in.VirtualSize <= 0 {
+		return Image{}, fmt.Errorf("no virtual size")
+	}
+	if fs := in.FormatSpecific; fs != nil {
+		switch {
+		case fs.Type == QCOW2 && format == QCOW2:
+			var q qcow2Specific
+			if len(fs.Data) > 0 {
+				if err := json.Unmarshal(fs.Data, &q); err != nil {
+					return Image{}, fmt.Errorf("qemu-img info qcow2 data: %w", err)
+				}
+			}
+			if q.DataFile != "" || q.DataFileRaw {
+				return Image{}, fmt.Errorf("has an external data file %q: a base image must be self-contained", q.DataFile)
+			}
+			if q.Corrupt {
+				return Image{}, fmt.Errorf("qcow2 is marked corrupt")
+			}
+			if len(q.Encrypt) > 0 && string(q.Encrypt) != "null" {
+				return Image{}, fmt.Errorf("is encrypted: QEMU would need a secret")
+			}
+		case fs.Type == "file" && format == Raw:
+		default:
+			return Image{}, fmt.Errorf("unexpected format-specific data of type %q for %s", fs.Type, format)
+		}
+	}
+	for _, c := range in.Children {
+		if c.Name != "file" || len(c.Info.Children) > 0 || (in.Filename != "" && c.Info.Filename != in.Filename) {
+			return Image{}, fmt.Errorf("opens another file: child %q (%q)", c.Name, c.Info.Filename)
+		}
+	}
+	if key, val := findOtherFile(tree, 0); key != "" {
+		return Image{}, fmt.Errorf("names another file (%s %s): a base image must be self-contained", key, val)
+	}
+	return Image{Format: format, VirtualSize: uint64(*in.VirtualSize)}, nil
+}
+
+// otherFileKeys name another file in qemu-img info output, at any depth.
+var otherFileKeys = []string{"backing-filename", "full-backing-filename", "backing-filename-format",
+	"backing-image", "backing", "data-file"}
+
+// findOtherFile walks the decoded JSON and returns the first key (compared
+// case-insensitively, as encoding/json matches fields) of otherFileKeys whose
+// value is anything but empty, null or false. Depth is bounded.
+func findOtherFile(v any, depth int) (string, string) {
+	if depth > 32 {
+		return "nesting", "too deep"
+	}
+	switch t := v.(type) {
+	case map[string]any:
+		for k, val := range t {
+			for _, bad := range otherFileKeys {
+				if strings.EqualFold(k, bad) && !emptyJSON(val) {
+					b, _ := json.Marshal(val)
+					return k, string(b)
+				}
+			}
+			if k2, v2 := findOtherFile(val, depth+1); k2 != "" {
+				return k2, v2
+			}
+		}
+	case []any:
+		for _, e := range t {
+			if k2, v2 := findOtherFile(e, depth+1); k2 != "" {
+				return k2, v2
+			}
+		}
+	}
+	return "", ""
+}
+
+func emptyJSON(v any) bool {
+	switch t := v.(type) {
+	case nil:
+		return true
+	case string:
+		return t == ""
+	case bool:
+		return !t
+	}
+	return false
+}

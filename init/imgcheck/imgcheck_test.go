@@ -1,0 +1,187 @@
+package imgcheck
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func qemuImg(t *testing.T, args ...string) {
+	t.Helper()
+	if out, err := exec.Command("qemu-img", args...).CombinedOutput(); err != nil {
+		t.Fatalf("qemu-img %v: %v\n%s", args, err, out)
+	}
+}
+
+// TestCheckRealImages makes images with the real qemu-img and checks each is
+// accepted or refused, with the reason.
+func TestCheckRealImages(t *testing.T) {
+	dir := t.TempDir()
+	p := func(n string) string { return filepath.Join(dir, n) }
+	qemuImg(t, "create", "-q", "-f", "qcow2", p("base.qcow2"), "4M")
+	qemuImg(t, "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", p("base.qcow2"), p("backed.qcow2"))
+	qemuImg(t, "create", "-q", "-f", "qcow2", "-o", "data_file="+p("data.raw"), p("datafile.qcow2"), "4M")
+	qemuImg(t, "create", "-q", "-f", "qcow2", "-o", "data_file="+p("data2.raw")+",data_file_raw=on", p("datafileraw.qcow2"), "4M")
+	qemuImg(t, "create", "-q", "-f", "raw", p("disk.raw"), "4M")
+	qemuImg(t, "create", "-q", "-f", "vmdk", p("disk.vmdk"), "4M")
+	qemuImg(t, "create", "-q", "-f", "vmdk", "-o", "subformat=monolithicFlat", p("flat.vmdk"), "4M")
+	qemuImg(t, "create", "-q", "-f", "vpc", p("disk.vhd"), "4M")
+	qemuImg(t, "create", "-q", "-f", "qcow2", "-o", "compat=0.10", p("v2.qcow2"), "4M")
+	if err := os.WriteFile(p("notes.txt"), []byte("this is not a disk image\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	page := "<!DOCTYPE html><html><body>Not found</body></html>" + strings.Repeat(" ", 512)
+	if err := os.WriteFile(p("page.html"), []byte(page[:512]), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p("empty"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	tests := []struct {
+		file       string
+		wantFormat string // "" = refused
+		reason     string
+	}{
+		{"base.qcow2", QCOW2, ""},
+		{"v2.qcow2", QCOW2, ""},
+		{"disk.raw", Raw, ""},
+		{"backed.qcow2", "", "backing file"},
+		{"datafile.qcow2", "", "external data file"},
+		{"datafileraw.qcow2", "", "external data file"},
+		{"disk.vmdk", "", "vmdk"},
+		{"flat.vmdk", "", "vmdk descriptor"},
+		{"disk.vhd", "", "vpc"},
+		{"notes.txt", "", "512-byte sectors"},
+		{"page.html", "", "error page"},
+		{"empty", "", "empty"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.file, func(t *testing.T) {
+			img, err := Check(context.Background(), p(tt.file), DefaultTimeout)
+			if tt.wantFormat != "" {
+				if err != nil {
+					t.Fatalf("refused: %v", err)
+				}
+				if img.Format != tt.wantFormat || img.VirtualSize != 4<<20 {
+					t.Errorf("got %+v", img)
+				}
+				return
+			}
+			var re *RefusedError
+			if !errors.As(err, &re) {
+				t.Fatalf("err = %v, want refused", err)
+			}
+			if !strings.Contains(err.Error(), tt.reason) {
+				t.Errorf("err = %v, want reason %q", err, tt.reason)
+			}
+		})
+	}
+}
+
+// TestCheckInfoRealJSON runs qemu-img info on images it must refuse (a header
+// check alone would catch them first) so the JSON validation is tested on what
+// this qemu-img really prints.
+func TestCheckInfoRealJSON(t *testing.T) {
+	dir := t.TempDir()
+	base, backed, df := filepath.Join(dir, "b.qcow2"), filepath.Join(dir, "o.qcow2"), filepath.Join(dir, "d.qcow2")
+	qemuImg(t, "create", "-q", "-f", "qcow2", base, "1M")
+	qemuImg(t, "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", base, backed)
+	qemuImg(t, "create", "-q", "-f", "qcow2", "-o", "data_file="+filepath.Join(dir, "d.raw"), df, "1M")
+	for _, c := range []struct{ path, reason string }{{backed, "backing file"}, {df, "external data file"}} {
+		out, err := Info(context.Background(), c.path, QCOW2, DefaultTimeout)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := CheckInfo(out, QCOW2); err == nil || !strings.Contains(err.Error(), c.reason) {
+			t.Errorf("%s: CheckInfo err = %v, want %q", c.path, err, c.reason)
+		}
+	}
+	out, err := Info(context.Background(), base, QCOW2, DefaultTimeout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := CheckInfo(out, Raw); err == nil {
+		t.Errorf("a qcow2's info accepted as raw")
+	}
+	if img, err := CheckInfo(out, QCOW2); err != nil || img.VirtualSize != 1<<20 {
+		t.Errorf("CheckInfo(base) = %+v, %v", img, err)
+	}
+}
+
+func TestCheckInfoTable(t *testing.T) {
+	tests := []struct {
+		json, format string
+		ok           bool
+	}{
+		{`{"format":"raw","virtual-size":512}`, Raw, true},
+		{`{"format":"qcow2","virtual-size":512,"format-specific":{"type":"qcow2","data":{"compat":"1.1"}}}`, QCOW2, true},
+		{`{"format":"qcow2","virtual-size":512,"children":[{"name":"file","info":{"filename":"a"}}],"filename":"a"}`, QCOW2, true},
+		{`{"format":"qcow2","virtual-size":512,"children":[{"name":"data-file","info":{"filename":"/etc/shadow"}}]}`, QCOW2, false},
+		{`{"format":"qcow2","virtual-size":512,"format-specific":{"type":"qcow2","data":{"encrypt":{"format":"luks"}}}}`, QCOW2, false},
+		{`{"format":"qcow2","virtual-size":512,"encrypted":true}`, QCOW2, false},
+		{`{"format":"qcow2","virtual-size":512,"backing-image":{}}`, QCOW2, false},
+		{`{"format":"vmdk","virtual-size":512}`, "vmdk", false},
+		{`{"format":"raw"}`, Raw, false},
+		{`{"format":"raw","virtual-size":-1}`, Raw, false},
+		{`{"format":"raw","virtual-size":512,"format-specific":{"type":"vmdk"}}`, Raw, false},
+		{`[]`, Raw, false},
+		{``, Raw, false},
+	}
+	for _, tt := range tests {
+		_, err := CheckInfo([]byte(tt.json), tt.format)
+		if (err == nil) != tt.ok {
+			t.Errorf("CheckInfo(%s, %s) err = %v, want ok=%v", tt.json, tt.format, err, tt.ok)
+		}
+	}
+}
+
+// FuzzCheckInfo: the validation never panics, and whatever it accepts is a
+// qcow2 or raw image with a size and no other file named anywhere.
+func FuzzCheckInfo(f *testing.F) {
+	f.Add([]byte(`{"format":"raw","virtual-size":512}`), true)
+	f.Add([]byte(`{"format":"qcow2","virtual-size":1048576,"format-specific":{"type":"qcow2","data":{"data-file":"/x"}}}`), false)
+	f.Add([]byte(`{"format":"qcow2","virtual-size":1,"backing-filename":"/etc/passwd"}`), false)
+	f.Add([]byte(`{"format":"qcow2","virtual-size":1,"children":[{"name":"file","info":{"children":[{}]}}]}`), false)
+	f.Fuzz(func(t *testing.T, data []byte, qcow bool) {
+		format := Raw
+		if qcow {
+			format = QCOW2
+		}
+		img, err := CheckInfo(data, format)
+		if err != nil {
+			return
+		}
+		if img.Format != format || img.VirtualSize == 0 {
+			t.Fatalf("accepted %+v", img)
+		}
+		var tree any
+		if err := json.Unmarshal(data, &tree); err != nil {
+			t.Fatalf("accepted invalid JSON: %v", err)
+		}
+		if k, v := findOtherFile(tree, 0); k != "" {
+			t.Fatalf("accepted info naming another file: %s %s", k, v)
+		}
+		if strings.Contains(strings.ToLower(string(data)), `"data-file":"/`) {
+			t.Fatalf("accepted an external data file: %s", data)
+		}
+	})
+}
+
+// FuzzSniffFormat: the header parser never panics on any bytes.
+func FuzzSniffFormat(f *testing.F) {
+	f.Add([]byte("QFI\xfb\x00\x00\x00\x03"), int64(512))
+	f.Add([]byte("KDMV"), int64(512))
+	f.Add(make([]byte, 512), int64(512))
+	f.Fuzz(func(t *testing.T, hdr []byte, size int64) {
+		format, err := SniffFormat(hdr, size)
+		if err == nil && format != QCOW2 && format != Raw {
+			t.Fatalf("format %q", format)
+		}
+	})
+}
