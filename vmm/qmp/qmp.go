@@ -1,0 +1,177 @@
+// Package qmp is a small QEMU Machine Protocol client: connect to the unix
+// socket, read the greeting, negotiate capabilities, execute commands. Events
+// that arrive while waiting for a reply are kept (Events) and otherwise
+// ignored. QEMU serves one client at a time on a socket, so callers connect,
+// do what they need and close.
+package qmp
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"sync/atomic"
+	"time"
+)
+
+// Client is one QMP connection.
+type Client struct {
+	conn   net.Conn
+	r      *bufio.Reader
+	id     atomic.Uint64
+	Events []Event
+}
+
+// Event is an asynchronous QMP event.
+type Event struct {
+	Event string          `json:"event"`
+	Data  json.RawMessage `json:"data"`
+}
+
+// Error is an error reply from QEMU.
+type Error struct {
+	Class string `json:"class"`
+	Desc  string `json:"desc"`
+}
+
+func (e *Error) Error() string { return fmt.Sprintf("QMP error %s: %s", e.Class, e.Desc) }
+
+type message struct {
+	QMP    json.RawMessage `json:"QMP"`
+	Return json.RawMessage `json:"return"`
+	Error  *Error          `json:"error"`
+	Event  string          `json:"event"`
+	Data   json.RawMessage `json:"data"`
+	ID     json.RawMessage `json:"id"`
+}
+
+// Dial connects to the socket, reads the greeting and sends
+// qmp_capabilities. The context bounds the whole handshake; its deadline (if
+// any) stays on the connection for later commands unless SetDeadline changes it.
+func Dial(ctx context.Context, path string) (*Client, error) {
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("connect to QMP %s: %w", path, err)
+	}
+	c := &Client{conn: conn, r: bufio.NewReader(conn)}
+	if dl, ok := ctx.Deadline(); ok {
+		_ = conn.SetDeadline(dl)
+	}
+	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+
+	m, err := c.read()
+	if err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("QMP greeting from %s: %w", path, err)
+	}
+	if m.QMP == nil {
+		conn.Close()
+		return nil, fmt.Errorf("QMP greeting from %s: no \"QMP\" object", path)
+	}
+	if _, err := c.execute("qmp_capabilities", nil); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("QMP capabilities negotiation on %s: %w", path, err)
+	}
+	return c, nil
+}
+
+// SetDeadline bounds the following commands.
+func (c *Client) SetDeadline(t time.Time) error { return c.conn.SetDeadline(t) }
+
+// Close closes the connection.
+func (c *Client) Close() error { return c.conn.Close() }
+
+// Execute runs a command with optional arguments and returns its "return" value.
+func (c *Client) Execute(ctx context.Context, cmd string, args any) (json.RawMessage, error) {
+	stop := context.AfterFunc(ctx, func() { _ = c.conn.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+	ret, err := c.execute(cmd, args)
+	if err != nil && ctx.Err() != nil {
+		return nil, fmt.Errorf("QMP %s: %w", cmd, ctx.Err())
+	}
+	return ret, err
+}
+
+func (c *Client) execute(cmd string, args any) (json.RawMessage, error) {
+	id := c.id.Add(1)
+	req := map[string]any{"execute": cmd, "id": id}
+	if args != nil {
+		req["arguments"] = args
+	}
+	b, err := json.Marshal(req)
+	if err != nil {
+		return nil, fmt.Errorf("QMP %s: %w", cmd, err)
+	}
+	if _, err := c.conn.Write(append(b, '\n')); err != nil {
+		return nil, fmt.Errorf("QMP %s: send: %w", cmd, err)
+	}
+	for {
+		m, err := c.read()
+		if err != nil {
+			return nil, fmt.Errorf("QMP %s: %w", cmd, err)
+		}
+		if m.Event != "" {
+			c.Events = append(c.Events, Event{Event: m.Event, Data: m.Data})
+			continue
+		}
+		if string(m.ID) != fmt.Sprint(id) {
+			continue // a reply to something else (e.g. a stale id): not ours
+		}
+		if m.Error != nil {
+			return nil, m.Error
+		}
+		if m.Return == nil {
+			return nil, fmt.Errorf("QMP %s: reply without \"return\"", cmd)
+		}
+		return m.Return, nil
+	}
+}
+
+func (c *Client) read() (message, error) {
+	line, err := c.r.ReadBytes('\n')
+	if err != nil {
+		if errors.Is(err, net.ErrClosed) || len(line) == 0 {
+			return message{}, fmt.Errorf("read: %w", err)
+		}
+		return message{}, fmt.Errorf("read (partial line): %w", err)
+	}
+	var m message
+	if err := json.Unmarshal(line, &m); err != nil {
+		return message{}, fmt.Errorf("bad JSON from QEMU: %w", err)
+	}
+	return m, nil
+}
+
+// Status is the reply of query-status.
+type Status struct {
+	Running bool   `json:"running"`
+	Status  string `json:"status"`
+}
+
+// QueryStatus runs query-status.
+func (c *Client) QueryStatus(ctx context.Context) (Status, error) {
+	var s Status
+	ret, err := c.Execute(ctx, "query-status", nil)
+	if err != nil {
+		return s, err
+	}
+	if err := json.Unmarshal(ret, &s); err != nil {
+		return s, fmt.Errorf("query-status reply: %w", err)
+	}
+	return s, nil
+}
+
+// Do dials, runs one command and closes: the way vmm and the probes use QMP,
+// so the socket is free for the next client.
+func Do(ctx context.Context, path, cmd string, args any) (json.RawMessage, error) {
+	c, err := Dial(ctx, path)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	return c.Execute(ctx, cmd, args)
+}

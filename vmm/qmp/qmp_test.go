@@ -1,0 +1,154 @@
+package qmp
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"net"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// fakeQEMU serves one QMP client on a unix socket the way QEMU does: greeting,
+// capabilities, then replies from handle (nil reply: stay silent). It sends an
+// event before every reply, to prove events are skipped.
+func fakeQEMU(t *testing.T, greeting string, handle func(cmd string, args json.RawMessage) (reply string)) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "qmp.sock")
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				c.Write([]byte(greeting + "\n"))
+				r := bufio.NewReader(c)
+				for {
+					line, err := r.ReadBytes('\n')
+					if err != nil {
+						return
+					}
+					var req struct {
+						Execute   string          `json:"execute"`
+						Arguments json.RawMessage `json:"arguments"`
+						ID        json.RawMessage `json:"id"`
+					}
+					if err := json.Unmarshal(line, &req); err != nil {
+						return
+					}
+					reply := `{"return": {}}`
+					if req.Execute != "qmp_capabilities" {
+						reply = handle(req.Execute, req.Arguments)
+					}
+					if reply == "" {
+						continue
+					}
+					c.Write([]byte(`{"event": "RTC_CHANGE", "data": {"offset": 1}, "timestamp": {"seconds": 1, "microseconds": 2}}` + "\n"))
+					reply = strings.TrimSuffix(reply, "}") + `, "id": ` + string(req.ID) + "}"
+					c.Write([]byte(reply + "\n"))
+				}
+			}()
+		}
+	}()
+	return path
+}
+
+const greeting = `{"QMP": {"version": {"qemu": {"micro": 0, "minor": 2, "major": 7}}, "capabilities": ["oob"]}}`
+
+func TestQueryStatusFake(t *testing.T) {
+	path := fakeQEMU(t, greeting, func(cmd string, _ json.RawMessage) string {
+		if cmd == "query-status" {
+			return `{"return": {"status": "running", "singlestep": false, "running": true}}`
+		}
+		return `{"error": {"class": "CommandNotFound", "desc": "The command ` + cmd + ` has not been found"}}`
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c, err := Dial(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	st, err := c.QueryStatus(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !st.Running || st.Status != "running" {
+		t.Errorf("status = %+v, want running", st)
+	}
+	if len(c.Events) != 2 || c.Events[1].Event != "RTC_CHANGE" {
+		t.Errorf("events = %+v, want two RTC_CHANGE (one before each reply)", c.Events)
+	}
+	_, err = c.Execute(ctx, "nonsense", nil)
+	var qe *Error
+	if err == nil || !errorsAs(err, &qe) || qe.Class != "CommandNotFound" {
+		t.Errorf("unknown command: err = %v, want a CommandNotFound QMP error", err)
+	}
+}
+
+func TestArgumentsSent(t *testing.T) {
+	got := make(chan string, 1)
+	path := fakeQEMU(t, greeting, func(cmd string, args json.RawMessage) string {
+		got <- cmd + " " + string(args)
+		return `{"return": {}}`
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := Do(ctx, path, "change-vnc-password", map[string]string{"password": "s3cret"}); err != nil {
+		t.Fatal(err)
+	}
+	if g := <-got; g != `change-vnc-password {"password":"s3cret"}` {
+		t.Errorf("server saw %q", g)
+	}
+}
+
+// Bad servers: no greeting, wrong greeting, silent on a command: every one
+// ends with an error within the context's deadline, never a hang.
+func TestBadServers(t *testing.T) {
+	silent := func(string, json.RawMessage) string { return "" }
+	for name, tc := range map[string]struct {
+		greeting string
+		handle   func(string, json.RawMessage) string
+	}{
+		"not JSON":        {"hello", silent},
+		"no QMP greeting": {`{"foo": 1}`, silent},
+		"silent":          {greeting, silent},
+	} {
+		t.Run(name, func(t *testing.T) {
+			path := fakeQEMU(t, tc.greeting, tc.handle)
+			ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+			defer cancel()
+			done := make(chan error, 1)
+			go func() { _, err := Do(ctx, path, "query-status", nil); done <- err }()
+			select {
+			case err := <-done:
+				if err == nil {
+					t.Fatal("want an error")
+				}
+				t.Log(err)
+			case <-time.After(10 * time.Second):
+				t.Fatal("QMP client hung past its deadline")
+			}
+		})
+	}
+}
+
+func TestNoSocket(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if _, err := Dial(ctx, filepath.Join(t.TempDir(), "none.sock")); err == nil {
+		t.Fatal("dial of a missing socket succeeded")
+	}
+}
+
+func errorsAs(err error, target **Error) bool { return errors.As(err, target) }

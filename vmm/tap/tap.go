@@ -1,0 +1,91 @@
+// Package tap attaches to the persistent tap device net-setup made and returns
+// the open file, which vmm hands to QEMU (-netdev tap,fd=3). QEMU itself then
+// needs no privilege and no /dev/net/tun of its own.
+package tap
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// Flags as net-setup creates the tap: a TAP (Ethernet frames) without the
+// packet-information header, single queue. Attaching must use the same type
+// and queue mode; VNET_HDR may differ per attachment (the kernel stores the
+// attaching file's choice), and with it QEMU gets checksum and segmentation
+// offloads (QEMU reads the flag back with TUNGETIFF when given fd=).
+const (
+	BaseFlags = unix.IFF_TAP | unix.IFF_NO_PI
+	VnetHdr   = unix.IFF_VNET_HDR
+)
+
+// TunDevice picks the clone device: /dev/net/tun, or fallback (the node
+// net-setup makes in the run volume) when the container has no /dev/net/tun.
+func TunDevice(fallback string) string {
+	if _, err := os.Stat("/dev/net/tun"); err == nil {
+		return "/dev/net/tun"
+	}
+	return fallback
+}
+
+type ifreq struct {
+	Name  [unix.IFNAMSIZ]byte
+	Flags uint16
+	_     [22]byte
+}
+
+// Open opens dev (a tun clone device) and attaches it to the existing tap
+// name with flags. The file is close-on-exec; ExtraFiles passes it anyway.
+func Open(dev, name string, flags uint16) (*os.File, error) {
+	if len(name) >= unix.IFNAMSIZ || name == "" {
+		return nil, fmt.Errorf("tap name %q: must be 1 to %d characters", name, unix.IFNAMSIZ-1)
+	}
+	fd, err := unix.Open(dev, unix.O_RDWR|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", dev, err)
+	}
+	var req ifreq
+	copy(req.Name[:], name)
+	req.Flags = flags
+	if _, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), unix.TUNSETIFF, uintptr(unsafe.Pointer(&req))); errno != 0 {
+		unix.Close(fd)
+		return nil, fmt.Errorf("attach to tap %s (TUNSETIFF %#x on %s): %w%s", name, flags, dev, errno, hint(errno))
+	}
+	return os.NewFile(uintptr(fd), dev+":"+name), nil
+}
+
+func hint(errno unix.Errno) string {
+	switch {
+	case errors.Is(errno, unix.EPERM):
+		return " (the tap's owner must be this uid: net-setup's TAP_UID/TAP_GID)"
+	case errors.Is(errno, unix.EINVAL):
+		return " (the tap exists with other flags, or is not a tap)"
+	}
+	return ""
+}
+
+// Attach opens the tap with VNET_HDR when the kernel accepts it, else without.
+// It reports whether VNET_HDR is on.
+func Attach(dev, name string) (*os.File, bool, error) {
+	f, err := Open(dev, name, BaseFlags|VnetHdr)
+	if err == nil {
+		return f, true, nil
+	}
+	f, err2 := Open(dev, name, BaseFlags)
+	if err2 != nil {
+		return nil, false, err2
+	}
+	return f, false, nil
+}
+
+// Flags returns the flags of the attached tap (TUNGETIFF).
+func Flags(f *os.File) (uint16, error) {
+	var req ifreq
+	if _, _, errno := unix.Syscall(unix.SYS_IOCTL, f.Fd(), unix.TUNGETIFF, uintptr(unsafe.Pointer(&req))); errno != 0 {
+		return 0, fmt.Errorf("TUNGETIFF: %w", errno)
+	}
+	return req.Flags, nil
+}
