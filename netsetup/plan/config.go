@@ -150,7 +150,7 @@ func CheckLinkName(s string) error {
 		return fmt.Errorf("must be 1 to 15 bytes (the kernel's IFNAMSIZ)")
 	}
 	if s == "." || s == ".." {
-		return fmt.Errorf("must not be . or ..")
+		return fmt.Errorf("must not be \".\" or \"..\"")
 	}
 	for i := 0; i < len(s); i++ {
 		c := s[i]
