@@ -10,7 +10,7 @@
 // What is written: 16 zero sectors, the primary volume descriptor, the
 // terminator, the L and M path tables, the directories (breadth first, children
 // sorted by ISO 9660 identifier), then the file data, each extent
-// sector-aligned. Every directory record carries Rock Ridge PX (mode r-x/r--,
+// sector-aligned, then 150 zero sectors of padding. Every directory record carries Rock Ridge PX (mode r-x/r--,
 // uid 0) and NM (the real name); the root's "." record carries SUSP SP and the
 // RRIP_1991A ER record, which is what makes Linux (fs/isofs) use the names.
 package isowrite
@@ -22,6 +22,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strconv"
 	"strings"
 )
 
@@ -37,6 +38,11 @@ type File struct {
 	Path string // slash-separated, relative, e.g. "openstack/latest/user_data"
 	Data []byte
 }
+
+// padSectors of zeros end the image, inside the volume, as genisoimage's
+// default -pad writes them (cloud-localds' images have them): readers that
+// read ahead past the last extent still read the volume.
+const padSectors = 150
 
 // recordDate is the fixed recording date of every directory record:
 // 2000-01-01 00:00:00 UTC (ECMA-119 9.1.5, years since 1900).
@@ -82,9 +88,7 @@ func Build(label string, files []File) ([]byte, error) {
 			return nil, err
 		}
 	}
-	if err := assignISOIDs(root); err != nil {
-		return nil, err
-	}
+	assignISOIDs(root)
 	dirs := breadthFirst(root)
 
 	// Layout: 16 system sectors, PVD, terminator, L table, M table, dirs, files.
@@ -119,7 +123,7 @@ func Build(label string, files []File) ([]byte, error) {
 			fileNodes = append(fileNodes, c)
 		}
 	}
-	total := next
+	total := next + padSectors
 
 	img := make([]byte, int(total)*SectorSize)
 	copy(img[16*SectorSize:], pvd(label, total, uint32(len(pt)), lTable, mTable, root))
@@ -179,8 +183,10 @@ func add(root *node, f File) error {
 }
 
 // isoName maps a name to ISO 9660 d-characters (A-Z, 0-9, _): directories up
-// to 31 characters, files NAME.EXT;1 within 30 characters plus ";1".
-func isoName(name string, dir bool) string {
+// to 31 characters, files NAME.EXT;1 within 30 characters plus ";1". Names
+// that clash get a number n > 0 at the end of the base name. Readers that
+// know Rock Ridge (Linux, isoinfo -R, xorriso) show the real name instead.
+func isoName(name string, dir bool, n int) string {
 	clean := func(s string, max int) string {
 		var b strings.Builder
 		for i := 0; i < len(s) && b.Len() < max; i++ {
@@ -196,34 +202,38 @@ func isoName(name string, dir bool) string {
 		}
 		return b.String()
 	}
+	suffix := ""
+	if n > 0 {
+		suffix = "_" + strconv.Itoa(n)
+	}
 	if dir {
-		return clean(name, 31)
+		return clean(name, 31-len(suffix)) + suffix
 	}
 	base, ext := name, ""
 	if i := strings.LastIndexByte(name, '.'); i > 0 {
 		base, ext = name[:i], name[i+1:]
 	}
 	ext = clean(ext, 8)
-	base = clean(base, 30-1-len(ext))
+	base = clean(base, 30-1-len(ext)-len(suffix)) + suffix
 	return base + "." + ext + ";1"
 }
 
-func assignISOIDs(d *node) error {
-	seen := map[string]string{}
+func assignISOIDs(d *node) {
+	// by real name first, so that the disambiguation below does not depend
+	// on the order files were given in
+	sort.Slice(d.children, func(i, j int) bool { return d.children[i].name < d.children[j].name })
+	seen := map[string]bool{}
 	for _, c := range d.children {
-		c.isoID = isoName(c.name, c.dir)
-		if other, dup := seen[c.isoID]; dup {
-			return fmt.Errorf("iso9660: names %q and %q map to the same ISO 9660 name %q", other, c.name, c.isoID)
+		c.isoID = isoName(c.name, c.dir, 0)
+		for n := 1; seen[c.isoID]; n++ {
+			c.isoID = isoName(c.name, c.dir, n)
 		}
-		seen[c.isoID] = c.name
+		seen[c.isoID] = true
 		if c.dir {
-			if err := assignISOIDs(c); err != nil {
-				return err
-			}
+			assignISOIDs(c)
 		}
 	}
 	sort.Slice(d.children, func(i, j int) bool { return d.children[i].isoID < d.children[j].isoID })
-	return nil
 }
 
 // breadthFirst lists directories in path table order (level, parent, name).
