@@ -1,0 +1,259 @@
+package fetch
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/berth-vm/berth/common/stage"
+	"github.com/berth-vm/berth/init/fsutil"
+	"github.com/berth-vm/berth/init/imgcheck"
+	"github.com/berth-vm/berth/init/overlay"
+)
+
+// Stage applies a Plan.
+type Stage struct {
+	Log         *slog.Logger
+	DL          *Downloader
+	QemuTimeout time.Duration // bounds each qemu-img run
+	LockPoll    time.Duration
+}
+
+// NewStage returns a Stage with the production defaults.
+func NewStage(log *slog.Logger) *Stage {
+	return &Stage{Log: log, DL: NewDownloader(log), QemuTimeout: imgcheck.DefaultTimeout, LockPoll: 200 * time.Millisecond}
+}
+
+// Base is the verified base image in the cache.
+type Base struct {
+	Path   string
+	SHA256 string
+	Image  imgcheck.Image
+}
+
+func (p Plan) partPath() string     { return filepath.Join(p.ImageDir, "."+p.Target+".part") }
+func (p Plan) lockPath() string     { return filepath.Join(p.ImageDir, "."+p.Target+".lock") }
+func (p Plan) diskLockPath() string { return filepath.Join(p.DiskDir, "."+p.VMName+".lock") }
+
+// Apply makes the plan true: the verified base in IMAGE_DIR, the pet overlay in
+// DISK_DIR. Re-running it after a crash at any point converges.
+func (s *Stage) Apply(ctx context.Context, p Plan) error {
+	for _, d := range []string{p.ImageDir, p.DiskDir} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return fmt.Errorf("directory %s: %w", d, err)
+		}
+	}
+	dlock, err := fsutil.LockFile(ctx, s.Log, p.diskLockPath(), s.LockPoll)
+	if err != nil {
+		return err
+	}
+	defer dlock.Unlock()
+
+	// The pet disk, if it exists, pins the base it was made from.
+	rec, petExists, err := overlay.ReadRecord(p.OverlayPath(), p.OverlayRecordPath())
+	if err != nil {
+		return err
+	}
+	want, pinnedBy := p.SHA256, "IMG_SHA256"
+	if petExists {
+		if rec.Base != p.Target {
+			return stage.BadInputf("IMG_TARGET", p.Target, "the pet disk %s was made from base %q: a pet disk is never paired with another base (set IMG_TARGET=%s, or move the disk away)", p.OverlayPath(), rec.Base, rec.Base)
+		}
+		if want != "" && want != rec.SHA256 {
+			return stage.BadInputf("IMG_SHA256", want, "the pet disk %s was made from base sha256 %s: a pet disk is never paired with another base", p.OverlayPath(), rec.SHA256)
+		}
+		want, pinnedBy = rec.SHA256, "the pet disk "+p.OverlayRecordPath()
+	}
+
+	base, err := s.EnsureBase(ctx, p, want, pinnedBy)
+	if err != nil {
+		return err
+	}
+	return overlay.Ensure(ctx, s.Log, overlay.Spec{
+		Path: p.OverlayPath(), RecordPath: p.OverlayRecordPath(),
+		Base:            overlay.Record{Base: p.Target, BasePath: base.Path, Format: base.Image.Format, SHA256: base.SHA256},
+		BaseVirtualSize: base.Image.VirtualSize,
+		Size:            p.DiskSize,
+		Timeout:         s.QemuTimeout,
+	})
+}
+
+// EnsureBase puts the verified base into the cache, under the cache's lock for
+// this target: of concurrent runs one downloads, the others wait and reuse it.
+// want ("" = any) is the sha256 the base must have; pinnedBy says who wants it.
+// A verified base in the cache is never replaced by another image: overlays of
+// other VMs may be backed by it.
+func (s *Stage) EnsureBase(ctx context.Context, p Plan, want, pinnedBy string) (Base, error) {
+	lock, err := fsutil.LockFile(ctx, s.Log, p.lockPath(), s.LockPoll)
+	if err != nil {
+		return Base{}, err
+	}
+	defer lock.Unlock()
+
+	if b, ok, err := s.cached(ctx, p); err != nil {
+		return Base{}, err
+	} else if ok {
+		if want != "" && b.SHA256 != want {
+			if pinnedBy == "IMG_SHA256" {
+				return Base{}, stage.BadInputf("IMG_SHA256", want, "IMAGE_DIR already holds another image %s (sha256 %s); a cached base is never replaced (other pets may use it): choose another IMG_TARGET", b.Path, b.SHA256)
+			}
+			return Base{}, stage.BadInputf("IMG_TARGET", p.Target, "IMAGE_DIR holds %s with sha256 %s but %s was made from sha256 %s: a pet disk is never paired with another base", b.Path, b.SHA256, pinnedBy, want)
+		}
+		s.Log.Info("base image cached and verified, nothing downloaded", "base", b.Path, "sha256", b.SHA256, "format", b.Image.Format)
+		return b, nil
+	}
+
+	part := p.partPath()
+	var sum string
+	if p.Remote {
+		if err := s.DL.Download(ctx, p.Source, part); err != nil {
+			return Base{}, err
+		}
+		if sum, err = fsutil.HashFile(ctx, part); err != nil {
+			return Base{}, err
+		}
+	} else {
+		if sum, err = copyLocal(ctx, p.Source, part); err != nil {
+			removePart(part)
+			return Base{}, err
+		}
+	}
+	if want != "" && sum != want {
+		removePart(part)
+		return Base{}, fmt.Errorf("sha256 of %s is %s, %s wants %s: the image was discarded", p.Source, sum, pinnedBy, want)
+	}
+	img, err := imgcheck.Check(ctx, part, s.QemuTimeout)
+	if err != nil {
+		removePart(part)
+		return Base{}, fmt.Errorf("verify %s: %w (the download was discarded)", p.Source, err)
+	}
+	if err := os.Chmod(part, 0o444); err != nil {
+		removePart(part)
+		return Base{}, fmt.Errorf("base image: %w", err)
+	}
+	if err := fsutil.Rename(part, p.BasePath()); err != nil {
+		removePart(part)
+		return Base{}, fmt.Errorf("base image %s: %w", p.BasePath(), err)
+	}
+	_ = os.Remove(part + ".meta")
+	if err := writeRecord(p, sum); err != nil {
+		return Base{}, err
+	}
+	s.Log.Info("base image verified and in place", "base", p.BasePath(), "sha256", sum, "format", img.Format, "virtual_size", img.VirtualSize)
+	return Base{Path: p.BasePath(), SHA256: sum, Image: img}, nil
+}
+
+// cached returns the base in the cache if it is there and its content matches
+// its record. A base whose content does not match its record is corrupt and is
+// removed (it is fetched again). A base without a record (a crash between the
+// rename and the record) is hashed and recorded: only verified files are ever
+// renamed into place.
+func (s *Stage) cached(ctx context.Context, p Plan) (Base, bool, error) {
+	path := p.BasePath()
+	fi, err := os.Lstat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return Base{}, false, nil
+	}
+	if err != nil {
+		return Base{}, false, fmt.Errorf("base image %s: %w", path, err)
+	}
+	if !fi.Mode().IsRegular() {
+		return Base{}, false, fmt.Errorf("base image %s is not a regular file (%s)", path, fi.Mode().Type())
+	}
+	recorded, recErr := readRecord(p)
+	sum, err := fsutil.HashFile(ctx, path)
+	if err != nil {
+		return Base{}, false, err
+	}
+	switch {
+	case recErr != nil && errors.Is(recErr, fs.ErrNotExist):
+		s.Log.Warn("base image has no record, recording its sha256", "base", path)
+		if err := writeRecord(p, sum); err != nil {
+			return Base{}, false, err
+		}
+	case recErr != nil || recorded != sum:
+		s.Log.Warn("cached base image does not match its record: removing it and fetching again", "base", path, "recorded", recorded, "actual", sum, "err", recErr)
+		if err := os.Remove(path); err != nil {
+			return Base{}, false, fmt.Errorf("remove corrupt base %s: %w", path, err)
+		}
+		_ = os.Remove(p.RecordPath())
+		return Base{}, false, nil
+	}
+	img, err := imgcheck.Check(ctx, path, s.QemuTimeout)
+	if err != nil {
+		return Base{}, false, fmt.Errorf("cached base %s: %w", path, err)
+	}
+	return Base{Path: path, SHA256: sum, Image: img}, true, nil
+}
+
+// readRecord reads IMG_TARGET.sha256 (sha256sum format: "<hex>  <name>").
+func readRecord(p Plan) (string, error) {
+	f, err := os.Open(p.RecordPath())
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	line, _ := bufio.NewReader(io.LimitReader(f, 4096)).ReadString('\n')
+	sum, name, ok := strings.Cut(strings.TrimSpace(line), "  ")
+	if !ok || len(sum) != 64 || strings.TrimPrefix(name, "*") != p.Target {
+		return "", fmt.Errorf("record %s is not \"<sha256>  %s\"", p.RecordPath(), p.Target)
+	}
+	return sum, nil
+}
+
+// writeRecord writes IMG_TARGET.sha256 so `sha256sum -c` works in IMAGE_DIR.
+func writeRecord(p Plan, sum string) error {
+	return fsutil.WriteFileAtomic(p.RecordPath(), []byte(sum+"  "+p.Target+"\n"), 0o644)
+}
+
+// copyLocal copies a local image into part, hashing it on the way, and syncs.
+func copyLocal(ctx context.Context, src, part string) (string, error) {
+	in, err := os.Open(src)
+	if err != nil {
+		return "", fmt.Errorf("read IMG_SOURCE: %w", err)
+	}
+	defer in.Close()
+	_ = os.Remove(part + ".meta")
+	out, err := os.OpenFile(part, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return "", fmt.Errorf("copy %s: %w", src, err)
+	}
+	defer out.Close()
+	h := sha256.New()
+	buf := make([]byte, 1<<20)
+	for {
+		if err := ctx.Err(); err != nil {
+			return "", err
+		}
+		n, rerr := in.Read(buf)
+		if n > 0 {
+			h.Write(buf[:n])
+			if _, err := out.Write(buf[:n]); err != nil {
+				return "", fmt.Errorf("copy %s to %s: %w", src, part, err)
+			}
+		}
+		if rerr == io.EOF {
+			break
+		}
+		if rerr != nil {
+			return "", fmt.Errorf("copy %s: %w", src, rerr)
+		}
+	}
+	if err := out.Sync(); err != nil {
+		return "", fmt.Errorf("copy %s: fsync: %w", part, err)
+	}
+	if err := out.Close(); err != nil {
+		return "", fmt.Errorf("copy %s: %w", part, err)
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}

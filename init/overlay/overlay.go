@@ -1,0 +1,196 @@
+// Package overlay makes the VM's pet disk: a qcow2 overlay on the cached base
+// image, created once and never overwritten, plus a JSON record of the base it
+// was made from, so a pet disk is never paired with another base.
+package overlay
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/berth-vm/berth/common/stage"
+	"github.com/berth-vm/berth/init/fsutil"
+)
+
+// Record is DISK_DIR/<VM_NAME>.json.
+type Record struct {
+	Base     string `json:"base"`      // IMG_TARGET, the base's file name in IMAGE_DIR
+	BasePath string `json:"base_path"` // the absolute backing file path written in the overlay
+	Format   string `json:"format"`    // the base's format: qcow2 or raw (the overlay's backing_fmt)
+	SHA256   string `json:"sha256"`    // the base's sha256
+	Created  string `json:"created"`   // RFC 3339, UTC
+}
+
+// ReadRecord returns the record of an existing overlay. exists is false when
+// the overlay file does not exist (a record without its overlay is stale: it
+// is left from a crash before the overlay was renamed into place). An overlay
+// without a record is an error: nothing says which base it belongs to.
+func ReadRecord(overlayPath, recordPath string) (rec Record, exists bool, err error) {
+	if _, err := os.Lstat(overlayPath); errors.Is(err, fs.ErrNotExist) {
+		return Record{}, false, nil
+	} else if err != nil {
+		return Record{}, false, fmt.Errorf("pet disk %s: %w", overlayPath, err)
+	}
+	b, err := os.ReadFile(recordPath)
+	if errors.Is(err, fs.ErrNotExist) {
+		return Record{}, true, fmt.Errorf("pet disk %s exists but its record %s does not: which base it was made from is unknown; "+
+			"write the record (base, format, sha256 of the base) or move the disk away", overlayPath, recordPath)
+	}
+	if err != nil {
+		return Record{}, true, fmt.Errorf("pet disk record: %w", err)
+	}
+	if err := json.Unmarshal(b, &rec); err != nil || rec.SHA256 == "" || rec.Base == "" {
+		return Record{}, true, fmt.Errorf("pet disk record %s is not valid (want base, format, sha256): %v", recordPath, err)
+	}
+	return rec, true, nil
+}
+
+// Spec is the overlay to ensure.
+type Spec struct {
+	Path, RecordPath string
+	Base             Record
+	BaseVirtualSize  uint64
+	Size             uint64 // wanted virtual size; 0 = keep (new overlay: the base's)
+	Timeout          time.Duration
+}
+
+// Ensure creates the overlay if it does not exist, else checks it belongs to
+// this base and grows it to Size. It never overwrites nor shrinks an overlay.
+func Ensure(ctx context.Context, log *slog.Logger, s Spec) error {
+	rec, exists, err := ReadRecord(s.Path, s.RecordPath)
+	if err != nil {
+		return err
+	}
+	if !exists {
+		return create(ctx, log, s)
+	}
+	if rec.SHA256 != s.Base.SHA256 {
+		return fmt.Errorf("pet disk %s was made from base sha256 %s, the base is %s: refusing to pair them", s.Path, rec.SHA256, s.Base.SHA256)
+	}
+	info, err := Info(ctx, s.Path, s.Timeout)
+	if err != nil {
+		return err
+	}
+	if info.Format != "qcow2" {
+		return fmt.Errorf("pet disk %s is %q, want qcow2", s.Path, info.Format)
+	}
+	if info.FullBackingFilename != s.Base.BasePath {
+		return fmt.Errorf("pet disk %s has backing file %q, want %q (was IMAGE_DIR moved?)", s.Path, info.FullBackingFilename, s.Base.BasePath)
+	}
+	if info.BackingFormat != "" && info.BackingFormat != s.Base.Format {
+		return fmt.Errorf("pet disk %s has backing format %q, the base is %q", s.Path, info.BackingFormat, s.Base.Format)
+	}
+	cur := uint64(info.VirtualSize)
+	switch {
+	case s.Size == 0 || s.Size == cur:
+		log.Info("pet disk exists, kept", "overlay", s.Path, "virtual_size", cur, "base_sha256", rec.SHA256)
+		return nil
+	case s.Size < cur:
+		return stage.BadInputf("DISK_SIZE", strconv.FormatUint(s.Size, 10), "is smaller than the pet disk's %d bytes: disks are never shrunk", cur)
+	}
+	if err := run(ctx, s.Timeout, "resize", "-q", "-f", "qcow2", s.Path, strconv.FormatUint(s.Size, 10)); err != nil {
+		return fmt.Errorf("grow pet disk %s to %d bytes: %w", s.Path, s.Size, err)
+	}
+	if err := fsutil.SyncFile(s.Path); err != nil {
+		return err
+	}
+	log.Info("pet disk grown", "overlay", s.Path, "from", cur, "to", s.Size)
+	return nil
+}
+
+func create(ctx context.Context, log *slog.Logger, s Spec) error {
+	size := s.Size
+	if size == 0 {
+		size = s.BaseVirtualSize
+	}
+	if size < s.BaseVirtualSize {
+		return stage.BadInputf("DISK_SIZE", strconv.FormatUint(s.Size, 10), "is smaller than the base image's %d bytes", s.BaseVirtualSize)
+	}
+	dir, name := filepath.Split(s.Path)
+	tmp := filepath.Join(dir, "."+name+".tmp")
+	_ = os.Remove(tmp) // left by a crash: never in place, safe to drop
+	ok := false
+	defer func() {
+		if !ok {
+			os.Remove(tmp)
+		}
+	}()
+	if err := run(ctx, s.Timeout, "create", "-q", "-f", "qcow2", "-F", s.Base.Format, "-b", s.Base.BasePath, tmp, strconv.FormatUint(size, 10)); err != nil {
+		return fmt.Errorf("create pet disk %s: %w", s.Path, err)
+	}
+	if err := fsutil.SyncFile(tmp); err != nil {
+		return err
+	}
+	rec := s.Base
+	rec.Created = time.Now().UTC().Format(time.RFC3339)
+	b, _ := json.MarshalIndent(rec, "", "  ")
+	// The record first: an overlay in place always has its record.
+	if err := fsutil.WriteFileAtomic(s.RecordPath, append(b, '\n'), 0o644); err != nil {
+		return fmt.Errorf("pet disk record: %w", err)
+	}
+	// Never overwrite: link fails if the overlay appeared meanwhile.
+	if err := os.Link(tmp, s.Path); err != nil {
+		return fmt.Errorf("put pet disk %s in place: %w", s.Path, err)
+	}
+	ok = true
+	_ = os.Remove(tmp)
+	if err := fsutil.SyncDir(dir); err != nil {
+		return err
+	}
+	log.Info("pet disk created", "overlay", s.Path, "base", s.Base.BasePath, "format", s.Base.Format, "virtual_size", size)
+	return nil
+}
+
+// ImageInfo is the part of qemu-img info read for an overlay.
+type ImageInfo struct {
+	Format              string `json:"format"`
+	VirtualSize         int64  `json:"virtual-size"`
+	FullBackingFilename string `json:"full-backing-filename"`
+	BackingFormat       string `json:"backing-filename-format"`
+}
+
+// Info runs qemu-img info -f qcow2 on an overlay (the backing file is not opened).
+func Info(ctx context.Context, path string, timeout time.Duration) (ImageInfo, error) {
+	var out bytes.Buffer
+	if err := runOut(ctx, timeout, &out, "info", "-f", "qcow2", "--output=json", path); err != nil {
+		return ImageInfo{}, fmt.Errorf("pet disk %s: %w", path, err)
+	}
+	var info ImageInfo
+	if err := json.Unmarshal(out.Bytes(), &info); err != nil {
+		return ImageInfo{}, fmt.Errorf("pet disk %s: qemu-img info: %w", path, err)
+	}
+	return info, nil
+}
+
+func run(ctx context.Context, timeout time.Duration, args ...string) error {
+	return runOut(ctx, timeout, nil, args...)
+}
+
+func runOut(ctx context.Context, timeout time.Duration, stdout *bytes.Buffer, args ...string) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "qemu-img", args...)
+	var stderr bytes.Buffer
+	if stdout != nil {
+		cmd.Stdout = stdout
+	}
+	cmd.Stderr = &stderr
+	cmd.WaitDelay = 5 * time.Second
+	if err := cmd.Run(); err != nil {
+		if ctx.Err() != nil {
+			return fmt.Errorf("qemu-img %s: no answer within %s", args[0], timeout)
+		}
+		return fmt.Errorf("qemu-img %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
+	}
+	return nil
+}
