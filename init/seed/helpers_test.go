@@ -1,0 +1,84 @@
+package seed
+
+import (
+	"bytes"
+	"io"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/kdomanski/iso9660"
+
+	"github.com/berth-vm/berth/common/stage"
+)
+
+// readISO reads every file of an image with github.com/kdomanski/iso9660.
+func readISO(t testing.TB, img []byte) (label string, files map[string][]byte) {
+	t.Helper()
+	im, err := iso9660.OpenImage(bytes.NewReader(img))
+	if err != nil {
+		t.Fatalf("open image: %v", err)
+	}
+	label, err = im.Label()
+	if err != nil {
+		t.Fatal(err)
+	}
+	root, err := im.RootDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	files = map[string][]byte{}
+	var walk func(dir string, f *iso9660.File)
+	walk = func(dir string, f *iso9660.File) {
+		children, err := f.GetChildren()
+		if err != nil {
+			t.Fatalf("list %s: %v", dir, err)
+		}
+		for _, c := range children {
+			p := path.Join(dir, c.Name())
+			if c.IsDir() {
+				walk(p, c)
+				continue
+			}
+			data, err := io.ReadAll(c.Reader())
+			if err != nil {
+				t.Fatalf("read %s: %v", p, err)
+			}
+			files[p] = data
+		}
+	}
+	walk("", root)
+	return strings.TrimRight(label, " "), files
+}
+
+// env builds a Config the way the binary does, from a map.
+func testConfig(t testing.TB, m map[string]string) Config {
+	t.Helper()
+	full := map[string]string{"VM_NAME": "vm-0", "BERTH_RUN_DIR": t.TempDir(), "USERDATA": "/nonexistent/ud", "METADATA": "/nonexistent/md"}
+	for k, v := range m {
+		full[k] = v
+	}
+	cfg, err := ConfigFromEnv(stage.MapEnv(full))
+	if err != nil {
+		t.Fatalf("ConfigFromEnv: %v", err)
+	}
+	return cfg
+}
+
+func writeFile(t testing.TB, dir, name string, data []byte) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func src(varName string, data string) Source {
+	return Source{Var: varName, Path: "/" + strings.ToLower(varName), File: "/" + strings.ToLower(varName), Data: []byte(data), Present: true}
+}
