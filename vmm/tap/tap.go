@@ -22,14 +22,11 @@ const (
 	VnetHdr   = unix.IFF_VNET_HDR
 )
 
-// TunDevice picks the clone device: /dev/net/tun, or fallback (the node
-// net-setup makes in the run volume) when the container has no /dev/net/tun.
-func TunDevice(fallback string) string {
-	if _, err := os.Stat("/dev/net/tun"); err == nil {
-		return "/dev/net/tun"
-	}
-	return fallback
-}
+// Devices lists the tun clone devices to try, in order: /dev/net/tun (a
+// device plugin or a privileged container gives it), then fallback, the node
+// net-setup makes in the run volume owned by the QEMU uid (a container whose
+// /dev/net/tun is missing or not opened by this uid).
+func Devices(fallback string) []string { return []string{"/dev/net/tun", fallback} }
 
 type ifreq struct {
 	Name  [unix.IFNAMSIZ]byte
@@ -67,18 +64,22 @@ func hint(errno unix.Errno) string {
 	return ""
 }
 
-// Attach opens the tap with VNET_HDR when the kernel accepts it, else without.
-// It reports whether VNET_HDR is on.
-func Attach(dev, name string) (*os.File, bool, error) {
-	f, err := Open(dev, name, BaseFlags|VnetHdr)
-	if err == nil {
-		return f, true, nil
+// Attach attaches to the tap through the first of devs that works, with
+// VNET_HDR when the kernel accepts it. It returns the file, the device used and
+// whether VNET_HDR is on; on failure the error lists every attempt.
+func Attach(devs []string, name string) (*os.File, string, bool, error) {
+	var errs []error
+	for _, dev := range devs {
+		if f, err := Open(dev, name, BaseFlags|VnetHdr); err == nil {
+			return f, dev, true, nil
+		}
+		f, err := Open(dev, name, BaseFlags)
+		if err == nil {
+			return f, dev, false, nil
+		}
+		errs = append(errs, err)
 	}
-	f, err2 := Open(dev, name, BaseFlags)
-	if err2 != nil {
-		return nil, false, err2
-	}
-	return f, false, nil
+	return nil, "", false, errors.Join(errs...)
 }
 
 // Flags returns the flags of the attached tap (TUNGETIFF).

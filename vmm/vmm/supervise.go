@@ -1,0 +1,275 @@
+package vmm
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/berth-vm/berth/vmm/qmp"
+)
+
+// Supervisor runs QEMU as a child and turns its life into vmm's exit:
+//   - QEMU exits 0 by itself (the guest powered off): nil, exit 0;
+//   - QEMU dies otherwise: an error carrying its last stderr line;
+//   - ctx is cancelled (SIGTERM): ACPI power-down over QMP every second until
+//     QEMU exits or ShutdownTimeout ends, then QMP quit, then SIGKILL.
+//
+// As PID 1 (Reap) it also reaps orphans that the kernel re-parents to it.
+type Supervisor struct {
+	Log             *slog.Logger
+	QMPSocket       string
+	ShutdownTimeout time.Duration
+	// QuitGrace is how long QEMU gets after quit before SIGKILL.
+	QuitGrace time.Duration
+	// Stderr receives QEMU's stderr as it comes (vmm's own stderr).
+	Stderr io.Writer
+	// Reap: reap every child, not just QEMU (set when vmm is PID 1).
+	Reap bool
+	// AfterStart runs once QMP answers (e.g. to set the VNC password); an
+	// error is logged, QEMU keeps running.
+	AfterStart func(ctx context.Context) error
+}
+
+// ErrShutdownTimeout is returned when the guest did not power off in time and
+// QEMU had to be told to quit (or killed).
+var ErrShutdownTimeout = errors.New("the guest did not power off within SHUTDOWN_TIMEOUT")
+
+// forwarded signals go to QEMU unchanged; SIGTERM and SIGINT arrive as ctx.
+var forwarded = []os.Signal{syscall.SIGHUP, syscall.SIGQUIT, syscall.SIGUSR1, syscall.SIGUSR2}
+
+// Run starts cmd (its Stderr must be unset: the supervisor captures it) and
+// supervises it until it exits.
+func (s *Supervisor) Run(ctx context.Context, cmd *exec.Cmd) error {
+	if s.QuitGrace == 0 {
+		s.QuitGrace = 5 * time.Second
+	}
+	if s.Stderr == nil {
+		s.Stderr = os.Stderr
+	}
+	name := cmd.Path
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		return fmt.Errorf("stderr pipe: %w", err)
+	}
+	cmd.Stderr = pw
+	_ = os.Remove(s.QMPSocket) // a stale socket from a previous QEMU
+
+	sigs := make(chan os.Signal, 8)
+	signal.Notify(sigs, forwarded...)
+	defer signal.Stop(sigs)
+	chld := make(chan os.Signal, 1)
+	if s.Reap {
+		signal.Notify(chld, syscall.SIGCHLD)
+		defer signal.Stop(chld)
+	}
+
+	if err := cmd.Start(); err != nil {
+		pr.Close()
+		pw.Close()
+		return fmt.Errorf("start %s: %w", name, err)
+	}
+	pw.Close()
+	for _, f := range cmd.ExtraFiles {
+		f.Close() // QEMU has its own copy; vmm must not hold the tap
+	}
+	s.Log.Info("QEMU started", "pid", cmd.Process.Pid)
+
+	last := &lastLine{}
+	stderrDone := make(chan struct{})
+	go func() { defer close(stderrDone); last.copy(s.Stderr, pr) }()
+
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+
+	// QMP comes up a moment after the start: then the start-up work.
+	startCtx, startCancel := context.WithCancel(ctx)
+	defer startCancel()
+	go func() {
+		if err := s.waitQMP(startCtx); err != nil {
+			if startCtx.Err() == nil {
+				s.Log.Warn("QMP did not answer after start", "err", err)
+			}
+			return
+		}
+		s.Log.Info("QMP answers", "socket", s.QMPSocket)
+		if s.AfterStart != nil {
+			if err := s.AfterStart(startCtx); err != nil && startCtx.Err() == nil {
+				s.Log.Error("after start", "err", err)
+			}
+		}
+	}()
+
+	finish := func(werr error, how exitKind) error {
+		startCancel()
+		select {
+		case <-stderrDone:
+		case <-time.After(2 * time.Second): // a grandchild holding stderr must not block us
+		}
+		switch {
+		case werr == nil && how == byItself:
+			s.Log.Info("QEMU exited: the guest powered off")
+			return nil
+		case werr == nil && how == asked:
+			s.Log.Info("QEMU exited after ACPI power-down: the guest shut down cleanly")
+			return nil
+		case werr == nil:
+			return nil
+		}
+		msg := last.get()
+		if msg == "" {
+			msg = "(nothing on stderr)"
+		}
+		return fmt.Errorf("%s exited unexpectedly (%v); its last message: %s", name, werr, msg)
+	}
+
+	for {
+		select {
+		case werr := <-exited:
+			return finish(werr, byItself)
+		case sig := <-sigs:
+			s.Log.Info("forwarding signal to QEMU", "signal", sig)
+			_ = cmd.Process.Signal(sig)
+		case <-chld:
+			reapOthers(cmd.Process.Pid)
+		case <-ctx.Done():
+			return s.shutdown(cmd, exited, chld, finish)
+		}
+	}
+}
+
+type exitKind int
+
+const (
+	byItself exitKind = iota // QEMU exited without being asked
+	asked                    // after ACPI power-down
+	timedOut                 // after quit or SIGKILL
+)
+
+// shutdown powers the guest down over ACPI, repeating every second (a guest
+// still booting ignores the first request), until QEMU exits or the timeout
+// ends; then QMP quit, then SIGKILL.
+func (s *Supervisor) shutdown(cmd *exec.Cmd, exited <-chan error, chld <-chan os.Signal, finish func(error, exitKind) error) error {
+	s.Log.Info("stop requested: ACPI power-down over QMP, repeated every second", "timeout", s.ShutdownTimeout)
+	deadline := time.NewTimer(s.ShutdownTimeout)
+	defer deadline.Stop()
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	powerdown := func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 900*time.Millisecond)
+		defer cancel()
+		if _, err := qmp.Do(ctx, s.QMPSocket, "system_powerdown", nil); err != nil {
+			s.Log.Debug("system_powerdown", "err", err)
+		}
+	}
+	powerdown()
+	for {
+		select {
+		case werr := <-exited:
+			return finish(werr, asked)
+		case <-chld:
+			reapOthers(cmd.Process.Pid)
+		case <-tick.C:
+			powerdown()
+		case <-deadline.C:
+			s.Log.Warn("the guest did not power off in time: telling QEMU to quit", "timeout", s.ShutdownTimeout)
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			_, err := qmp.Do(ctx, s.QMPSocket, "quit", nil)
+			cancel()
+			if err != nil {
+				s.Log.Warn("QMP quit", "err", err)
+			}
+			select {
+			case werr := <-exited:
+				if werr != nil {
+					return finish(werr, asked)
+				}
+			case <-time.After(s.QuitGrace):
+				s.Log.Warn("QEMU still running after quit: SIGKILL")
+				_ = cmd.Process.Kill()
+				<-exited
+			}
+			_ = finish(nil, timedOut)
+			return fmt.Errorf("%w (%s): QEMU was stopped without a guest shutdown", ErrShutdownTimeout, s.ShutdownTimeout)
+		}
+	}
+}
+
+// waitQMP polls the socket until QMP answers query-status (at most 60 s).
+func (s *Supervisor) waitQMP(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	for {
+		c, err := qmp.Dial(ctx, s.QMPSocket)
+		if err == nil {
+			_, err = c.QueryStatus(ctx)
+			c.Close()
+			if err == nil {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// reapOthers reaps exited children other than keep (QEMU, which cmd.Wait
+// reaps): orphans re-parented to PID 1. WNOWAIT peeks without reaping.
+func reapOthers(keep int) {
+	for {
+		var info unix.Siginfo
+		if err := unix.Waitid(unix.P_ALL, 0, &info, unix.WEXITED|unix.WNOHANG|unix.WNOWAIT, nil); err != nil {
+			return
+		}
+		// si_pid is the first field of the union after three int32s and padding.
+		pid := *(*int32)(unsafe.Add(unsafe.Pointer(&info), 16))
+		if pid == 0 || int(pid) == keep {
+			return
+		}
+		var ws unix.WaitStatus
+		_, _ = unix.Wait4(int(pid), &ws, unix.WNOHANG, nil)
+	}
+}
+
+// lastLine copies a stream line by line and remembers the last non-empty line.
+type lastLine struct {
+	mu   sync.Mutex
+	line string
+}
+
+func (l *lastLine) copy(w io.Writer, r io.ReadCloser) {
+	defer r.Close()
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		fmt.Fprintln(w, line)
+		if t := strings.TrimSpace(line); t != "" {
+			l.mu.Lock()
+			l.line = t
+			l.mu.Unlock()
+		}
+	}
+	_, _ = io.Copy(w, r) // a line too long for the scanner: pass the rest through
+}
+
+func (l *lastLine) get() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.line
+}
