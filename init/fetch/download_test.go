@@ -1,0 +1,595 @@
+package fetch
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/berth-vm/berth/common/roottest"
+	"github.com/berth-vm/berth/common/stage"
+)
+
+// rawImage returns n bytes of a raw disk image (any bytes are one) whose first
+// bytes are not mistaken for another format.
+func rawImage(seed uint64, n int) []byte {
+	r := rand.New(rand.NewPCG(seed, seed))
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(r.Uint32())
+	}
+	copy(b, "\xeb\x63\x90BERTHRAW") // a boot-sector-like start
+	return b
+}
+
+func sum(b []byte) string { h := sha256.Sum256(b); return hex.EncodeToString(h[:]) }
+
+// server is a loopback HTTP server whose behaviour each test chooses per
+// request; it counts requests.
+type server struct {
+	*httptest.Server
+	mu      sync.Mutex
+	handler func(n int, w http.ResponseWriter, r *http.Request) // n: 1-based GET number
+	gets    atomic.Int32
+	heads   atomic.Int32
+	ranges  atomic.Int32
+}
+
+func newServer(t *testing.T, h func(n int, w http.ResponseWriter, r *http.Request)) *server {
+	s := &server{handler: h}
+	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := 0
+		switch r.Method {
+		case http.MethodHead:
+			s.heads.Add(1)
+		case http.MethodGet:
+			n = int(s.gets.Add(1))
+			if r.Header.Get("Range") != "" {
+				s.ranges.Add(1)
+			}
+		}
+		s.handler(n, w, r)
+	}))
+	t.Cleanup(s.Close)
+	return s
+}
+
+var modTime = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+
+// serveRange serves body with Range, If-Range and Last-Modified support.
+func serveRange(w http.ResponseWriter, r *http.Request, body []byte, mod time.Time) {
+	http.ServeContent(w, r, "image.raw", mod, bytes.NewReader(body))
+}
+
+// serveNoRange serves the whole body with 200 whatever the request says.
+func serveNoRange(w http.ResponseWriter, r *http.Request, body []byte) {
+	w.Header().Set("Accept-Ranges", "none")
+	w.Header().Set("Content-Length", fmt.Sprint(len(body)))
+	w.Header().Set("Last-Modified", modTime.Format(http.TimeFormat))
+	w.WriteHeader(http.StatusOK)
+	if r.Method == http.MethodGet {
+		w.Write(body)
+	}
+}
+
+// serveHalfThenDrop sends the headers of the whole body, half of it, and
+// drops the connection.
+func serveHalfThenDrop(w http.ResponseWriter, r *http.Request, body []byte, mod time.Time) {
+	if r.Method == http.MethodHead {
+		serveRange(w, r, body, mod)
+		return
+	}
+	w.Header().Set("Content-Length", fmt.Sprint(len(body)))
+	w.Header().Set("Last-Modified", mod.Format(http.TimeFormat))
+	w.Header().Set("Accept-Ranges", "bytes")
+	w.WriteHeader(http.StatusOK)
+	w.Write(body[:len(body)/2])
+	w.(http.Flusher).Flush()
+	panic(http.ErrAbortHandler)
+}
+
+func testLog(t *testing.T) (*slog.Logger, *bytes.Buffer) {
+	var buf syncBuffer
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("log:\n%s", buf.String())
+		}
+	})
+	return slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug})), &buf.b
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// testStage returns a Stage with short timeouts and backoffs (no timing is
+// asserted: they only keep the tests short).
+func testStage(t *testing.T) *Stage {
+	log, _ := testLog(t)
+	s := NewStage(log)
+	s.DL.Backoff, s.DL.MaxBackoff = 10*time.Millisecond, 50*time.Millisecond
+	s.DL.IdleTimeout = 500 * time.Millisecond
+	s.DL.ConnectTimeout = 2 * time.Second
+	s.DL.ProgressEvery = 50 * time.Millisecond
+	s.DL.Attempts = 4
+	s.LockPoll = 10 * time.Millisecond
+	return s
+}
+
+func testPlan(t *testing.T, url, pin string) Plan {
+	dir := t.TempDir()
+	env := map[string]string{"VM_NAME": "vm0", "IMG_SOURCE": url, "IMG_TARGET": "base.img",
+		"IMAGE_DIR": filepath.Join(dir, "images"), "DISK_DIR": filepath.Join(dir, "disk")}
+	if pin != "" {
+		env["IMG_SHA256"] = pin
+	}
+	p, err := PlanFromEnv(stage.MapEnv(env), statFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []string{p.ImageDir, p.DiskDir} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return p
+}
+
+// assertInPlace: the base in place is exactly want, recorded, and no temporary file is left.
+func assertInPlace(t *testing.T, p Plan, want []byte) {
+	t.Helper()
+	got, err := os.ReadFile(p.BasePath())
+	if err != nil {
+		t.Fatalf("base not in place: %v", err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("base in place has %d bytes, sha256 %s; want %d bytes, %s", len(got), sum(got), len(want), sum(want))
+	}
+	if rec, err := readRecord(p); err != nil || rec != sum(want) {
+		t.Errorf("record = %q, %v; want %s", rec, err, sum(want))
+	}
+	assertNoTemp(t, p)
+}
+
+func assertNoTemp(t *testing.T, p Plan) {
+	t.Helper()
+	for _, f := range []string{p.partPath(), p.partPath() + ".meta"} {
+		if _, err := os.Stat(f); err == nil {
+			t.Errorf("temporary file %s left", f)
+		}
+	}
+}
+
+// assertNothingInPlace: a failure left no base (and no record) in place.
+func assertNothingInPlace(t *testing.T, p Plan) {
+	t.Helper()
+	for _, f := range []string{p.BasePath(), p.RecordPath()} {
+		if _, err := os.Stat(f); err == nil {
+			t.Errorf("%s in place after a failure", f)
+		}
+	}
+}
+
+func TestDownloadCases(t *testing.T) {
+	body := rawImage(1, 1<<20)
+	other := rawImage(2, 1<<20)
+	tests := []struct {
+		name    string
+		handler func(n int, w http.ResponseWriter, r *http.Request)
+		pin     string
+		want    []byte // nil: a clear error containing wantErr
+		wantErr string
+		check   func(t *testing.T, s *server)
+	}{
+		{name: "with range support",
+			handler: func(n int, w http.ResponseWriter, r *http.Request) { serveRange(w, r, body, modTime) },
+			want:    body, pin: sum(body)},
+		{name: "without range support",
+			handler: func(n int, w http.ResponseWriter, r *http.Request) { serveNoRange(w, r, body) },
+			want:    body},
+		{name: "drop half-way then resume with Range",
+			handler: func(n int, w http.ResponseWriter, r *http.Request) {
+				if n == 1 {
+					serveHalfThenDrop(w, r, body, modTime)
+					return
+				}
+				serveRange(w, r, body, modTime)
+			},
+			want: body,
+			check: func(t *testing.T, s *server) {
+				if s.ranges.Load() != 1 {
+					t.Errorf("%d Range requests, want 1 (the resume)", s.ranges.Load())
+				}
+			}},
+		{name: "drop half-way, server without range support",
+			handler: func(n int, w http.ResponseWriter, r *http.Request) {
+				if n == 1 {
+					serveHalfThenDrop(w, r, body, modTime)
+					return
+				}
+				serveNoRange(w, r, body)
+			},
+			want: body},
+		{name: "200 to a Range request restarts from zero",
+			handler: func(n int, w http.ResponseWriter, r *http.Request) {
+				if n == 1 {
+					serveHalfThenDrop(w, r, body, modTime)
+					return
+				}
+				if r.Method == http.MethodHead {
+					serveRange(w, r, body, modTime) // advertises Accept-Ranges: bytes
+					return
+				}
+				w.Header().Set("Last-Modified", modTime.Format(http.TimeFormat))
+				serveNoRange(w, r, body) // but ignores the Range
+			},
+			want: body,
+			check: func(t *testing.T, s *server) {
+				if s.ranges.Load() < 1 {
+					t.Errorf("no Range request was made: the case was not exercised")
+				}
+			}},
+		{name: "200 to a Range request, no Content-Length, restarts from zero",
+			handler: func(n int, w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Last-Modified", modTime.Format(http.TimeFormat))
+				if r.Method == http.MethodHead {
+					w.Header().Set("Accept-Ranges", "bytes")
+					return
+				}
+				// Chunked (no length): only the Range guard can tell the
+				// appended body is wrong.
+				end := len(body)
+				if n == 1 {
+					end = len(body) / 2
+				}
+				for off := 0; off < end; off += 64 << 10 {
+					w.Write(body[off:min(off+64<<10, end)])
+					w.(http.Flusher).Flush()
+				}
+				if n == 1 {
+					panic(http.ErrAbortHandler)
+				}
+			},
+			want: body},
+		{name: "206 at the wrong offset restarts from zero",
+			handler: func(n int, w http.ResponseWriter, r *http.Request) {
+				if n == 1 {
+					serveHalfThenDrop(w, r, body, modTime)
+					return
+				}
+				if r.Header.Get("Range") != "" {
+					w.Header().Set("Content-Range", fmt.Sprintf("bytes 0-%d/%d", len(body)-1, len(body)))
+					w.Header().Set("Content-Length", fmt.Sprint(len(body)))
+					w.WriteHeader(http.StatusPartialContent)
+					w.Write(body)
+					return
+				}
+				serveRange(w, r, body, modTime)
+			},
+			want: body},
+		{name: "500 then 200",
+			handler: func(n int, w http.ResponseWriter, r *http.Request) {
+				if n <= 2 {
+					http.Error(w, "busy", http.StatusInternalServerError)
+					return
+				}
+				serveRange(w, r, body, modTime)
+			},
+			want: body},
+		{name: "500 always",
+			handler: func(n int, w http.ResponseWriter, r *http.Request) {
+				http.Error(w, "broken", http.StatusBadGateway)
+			},
+			wantErr: "giving up after 4 attempts"},
+		{name: "404 is not retried",
+			handler: func(n int, w http.ResponseWriter, r *http.Request) { http.NotFound(w, r) },
+			wantErr: "404 Not Found",
+			check: func(t *testing.T, s *server) {
+				if s.gets.Load() != 1 {
+					t.Errorf("%d GETs after a 404, want 1", s.gets.Load())
+				}
+			}},
+		{name: "stall once then serve",
+			handler: func(n int, w http.ResponseWriter, r *http.Request) {
+				if n == 1 {
+					stall(w, r, body)
+					return
+				}
+				serveRange(w, r, body, modTime)
+			},
+			want: body},
+		{name: "stall always",
+			handler: func(n int, w http.ResponseWriter, r *http.Request) { stall(w, r, body) },
+			wantErr: "no data for"},
+		{name: "stall before the headers",
+			handler: func(n int, w http.ResponseWriter, r *http.Request) {
+				select {
+				case <-r.Context().Done():
+				case <-time.After(10 * time.Second):
+				}
+			},
+			wantErr: "timeout awaiting response headers"},
+		{name: "different body on the second request (If-Range) restarts from zero",
+			handler: func(n int, w http.ResponseWriter, r *http.Request) {
+				if n == 1 {
+					serveHalfThenDrop(w, r, body, modTime)
+					return
+				}
+				serveRange(w, r, other, modTime.Add(time.Hour))
+			},
+			want: other},
+		{name: "different body on the second request, pinned sha256",
+			handler: func(n int, w http.ResponseWriter, r *http.Request) {
+				if n == 1 {
+					serveHalfThenDrop(w, r, body, modTime)
+					return
+				}
+				serveRange(w, r, other, modTime.Add(time.Hour))
+			},
+			pin:     sum(body),
+			wantErr: "the image was discarded"},
+		{name: "an HTML error page with 200",
+			handler: func(n int, w http.ResponseWriter, r *http.Request) {
+				fmt.Fprint(w, "<!DOCTYPE html><html><body>Please log in</body></html>")
+			},
+			wantErr: "not a disk image"},
+		{name: "short body",
+			handler: func(n int, w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Length", fmt.Sprint(len(body)))
+				w.Write(body[:1000])
+			},
+			wantErr: "giving up"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := newServer(t, tt.handler)
+			p := testPlan(t, srv.URL+"/image.raw", tt.pin)
+			s := testStage(t)
+			b, err := s.EnsureBase(context.Background(), p, p.SHA256, "IMG_SHA256")
+			if tt.want != nil {
+				if err != nil {
+					t.Fatalf("EnsureBase: %v", err)
+				}
+				if b.SHA256 != sum(tt.want) || b.Image.Format != "raw" {
+					t.Errorf("base = %+v", b)
+				}
+				assertInPlace(t, p, tt.want)
+			} else {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err = %v, want one containing %q", err, tt.wantErr)
+				}
+				if stage.IsBadInput(err) {
+					t.Errorf("a download failure must be exit 1, got bad input: %v", err)
+				}
+				assertNothingInPlace(t, p)
+			}
+			if tt.check != nil {
+				tt.check(t, srv)
+			}
+		})
+	}
+}
+
+// stall sends the headers and half of the body, then nothing until the client
+// gives up.
+func stall(w http.ResponseWriter, r *http.Request, body []byte) {
+	if r.Method == http.MethodHead {
+		serveRange(w, r, body, modTime)
+		return
+	}
+	w.Header().Set("Content-Length", fmt.Sprint(len(body)))
+	w.Header().Set("Last-Modified", modTime.Format(http.TimeFormat))
+	w.WriteHeader(http.StatusOK)
+	w.Write(body[:len(body)/2])
+	w.(http.Flusher).Flush()
+	select {
+	case <-r.Context().Done():
+	case <-time.After(10 * time.Second):
+	}
+}
+
+// TestResumeAcrossRestarts: a run killed half-way leaves a partial file; the
+// next run (a new process: a new Stage) continues it with one Range request
+// and fetches only the rest.
+func TestResumeAcrossRestarts(t *testing.T) {
+	body := rawImage(3, 1<<20)
+	var sent atomic.Int64
+	srv := newServer(t, func(n int, w http.ResponseWriter, r *http.Request) {
+		cw := &countingWriter{ResponseWriter: w, n: &sent}
+		if n == 1 {
+			serveHalfThenDrop(cw, r, body, modTime)
+			return
+		}
+		serveRange(cw, r, body, modTime)
+	})
+	p := testPlan(t, srv.URL+"/image.raw", "")
+	s := testStage(t)
+	s.DL.Attempts = 1 // the first run gives up at once, like a killed container
+	if _, err := s.EnsureBase(context.Background(), p, "", "IMG_SHA256"); err == nil {
+		t.Fatal("first run succeeded, want a failure after the drop")
+	}
+	fi, err := os.Stat(p.partPath())
+	if err != nil {
+		t.Fatalf("no partial file kept for the next run: %v", err)
+	}
+	half := fi.Size()
+	assertNothingInPlace(t, p)
+
+	sent.Store(0)
+	if _, err := testStage(t).EnsureBase(context.Background(), p, "", "IMG_SHA256"); err != nil {
+		t.Fatal(err)
+	}
+	assertInPlace(t, p, body)
+	if got, want := sent.Load(), int64(len(body))-half; got != want {
+		t.Errorf("second run received %d body bytes, want the %d remaining", got, want)
+	}
+}
+
+type countingWriter struct {
+	http.ResponseWriter
+	n *atomic.Int64
+}
+
+func (c *countingWriter) Write(b []byte) (int, error) {
+	n, err := c.ResponseWriter.Write(b)
+	c.n.Add(int64(n))
+	return n, err
+}
+
+func (c *countingWriter) Flush() { c.ResponseWriter.(http.Flusher).Flush() }
+
+// TestConcurrentRunsDownloadOnce: runs on one target share the cache's lock:
+// one downloads, the others wait and reuse the file.
+func TestConcurrentRunsDownloadOnce(t *testing.T) {
+	body := rawImage(4, 4<<20)
+	srv := newServer(t, func(n int, w http.ResponseWriter, r *http.Request) {
+		// Slow enough that the runs overlap.
+		w.Header().Set("Content-Length", fmt.Sprint(len(body)))
+		for off := 0; off < len(body); off += 256 << 10 {
+			w.Write(body[off : off+256<<10])
+			w.(http.Flusher).Flush()
+			time.Sleep(5 * time.Millisecond)
+		}
+	})
+	p := testPlan(t, srv.URL+"/image.raw", "")
+	const runs = 4
+	var wg sync.WaitGroup
+	errs := make([]error, runs)
+	for i := range runs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, errs[i] = testStage(t).EnsureBase(context.Background(), p, "", "IMG_SHA256")
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("run %d: %v", i, err)
+		}
+	}
+	if g := srv.gets.Load(); g != 1 {
+		t.Errorf("%d GETs for %d concurrent runs, want 1", g, runs)
+	}
+	assertInPlace(t, p, body)
+}
+
+// TestCachedBaseReused: a verified base in the cache is reused without any
+// request; a corrupt one (content does not match its record) is fetched again.
+func TestCachedBaseReused(t *testing.T) {
+	body := rawImage(5, 1<<20)
+	srv := newServer(t, func(n int, w http.ResponseWriter, r *http.Request) { serveRange(w, r, body, modTime) })
+	p := testPlan(t, srv.URL+"/image.raw", "")
+	for range 2 {
+		if _, err := testStage(t).EnsureBase(context.Background(), p, "", "IMG_SHA256"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if g := srv.gets.Load(); g != 1 {
+		t.Fatalf("%d GETs for two runs, want 1", g)
+	}
+	// Corrupt the cached file behind the record's back.
+	if err := os.Chmod(p.BasePath(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p.BasePath(), rawImage(6, 1<<20), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := testStage(t).EnsureBase(context.Background(), p, "", "IMG_SHA256"); err != nil {
+		t.Fatal(err)
+	}
+	if g := srv.gets.Load(); g != 2 {
+		t.Errorf("%d GETs, want 2: the corrupt base must be fetched again", g)
+	}
+	assertInPlace(t, p, body)
+
+	// A pin that differs from the cached verified base: never replaced, exit 2.
+	_, err := testStage(t).EnsureBase(context.Background(), p, sum(rawImage(7, 512)), "IMG_SHA256")
+	if !stage.IsBadInput(err) {
+		t.Errorf("pin of another image over a cached base: err = %v, want bad input", err)
+	}
+	assertInPlace(t, p, body)
+}
+
+// TestLocalWriteErrors: a full volume and a read-only volume give a clear
+// error, no temporary file and nothing in place. Small tmpfs mounts (root)
+// stand for the volumes. Permission denied is tested with the binary run as
+// uid 65534 (cmd/image-fetch).
+func TestLocalWriteErrors(t *testing.T) {
+	roottest.Require(t)
+	body := rawImage(8, 1<<20)
+	srv := newServer(t, func(n int, w http.ResponseWriter, r *http.Request) { serveRange(w, r, body, modTime) })
+	for _, c := range []struct{ name, opts, wantErr string }{
+		{"disk full", "size=256k", "no space left"},
+		{"read-only", "ro,size=4m", "read-only file system"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			p := testPlan(t, srv.URL+"/image.raw", "")
+			if out, err := exec.Command("mount", "-t", "tmpfs", "-o", c.opts, "berth-test", p.ImageDir).CombinedOutput(); err != nil {
+				t.Fatalf("mount tmpfs: %v: %s", err, out)
+			}
+			t.Cleanup(func() { exec.Command("umount", p.ImageDir).Run() })
+			_, err := testStage(t).EnsureBase(context.Background(), p, "", "IMG_SHA256")
+			if err == nil || !strings.Contains(err.Error(), c.wantErr) {
+				t.Fatalf("err = %v, want %q", err, c.wantErr)
+			}
+			if stage.IsBadInput(err) {
+				t.Errorf("want exit 1, got bad input")
+			}
+			assertNothingInPlace(t, p)
+			assertNoTemp(t, p)
+			if srv.gets.Load() > 1 {
+				t.Errorf("%d GETs: a local write error must not be retried", srv.gets.Load())
+			}
+			srv.gets.Store(0)
+		})
+	}
+}
+
+func TestParseContentRange(t *testing.T) {
+	tests := []struct {
+		in           string
+		start, total int64
+		ok           bool
+	}{
+		{"bytes 0-9/10", 0, 10, true},
+		{"bytes 5-9/*", 5, -1, true},
+		{"bytes 5-9/9", 0, 0, false},
+		{"bytes 9-5/10", 0, 0, false},
+		{"bytes */10", 0, 0, false},
+		{"items 0-9/10", 0, 0, false},
+		{"", 0, 0, false},
+	}
+	for _, tt := range tests {
+		s, tot, err := parseContentRange(tt.in)
+		if (err == nil) != tt.ok || (tt.ok && (s != tt.start || tot != tt.total)) {
+			t.Errorf("parseContentRange(%q) = %d, %d, %v", tt.in, s, tot, err)
+		}
+	}
+}
