@@ -1,0 +1,185 @@
+package config
+
+import (
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/berth-vm/berth/common/stage"
+)
+
+// fakeHost has 4 CPUs and no files.
+func fakeHost() Host {
+	return Host{NumCPU: 4, Stat: func(p string) (fs.FileInfo, error) {
+		return nil, &fs.PathError{Op: "stat", Path: p, Err: fs.ErrNotExist}
+	}}
+}
+
+func goodEnv() map[string]string {
+	return map[string]string{"VM_NAME": "vm-0", "BERTH_RUN_DIR": "/run/berth"}
+}
+
+func TestDefaults(t *testing.T) {
+	c, err := FromEnv(stage.MapEnv(goodEnv()), fakeHost())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Config{
+		Name: "vm-0", RunDir: "/run/berth", DiskDir: "/var/lib/berth/disk", ImageDir: "/var/lib/berth/images",
+		QEMU: "qemu-system-x86_64", CPUs: 1, Memory: 1 << 30, Accel: "auto", Tap: "tap0",
+		VNC: true, VNCListen: "127.0.0.1", ShutdownTimeout: 60 * time.Second, VMIP: c.VMIP,
+	}
+	if c != want || c.VMIP.String() != "192.168.254.2" {
+		t.Errorf("defaults:\n got %+v\nwant %+v", c, want)
+	}
+	if c.Overlay() != "/var/lib/berth/disk/vm-0.qcow2" || c.SeedISO() != "/run/berth/seed.iso" || c.QMPSocket() != "/run/berth/qmp.sock" {
+		t.Errorf("paths: %s %s %s", c.Overlay(), c.SeedISO(), c.QMPSocket())
+	}
+}
+
+func TestGoodValues(t *testing.T) {
+	pw := filepath.Join(t.TempDir(), "pw")
+	os.WriteFile(pw, []byte("secret\n"), 0o600)
+	env := goodEnv()
+	for k, v := range map[string]string{"VM_CPUS": "4", "VM_MEMORY": "1536M", "ACCEL": "tcg", "NO_VNC": "false",
+		"VNC_LISTEN": "0.0.0.0", "VNC_PASSWORD_FILE": pw, "SHUTDOWN_TIMEOUT": "5", "READY_TCP_PORT": "22", "VM_IP": "10.0.0.2"} {
+		env[k] = v
+	}
+	c, err := FromEnv(stage.MapEnv(env), Host{NumCPU: 4, Stat: os.Stat})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.CPUs != 4 || c.Memory != 1536<<20 || c.Accel != "tcg" || !c.VNC || c.VNCListen != "0.0.0.0" ||
+		c.ShutdownTimeout != 5*time.Second || c.ReadyTCPPort != 22 || c.VMIP.String() != "10.0.0.2" {
+		t.Errorf("got %+v", c)
+	}
+	if p, err := VNCPassword(pw); err != nil || p != "secret" {
+		t.Errorf("VNCPassword = %q, %v", p, err)
+	}
+}
+
+// TestBadInput lists every bad input vmm refuses with exit 2, each naming its variable.
+func TestBadInput(t *testing.T) {
+	tests := []struct {
+		env  map[string]string
+		want string // the variable the message must name
+	}{
+		{map[string]string{"VM_CPUS": "0"}, "VM_CPUS"},
+		{map[string]string{"VM_CPUS": "-1"}, "VM_CPUS"},
+		{map[string]string{"VM_CPUS": "two"}, "VM_CPUS"},
+		{map[string]string{"VM_CPUS": "1.5"}, "VM_CPUS"},
+		{map[string]string{"VM_CPUS": "5"}, "VM_CPUS"}, // the fake host has 4
+		{map[string]string{"VM_MEMORY": "lots"}, "VM_MEMORY"},
+		{map[string]string{"VM_MEMORY": "1g"}, "VM_MEMORY"},
+		{map[string]string{"VM_MEMORY": "127Mi"}, "VM_MEMORY"},
+		{map[string]string{"VM_MEMORY": "0"}, "VM_MEMORY"},
+		{map[string]string{"VM_MEMORY": "134217729"}, "VM_MEMORY"}, // not whole MiB
+		{map[string]string{"VM_MEMORY": "5Ti"}, "VM_MEMORY"},
+		{map[string]string{"ACCEL": "hvf"}, "ACCEL"},
+		{map[string]string{"ACCEL": "KVM"}, "ACCEL"},
+		{map[string]string{"NO_VNC": "maybe"}, "NO_VNC"},
+		{map[string]string{"VNC_LISTEN": "0.0.0.0"}, "VNC_LISTEN"}, // no password file
+		{map[string]string{"VNC_LISTEN": "10.1.2.3"}, "VNC_LISTEN"},
+		{map[string]string{"VNC_LISTEN": "localhost"}, "VNC_LISTEN"},
+		{map[string]string{"VNC_LISTEN": "0.0.0.0", "VNC_PASSWORD_FILE": "/nonexistent"}, "VNC_PASSWORD_FILE"},
+		{map[string]string{"SHUTDOWN_TIMEOUT": "0"}, "SHUTDOWN_TIMEOUT"},
+		{map[string]string{"SHUTDOWN_TIMEOUT": "1m"}, "SHUTDOWN_TIMEOUT"},
+		{map[string]string{"VM_IP": "fe80::1"}, "VM_IP"},
+		{map[string]string{"READY_TCP_PORT": "70000"}, "READY_TCP_PORT"},
+		{map[string]string{"TAP": "a/b"}, "TAP"},
+		{map[string]string{"TAP": "sixteen-chars-xx"}, "TAP"},
+		{map[string]string{"VM_NAME": "Bad_Name"}, "VM_NAME"},
+	}
+	for _, tt := range tests {
+		env := goodEnv()
+		for k, v := range tt.env {
+			env[k] = v
+		}
+		_, err := FromEnv(stage.MapEnv(env), fakeHost())
+		if !stage.IsBadInput(err) {
+			t.Errorf("%v: err = %v, want bad input", tt.env, err)
+			continue
+		}
+		if !strings.HasPrefix(err.Error(), tt.want+"=") || strings.Contains(err.Error(), "\n") {
+			t.Errorf("%v: message %q must be one line starting with %s=", tt.env, err, tt.want)
+		}
+	}
+}
+
+// TestCheckFiles: a missing overlay names image-fetch, a missing seed names seed-iso.
+func TestCheckFiles(t *testing.T) {
+	dir := t.TempDir()
+	c := Config{Name: "vm-0", RunDir: filepath.Join(dir, "run"), DiskDir: filepath.Join(dir, "disk")}
+	os.MkdirAll(c.RunDir, 0o755)
+	os.MkdirAll(c.DiskDir, 0o755)
+	host := Host{NumCPU: 1, Stat: os.Stat}
+	err := CheckFiles(c, host)
+	if !stage.IsBadInput(err) || !strings.Contains(err.Error(), "image-fetch") {
+		t.Errorf("no overlay: err = %v, want bad input naming image-fetch", err)
+	}
+	os.WriteFile(c.Overlay(), nil, 0o644)
+	err = CheckFiles(c, host)
+	if !stage.IsBadInput(err) || !strings.Contains(err.Error(), "seed-iso") {
+		t.Errorf("no seed: err = %v, want bad input naming seed-iso", err)
+	}
+	os.Mkdir(c.SeedISO(), 0o755) // a directory is not a seed
+	if err := CheckFiles(c, host); !stage.IsBadInput(err) {
+		t.Errorf("seed is a directory: err = %v, want bad input", err)
+	}
+	os.Remove(c.SeedISO())
+	os.WriteFile(c.SeedISO(), nil, 0o644)
+	if err := CheckFiles(c, host); err != nil {
+		t.Errorf("both present: %v", err)
+	}
+}
+
+// TestMAC: stable (pinned values), locally administered, unicast, distinct per name.
+func TestMAC(t *testing.T) {
+	pinned := map[string]string{
+		"vm-0":        "52:54:6c:24:6e:96",
+		"berth-local": "52:54:2f:66:76:20",
+	}
+	for name, want := range pinned {
+		if got := MAC(name).String(); got != want {
+			t.Errorf("MAC(%q) = %s, want %s: the MAC must never change for a name", name, got, want)
+		}
+	}
+	seen := map[string]string{}
+	for i := 0; i < 1000; i++ {
+		name := "vm-" + strconv.Itoa(i)
+		m := MAC(name)
+		if m[0]&0x02 == 0 || m[0]&0x01 != 0 {
+			t.Fatalf("MAC(%q) = %s: want locally administered unicast", name, m)
+		}
+		if MAC(name).String() != m.String() {
+			t.Fatalf("MAC(%q) not stable", name)
+		}
+		if other, dup := seen[m.String()]; dup {
+			t.Errorf("MAC(%q) = MAC(%q) = %s", name, other, m)
+		}
+		seen[m.String()] = name
+	}
+}
+
+func FuzzFromEnv(f *testing.F) {
+	f.Add("2", "1Gi", "auto", "127.0.0.1", "60")
+	f.Add("0", "1g", "x", "::1", "-1")
+	f.Fuzz(func(t *testing.T, cpus, mem, accel, vnc, timeout string) {
+		env := goodEnv()
+		env["VM_CPUS"], env["VM_MEMORY"], env["ACCEL"], env["VNC_LISTEN"], env["SHUTDOWN_TIMEOUT"] = cpus, mem, accel, vnc, timeout
+		c, err := FromEnv(stage.MapEnv(env), fakeHost())
+		if err != nil {
+			if !stage.IsBadInput(err) {
+				t.Fatalf("error that is not bad input: %v", err)
+			}
+			return
+		}
+		if c.CPUs < 1 || c.CPUs > 4 || c.Memory < MinMemory || c.Memory%(1<<20) != 0 || c.ShutdownTimeout <= 0 {
+			t.Fatalf("accepted out-of-range config %+v", c)
+		}
+	})
+}
