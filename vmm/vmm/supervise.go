@@ -41,6 +41,8 @@ type Supervisor struct {
 	// AfterStart runs once QMP answers (e.g. to set the VNC password); an
 	// error is logged, QEMU keeps running.
 	AfterStart func(ctx context.Context) error
+	// Started, if set, is told QEMU's process once it runs (tests use it).
+	Started func(*os.Process)
 }
 
 // ErrShutdownTimeout is returned when the guest did not power off in time and
@@ -86,6 +88,9 @@ func (s *Supervisor) Run(ctx context.Context, cmd *exec.Cmd) error {
 		f.Close() // QEMU has its own copy; vmm must not hold the tap
 	}
 	s.Log.Info("QEMU started", "pid", cmd.Process.Pid)
+	if s.Started != nil {
+		s.Started(cmd.Process)
+	}
 
 	last := &lastLine{}
 	stderrDone := make(chan struct{})

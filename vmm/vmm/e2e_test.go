@@ -1,0 +1,378 @@
+package vmm
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/berth-vm/berth/common/roottest"
+	"github.com/berth-vm/berth/vmm/config"
+)
+
+// These tests run the vmm binary as the pod runs it: non-root (uid 65534), in
+// a network namespace of its own with a persistent tap owned by that uid, the
+// tap reached through a tun node in the run dir (this uid cannot open the
+// host's /dev/net/tun), the console on stdout.
+
+const vmUID = 65534
+
+var (
+	buildOnce sync.Once
+	vmmBin    string
+	buildErr  error
+)
+
+func buildVMM(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("/var/tmp", "vmm-bin-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		os.Chmod(dir, 0o755)
+		vmmBin = filepath.Join(dir, "vmm")
+		out, err := exec.Command("go", "build", "-o", vmmBin, "../cmd/vmm").CombinedOutput()
+		if err != nil {
+			buildErr = errors.New(string(out))
+		}
+	})
+	if buildErr != nil {
+		t.Fatalf("build vmm: %v", buildErr)
+	}
+	return vmmBin
+}
+
+func randomID() string {
+	b := make([]byte, 3)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func sh(t *testing.T, name string, args ...string) string {
+	t.Helper()
+	out, err := exec.Command(name, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s %s: %v: %s", name, strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// pod is a work dir (run, disk dirs owned by vmUID) and a netns with tap0.
+type pod struct {
+	ns, work, run, disk string
+}
+
+func newPod(t *testing.T) *pod {
+	t.Helper()
+	work, err := os.MkdirTemp("/var/tmp", "vmm-test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &pod{ns: "vmmt-" + randomID(), work: work, run: filepath.Join(work, "run"), disk: filepath.Join(work, "disk")}
+	t.Cleanup(func() {
+		if out, err := exec.Command("ip", "netns", "pids", p.ns).Output(); err == nil {
+			for _, f := range strings.Fields(string(out)) {
+				if pid, err := strconv.Atoi(f); err == nil {
+					syscall.Kill(pid, syscall.SIGKILL)
+				}
+			}
+		}
+		time.Sleep(200 * time.Millisecond)
+		exec.Command("ip", "netns", "del", p.ns).Run()
+		if !t.Failed() || os.Getenv("KEEP_WORK") == "" {
+			os.RemoveAll(work)
+		}
+	})
+	for _, d := range []string{p.run, p.disk} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	os.Chmod(work, 0o755)
+	sh(t, "ip", "netns", "add", p.ns)
+	sh(t, "ip", "-n", p.ns, "link", "set", "lo", "up")
+	sh(t, "ip", "-n", p.ns, "tuntap", "add", "tap0", "mode", "tap", "user", strconv.Itoa(vmUID), "group", strconv.Itoa(vmUID))
+	sh(t, "ip", "-n", p.ns, "link", "set", "tap0", "up")
+	sh(t, "mknod", filepath.Join(p.run, "tun"), "c", "10", "200")
+	sh(t, "chmod", "600", filepath.Join(p.run, "tun"))
+	return p
+}
+
+func (p *pod) chown(t *testing.T) {
+	t.Helper()
+	sh(t, "chown", "-R", strconv.Itoa(vmUID)+":"+strconv.Itoa(vmUID), p.run, p.disk)
+}
+
+func (p *pod) env(extra ...string) []string {
+	return append([]string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "VM_NAME=testvm", "BERTH_RUN_DIR=" + p.run,
+		"DISK_DIR=" + p.disk, "TERMINATION_LOG=" + filepath.Join(p.run, "termination-log"), "VM_MEMORY=512Mi"}, extra...)
+}
+
+// cmd runs the vmm binary in the pod's netns as vmUID with env -i.
+func (p *pod) cmd(t *testing.T, env []string, args ...string) *exec.Cmd {
+	argv := append([]string{"netns", "exec", p.ns, "setpriv", "--reuid=" + strconv.Itoa(vmUID), "--regid=" + strconv.Itoa(vmUID),
+		"--clear-groups", "env", "-i"}, env...)
+	argv = append(argv, buildVMM(t))
+	return exec.Command("ip", append(argv, args...)...)
+}
+
+// start runs vmm in the background, its stdout (the console) in console.
+type vmmProc struct {
+	cmd     *exec.Cmd
+	console string
+	stderr  string
+	done    chan struct{}
+	err     error
+}
+
+func (p *pod) start(t *testing.T, name string, env []string) *vmmProc {
+	t.Helper()
+	v := &vmmProc{console: filepath.Join(p.work, name+".console"), stderr: filepath.Join(p.work, name+".stderr"), done: make(chan struct{})}
+	out, _ := os.Create(v.console)
+	errf, _ := os.Create(v.stderr)
+	v.cmd = p.cmd(t, env)
+	v.cmd.Stdout, v.cmd.Stderr = out, errf
+	if err := v.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { v.err = v.cmd.Wait(); out.Close(); errf.Close(); close(v.done) }()
+	t.Cleanup(func() { v.cmd.Process.Kill() })
+	return v
+}
+
+// exit waits (bounded) and returns vmm's exit code.
+func (v *vmmProc) exit(t *testing.T, bound time.Duration) int {
+	t.Helper()
+	select {
+	case <-v.done:
+	case <-time.After(bound):
+		t.Fatalf("vmm did not exit within %s; stderr:\n%s", bound, readFile(v.stderr))
+	}
+	var ee *exec.ExitError
+	if errors.As(v.err, &ee) {
+		return ee.ExitCode()
+	}
+	if v.err != nil {
+		t.Fatal(v.err)
+	}
+	return 0
+}
+
+// qemuPid is vmm's child QEMU (any of vmm's threads may have forked it).
+func (v *vmmProc) qemuPid(t *testing.T) int {
+	t.Helper()
+	files, _ := filepath.Glob(filepath.Join("/proc", strconv.Itoa(v.cmd.Process.Pid), "task", "*", "children"))
+	var all []string
+	for _, file := range files {
+		b, _ := os.ReadFile(file)
+		all = append(all, strings.Fields(string(b))...)
+	}
+	for _, f := range all {
+		if comm, _ := os.ReadFile(filepath.Join("/proc", f, "comm")); strings.HasPrefix(string(comm), "qemu-system") {
+			pid, _ := strconv.Atoi(f)
+			return pid
+		}
+	}
+	t.Fatalf("no QEMU child of vmm (children: %q)", all)
+	return 0
+}
+
+func readFile(p string) string { b, _ := os.ReadFile(p); return string(b) }
+
+// until polls f every interval until it is true, failing after bound.
+func until(t *testing.T, bound time.Duration, what string, f func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(bound)
+	for !f() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %s", what, bound)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+func (p *pod) probe(t *testing.T, env []string, which string) (int, string) {
+	out, err := p.cmd(t, env, "probe", which).CombinedOutput()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return ee.ExitCode(), string(out)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return 0, string(out)
+}
+
+// TestBinaryInputs: bad input exits 2 with one line naming the variable (and
+// for missing files, the stage that makes them); --dry-run prints the command
+// line and starts nothing. No root needed.
+func TestBinaryInputs(t *testing.T) {
+	bin := buildVMM(t)
+	dir := t.TempDir()
+	run, disk := filepath.Join(dir, "run"), filepath.Join(dir, "disk")
+	os.MkdirAll(run, 0o755)
+	os.MkdirAll(disk, 0o755)
+	base := []string{"VM_NAME=testvm", "BERTH_RUN_DIR=" + run, "DISK_DIR=" + disk, "TERMINATION_LOG=" + filepath.Join(dir, "tl"), "ACCEL=tcg"}
+	exe := func(env []string, args ...string) (int, string, string) {
+		cmd := exec.Command(bin, args...)
+		cmd.Env = append(append([]string{}, base...), env...)
+		var out, errb strings.Builder
+		cmd.Stdout, cmd.Stderr = &out, &errb
+		err := cmd.Run()
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			return ee.ExitCode(), out.String(), errb.String()
+		}
+		return 0, out.String(), errb.String()
+	}
+	code, _, stderr := exe(nil)
+	if code != 2 || !strings.Contains(stderr, "image-fetch") {
+		t.Errorf("no overlay: exit %d, stderr %q; want 2 naming image-fetch", code, stderr)
+	}
+	if tl := readFile(filepath.Join(dir, "tl")); !strings.Contains(tl, "image-fetch") {
+		t.Errorf("termination log %q does not say why", tl)
+	}
+	sh(t, "qemu-img", "create", "-q", "-f", "qcow2", filepath.Join(disk, "testvm.qcow2"), "64M")
+	code, _, stderr = exe(nil)
+	if code != 2 || !strings.Contains(stderr, "seed-iso") {
+		t.Errorf("no seed: exit %d, stderr %q; want 2 naming seed-iso", code, stderr)
+	}
+	os.WriteFile(filepath.Join(run, "seed.iso"), nil, 0o644)
+	for _, bad := range []string{"VM_CPUS=0", "VM_CPUS=9999", "VM_MEMORY=64Mi", "VM_MEMORY=big", "ACCEL=xen", "VNC_LISTEN=0.0.0.0"} {
+		code, _, stderr := exe([]string{bad})
+		name, _, _ := strings.Cut(bad, "=")
+		if code != 2 || !strings.Contains(stderr, name+"=") || strings.Count(strings.TrimSpace(stderr), "\n") != 0 {
+			t.Errorf("%s: exit %d, stderr %q; want 2 and one line naming %s", bad, code, stderr, name)
+		}
+	}
+	code, stdout, stderr := exe(nil, "--dry-run")
+	if code != 0 || !strings.HasPrefix(stdout, "qemu-system-x86_64 ") || !strings.Contains(stdout, "fd=3") {
+		t.Errorf("--dry-run: exit %d, stdout %q, stderr %q", code, stdout, stderr)
+	}
+	code, stdout, _ = exe(nil, "-h")
+	if code != 0 || !strings.Contains(stdout, "SHUTDOWN_TIMEOUT") {
+		t.Errorf("-h: exit %d, does not list SHUTDOWN_TIMEOUT: %s", code, stdout)
+	}
+}
+
+// TestBinaryNoGuest: QEMU with a blank disk (no OS): probe live answers, probe
+// ready does not; SIGTERM → power-down ignored → quit after SHUTDOWN_TIMEOUT
+// → exit 1 with the reason in the termination log; a second run with QEMU
+// SIGKILLed → exit 1 naming the signal.
+func TestBinaryNoGuest(t *testing.T) {
+	roottest.Require(t)
+	needQEMU(t)
+	p := newPod(t)
+	sh(t, "qemu-img", "create", "-q", "-f", "qcow2", filepath.Join(p.disk, "testvm.qcow2"), "64M")
+	os.WriteFile(filepath.Join(p.run, "seed.iso"), nil, 0o644)
+	p.chown(t)
+	env := p.env("ACCEL=auto", "SHUTDOWN_TIMEOUT=2")
+	tl := filepath.Join(p.run, "termination-log")
+
+	v := p.start(t, "timeout", env)
+	until(t, 30*time.Second, "probe live", func() bool { c, _ := p.probe(t, env, "live"); return c == 0 })
+	if c, out := p.probe(t, env, "ready"); c != 1 {
+		t.Errorf("probe ready with no lease: exit %d (%s), want 1", c, out)
+	}
+	if st := readFile(v.stderr); !strings.Contains(st, "KVM probe") {
+		t.Errorf("ACCEL=auto logged no KVM probe result:\n%s", st)
+	}
+	v.cmd.Process.Signal(syscall.SIGTERM)
+	if code := v.exit(t, 30*time.Second); code != 1 {
+		t.Errorf("SIGTERM with a guest that ignores power-down: exit %d, want 1", code)
+	}
+	if got := readFile(tl); !strings.Contains(got, "did not power off") {
+		t.Errorf("termination log = %q, want the shutdown timeout", got)
+	}
+	t.Logf("stderr:\n%s", readFile(v.stderr))
+
+	v = p.start(t, "killed", env)
+	until(t, 30*time.Second, "probe live", func() bool { c, _ := p.probe(t, env, "live"); return c == 0 })
+	syscall.Kill(v.qemuPid(t), syscall.SIGKILL)
+	if code := v.exit(t, 30*time.Second); code != 1 {
+		t.Errorf("QEMU killed: exit %d, want 1", code)
+	}
+	if got := readFile(tl); !strings.Contains(got, "signal: killed") {
+		t.Errorf("termination log = %q, want QEMU's death", got)
+	}
+	if c, _ := p.probe(t, env, "live"); c == 0 {
+		t.Error("probe live succeeds with QEMU gone")
+	}
+}
+
+// TestBinaryRealGuest boots the test guest (ci/testguest/build.sh) through the
+// tap with dnsmasq on a bridge: console on stdout reaches the login prompt,
+// probe ready passes once the guest has its lease and SSH accepts, the lease
+// carries the MAC derived from VM_NAME, SIGTERM → ACPI shutdown → exit 0.
+func TestBinaryRealGuest(t *testing.T) {
+	roottest.Require(t)
+	needQEMU(t)
+	out, err := exec.Command("../../ci/testguest/build.sh").Output()
+	if err != nil {
+		t.Fatalf("ci/testguest/build.sh: %v", err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	image := lines[len(lines)-1]
+	p := newPod(t)
+	sh(t, "qemu-img", "create", "-q", "-f", "qcow2", "-b", image, "-F", "qcow2", filepath.Join(p.disk, "testvm.qcow2"))
+	seed := filepath.Join(p.work, "seed")
+	os.MkdirAll(seed, 0o755)
+	os.WriteFile(filepath.Join(seed, "meta-data"), []byte("instance-id: testvm\nlocal-hostname: testvm\n"), 0o644)
+	os.WriteFile(filepath.Join(seed, "user-data"), []byte("#cloud-config\n"), 0o644)
+	sh(t, "genisoimage", "-quiet", "-o", filepath.Join(p.run, "seed.iso"), "-volid", "cidata", "-J", "-R", seed)
+	p.chown(t)
+
+	sh(t, "ip", "-n", p.ns, "link", "add", "br0", "type", "bridge")
+	sh(t, "ip", "-n", p.ns, "addr", "add", "192.168.254.1/30", "dev", "br0")
+	sh(t, "ip", "-n", p.ns, "link", "set", "tap0", "master", "br0")
+	sh(t, "ip", "-n", p.ns, "link", "set", "br0", "up")
+	leases := filepath.Join(p.run, "dnsmasq.leases")
+	dnsmasq := exec.Command("ip", "netns", "exec", p.ns, "dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null", "--port=0",
+		"--interface=br0", "--bind-interfaces", "--dhcp-range=192.168.254.2,192.168.254.2,255.255.255.252,1h",
+		"--dhcp-leasefile="+leases, "--user=root", "--pid-file=")
+	if err := dnsmasq.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { dnsmasq.Process.Kill(); dnsmasq.Wait() })
+
+	env := p.env("ACCEL=tcg", "VM_CPUS=2", "VM_MEMORY=1Gi", "SHUTDOWN_TIMEOUT=60", "READY_TCP_PORT=22")
+	start := time.Now()
+	v := p.start(t, "guest", env)
+	until(t, 420*time.Second, "login prompt on the console (vmm's stdout)", func() bool {
+		select {
+		case <-v.done:
+			t.Fatalf("vmm exited during boot: %v\n%s", v.err, readFile(v.stderr))
+		default:
+		}
+		return strings.Contains(readFile(v.console), "login:")
+	})
+	t.Logf("login prompt %s after start", time.Since(start).Round(time.Second))
+	until(t, 120*time.Second, "probe ready (lease + SSH port)", func() bool { c, _ := p.probe(t, env, "ready"); return c == 0 })
+	t.Logf("ready %s after start", time.Since(start).Round(time.Second))
+	if mac := config.MAC("testvm").String(); !strings.Contains(readFile(leases), mac) {
+		t.Errorf("lease file does not show the derived MAC %s:\n%s", mac, readFile(leases))
+	}
+	if c, out := p.probe(t, env, "live"); c != 0 {
+		t.Errorf("probe live: exit %d: %s", c, out)
+	}
+
+	stop := time.Now()
+	v.cmd.Process.Signal(syscall.SIGTERM)
+	if code := v.exit(t, 80*time.Second); code != 0 {
+		t.Errorf("SIGTERM: exit %d, want 0; stderr:\n%s", code, readFile(v.stderr))
+	}
+	t.Logf("SIGTERM to exit: %s", time.Since(stop).Round(100*time.Millisecond))
+	if c := readFile(v.console); !strings.Contains(c, "reboot: Power down") {
+		t.Errorf("console shows no power-down; its end:\n%s", c[max(0, len(c)-2000):])
+	}
+}
