@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/berth-vm/berth/common/stage"
@@ -48,9 +49,13 @@ func (p Plan) diskLockPath() string { return filepath.Join(p.DiskDir, "."+p.VMNa
 // Apply makes the plan true: the verified base in IMAGE_DIR, the pet overlay in
 // DISK_DIR. Re-running it after a crash at any point converges.
 func (s *Stage) Apply(ctx context.Context, p Plan) error {
-	for _, d := range []string{p.ImageDir, p.DiskDir} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			return fmt.Errorf("directory %s: %w", d, err)
+	for _, d := range []struct{ name, dir string }{{"IMAGE_DIR", p.ImageDir}, {"DISK_DIR", p.DiskDir}} {
+		if err := os.MkdirAll(d.dir, 0o755); err != nil {
+			return fmt.Errorf("%s %s: %w", d.name, d.dir, err)
+		}
+		if err := syscall.Access(d.dir, 2 /* W_OK */); err != nil {
+			return fmt.Errorf("%s %s is not writable by uid %d gid %d: %w (the volume's owner or the pod's fsGroup must allow it)",
+				d.name, d.dir, os.Geteuid(), os.Getegid(), err)
 		}
 	}
 	dlock, err := fsutil.LockFile(ctx, s.Log, p.diskLockPath(), s.LockPoll)

@@ -41,7 +41,6 @@ func sum(b []byte) string { h := sha256.Sum256(b); return hex.EncodeToString(h[:
 // request; it counts requests.
 type server struct {
 	*httptest.Server
-	mu      sync.Mutex
 	handler func(n int, w http.ResponseWriter, r *http.Request) // n: 1-based GET number
 	gets    atomic.Int32
 	heads   atomic.Int32
