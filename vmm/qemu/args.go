@@ -40,7 +40,7 @@ func Args(p Plan) []Arg {
 	add("-nodefaults", "", "no default devices (no VGA, floppy, CD-ROM, NIC, monitor): only what is listed here")
 	add("-no-user-config", "", "ignore any /etc/qemu config file: the command line is the whole truth")
 	add("-display", "none", "no local display; the console is the serial port, the screen is VNC")
-	add("-machine", "q35", "modern PC (PCIe, AHCI); the accelerator is chosen by -accel")
+	add("-machine", "q35", "modern PC (PCIe); the accelerator is chosen by -accel")
 	switch p.Accel {
 	case config.AccelKVM:
 		add("-accel", "kvm", "hardware virtualisation: /dev/kvm ran a test guest")
@@ -57,7 +57,8 @@ func Args(p Plan) []Arg {
 	add("-device", "virtio-blk-pci,drive=disk0,bootindex=0", "the overlay as a virtio disk, booted first")
 	add("-drive", "if=none,id=seed,file="+optEscape(p.SeedISO())+",format=raw,media=cdrom,readonly=on",
 		"the seed ISO made by seed-iso (cloud-init's config-drive or NoCloud), raw and read-only")
-	add("-device", "ide-cd,drive=seed", "the seed as a CD-ROM on the AHCI controller, where cloud-init looks for it")
+	add("-device", "virtio-scsi-pci,id=scsi0", "SCSI controller for the seed CD-ROM: Debian's cloud kernels have virtio-scsi and sr_mod but no AHCI driver")
+	add("-device", "scsi-cd,bus=scsi0.0,drive=seed", "the seed as a CD-ROM (/dev/sr0), where cloud-init looks for its config-drive or NoCloud volume")
 
 	netdev := fmt.Sprintf("tap,id=net0,fd=%d", TapFD)
 	why := "the persistent tap made by net-setup, opened by vmm (TUNSETIFF) and inherited as fd 3: no scripts, no privileges in QEMU"

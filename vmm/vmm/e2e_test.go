@@ -31,6 +31,14 @@ var (
 	buildErr  error
 )
 
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if vmmBin != "" {
+		os.RemoveAll(filepath.Dir(vmmBin))
+	}
+	os.Exit(code)
+}
+
 func buildVMM(t *testing.T) string {
 	t.Helper()
 	buildOnce.Do(func() {
@@ -187,6 +195,8 @@ func (v *vmmProc) qemuPid(t *testing.T) int {
 	return 0
 }
 
+func tail(s string, n int) string { return s[max(0, len(s)-n):] }
+
 func readFile(p string) string { b, _ := os.ReadFile(p); return string(b) }
 
 // until polls f every interval until it is true, failing after bound.
@@ -339,7 +349,9 @@ func TestBinaryRealGuest(t *testing.T) {
 	leases := filepath.Join(p.run, "dnsmasq.leases")
 	dnsmasq := exec.Command("ip", "netns", "exec", p.ns, "dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null", "--port=0",
 		"--interface=br0", "--bind-interfaces", "--dhcp-range=192.168.254.2,192.168.254.2,255.255.255.252,1h",
-		"--dhcp-leasefile="+leases, "--user=root", "--pid-file=")
+		"--dhcp-leasefile="+leases, "--user=root", "--pid-file=", "--log-dhcp")
+	dnsLog, _ := os.Create(filepath.Join(p.work, "dnsmasq.log"))
+	dnsmasq.Stdout, dnsmasq.Stderr = dnsLog, dnsLog
 	if err := dnsmasq.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -357,7 +369,22 @@ func TestBinaryRealGuest(t *testing.T) {
 		return strings.Contains(readFile(v.console), "login:")
 	})
 	t.Logf("login prompt %s after start", time.Since(start).Round(time.Second))
-	until(t, 120*time.Second, "probe ready (lease + SSH port)", func() bool { c, _ := p.probe(t, env, "ready"); return c == 0 })
+	var last string
+	deadline := time.Now().Add(180 * time.Second)
+	for {
+		c, out := p.probe(t, env, "ready")
+		if c == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("probe ready not within 180s; last: %s\ndnsmasq log:\n%s\nconsole end:\n%s", out, readFile(filepath.Join(p.work, "dnsmasq.log")), tail(readFile(v.console), 3000))
+		}
+		if out != last {
+			t.Logf("probe ready: %s", strings.TrimSpace(out))
+			last = out
+		}
+		time.Sleep(time.Second)
+	}
 	t.Logf("ready %s after start", time.Since(start).Round(time.Second))
 	if mac := config.MAC("testvm").String(); !strings.Contains(readFile(leases), mac) {
 		t.Errorf("lease file does not show the derived MAC %s:\n%s", mac, readFile(leases))
@@ -373,6 +400,6 @@ func TestBinaryRealGuest(t *testing.T) {
 	}
 	t.Logf("SIGTERM to exit: %s", time.Since(stop).Round(100*time.Millisecond))
 	if c := readFile(v.console); !strings.Contains(c, "reboot: Power down") {
-		t.Errorf("console shows no power-down; its end:\n%s", c[max(0, len(c)-2000):])
+		t.Errorf("console shows no power-down; its end:\n%s", tail(c, 2000))
 	}
 }
