@@ -121,10 +121,7 @@ func (s *Stage) EnsureBase(ctx context.Context, p Plan, want, pinnedBy string) (
 	part := p.partPath()
 	var sum string
 	if p.Remote {
-		if err := s.DL.Download(ctx, p.Source, part); err != nil {
-			return Base{}, err
-		}
-		if sum, err = fsutil.HashFile(ctx, part); err != nil {
+		if sum, err = s.DL.Download(ctx, p.Source, part); err != nil {
 			return Base{}, err
 		}
 	} else {

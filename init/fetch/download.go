@@ -106,41 +106,44 @@ var (
 )
 
 // Download fetches url into part (part+".meta" holds partMeta) and returns
-// once part holds the whole body and is synced. On failure part may be left
-// for the next run to continue; it is removed on a permanent error.
-func (d *Downloader) Download(ctx context.Context, url, part string) error {
+// the body's sha256 once part holds the whole body and is synced. On failure
+// part may be left for the next run to continue; it is removed on a
+// permanent error.
+func (d *Downloader) Download(ctx context.Context, url, part string) (string, error) {
 	backoff := d.Backoff
 	restarts := 0
+	fol := newFollower(part)
 	for attempt := 1; ; {
-		err := d.attempt(ctx, url, part)
+		size, err := d.attempt(ctx, url, part, fol)
 		if err == nil {
-			return nil
+			return fol.sum(size)
 		}
 		if ctx.Err() != nil {
-			return fmt.Errorf("download %s: %w", url, context.Cause(ctx))
+			return "", fmt.Errorf("download %s: %w", url, context.Cause(ctx))
 		}
 		if errors.Is(err, errRestart) && restarts < 3 {
 			restarts++
 			d.Log.Warn("starting the download again from zero", "url", url, "reason", err)
 			removePart(part)
+			fol.reset()
 			continue
 		}
 		var se *statusError
 		if errors.As(err, &se) && se.permanent() {
 			removePart(part)
-			return err
+			return "", err
 		}
 		if isLocalWriteError(err) {
 			removePart(part)
-			return err
+			return "", err
 		}
 		if attempt >= d.Attempts {
-			return fmt.Errorf("download %s: giving up after %d attempts (the partial file is kept for the next start): %w", url, attempt, err)
+			return "", fmt.Errorf("download %s: giving up after %d attempts (the partial file is kept for the next start): %w", url, attempt, err)
 		}
 		d.Log.Warn("download failed, retrying", "url", url, "attempt", attempt, "of", d.Attempts, "wait", backoff, "err", err)
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("download %s: %w", url, context.Cause(ctx))
+			return "", fmt.Errorf("download %s: %w", url, context.Cause(ctx))
 		case <-time.After(backoff):
 		}
 		attempt++
@@ -179,7 +182,7 @@ func writeMeta(part string, m partMeta) error {
 
 // attempt is one GET (grab may send a HEAD first to learn the size and
 // whether ranges are served).
-func (d *Downloader) attempt(ctx context.Context, url, part string) error {
+func (d *Downloader) attempt(ctx context.Context, url, part string, fol *follower) (int64, error) {
 	var offset int64
 	meta, haveMeta := readMeta(part)
 	if fi, err := os.Stat(part); err == nil {
@@ -189,16 +192,18 @@ func (d *Downloader) attempt(ctx context.Context, url, part string) error {
 	if offset > 0 && !resume {
 		d.Log.Info("partial file cannot be continued, starting from zero", "part", part, "bytes", offset)
 		removePart(part)
+		fol.reset()
 		offset = 0
 	} else if offset == 0 {
 		removePart(part)
+		fol.reset()
 	}
 
 	actx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	req, err := grab.NewRequest(part, url)
 	if err != nil {
-		return fmt.Errorf("download %s: %w", url, err)
+		return 0, fmt.Errorf("download %s: %w", url, err)
 	}
 	req = req.WithContext(actx)
 	req.NoCreateDirectories = true
@@ -216,6 +221,8 @@ func (d *Downloader) attempt(ctx context.Context, url, part string) error {
 		if hr.Request.Header.Get("Range") != "" {
 			return checkResume(hr, offset, meta)
 		}
+		// A whole body from zero: grab truncates the file before writing.
+		fol.reset()
 		if hr.StatusCode != http.StatusOK {
 			return fmt.Errorf("GET %s: answered %d to a request without Range", url, hr.StatusCode)
 		}
@@ -227,27 +234,27 @@ func (d *Downloader) attempt(ctx context.Context, url, part string) error {
 
 	start := time.Now()
 	resp := d.grabClient().Do(req)
-	d.watch(actx, cancel, resp, offset, start)
+	d.watch(actx, cancel, resp, offset, start, fol)
 	if err := resp.Err(); err != nil {
 		if errors.Is(context.Cause(actx), errStalled) {
-			return fmt.Errorf("GET %s: no data for %s: %w", url, d.IdleTimeout, errStalled)
+			return 0, fmt.Errorf("GET %s: no data for %s: %w", url, d.IdleTimeout, errStalled)
 		}
 		if sc, ok := err.(grab.StatusCodeError); ok {
-			return &statusError{URL: url, Code: int(sc)}
+			return 0, &statusError{URL: url, Code: int(sc)}
 		}
 		if errors.Is(err, grab.ErrBadLength) {
-			return fmt.Errorf("GET %s: %w: %w", url, err, errRestart)
+			return 0, fmt.Errorf("GET %s: %w: %w", url, err, errRestart)
 		}
-		return fmt.Errorf("GET %s: %w", url, err)
+		return 0, fmt.Errorf("GET %s: %w", url, err)
 	}
 	if hr := resp.HTTPResponse; hr != nil && hr.Request.Method == http.MethodHead {
 		// grab found the partial file already complete by its size (HEAD):
 		// only trust it if the server still names the same version.
 		if v := hr.Header.Get("ETag"); meta.ETag != "" && v != meta.ETag {
-			return fmt.Errorf("complete partial file, but the server's ETag changed: %w", errRestart)
+			return 0, fmt.Errorf("complete partial file, but the server's ETag changed: %w", errRestart)
 		}
 		if v := hr.Header.Get("Last-Modified"); meta.ETag == "" && v != meta.LastModified {
-			return fmt.Errorf("complete partial file, but the server's Last-Modified changed: %w", errRestart)
+			return 0, fmt.Errorf("complete partial file, but the server's Last-Modified changed: %w", errRestart)
 		}
 		newMeta = meta
 	}
@@ -256,18 +263,18 @@ func (d *Downloader) attempt(ctx context.Context, url, part string) error {
 	}
 	fi, err := os.Stat(part)
 	if err != nil {
-		return fmt.Errorf("download %s: %w", url, err)
+		return 0, fmt.Errorf("download %s: %w", url, err)
 	}
 	if newMeta.Size >= 0 && fi.Size() != newMeta.Size {
-		return fmt.Errorf("GET %s: got %d bytes, want %d", url, fi.Size(), newMeta.Size)
+		return 0, fmt.Errorf("GET %s: got %d bytes, want %d", url, fi.Size(), newMeta.Size)
 	}
 	if err := fsutil.SyncFile(part); err != nil {
-		return err
+		return 0, err
 	}
 	el := time.Since(start)
 	d.Log.Info("downloaded", "url", url, "bytes", fi.Size(), "resumed_from", offset, "seconds", fmt.Sprintf("%.1f", el.Seconds()),
 		"rate", rate(float64(fi.Size()-offset)/el.Seconds()))
-	return nil
+	return fi.Size(), nil
 }
 
 // checkResume accepts a response to a Range request only if it is 206 with a
@@ -322,9 +329,23 @@ func parseContentRange(s string) (start, total int64, err error) {
 
 // watch logs progress every ProgressEvery and cancels the attempt with
 // errStalled when no byte arrived for IdleTimeout. It returns when resp is done.
-func (d *Downloader) watch(ctx context.Context, cancel context.CancelCauseFunc, resp *grab.Response, offset int64, start time.Time) {
+func (d *Downloader) watch(ctx context.Context, cancel context.CancelCauseFunc, resp *grab.Response, offset int64, start time.Time, fol *follower) {
 	tick := time.NewTicker(min(time.Second, d.IdleTimeout/4+time.Millisecond))
 	defer tick.Stop()
+	// Hash what is written, as it is written (bytes below BytesComplete are final).
+	hashDone := make(chan struct{})
+	go func() {
+		defer close(hashDone)
+		for {
+			select {
+			case <-resp.Done:
+				return
+			case <-time.After(20 * time.Millisecond):
+				_ = fol.catchUp(resp.BytesComplete()) // an error is found again by sum()
+			}
+		}
+	}()
+	defer func() { <-hashDone }()
 	last, lastChange, lastLog, lastLogBytes := int64(-1), time.Now(), time.Now(), int64(0)
 	for {
 		select {

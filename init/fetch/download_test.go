@@ -97,6 +97,7 @@ func serveHalfThenDrop(w http.ResponseWriter, r *http.Request, body []byte, mod 
 	w.WriteHeader(http.StatusOK)
 	w.Write(body[:len(body)/2])
 	w.(http.Flusher).Flush()
+	time.Sleep(100 * time.Millisecond) // the client hashes what it got so far
 	panic(http.ErrAbortHandler)
 }
 
@@ -235,6 +236,15 @@ func TestDownloadCases(t *testing.T) {
 				serveNoRange(w, r, body)
 			},
 			want: body},
+		{name: "drop half-way, then another body without range support",
+			handler: func(n int, w http.ResponseWriter, r *http.Request) {
+				if n == 1 {
+					serveHalfThenDrop(w, r, body, modTime)
+					return
+				}
+				serveNoRange(w, r, other)
+			},
+			want: other},
 		{name: "200 to a Range request restarts from zero",
 			handler: func(n int, w http.ResponseWriter, r *http.Request) {
 				if n == 1 {
