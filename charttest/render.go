@@ -222,3 +222,11 @@ func Examples() ([]string, error) {
 	sort.Strings(files)
 	return files, nil
 }
+
+func mustKubeVersionOrPanic() *chartutil.KubeVersion {
+	kv, err := chartutil.ParseKubeVersion(KubeVersion)
+	if err != nil {
+		panic(err)
+	}
+	return kv
+}

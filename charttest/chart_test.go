@@ -1,0 +1,751 @@
+package charttest
+
+import (
+	"flag"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+
+	"helm.sh/helm/v3/pkg/action"
+	"helm.sh/helm/v3/pkg/chart"
+	"helm.sh/helm/v3/pkg/chartutil"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden snapshots in testdata/")
+
+const (
+	rel = "rel"
+	ns  = "vms"
+)
+
+// oneVM is the smallest values a VM needs.
+const oneVM = `
+vms:
+  vm1:
+    image:
+      source: http://images.example/debian-12.qcow2
+`
+
+func load(t *testing.T) *chart.Chart {
+	t.Helper()
+	c, err := LoadChart()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func render(t *testing.T, values string) *Rendered {
+	t.Helper()
+	vals, err := ParseValues(values)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := Render(load(t), rel, ns, vals)
+	if err != nil {
+		t.Fatalf("render: %v\nvalues:%s", err, values)
+	}
+	return r
+}
+
+func sts(t *testing.T, r *Rendered, vm string) *appsv1.StatefulSet {
+	t.Helper()
+	s, err := r.StatefulSet(rel + "-" + vm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func allContainers(s *appsv1.StatefulSet) []corev1.Container {
+	return append(append([]corev1.Container(nil), s.Spec.Template.Spec.InitContainers...), s.Spec.Template.Spec.Containers...)
+}
+
+func container(t *testing.T, s *appsv1.StatefulSet, name string) corev1.Container {
+	t.Helper()
+	for _, c := range allContainers(s) {
+		if c.Name == name {
+			return c
+		}
+	}
+	t.Fatalf("no container %q in %s", name, s.Name)
+	return corev1.Container{}
+}
+
+func env(c corev1.Container) map[string]string {
+	m := map[string]string{}
+	for _, e := range c.Env {
+		m[e.Name] = e.Value
+	}
+	return m
+}
+
+func names(cs []corev1.Container) []string {
+	var n []string
+	for _, c := range cs {
+		n = append(n, c.Name)
+	}
+	return n
+}
+
+// Every example values file renders, and its rendering matches the golden snapshot.
+func TestExamplesGolden(t *testing.T) {
+	files, err := Examples()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := load(t)
+	for _, f := range files {
+		name := strings.TrimSuffix(filepath.Base(f), ".yaml")
+		t.Run(name, func(t *testing.T) {
+			vals, err := ReadValues(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r, err := Render(c, "example", "berth", vals)
+			if err != nil {
+				t.Fatalf("%s: %v", f, err)
+			}
+			if len(r.Objects) == 0 {
+				t.Fatalf("%s rendered no objects", f)
+			}
+			golden := filepath.Join("testdata", "golden", name+".yaml")
+			got := r.Snapshot()
+			if *update {
+				if err := os.MkdirAll(filepath.Dir(golden), 0o755); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(golden, got, 0o644); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			want, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatalf("%v (run go test -update to create it)", err)
+			}
+			if string(got) != string(want) {
+				t.Errorf("%s: rendering differs from %s (go test -update rewrites it after review):\n%s", f, golden, firstDiff(string(want), string(got)))
+			}
+		})
+	}
+}
+
+func firstDiff(want, got string) string {
+	w, g := strings.Split(want, "\n"), strings.Split(got, "\n")
+	for i := 0; i < len(w) || i < len(g); i++ {
+		var wl, gl string
+		if i < len(w) {
+			wl = w[i]
+		}
+		if i < len(g) {
+			gl = g[i]
+		}
+		if wl != gl {
+			return "line " + itoa(i+1) + ":\n- " + wl + "\n+ " + gl
+		}
+	}
+	return ""
+}
+
+func itoa(i int) string {
+	if i == 0 {
+		return "0"
+	}
+	var b []byte
+	for ; i > 0; i /= 10 {
+		b = append([]byte{byte('0' + i%10)}, b...)
+	}
+	return string(b)
+}
+
+// helm lint --strict over every example, through the SDK (the same checks as the CLI).
+func TestLintStrict(t *testing.T) {
+	files, err := Examples()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range files {
+		vals, err := ReadValues(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lint := action.NewLint()
+		lint.Strict = true
+		lint.KubeVersion = mustKubeVersion(t)
+		res := lint.Run([]string{ChartDir()}, vals)
+		for _, m := range res.Messages {
+			// INFO (icon is recommended) is not a failure under --strict; everything else is.
+			if m.Severity > 1 {
+				t.Errorf("%s: lint: %s", filepath.Base(f), m)
+			}
+		}
+		for _, e := range res.Errors {
+			t.Errorf("%s: lint error: %v", filepath.Base(f), e)
+		}
+	}
+}
+
+func TestNoVMsRendersOnlyNotes(t *testing.T) {
+	r := render(t, "")
+	if len(r.Objects) != 0 {
+		t.Errorf("no VMs: rendered %v, want nothing", r.Kinds())
+	}
+	if !strings.Contains(r.Notes, "no VM") {
+		t.Errorf("NOTES without VMs does not say so:\n%s", r.Notes)
+	}
+}
+
+func TestObjectsPerVM(t *testing.T) {
+	r := render(t, oneVM+`
+  vm2:
+    image:
+      source: http://images.example/other.qcow2
+    service:
+      enabled: true
+`)
+	want := []string{
+		"ConfigMap/rel-vm1-seed", "ConfigMap/rel-vm2-seed",
+		"Service/rel-vm2",
+		"ServiceAccount/rel-berth",
+		"StatefulSet/rel-vm1", "StatefulSet/rel-vm2",
+	}
+	if got := r.Kinds(); !slices.Equal(got, want) {
+		t.Errorf("objects:\n got %v\nwant %v", got, want)
+	}
+	for _, vm := range []string{"vm1", "vm2"} {
+		s := sts(t, r, vm)
+		if *s.Spec.Replicas != 1 {
+			t.Errorf("%s: replicas %d", vm, *s.Spec.Replicas)
+		}
+		if s.Spec.Template.Spec.ServiceAccountName != "rel-berth" {
+			t.Errorf("%s: serviceAccountName %q", vm, s.Spec.Template.Spec.ServiceAccountName)
+		}
+		if a := s.Spec.Template.Spec.AutomountServiceAccountToken; a == nil || *a {
+			t.Errorf("%s: pod automountServiceAccountToken %v, want false", vm, a)
+		}
+		if env(container(t, s, "vm"))["VM_NAME"] != vm {
+			t.Errorf("%s: VM_NAME %q", vm, env(container(t, s, "vm"))["VM_NAME"])
+		}
+	}
+	var sa corev1.ServiceAccount
+	if err := r.Find("ServiceAccount", "rel-berth", &sa); err != nil {
+		t.Fatal(err)
+	}
+	if sa.AutomountServiceAccountToken == nil || *sa.AutomountServiceAccountToken {
+		t.Error("ServiceAccount: automountServiceAccountToken is not false")
+	}
+	var svc corev1.Service
+	if err := r.Find("Service", "rel-vm2", &svc); err != nil {
+		t.Fatal(err)
+	}
+	if svc.Spec.Selector["berth-vm.github.io/vm"] != "vm2" || svc.Spec.Ports[0].Port != 22 {
+		t.Errorf("Service: selector %v ports %v", svc.Spec.Selector, svc.Spec.Ports)
+	}
+}
+
+func TestInitContainerOrder(t *testing.T) {
+	for _, tc := range []struct {
+		name, values string
+		want         []string
+	}{
+		{"hostPath cache", oneVM, []string{"net-setup", "image-cache", "image-fetch", "seed-iso", "dnsmasq"}},
+		{"emptyDir cache", oneVM + "    imageCache: {mode: emptyDir}\n", []string{"net-setup", "image-fetch", "seed-iso", "dnsmasq"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := sts(t, render(t, tc.values), "vm1")
+			spec := s.Spec.Template.Spec
+			if got := names(spec.InitContainers); !slices.Equal(got, tc.want) {
+				t.Errorf("init containers %v, want %v", got, tc.want)
+			}
+			if got := names(spec.Containers); !slices.Equal(got, []string{"vm"}) {
+				t.Errorf("containers %v, want [vm]", got)
+			}
+			for _, c := range spec.InitContainers {
+				sidecar := c.RestartPolicy != nil && *c.RestartPolicy == corev1.ContainerRestartPolicyAlways
+				if sidecar != (c.Name == "dnsmasq") {
+					t.Errorf("%s: native sidecar (restartPolicy Always) = %v", c.Name, sidecar)
+				}
+			}
+			dns := container(t, s, "dnsmasq")
+			if want := []string{"dnsmasq", "--keep-in-foreground", "--conf-file=/run/berth/dnsmasq.conf"}; !slices.Equal(dns.Command, want) {
+				t.Errorf("dnsmasq command %v, want %v", dns.Command, want)
+			}
+		})
+	}
+}
+
+// Volumes and mounts exactly as DESIGN.md's table: run (emptyDir) everywhere, images (hostPath or
+// emptyDir) for image-fetch and vm, disk (the PVC) for image-fetch and vm.
+func TestSharedVolumes(t *testing.T) {
+	r := render(t, oneVM+`    class_name: fast-ssd
+    diskSize: 20Gi
+`)
+	s := sts(t, r, "vm1")
+	mounts := map[string]map[string]string{} // container -> volume -> path
+	for _, c := range allContainers(s) {
+		mounts[c.Name] = map[string]string{}
+		for _, m := range c.VolumeMounts {
+			mounts[c.Name][m.Name] = m.MountPath
+		}
+	}
+	for _, c := range []string{"net-setup", "image-fetch", "seed-iso", "dnsmasq", "vm"} {
+		if mounts[c]["run"] != "/run/berth" {
+			t.Errorf("%s: run volume at %q, want /run/berth", c, mounts[c]["run"])
+		}
+		if env(container(t, s, c))["BERTH_RUN_DIR"] != "/run/berth" && c != "dnsmasq" {
+			t.Errorf("%s: BERTH_RUN_DIR %q", c, env(container(t, s, c))["BERTH_RUN_DIR"])
+		}
+	}
+	for _, c := range []string{"image-fetch", "vm", "image-cache"} {
+		if mounts[c]["images"] != "/var/lib/berth/images" {
+			t.Errorf("%s: images volume at %q", c, mounts[c]["images"])
+		}
+	}
+	for _, c := range []string{"image-fetch", "vm"} {
+		if mounts[c]["disk"] != "/var/lib/berth/disk" {
+			t.Errorf("%s: disk volume at %q", c, mounts[c]["disk"])
+		}
+		e := env(container(t, s, c))
+		if e["IMAGE_DIR"] != "/var/lib/berth/images" || e["DISK_DIR"] != "/var/lib/berth/disk" {
+			t.Errorf("%s: IMAGE_DIR %q DISK_DIR %q", c, e["IMAGE_DIR"], e["DISK_DIR"])
+		}
+	}
+	for _, c := range []string{"net-setup", "seed-iso", "dnsmasq"} {
+		if _, ok := mounts[c]["disk"]; ok {
+			t.Errorf("%s mounts the disk: it has no need to", c)
+		}
+	}
+	for _, m := range container(t, s, "vm").VolumeMounts {
+		if m.Name == "images" && !m.ReadOnly {
+			t.Error("vm: images volume is writable; QEMU only reads the base image")
+		}
+	}
+	vols := map[string]corev1.Volume{}
+	for _, v := range s.Spec.Template.Spec.Volumes {
+		vols[v.Name] = v
+	}
+	if vols["run"].EmptyDir == nil {
+		t.Error("run is not an emptyDir")
+	}
+	if hp := vols["images"].HostPath; hp == nil || hp.Path != "/var/lib/berth/images" {
+		t.Errorf("images: %+v, want hostPath /var/lib/berth/images", vols["images"])
+	}
+	if _, ok := vols["disk"]; ok {
+		t.Error("disk is a pod volume; it must come from volumeClaimTemplates")
+	}
+	if len(s.Spec.VolumeClaimTemplates) != 1 {
+		t.Fatalf("volumeClaimTemplates: %d", len(s.Spec.VolumeClaimTemplates))
+	}
+	pvc := s.Spec.VolumeClaimTemplates[0]
+	if pvc.Name != "disk" || pvc.Spec.StorageClassName == nil || *pvc.Spec.StorageClassName != "fast-ssd" {
+		t.Errorf("PVC template %s class %v", pvc.Name, pvc.Spec.StorageClassName)
+	}
+	if q := pvc.Spec.Resources.Requests[corev1.ResourceStorage]; q.Cmp(resource.MustParse("20Gi")) != 0 {
+		t.Errorf("PVC size %s, want 20Gi", q.String())
+	}
+	if env(container(t, s, "image-fetch"))["DISK_SIZE"] != "20Gi" {
+		t.Error("DISK_SIZE is not the VM's diskSize")
+	}
+	if p := s.Spec.PersistentVolumeClaimRetentionPolicy; p == nil || p.WhenDeleted != appsv1.RetainPersistentVolumeClaimRetentionPolicyType {
+		t.Errorf("PVC retention %+v, want Retain on delete", p)
+	}
+
+	// emptyDir cache: no hostPath anywhere.
+	s = sts(t, render(t, oneVM+"    imageCache: {mode: emptyDir}\n"), "vm1")
+	for _, v := range s.Spec.Template.Spec.Volumes {
+		if v.HostPath != nil {
+			t.Errorf("emptyDir cache mode: volume %s is a hostPath", v.Name)
+		}
+		if v.Name == "images" && v.EmptyDir == nil {
+			t.Error("emptyDir cache mode: images is not an emptyDir")
+		}
+	}
+}
+
+// The environment DESIGN.md names, per stage, from the values.
+func TestEnvironment(t *testing.T) {
+	r := render(t, `
+vms:
+  vm1:
+    cpus: 3
+    memory: 1536Mi
+    image:
+      source: http://images.example/debian-12.qcow2
+      target: base.qcow2
+      sha256: "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+    vmIP: 10.9.0.2
+    vmGW: 10.9.0.1
+    seedFormat: nocloud
+    sshAuthorizedKeys: ["ssh-ed25519 AAAA one", "ssh-ed25519 BBBB two"]
+    readyTCPPort: 2222
+    shutdownTimeout: 90
+    logLevel: warn
+    logFormat: json
+    stages:
+      imageFetch:
+        logLevel: debug
+        extraEnv: [{name: EXTRA, value: "yes"}]
+`)
+	s := sts(t, r, "vm1")
+	want := map[string]map[string]string{
+		"net-setup":   {"VM_IP": "10.9.0.2", "VM_GW": "10.9.0.1", "NO_VNC": "false", "TAP_UID": "107", "TAP_GID": "107", "LOG_LEVEL": "warn"},
+		"image-fetch": {"IMG_SOURCE": "http://images.example/debian-12.qcow2", "IMG_TARGET": "base.qcow2", "IMG_SHA256": "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef", "LOG_LEVEL": "debug", "EXTRA": "yes"},
+		"seed-iso":    {"USERDATA": "/userdata", "METADATA": "/metadata", "SEED_FORMAT": "nocloud", "SSH_AUTHORIZED_KEYS": "ssh-ed25519 AAAA one\nssh-ed25519 BBBB two"},
+		"vm":          {"VM_CPUS": "3", "VM_MEMORY": "1536Mi", "VM_IP": "10.9.0.2", "ACCEL": "auto", "NO_VNC": "false", "VNC_LISTEN": "127.0.0.1", "READY_TCP_PORT": "2222", "SHUTDOWN_TIMEOUT": "90"},
+	}
+	for c, vars := range want {
+		e := env(container(t, s, c))
+		for k, v := range vars {
+			if e[k] != v {
+				t.Errorf("%s: %s=%q, want %q", c, k, e[k], v)
+			}
+		}
+		for _, k := range []string{"VM_NAME", "BERTH_RUN_DIR", "LOG_FORMAT", "LOG_LEVEL"} {
+			if _, ok := e[k]; !ok {
+				t.Errorf("%s: %s missing", c, k)
+			}
+		}
+		if e["LOG_FORMAT"] != "json" {
+			t.Errorf("%s: LOG_FORMAT %q", c, e["LOG_FORMAT"])
+		}
+	}
+	// user-data and meta-data reach seed-iso as one-key ConfigMap mounts.
+	cm, err := r.ConfigMap("rel-vm1-seed")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(cm.Data["user-data"], "#cloud-config") || cm.Data["meta-data"] != "{}" {
+		t.Errorf("seed ConfigMap data %v", cm.Data)
+	}
+	for _, v := range s.Spec.Template.Spec.Volumes {
+		if (v.Name == "userdata" || v.Name == "metadata") && (v.ConfigMap == nil || len(v.ConfigMap.Items) != 1) {
+			t.Errorf("%s: not a one-key ConfigMap volume: %+v", v.Name, v.VolumeSource)
+		}
+	}
+	// readyTCPPort 0 turns the port check off (a false-y value must win over the default 22).
+	e := env(container(t, sts(t, render(t, oneVM+"    readyTCPPort: 0\n    noVNC: true\n"), "vm1"), "vm"))
+	if _, ok := e["READY_TCP_PORT"]; ok {
+		t.Errorf("readyTCPPort 0: READY_TCP_PORT=%q still set", e["READY_TCP_PORT"])
+	}
+	if e["NO_VNC"] != "true" {
+		t.Errorf("noVNC true: NO_VNC=%q", e["NO_VNC"])
+	}
+}
+
+func TestExistingConfigMaps(t *testing.T) {
+	r := render(t, oneVM+"    userDataConfigMap: my-ud\n    metaDataConfigMap: my-md\n")
+	if _, err := r.ConfigMap("rel-vm1-seed"); err == nil {
+		t.Error("both ConfigMaps given, yet the chart rendered its own")
+	}
+	vols := map[string]corev1.Volume{}
+	for _, v := range sts(t, r, "vm1").Spec.Template.Spec.Volumes {
+		vols[v.Name] = v
+	}
+	if vols["userdata"].ConfigMap.Name != "my-ud" || vols["metadata"].ConfigMap.Name != "my-md" {
+		t.Errorf("volumes %+v %+v", vols["userdata"], vols["metadata"])
+	}
+}
+
+func TestImages(t *testing.T) {
+	for _, tc := range []struct {
+		name, values string
+		want         map[string]string // container -> image
+	}{
+		{"defaults: appVersion tag", oneVM, map[string]string{
+			"net-setup": "ghcr.io/berth-vm/net-setup:0.1.0", "image-fetch": "ghcr.io/berth-vm/image-fetch:0.1.0",
+			"image-cache": "ghcr.io/berth-vm/image-fetch:0.1.0", "seed-iso": "ghcr.io/berth-vm/seed-iso:0.1.0",
+			"dnsmasq": "ghcr.io/berth-vm/dnsmasq:0.1.0", "vm": "ghcr.io/berth-vm/vmm:0.1.0"}},
+		{"global registry and tag", oneVM + `
+images:
+  vmm: {registry: registry.local:5000, tag: dev}
+  dnsmasq: {registry: ""}
+`, map[string]string{"vm": "registry.local:5000/berth-vm/vmm:dev", "dnsmasq": "berth-vm/dnsmasq:0.1.0", "net-setup": "ghcr.io/berth-vm/net-setup:0.1.0"}},
+		{"digest wins over tag", oneVM + `
+images:
+  vmm: {tag: "9.9.9", digest: "sha256:` + strings.Repeat("ab", 32) + `"}
+`, map[string]string{"vm": "ghcr.io/berth-vm/vmm@sha256:" + strings.Repeat("ab", 32)}},
+		{"per VM over global", oneVM + `    images:
+      vmm: {repository: me/vmm-debug, tag: "1.2"}
+      seedIso: {digest: "sha256:` + strings.Repeat("cd", 32) + `"}
+images:
+  vmm: {tag: global}
+`, map[string]string{"vm": "ghcr.io/me/vmm-debug:1.2", "seed-iso": "ghcr.io/berth-vm/seed-iso@sha256:" + strings.Repeat("cd", 32), "net-setup": "ghcr.io/berth-vm/net-setup:0.1.0"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := sts(t, render(t, tc.values), "vm1")
+			for c, img := range tc.want {
+				if got := container(t, s, c).Image; got != img {
+					t.Errorf("%s: image %q, want %q", c, got, img)
+				}
+			}
+		})
+	}
+	s := sts(t, render(t, oneVM+"images:\n  vmm: {pullPolicy: Never}\n"), "vm1")
+	if p := container(t, s, "vm").ImagePullPolicy; p != corev1.PullNever {
+		t.Errorf("vm pullPolicy %q, want Never", p)
+	}
+	if p := container(t, s, "net-setup").ImagePullPolicy; p != corev1.PullIfNotPresent {
+		t.Errorf("net-setup pullPolicy %q, want IfNotPresent", p)
+	}
+}
+
+func caps(c corev1.Container) (add, drop []string) {
+	if c.SecurityContext == nil || c.SecurityContext.Capabilities == nil {
+		return nil, nil
+	}
+	for _, a := range c.SecurityContext.Capabilities.Add {
+		add = append(add, string(a))
+	}
+	for _, d := range c.SecurityContext.Capabilities.Drop {
+		drop = append(drop, string(d))
+	}
+	return add, drop
+}
+
+func isTrue(b *bool) bool { return b != nil && *b }
+
+// Least privilege: only net-setup is privileged (by default, for ip_forward) and only it and
+// dnsmasq run as root; everything else is non-root, drop ALL, read-only root, no escalation.
+func TestSecurityContexts(t *testing.T) {
+	s := sts(t, render(t, oneVM), "vm1")
+	pod := s.Spec.Template.Spec.SecurityContext
+	if pod == nil || pod.FSGroup == nil || *pod.FSGroup != 107 || pod.SeccompProfile == nil || pod.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault {
+		t.Errorf("pod securityContext %+v", pod)
+	}
+	if len(pod.Sysctls) != 0 {
+		t.Errorf("privileged ipForward mode sets pod sysctls %v", pod.Sysctls)
+	}
+	for _, c := range allContainers(s) {
+		sc := c.SecurityContext
+		if sc == nil {
+			t.Errorf("%s: no securityContext", c.Name)
+			continue
+		}
+		if !isTrue(sc.ReadOnlyRootFilesystem) {
+			t.Errorf("%s: root filesystem writable", c.Name)
+		}
+		switch c.Name {
+		case "net-setup":
+			if !isTrue(sc.Privileged) {
+				t.Error("net-setup: not privileged in the default ipForward mode")
+			}
+		case "dnsmasq", "image-cache":
+			add, drop := caps(c)
+			if isTrue(sc.Privileged) || isTrue(sc.AllowPrivilegeEscalation) || !slices.Equal(drop, []string{"ALL"}) {
+				t.Errorf("%s: %+v", c.Name, sc)
+			}
+			want := map[string][]string{"dnsmasq": {"NET_ADMIN", "NET_RAW", "NET_BIND_SERVICE", "SETUID", "SETGID"}, "image-cache": {"CHOWN", "FOWNER"}}[c.Name]
+			if !slices.Equal(add, want) {
+				t.Errorf("%s: capabilities %v, want %v", c.Name, add, want)
+			}
+		default: // image-fetch, seed-iso, vm
+			add, drop := caps(c)
+			if isTrue(sc.Privileged) || isTrue(sc.AllowPrivilegeEscalation) || sc.AllowPrivilegeEscalation == nil ||
+				!isTrue(sc.RunAsNonRoot) || sc.RunAsUser == nil || *sc.RunAsUser != 107 || len(add) != 0 || !slices.Equal(drop, []string{"ALL"}) {
+				t.Errorf("%s: not non-root/drop-ALL: %+v", c.Name, sc)
+			}
+		}
+	}
+
+	// ipForward: sysctl: a pod sysctl, and net-setup with capabilities, not privileged.
+	s = sts(t, render(t, oneVM+"    ipForward: sysctl\n"), "vm1")
+	pod = s.Spec.Template.Spec.SecurityContext
+	if len(pod.Sysctls) != 1 || pod.Sysctls[0].Name != "net.ipv4.ip_forward" || pod.Sysctls[0].Value != "1" {
+		t.Errorf("sysctl mode: pod sysctls %v", pod.Sysctls)
+	}
+	ns := container(t, s, "net-setup")
+	if isTrue(ns.SecurityContext.Privileged) || isTrue(ns.SecurityContext.AllowPrivilegeEscalation) {
+		t.Errorf("sysctl mode: net-setup still privileged: %+v", ns.SecurityContext)
+	}
+	if add, _ := caps(ns); !slices.Equal(add, []string{"NET_ADMIN", "NET_RAW", "MKNOD", "CHOWN", "FOWNER"}) {
+		t.Errorf("sysctl mode: net-setup capabilities %v", add)
+	}
+	// tun from a device plugin: net-setup needs no MKNOD; the vm container requests the resource.
+	s = sts(t, render(t, oneVM+"    ipForward: sysctl\n    tun: {mode: devicePlugin}\n    kvm: {resourceName: devices.kubevirt.io/kvm}\n"), "vm1")
+	if add, _ := caps(container(t, s, "net-setup")); slices.Contains(add, "MKNOD") {
+		t.Errorf("devicePlugin tun: net-setup still gets MKNOD: %v", add)
+	}
+	vm := container(t, s, "vm")
+	for _, r := range []corev1.ResourceName{"devices.kubevirt.io/tun", "devices.kubevirt.io/kvm"} {
+		if q := vm.Resources.Limits[r]; q.Value() != 1 {
+			t.Errorf("vm: limit %s = %s, want 1", r, q.String())
+		}
+	}
+	if isTrue(vm.SecurityContext.Privileged) {
+		t.Error("device plugins: vm privileged")
+	}
+	// The privileged vm is an explicit opt-in only.
+	vm = container(t, sts(t, render(t, oneVM+"    kvm: {privileged: true}\n"), "vm1"), "vm")
+	if !isTrue(vm.SecurityContext.Privileged) {
+		t.Error("kvm.privileged: vm not privileged")
+	}
+}
+
+func TestGracePeriodProbesResources(t *testing.T) {
+	s := sts(t, render(t, oneVM+"    shutdownTimeout: 100\n    memory: 2Gi\n    cpus: 4\n"), "vm1")
+	spec := s.Spec.Template.Spec
+	if g := spec.TerminationGracePeriodSeconds; g == nil || *g <= 100 {
+		t.Errorf("terminationGracePeriodSeconds %v, want > shutdownTimeout 100", g)
+	}
+	vm := container(t, s, "vm")
+	if p := vm.ReadinessProbe; p == nil || p.Exec == nil || !slices.Equal(p.Exec.Command, []string{"vmm", "probe", "ready"}) {
+		t.Errorf("readiness probe %+v", p)
+	}
+	if p := vm.LivenessProbe; p == nil || p.Exec == nil || !slices.Equal(p.Exec.Command, []string{"vmm", "probe", "live"}) {
+		t.Errorf("liveness probe %+v", p)
+	}
+	// memory limit = guest memory + overhead (256Mi), request = limit; cpu request 4 x 100m, no cpu limit.
+	if q := vm.Resources.Limits[corev1.ResourceMemory]; q.Cmp(resource.MustParse("2304Mi")) != 0 {
+		t.Errorf("memory limit %s, want 2304Mi", q.String())
+	}
+	if q := vm.Resources.Requests[corev1.ResourceMemory]; q.Cmp(resource.MustParse("2304Mi")) != 0 {
+		t.Errorf("memory request %s, want 2304Mi", q.String())
+	}
+	if q := vm.Resources.Requests[corev1.ResourceCPU]; q.Cmp(resource.MustParse("400m")) != 0 {
+		t.Errorf("cpu request %s, want 400m", q.String())
+	}
+	if _, ok := vm.Resources.Limits[corev1.ResourceCPU]; ok {
+		t.Error("cpu limit set by default")
+	}
+	// M is 10^6 bytes: 1000M + 256Mi = 954 + 256 MiB (rounded up).
+	vm = container(t, sts(t, render(t, oneVM+"    memory: 1000M\n"), "vm1"), "vm")
+	if q := vm.Resources.Limits[corev1.ResourceMemory]; q.Cmp(resource.MustParse("1210Mi")) != 0 {
+		t.Errorf("1000M: memory limit %s, want 1210Mi", q.String())
+	}
+	// explicit resources win.
+	vm = container(t, sts(t, render(t, oneVM+"    resources: {limits: {memory: 3Gi, cpu: \"2\"}}\n"), "vm1"), "vm")
+	if q := vm.Resources.Limits[corev1.ResourceCPU]; q.Cmp(resource.MustParse("2")) != 0 {
+		t.Errorf("explicit resources: cpu limit %s", q.String())
+	}
+}
+
+func TestPodPlacementAndAnnotations(t *testing.T) {
+	s := sts(t, render(t, oneVM+`    nodeSelector: {kvm: "yes"}
+    tolerations: [{key: vms, operator: Exists, effect: NoSchedule}]
+    affinity: {nodeAffinity: {requiredDuringSchedulingIgnoredDuringExecution: {nodeSelectorTerms: [{matchExpressions: [{key: zone, operator: In, values: [a]}]}]}}}
+    podAnnotations: {team: infra}
+    podLabels: {tier: vm}
+`), "vm1")
+	spec := s.Spec.Template.Spec
+	if spec.NodeSelector["kvm"] != "yes" || len(spec.Tolerations) != 1 || spec.Affinity == nil || spec.Affinity.NodeAffinity == nil {
+		t.Errorf("placement: %v %v %v", spec.NodeSelector, spec.Tolerations, spec.Affinity)
+	}
+	if s.Spec.Template.Annotations["team"] != "infra" || s.Spec.Template.Labels["tier"] != "vm" {
+		t.Errorf("pod metadata %v %v", s.Spec.Template.Annotations, s.Spec.Template.Labels)
+	}
+	if s.Spec.Template.Annotations["checksum/seed"] == "" {
+		t.Error("no checksum/seed annotation: a changed user-data would not restart the VM")
+	}
+	// Changing one VM's user-data changes only its own checksum.
+	two := oneVM + "  vm2:\n    image: {source: http://x/y.qcow2}\n"
+	a := render(t, two)
+	b := render(t, two+"    userData: \"#cloud-config\\nhostname: other\\n\"\n")
+	if sts(t, a, "vm1").Spec.Template.Annotations["checksum/seed"] != sts(t, b, "vm1").Spec.Template.Annotations["checksum/seed"] {
+		t.Error("vm2's user-data changed vm1's checksum (vm1 would restart)")
+	}
+	if sts(t, a, "vm2").Spec.Template.Annotations["checksum/seed"] == sts(t, b, "vm2").Spec.Template.Annotations["checksum/seed"] {
+		t.Error("vm2's user-data changed but its checksum did not")
+	}
+}
+
+func TestVNC(t *testing.T) {
+	r := render(t, oneVM+"    vnc: {listen: 0.0.0.0, passwordSecret: vnc-pw}\n")
+	vm := container(t, sts(t, r, "vm1"), "vm")
+	e := env(vm)
+	if e["VNC_LISTEN"] != "0.0.0.0" || e["VNC_PASSWORD_FILE"] != "/etc/berth/vnc/password" {
+		t.Errorf("VNC env %v", e)
+	}
+	found := false
+	for _, m := range vm.VolumeMounts {
+		found = found || (m.Name == "vnc-password" && m.MountPath == "/etc/berth/vnc" && m.ReadOnly)
+	}
+	if !found {
+		t.Error("VNC password Secret not mounted read-only at /etc/berth/vnc")
+	}
+}
+
+func TestHelmTestHook(t *testing.T) {
+	r := render(t, oneVM)
+	objs, err := r.HookObjects()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kinds []string
+	for _, o := range objs {
+		kinds = append(kinds, o.Kind+"/"+o.Name)
+	}
+	if !slices.Equal(kinds, []string{"Service/rel-vm1-test", "Pod/rel-vm1-test"}) {
+		t.Fatalf("test hooks %v: want the Service before the Pod", kinds)
+	}
+	if !strings.Contains(string(objs[1].YAML), "$REL_VM1_TEST_SERVICE_HOST") {
+		t.Errorf("test pod does not read the Service's env var:\n%s", objs[1].YAML)
+	}
+	if r := render(t, oneVM+"tests: {enabled: false}\n"); len(r.Hooks) != 0 {
+		t.Errorf("tests.enabled false: %d hooks", len(r.Hooks))
+	}
+}
+
+func TestNotes(t *testing.T) {
+	n := render(t, oneVM).Notes
+	for _, want := range []string{"rel-vm1-0", "ssh ", "logs -f rel-vm1-0 -c vm", "port-forward pod/rel-vm1-0 5900:5900", "helm test rel"} {
+		if !strings.Contains(n, want) {
+			t.Errorf("NOTES lacks %q:\n%s", want, n)
+		}
+	}
+}
+
+// Values the chart must refuse, each with a message that names the problem.
+func TestRefusedValues(t *testing.T) {
+	c := load(t)
+	for _, tc := range []struct {
+		name, values, msg string
+	}{
+		{"typo'd VM key", oneVM + "    cpuz: 2\n", "cpuz"},
+		{"typo'd top-level key", oneVM + "image: {}\n", "image"},
+		{"typo'd nested key", oneVM + "    imageCache: {mod: emptyDir}\n", "mod"},
+		{"negative cpus", oneVM + "    cpus: -1\n", "cpus"},
+		{"zero cpus", oneVM + "    cpus: 0\n", "cpus"},
+		{"cpus as text", oneVM + "    cpus: two\n", "cpus"},
+		{"bad IP", oneVM + "    vmIP: 192.168.254.300\n", "vmIP"},
+		{"IP with prefix", oneVM + "    vmGW: 192.168.254.1/30\n", "vmGW"},
+		{"memory without unit", oneVM + "    memory: \"1024\"\n", "memory"},
+		{"bad digest", oneVM + "images:\n  vmm: {digest: sha256:xyz}\n", "digest"},
+		{"bad sha256", "vms:\n  vm1:\n    image: {source: http://x/y, sha256: abc}\n", "sha256"},
+		{"target with a path", "vms:\n  vm1:\n    image: {source: http://x/y, target: ../etc/passwd}\n", "target"},
+		{"ftp source", "vms:\n  vm1:\n    image: {source: ftp://x/y}\n", "source"},
+		{"VM name not a DNS label", "vms:\n  VM_1:\n    image: {source: http://x/y}\n", "VM_1"},
+		{"unknown accel", oneVM + "    accel: hvf\n", "accel"},
+		{"unknown image cache mode", oneVM + "    imageCache: {mode: nfs}\n", "mode"},
+		{"root vmUID", oneVM + "    vmUID: 0\n", "vmUID"},
+		{"unknown pullPolicy", oneVM + "images:\n  vmm: {pullPolicy: Sometimes}\n", "pullPolicy"},
+		{"missing image source", "vms:\n  vm1:\n    cpus: 2\n", "image.source is required"},
+		{"public VNC without password", oneVM + "    vnc: {listen: 0.0.0.0}\n", "passwordSecret"},
+		{"same IP and gateway", oneVM + "    vmIP: 10.0.0.1\n    vmGW: 10.0.0.1\n", "vmIP and vmGW"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			vals, err := ParseValues(tc.values)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = Render(c, rel, ns, vals)
+			if err == nil {
+				t.Fatalf("accepted:%s", tc.values)
+			}
+			if !strings.Contains(err.Error(), tc.msg) {
+				t.Errorf("error does not name %q: %v", tc.msg, err)
+			}
+		})
+	}
+}
+
+func mustKubeVersion(t *testing.T) *chartutil.KubeVersion {
+	t.Helper()
+	return mustKubeVersionOrPanic()
+}
