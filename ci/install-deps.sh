@@ -18,7 +18,7 @@ PACKAGES=(
   # the single-node cluster (ci/cluster)
   containerd runc etcd-server containernetworking-plugins
   # end-to-end and benchmarks
-  openssh-client iperf3 time python3-matplotlib
+  openssh-client iperf3 time python3-matplotlib iputils-ping
 )
 
 export DEBIAN_FRONTEND=noninteractive
