@@ -156,7 +156,8 @@ func (s *Stage) EnsureBase(ctx context.Context, p Plan, want, pinnedBy string) (
 }
 
 // cached returns the base in the cache if it is there and its content matches
-// its record. A base whose content does not match its record is corrupt and is
+// its record (hashed again only if the file changed after the record was
+// written). A base whose content does not match its record is corrupt and is
 // removed (it is fetched again). A base without a record (a crash between the
 // rename and the record) is hashed and recorded: only verified files are ever
 // renamed into place.
@@ -173,8 +174,13 @@ func (s *Stage) cached(ctx context.Context, p Plan) (Base, bool, error) {
 		return Base{}, false, fmt.Errorf("base image %s is not a regular file (%s)", path, fi.Mode().Type())
 	}
 	recorded, recErr := readRecord(p)
-	sum, err := fsutil.HashFile(ctx, path)
-	if err != nil {
+	var sum string
+	if recErr == nil && unchangedSince(fi, p.RecordPath()) {
+		// The file's ctime (set by the kernel on any write, chmod or rename;
+		// not settable by users) is not after the record was written: the
+		// file is the one that was hashed. Saves a full read on every start.
+		sum = recorded
+	} else if sum, err = fsutil.HashFile(ctx, path); err != nil {
 		return Base{}, false, err
 	}
 	switch {
@@ -196,6 +202,21 @@ func (s *Stage) cached(ctx context.Context, p Plan) (Base, bool, error) {
 		return Base{}, false, fmt.Errorf("cached base %s: %w", path, err)
 	}
 	return Base{Path: path, SHA256: sum, Image: img}, true, nil
+}
+
+// unchangedSince reports whether the file (fi) was last changed (ctime) no
+// later than the record at recPath was last written (mtime).
+func unchangedSince(fi fs.FileInfo, recPath string) bool {
+	rfi, err := os.Stat(recPath)
+	if err != nil {
+		return false
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return false
+	}
+	ctime := time.Unix(st.Ctim.Sec, st.Ctim.Nsec)
+	return !ctime.After(rfi.ModTime())
 }
 
 // readRecord reads IMG_TARGET.sha256 (sha256sum format: "<hex>  <name>").

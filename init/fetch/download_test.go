@@ -523,7 +523,12 @@ func TestCachedBaseReused(t *testing.T) {
 	if g := srv.gets.Load(); g != 1 {
 		t.Fatalf("%d GETs for two runs, want 1", g)
 	}
-	// Corrupt the cached file behind the record's back.
+	// Corrupt the cached file behind the record's back, later than the record
+	// was written (its mtime is set an hour back: time passed).
+	hourAgo := time.Now().Add(-time.Hour)
+	if err := os.Chtimes(p.RecordPath(), hourAgo, hourAgo); err != nil {
+		t.Fatal(err)
+	}
 	if err := os.Chmod(p.BasePath(), 0o644); err != nil {
 		t.Fatal(err)
 	}
