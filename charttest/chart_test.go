@@ -567,11 +567,8 @@ func TestSecurityContexts(t *testing.T) {
 	if add, _ := caps(ns); !slices.Equal(add, []string{"NET_ADMIN", "NET_RAW", "MKNOD", "CHOWN", "FOWNER"}) {
 		t.Errorf("sysctl mode: net-setup capabilities %v", add)
 	}
-	// tun from a device plugin: net-setup needs no MKNOD; the vm container requests the resource.
+	// tun and kvm from device plugins: the vm container requests the resources.
 	s = sts(t, render(t, oneVM+"    ipForward: sysctl\n    tun: {mode: devicePlugin}\n    kvm: {resourceName: devices.kubevirt.io/kvm}\n"), "vm1")
-	if add, _ := caps(container(t, s, "net-setup")); slices.Contains(add, "MKNOD") {
-		t.Errorf("devicePlugin tun: net-setup still gets MKNOD: %v", add)
-	}
 	vm := container(t, s, "vm")
 	for _, r := range []corev1.ResourceName{"devices.kubevirt.io/tun", "devices.kubevirt.io/kvm"} {
 		if q := vm.Resources.Limits[r]; q.Value() != 1 {
