@@ -62,3 +62,15 @@ func WriteFileAtomic(path string, data []byte, mode fs.FileMode) (err error) {
 	}
 	return nil
 }
+
+// Check verifies that p.Output holds exactly the plan's image.
+func (p *Plan) Check() error {
+	got, err := os.ReadFile(p.Output)
+	if err != nil {
+		return fmt.Errorf("check %s: %w", p.Output, err)
+	}
+	if !bytes.Equal(got, p.Image) {
+		return fmt.Errorf("check %s: it differs from the seed the inputs give (%d bytes, want %d); run seed-iso to rewrite it", p.Output, len(got), len(p.Image))
+	}
+	return nil
+}

@@ -45,6 +45,7 @@ func TestBadInputs(t *testing.T) {
 		{"cloud-config is a scalar", nil, "#cloud-config\nhello\n", "-", []string{"USERDATA=", "must be a mapping"}},
 		{"cloud-config two documents", nil, "#cloud-config\na: 1\n---\nb: 2\n", "-", []string{"USERDATA=", "second YAML document"}},
 		{"cloud-config-archive bad YAML", nil, "#cloud-config-archive\n- {a: 1\n", "-", []string{"USERDATA=", "invalid cloud-config YAML"}},
+		{"gzip cloud-config bad YAML", nil, string(gzipped(t, "#cloud-config\na: b: c\n")), "-", []string{"USERDATA=", "invalid gzip-compressed cloud-config YAML at line 2, column 4"}},
 		{"SSH_AUTHORIZED_KEYS line 2 malformed", map[string]string{"SSH_AUTHORIZED_KEYS": keyEd + "\nssh-ed25519 AAAA\n"}, "-", "-", []string{"SSH_AUTHORIZED_KEYS=", "line 2 "}},
 	}
 	for _, tt := range tests {

@@ -14,7 +14,8 @@ func main() {
 		Summary: "Writes $BERTH_RUN_DIR/seed.iso, the cloud-init seed of the VM: a config-drive (label config-2)\n" +
 			"or a NoCloud seed (label cidata) holding user-data, meta-data, the instance id and SSH keys.\n" +
 			"The same input gives the same bytes; an identical seed.iso is left alone.",
-		Vars: seed.Vars,
+		Vars:  seed.Vars,
+		Check: true,
 	}, run)
 }
 
@@ -33,6 +34,13 @@ func run(r stage.Run) error {
 	}
 	if r.DryRun {
 		plan.Print(r.Stdout)
+		return nil
+	}
+	if r.Check {
+		if err := plan.Check(); err != nil {
+			return err
+		}
+		r.Log.Info("seed.iso matches the inputs", "path", plan.Output)
 		return nil
 	}
 	changed, err := plan.Apply()

@@ -182,6 +182,14 @@ func TestHappyPath(t *testing.T) {
 	}
 	before, _ := os.Stat(out)
 
+	// --check agrees, and disagrees once the file is changed
+	if r = runBinary(t, env, "--check"); r.code != 0 {
+		t.Errorf("--check after a run: exit %d: %s", r.code, r.stderr)
+	}
+	if r = runBinary(t, map[string]string{"VM_NAME": "vm-1", "BERTH_RUN_DIR": runDir, "USERDATA": env["USERDATA"], "METADATA": env["METADATA"]}, "--check"); r.code != 1 {
+		t.Errorf("--check with another VM_NAME: exit %d, want 1: %s", r.code, r.stderr)
+	}
+
 	// a re-run (the pod restarted) leaves the identical file alone
 	r = runBinary(t, env)
 	if r.code != 0 || !strings.Contains(r.stderr, "changed=false") {
