@@ -89,6 +89,7 @@ func (s *Stage) Apply(ctx context.Context, p Plan) error {
 		Base:            overlay.Record{Base: p.Target, BasePath: base.Path, Format: base.Image.Format, SHA256: base.SHA256},
 		BaseVirtualSize: base.Image.VirtualSize,
 		Size:            p.DiskSize,
+		SizeText:        p.DiskSizeText,
 		Timeout:         s.QemuTimeout,
 	})
 }

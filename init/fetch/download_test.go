@@ -607,3 +607,40 @@ func TestParseContentRange(t *testing.T) {
 		}
 	}
 }
+
+// TestProgressLogged: a slow download logs progress lines with bytes, total,
+// percent, rate and ETA (the intervals are shortened; no timing is asserted).
+func TestProgressLogged(t *testing.T) {
+	body := rawImage(10, 1<<20)
+	srv := newServer(t, func(n int, w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", fmt.Sprint(len(body)))
+		for off := 0; off < len(body); off += 64 << 10 {
+			w.Write(body[off : off+64<<10])
+			w.(http.Flusher).Flush()
+			time.Sleep(30 * time.Millisecond)
+		}
+	})
+	p := testPlan(t, srv.URL+"/image.raw", "")
+	log, buf := testLog(t)
+	s := testStage(t)
+	s.Log, s.DL.Log = log, log
+	s.DL.IdleTimeout = 200 * time.Millisecond // watch ticks every ~50 ms
+	s.DL.ProgressEvery = 100 * time.Millisecond
+	if _, err := s.EnsureBase(context.Background(), p, "", "IMG_SHA256"); err != nil {
+		t.Fatal(err)
+	}
+	var lines []string
+	for _, l := range strings.Split(buf.String(), "\n") {
+		if strings.Contains(l, "msg=downloading") {
+			lines = append(lines, l)
+		}
+	}
+	if len(lines) == 0 {
+		t.Fatalf("no progress line in the log:\n%s", buf.String())
+	}
+	for _, want := range []string{"bytes=", "total=1048576", "percent=", "rate=", "eta="} {
+		if !strings.Contains(lines[0], want) {
+			t.Errorf("progress line lacks %s: %s", want, lines[0])
+		}
+	}
+}

@@ -48,6 +48,8 @@ type Plan struct {
 	DiskDir  string
 	// DiskSize is the wanted virtual size of the overlay in bytes; 0 = the base's.
 	DiskSize uint64
+	// DiskSizeText is DISK_SIZE as written, for messages.
+	DiskSizeText string
 }
 
 // BasePath is the absolute path of the cached base image.
@@ -136,7 +138,7 @@ func PlanFromEnv(env stage.Env, stat func(string) error) (Plan, error) {
 		if n%512 != 0 {
 			return p, stage.BadInputf("DISK_SIZE", s, "must be a multiple of 512 bytes (is %d)", n)
 		}
-		p.DiskSize = n
+		p.DiskSize, p.DiskSizeText = n, s
 	}
 	return p, nil
 }
@@ -188,7 +190,7 @@ func (p Plan) String() string {
 	}
 	fmt.Fprintf(&b, "overlay:  %s (+ %s)\n", p.OverlayPath(), filepath.Base(p.OverlayRecordPath()))
 	if p.DiskSize > 0 {
-		fmt.Fprintf(&b, "size:     %d bytes (grow only)\n", p.DiskSize)
+		fmt.Fprintf(&b, "size:     %s = %d bytes (grow only)\n", p.DiskSizeText, p.DiskSize)
 	} else {
 		fmt.Fprintf(&b, "size:     the base's virtual size\n")
 	}

@@ -38,7 +38,7 @@ func TestPlanFromEnv(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p.Remote || p.Target != "b.img" || p.SHA256 != strings.Repeat("ab", 32) || p.DiskSize != 4<<30 || p.ImageDir != "/c" {
+	if p.Remote || p.Target != "b.img" || p.SHA256 != strings.Repeat("ab", 32) || p.DiskSize != 4<<30 || p.DiskSizeText != "4Gi" || p.ImageDir != "/c" {
 		t.Errorf("plan = %+v", p)
 	}
 }

@@ -61,7 +61,15 @@ type Spec struct {
 	Base             Record
 	BaseVirtualSize  uint64
 	Size             uint64 // wanted virtual size; 0 = keep (new overlay: the base's)
+	SizeText         string // DISK_SIZE as written, for messages
 	Timeout          time.Duration
+}
+
+func (s Spec) sizeText() string {
+	if s.SizeText != "" {
+		return s.SizeText
+	}
+	return strconv.FormatUint(s.Size, 10)
 }
 
 // Ensure creates the overlay if it does not exist, else checks it belongs to
@@ -96,7 +104,7 @@ func Ensure(ctx context.Context, log *slog.Logger, s Spec) error {
 		log.Info("pet disk exists, kept", "overlay", s.Path, "virtual_size", cur, "base_sha256", rec.SHA256)
 		return nil
 	case s.Size < cur:
-		return stage.BadInputf("DISK_SIZE", strconv.FormatUint(s.Size, 10), "is smaller than the pet disk's %d bytes: disks are never shrunk", cur)
+		return stage.BadInputf("DISK_SIZE", s.sizeText(), "is %d bytes, smaller than the pet disk's %d bytes: disks are never shrunk", s.Size, cur)
 	}
 	if err := run(ctx, s.Timeout, "resize", "-q", "-f", "qcow2", s.Path, strconv.FormatUint(s.Size, 10)); err != nil {
 		return fmt.Errorf("grow pet disk %s to %d bytes: %w", s.Path, s.Size, err)
@@ -114,7 +122,7 @@ func create(ctx context.Context, log *slog.Logger, s Spec) error {
 		size = s.BaseVirtualSize
 	}
 	if size < s.BaseVirtualSize {
-		return stage.BadInputf("DISK_SIZE", strconv.FormatUint(s.Size, 10), "is smaller than the base image's %d bytes", s.BaseVirtualSize)
+		return stage.BadInputf("DISK_SIZE", s.sizeText(), "is %d bytes, smaller than the base image's %d bytes", s.Size, s.BaseVirtualSize)
 	}
 	dir, name := filepath.Split(s.Path)
 	tmp := filepath.Join(dir, "."+name+".tmp")
