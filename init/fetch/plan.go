@@ -130,6 +130,10 @@ func PlanFromEnv(env stage.Env, stat func(string) error) (Plan, error) {
 	}
 	p.ImageDir, p.DiskDir = filepath.Clean(p.ImageDir), filepath.Clean(p.DiskDir)
 
+	if p.ImageDir == p.DiskDir && (p.Target == p.VMName+".qcow2" || p.Target == p.VMName+".json") {
+		return p, stage.BadInputf("IMG_TARGET", p.Target, "is the pet disk's own file name in %s (IMAGE_DIR = DISK_DIR): choose another name", p.DiskDir)
+	}
+
 	if s, ok := env.Lookup("DISK_SIZE"); ok {
 		n, err := quantity.ParseBytes(s)
 		if err != nil || n == 0 {

@@ -48,7 +48,8 @@ func TestPlanFromEnv(t *testing.T) {
 // local file, a URL without a host, a URL with credentials; IMG_TARGET "/", "..", ".", a path,
 // hidden, ending in .sha256, with a control character; a URL whose base name is "/" or hidden with no
 // IMG_TARGET; IMG_SHA256 too short, too long, not hex; DISK_SIZE unparsable, zero, negative, not a
-// multiple of 512; IMAGE_DIR/DISK_DIR relative; VM_NAME invalid.
+// multiple of 512; IMAGE_DIR/DISK_DIR relative; VM_NAME invalid; IMG_TARGET equal to the pet disk's
+// or its record's name when IMAGE_DIR = DISK_DIR.
 func TestPlanFromEnvBadInputs(t *testing.T) {
 	const url = "http://h/x.qcow2"
 	tests := []struct {
@@ -87,6 +88,8 @@ func TestPlanFromEnvBadInputs(t *testing.T) {
 		{"image dir relative", map[string]string{"IMG_SOURCE": url, "IMAGE_DIR": "images"}, "IMAGE_DIR"},
 		{"disk dir relative", map[string]string{"IMG_SOURCE": url, "DISK_DIR": "disk"}, "DISK_DIR"},
 		{"vm name", map[string]string{"IMG_SOURCE": url, "VM_NAME": "A/B"}, "VM_NAME"},
+		{"target is the pet disk", map[string]string{"IMG_SOURCE": url, "IMG_TARGET": "vm0.qcow2", "IMAGE_DIR": "/d", "DISK_DIR": "/d/"}, "IMG_TARGET"},
+		{"target is the pet record", map[string]string{"IMG_SOURCE": url, "IMG_TARGET": "vm0.json", "IMAGE_DIR": "/d", "DISK_DIR": "/d"}, "IMG_TARGET"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
