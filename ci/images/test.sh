@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# ci/images/test.sh [NAME...]: check the images `make images` built (ghcr.io/berth-vm/<NAME>:0.1.0),
+# each in podman with no network (--network=none):
+#   - the stage's binary runs and prints its variables (`-h`), exit 0;
+#   - the tools it calls are there and run: iptables-nft, iptables-legacy (+ -save/-restore) and
+#     `dnsmasq --test` in net-setup; qemu-img and install in image-fetch; dnsmasq --test of a
+#     config like net-setup's in dnsmasq; in vmm, QEMU starts a TCG VM with virtio-net (its iPXE
+#     ROM), virtio-blk, a VGA device and VNC, as the image's non-root user, and runs for 5 s;
+#   - no shell: `sh` is not in the image;
+#   - the image's default user: 107 for image-fetch, seed-iso and vmm, root for net-setup and dnsmasq.
+set -euo pipefail
+PREFIX=${IMAGE_PREFIX:-ghcr.io/berth-vm}
+VERSION=${IMAGE_VERSION:-0.1.0}
+ALL=(net-setup image-fetch seed-iso vmm dnsmasq)
+names=("$@")
+((${#names[@]})) || names=("${ALL[@]}")
+# runc here cannot raise rlimits (no CAP_SYS_RESOURCE): ask for low ones.
+RUN=(podman run --rm --network=none --ulimit nofile=4096:4096 --ulimit nproc=4096:4096)
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+fails=0
+ok() { printf 'images: %-12s ok: %s\n' "$1" "$2"; }
+bad() { printf 'images: %-12s FAIL: %s\n' "$1" "$2" >&2; fails=$((fails + 1)); }
+check() { # check NAME WHAT CMD...: run CMD, quiet; record the result
+	local n=$1 what=$2
+	shift 2
+	if out=$("$@" 2>&1); then ok "$n" "$what"; else bad "$n" "$what: $(tail -3 <<<"$out")"; fi
+}
+# a dnsmasq.conf of the shape net-setup writes (DHCP only, no DNS, leases in the run dir)
+mkdir -p "$work/run"
+cat >"$work/run/dnsmasq.conf" <<'CONF'
+port=0
+interface=br0
+bind-interfaces
+no-resolv
+no-hosts
+pid-file=
+dhcp-authoritative
+no-ping
+dhcp-leasefile=/run/berth/dnsmasq.leases
+dhcp-range=192.168.254.2,192.168.254.2,255.255.255.252,12h
+dhcp-option=option:router,192.168.254.1
+dhcp-option=option:mtu,1450
+CONF
+
+for n in "${names[@]}"; do
+	ref=$PREFIX/$n:$VERSION
+	if ! podman image exists "$ref"; then bad "$n" "$ref not built (make images)"; continue; fi
+	user=$(podman image inspect --format '{{.Config.User}}' "$ref")
+	case $n in image-fetch | seed-iso | vmm) want=107:107 ;; *) want=0:0 ;; esac
+	[ "$user" = "$want" ] && ok "$n" "USER $user" || bad "$n" "USER '$user', want $want"
+	if "${RUN[@]}" --entrypoint sh "$ref" -c true >/dev/null 2>&1; then bad "$n" "has a shell"; else ok "$n" "no shell"; fi
+	case $n in
+	dnsmasq)
+		check "$n" "dnsmasq --test" "${RUN[@]}" -v "$work/run:/run/berth:ro" "$ref" --test --conf-file=/run/berth/dnsmasq.conf
+		;;
+	*)
+		if out=$("${RUN[@]}" "$ref" -h 2>&1) && grep -q 'VM_NAME' <<<"$out"; then ok "$n" "$n -h lists its variables"; else bad "$n" "$n -h: $(tail -3 <<<"$out")"; fi
+		;;
+	esac
+	case $n in
+	net-setup)
+		for b in iptables-nft iptables-nft-save iptables-nft-restore iptables-legacy iptables-legacy-save iptables-legacy-restore; do
+			check "$n" "$b -V" "${RUN[@]}" --entrypoint "$b" "$ref" -V
+		done
+		check "$n" "iptables-nft: a NAT rule with the extensions net-setup uses" "${RUN[@]}" --cap-add NET_ADMIN,NET_RAW --entrypoint iptables-nft "$ref" \
+			-t nat -A POSTROUTING -s 192.168.254.2 -p tcp -m comment --comment berth -j MASQUERADE
+		check "$n" "iptables-legacy: the same rule" "${RUN[@]}" --cap-add NET_ADMIN,NET_RAW --entrypoint iptables-legacy "$ref" \
+			-t nat -A POSTROUTING -s 192.168.254.2 -p tcp -m comment --comment berth -j MASQUERADE
+		check "$n" "dnsmasq --test (net-setup validates its config)" "${RUN[@]}" -v "$work/run:/run/berth:ro" --entrypoint dnsmasq "$ref" --test --conf-file=/run/berth/dnsmasq.conf
+		;;
+	image-fetch)
+		check "$n" "qemu-img --version" "${RUN[@]}" --entrypoint qemu-img "$ref" --version
+		check "$n" "qemu-img create (as uid 107)" "${RUN[@]}" --tmpfs /tmp:mode=1777 --entrypoint qemu-img "$ref" create -f qcow2 /tmp/x.qcow2 1G
+		check "$n" "install (the image-cache step)" "${RUN[@]}" --entrypoint install "$ref" --version
+		;;
+	vmm)
+		name=berth-images-test-$RANDOM
+		"${RUN[@]}" -d --name "$name" --tmpfs /tmp:mode=1777 --entrypoint qemu-system-x86_64 "$ref" \
+			-nodefaults -machine q35 -accel tcg -m 128 -display none -vga std -vnc 127.0.0.1:0 \
+			-netdev user,id=n0 -device virtio-net-pci,netdev=n0 \
+			-drive if=none,id=d0,file=/tmp/none.qcow2,format=qcow2 -device virtio-blk-pci,drive=d0 \
+			-serial none -monitor none >/dev/null 2>&1 || true
+		# the disk does not exist: QEMU must get that far (its libraries and the TCG module load first)
+		sleep 1
+		logs=$(podman logs "$name" 2>&1 || true)
+		podman rm -f -t 1 "$name" >/dev/null 2>&1 || true
+		if grep -q "Could not open '/tmp/none.qcow2'" <<<"$logs"; then ok "$n" "QEMU loads TCG and reports a missing disk by name"; else bad "$n" "QEMU: $logs"; fi
+		name=berth-images-test-$RANDOM
+		"${RUN[@]}" -d --name "$name" --entrypoint qemu-system-x86_64 "$ref" \
+			-nodefaults -machine q35 -accel tcg -m 128 -display none -vga std -vnc 127.0.0.1:0 \
+			-netdev user,id=n0 -device virtio-net-pci,netdev=n0 -serial none -monitor none >/dev/null
+		sleep 5
+		state=$(podman inspect --format '{{.State.Status}}' "$name" 2>/dev/null || echo gone)
+		logs=$(podman logs "$name" 2>&1 || true)
+		podman rm -f -t 1 "$name" >/dev/null 2>&1 || true
+		[ "$state" = running ] && ok "$n" "QEMU runs a TCG VM with virtio-net and VNC as uid 107 (5 s)" || bad "$n" "QEMU $state: $logs"
+		;;
+	esac
+done
+((fails == 0)) || { echo "images: $fails check(s) failed" >&2; exit 1; }
+echo "images: all checks passed (${names[*]})"
