@@ -58,6 +58,11 @@ func Apply(ctx context.Context, log *slog.Logger, o Outputs, b Backend, runDir s
 	if err := EnsureIPForward(IPForwardPath); err != nil {
 		return err
 	}
+	if err := DisableBridgeNF(BridgeNFPath); errors.Is(err, ErrBridgeNFReadOnly) {
+		log.Warn(err.Error())
+	} else if err != nil {
+		return err
+	}
 	if err := os.MkdirAll(runDir, 0o755); err != nil {
 		return fmt.Errorf("make run dir %s: %w", runDir, err)
 	}
@@ -168,6 +173,9 @@ func Check(o Outputs, b Backend, runDir string) ([]string, error) {
 		return nil, err
 	} else if !on {
 		add("net.ipv4.ip_forward is 0")
+	}
+	if on, err := readSysctlBool(BridgeNFPath); err == nil && on {
+		add("net.bridge.bridge-nf-call-iptables is 1: the VM cannot reach its own pod IP")
 	}
 	br, err := netlink.LinkByName(p.Bridge)
 	switch {

@@ -126,17 +126,38 @@ func ApplyRules(ctx context.Context, b Backend, set rules.Set) error {
 		return err
 	}
 	for _, c := range set {
-		ok, err := ipt.Exists(c.Table, c.From, c.Jump()...)
+		n, err := countJumps(ipt, c)
 		if err != nil {
-			return fmt.Errorf("check jump %s -> %s in table %s: %w", c.From, c.Name, c.Table, err)
+			return err
 		}
-		if !ok {
+		if n == 0 {
 			if err := ipt.Insert(c.Table, c.From, 1, c.Jump()...); err != nil {
 				return fmt.Errorf("add jump %s -> %s in table %s: %w", c.From, c.Name, c.Table, err)
 			}
 		}
+		for ; n > 1; n-- { // left by someone else's copy of the rule: keep exactly one
+			if err := ipt.Delete(c.Table, c.From, c.Jump()...); err != nil {
+				return fmt.Errorf("remove duplicate jump %s -> %s in table %s: %w", c.From, c.Name, c.Table, err)
+			}
+		}
 	}
 	return nil
+}
+
+// countJumps counts the rules in c's built-in chain that equal c's jump.
+func countJumps(ipt *iptables.IPTables, c rules.Chain) (int, error) {
+	live, err := ipt.List(c.Table, c.From)
+	if err != nil {
+		return 0, fmt.Errorf("list %s in table %s: %w", c.From, c.Table, err)
+	}
+	want := "-A " + c.From + " " + strings.Join(c.Jump(), " ")
+	n := 0
+	for _, l := range live {
+		if l == want {
+			n++
+		}
+	}
+	return n, nil
 }
 
 // CheckRules reports every difference between the live chains and the set.
@@ -147,12 +168,12 @@ func CheckRules(b Backend, set rules.Set) ([]string, error) {
 	}
 	var diffs []string
 	for _, c := range set {
-		ok, err := ipt.Exists(c.Table, c.From, c.Jump()...)
+		n, err := countJumps(ipt, c)
 		if err != nil {
-			return nil, fmt.Errorf("check jump %s -> %s: %w", c.From, c.Name, err)
+			return nil, err
 		}
-		if !ok {
-			diffs = append(diffs, fmt.Sprintf("table %s: %s does not jump to %s", c.Table, c.From, c.Name))
+		if n != 1 {
+			diffs = append(diffs, fmt.Sprintf("table %s: %s jumps to %s %d times, want once", c.Table, c.From, c.Name, n))
 		}
 		exists, err := ipt.ChainExists(c.Table, c.Name)
 		if err != nil {

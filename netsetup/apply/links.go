@@ -278,3 +278,34 @@ func readSysctlBool(path string) (bool, error) {
 	}
 	return n != 0, nil
 }
+
+// BridgeNFPath is br_netfilter's switch for this netns; it exists only when
+// the node has loaded br_netfilter (most Kubernetes nodes have).
+const BridgeNFPath = "/proc/sys/net/bridge/bridge-nf-call-iptables"
+
+// ErrBridgeNFReadOnly says bridged traffic still passes iptables and /proc/sys
+// is read-only: everything works but the VM reaching its own pod IP (hairpin).
+var ErrBridgeNFReadOnly = errors.New("net.bridge.bridge-nf-call-iptables is 1 and /proc/sys is read-only: " +
+	"the VM cannot reach its own pod IP (hairpin); run net-setup privileged to fix it")
+
+// DisableBridgeNF turns off iptables for bridged frames in this netns. With
+// br_netfilter on, the hairpin DNAT happens at the bridge, which then sends
+// the VM's own packet straight back to it, unanswerable; with it off the
+// packet is routed, DNATed and SNATed as planned. Only the pod's netns is
+// touched.
+func DisableBridgeNF(path string) error {
+	on, err := readSysctlBool(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil // br_netfilter is not loaded
+	}
+	if err != nil || !on {
+		return err
+	}
+	if err := os.WriteFile(path, []byte("0\n"), 0o644); err != nil {
+		if errors.Is(err, unix.EROFS) || errors.Is(err, unix.EACCES) || errors.Is(err, unix.EPERM) {
+			return ErrBridgeNFReadOnly
+		}
+		return fmt.Errorf("set net.bridge.bridge-nf-call-iptables=0: %w", err)
+	}
+	return nil
+}

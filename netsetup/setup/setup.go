@@ -91,4 +91,3 @@ func printPlan(w io.Writer, o apply.Outputs, runDir string) error {
 	_, err := io.WriteString(w, b.String())
 	return err
 }
-
