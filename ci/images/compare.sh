@@ -5,7 +5,8 @@
 #                 (the straightforward image a Containerfile without trimming gives)
 #   qemux-like    debian:bookworm-slim + the apt packages qemus/qemu's Dockerfile installs
 #                 (github.com/qemus/qemu, Dockerfile: qemu-system-x86, qemu-utils, ovmf, swtpm,
-#                 nginx, dnsmasq, iptables, ...); without its noVNC, passt and Python venv, so a
+#                 nginx, dnsmasq, iptables, ...; its qemu-system-modules-spice is part of bookworm's
+#                 qemu-system-x86); without its noVNC, passt and Python venv, so a
 #                 lower bound of the real qemux/qemu image
 # Writes out/images/compare.tsv: name<TAB>bytes (podman's uncompressed image size).
 # Needs the base image ci/images/build.sh makes and apt through the network. About 2 minutes.
@@ -30,7 +31,7 @@ build() { # build NAME PACKAGES...
 	build debian-qemu qemu-system-x86
 	build qemux-like bc jq xxd tini wget 7zip curl ovmf fdisk nginx swtpm procps ethtool iptables iproute2 \
 		dnsmasq xz-utils apt-utils dos2unix net-tools e2fsprogs qemu-utils genisoimage inotify-tools \
-		netcat-openbsd ca-certificates qemu-system-x86 qemu-system-modules-spice
+		netcat-openbsd ca-certificates qemu-system-x86
 } >"$OUT/compare.tsv.tmp"
 mv "$OUT/compare.tsv.tmp" "$OUT/compare.tsv"
 cat "$OUT/compare.tsv"
