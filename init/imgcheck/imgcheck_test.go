@@ -2,8 +2,10 @@ package imgcheck
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -173,15 +175,38 @@ func FuzzCheckInfo(f *testing.F) {
 	})
 }
 
-// FuzzSniffFormat: the header parser never panics on any bytes.
+// FuzzSniffFormat: the header parser never panics on any bytes, and never
+// accepts a qcow2 header naming a backing file or an external data file.
+// Seeds include real headers made by qemu-img.
 func FuzzSniffFormat(f *testing.F) {
 	f.Add([]byte("QFI\xfb\x00\x00\x00\x03"), int64(512))
 	f.Add([]byte("KDMV"), int64(512))
 	f.Add(make([]byte, 512), int64(512))
+	dir := f.TempDir()
+	for i, opts := range []string{"compat=1.1", "compat=0.10", "data_file=" + filepath.Join(dir, "d.raw"), "compression_type=zstd"} {
+		p := filepath.Join(dir, fmt.Sprintf("s%d.qcow2", i))
+		if out, err := exec.Command("qemu-img", "create", "-q", "-f", "qcow2", "-o", opts, p, "1M").CombinedOutput(); err != nil {
+			f.Fatalf("qemu-img: %v %s", err, out)
+		}
+		b, _ := os.ReadFile(p)
+		f.Add(b[:min(len(b), 4096)], int64(len(b)))
+	}
 	f.Fuzz(func(t *testing.T, hdr []byte, size int64) {
 		format, err := SniffFormat(hdr, size)
-		if err == nil && format != QCOW2 && format != Raw {
+		if err != nil {
+			return
+		}
+		if format != QCOW2 && format != Raw {
 			t.Fatalf("format %q", format)
+		}
+		if format == QCOW2 {
+			be := binary.BigEndian
+			if be.Uint64(hdr[8:]) != 0 {
+				t.Fatalf("accepted a backing file offset")
+			}
+			if be.Uint32(hdr[4:]) == 3 && be.Uint64(hdr[72:])&incompatDataFile != 0 {
+				t.Fatalf("accepted the external data file bit")
+			}
 		}
 	})
 }
