@@ -147,6 +147,11 @@ var foreign = []struct {
 	{0, "Bochs Virtual HD Image", "bochs"},
 	{0, "#!/bin/sh\n#V2.0 Format", "cloop"},
 	{0, "OOOM", "qcow (version 1)"},
+	{0, "\x1f\x8b", "gzip-compressed file (decompress it, or point IMG_SOURCE at the uncompressed image)"},
+	{0, "\xfd7zXZ\x00", "xz-compressed file (decompress it, or point IMG_SOURCE at the uncompressed image)"},
+	{0, "\x28\xb5\x2f\xfd", "zstd-compressed file (decompress it, or point IMG_SOURCE at the uncompressed image)"},
+	{0, "BZh", "bzip2-compressed file (decompress it, or point IMG_SOURCE at the uncompressed image)"},
+	{0, "PK\x03\x04", "zip archive"},
 }
 
 // SniffFormat decides the format from the file's first bytes (up to 64 KiB)

@@ -44,6 +44,9 @@ func TestCheckRealImages(t *testing.T) {
 	if err := os.WriteFile(p("empty"), nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
+	if out, err := exec.Command("sh", "-c", "gzip -c "+p("disk.raw")+" > "+p("disk.raw.gz")).CombinedOutput(); err != nil {
+		t.Fatalf("gzip: %v %s", err, out)
+	}
 
 	tests := []struct {
 		file       string
@@ -62,6 +65,7 @@ func TestCheckRealImages(t *testing.T) {
 		{"notes.txt", "", "512-byte sectors"},
 		{"page.html", "", "error page"},
 		{"empty", "", "empty"},
+		{"disk.raw.gz", "", "gzip-compressed"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.file, func(t *testing.T) {
