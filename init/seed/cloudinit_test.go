@@ -114,6 +114,7 @@ func TestCloudInitReadsSeed(t *testing.T) {
 	}{
 		{"none", nil, nil},
 		{"cloud-config", []byte("#cloud-config\npackages: [htop]\nwrite_files:\n  - path: /etc/berth\n    content: \"é ✓\\n\"\n"), []string{"text/cloud-config"}},
+		{"cloud-config-any-case", []byte("\n  #Cloud-Config\nruncmd: [ls]\n"), []string{"text/cloud-config"}},
 		{"script", []byte("#!/bin/sh\necho hello > /tmp/hello\n"), []string{"text/x-shellscript"}},
 		{"mime-multipart", multipartUserData(t), []string{"text/cloud-config", "text/x-shellscript"}},
 		{"gzip", gzipped(t, "#cloud-config\nruncmd:\n  - [touch, /tmp/gz]\n"), []string{"text/cloud-config"}},

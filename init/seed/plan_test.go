@@ -2,6 +2,7 @@ package seed
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -44,7 +45,12 @@ func TestBadInputs(t *testing.T) {
 		{"cloud-config is a list", nil, "#cloud-config\n- a\n- b\n", "-", []string{"USERDATA=", "line 2, column 1", "must be a mapping"}},
 		{"cloud-config is a scalar", nil, "#cloud-config\nhello\n", "-", []string{"USERDATA=", "must be a mapping"}},
 		{"cloud-config two documents", nil, "#cloud-config\na: 1\n---\nb: 2\n", "-", []string{"USERDATA=", "second YAML document"}},
-		{"cloud-config-archive bad YAML", nil, "#cloud-config-archive\n- {a: 1\n", "-", []string{"USERDATA=", "invalid cloud-config YAML"}},
+		{"cloud-config-archive bad YAML", nil, "#cloud-config-archive\n- {a: 1\n", "-", []string{"USERDATA=", "invalid cloud-config-archive YAML at line 2"}},
+		{"cloud-config in another case after white space", nil, "\n  #Cloud-Config\na: b: c\n", "-", []string{"USERDATA=", "line 3, column 4"}},
+		{"MIME part text/cloud-config base64", nil, mimeDoc("text/cloud-config", "base64", base64.StdEncoding.EncodeToString([]byte("#cloud-config\nruncmd:\n\t- ls\n"))), "-",
+			[]string{"USERDATA=", "MIME part 2 (text/cloud-config): invalid cloud-config YAML at line 3, column 1"}},
+		{"MIME part text/plain typed by its start", nil, mimeDoc("text/plain", "7bit", "#cloud-config\n- a\n"), "-",
+			[]string{"USERDATA=", "MIME part 2 (text/plain): invalid cloud-config at line 2, column 1: the document must be a mapping"}},
 		{"gzip cloud-config bad YAML", nil, string(gzipped(t, "#cloud-config\na: b: c\n")), "-", []string{"USERDATA=", "invalid gzip-compressed cloud-config YAML at line 2, column 4"}},
 		{"SSH_AUTHORIZED_KEYS line 2 malformed", map[string]string{"SSH_AUTHORIZED_KEYS": keyEd + "\nssh-ed25519 AAAA\n"}, "-", "-", []string{"SSH_AUTHORIZED_KEYS=", "line 2 "}},
 	}
@@ -73,6 +79,33 @@ func TestBadInputs(t *testing.T) {
 				t.Errorf("error is not one line: %q", err)
 			}
 		})
+	}
+}
+
+// mimeDoc is MIME multipart user-data: a valid shell script part, then the given part.
+func mimeDoc(ctype, enc, body string) string {
+	return "Content-Type: multipart/mixed; boundary=\"BB\"\nMIME-Version: 1.0\n\n" +
+		"--BB\nContent-Type: text/x-shellscript\n\n#!/bin/sh\necho a: b: c\n" +
+		"--BB\nContent-Type: " + ctype + "; charset=\"us-ascii\"\nContent-Transfer-Encoding: " + enc + "\n\n" + body + "\n--BB--\n"
+}
+
+// TestUserDataAccepted: what is not cloud-config is not checked.
+func TestUserDataAccepted(t *testing.T) {
+	for _, ud := range []string{
+		"#!/bin/sh\necho a: b: c\n",
+		"## template: jinja\n#cloud-config\nhostname: {{ v1.local_hostname }\n",
+		"#include\nhttps://example.com/a: b: c\n",
+		"#cloud-boothook\na: b: c\n",
+		"#cloud-config\n",
+		"#cloud-config\n# only a comment\n",
+		mimeDoc("text/cloud-config", "7bit", "#cloud-config\nruncmd: [ls]\n"),
+		mimeDoc("text/x-shellscript", "7bit", "#!/bin/sh\n- a: b: c\n"),
+		mimeDoc("text/cloud-config", "base64", "!!! not base64"), // left to cloud-init
+		string([]byte{0x1f, 0x8b, 1, 2, 3}),                      // not whole gzip: left to cloud-init
+	} {
+		if err := CheckUserData(src("USERDATA", ud)); err != nil {
+			t.Errorf("%q: %v", ud, err)
+		}
 	}
 }
 
