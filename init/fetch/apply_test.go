@@ -10,6 +10,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/berth-vm/berth/common/stage"
 	"github.com/berth-vm/berth/init/overlay"
@@ -98,6 +99,9 @@ func TestOverlayLifecycle(t *testing.T) {
 		t.Fatalf("record = %+v, %v, %v", rec, exists, err)
 	}
 	ino := inode(t, p.OverlayPath())
+	if err := Check(ctx, p, time.Minute); err != nil {
+		t.Fatalf("Check after Apply: %v", err)
+	}
 	// The guest writes into its disk.
 	petBefore, _ := os.ReadFile(p.OverlayPath())
 
@@ -156,6 +160,9 @@ func TestOverlayLifecycle(t *testing.T) {
 	assertNoTemp(t, p)
 	if inode(t, p.OverlayPath()) != ino {
 		t.Fatal("overlay replaced")
+	}
+	if err := Check(ctx, p, time.Minute); err == nil || !strings.Contains(err.Error(), "base") {
+		t.Fatalf("Check without the base: err = %v", err)
 	}
 
 	// The cache holds the other image (another pod fetched it): refused, kept.

@@ -6,6 +6,7 @@ import (
 	"os"
 
 	"github.com/berth-vm/berth/common/stage"
+	"github.com/berth-vm/berth/init/imgcheck"
 	"github.com/berth-vm/berth/init/overlay"
 )
 
@@ -34,6 +35,13 @@ func Main(r stage.Run) error {
 	if r.DryRun {
 		fmt.Fprint(r.Stdout, p.String())
 		DescribeState(r.Stdout, p)
+		return nil
+	}
+	if r.Check {
+		if err := Check(r.Ctx, p, imgcheck.DefaultTimeout); err != nil {
+			return err
+		}
+		fmt.Fprintf(r.Stdout, "ok: base %s verified, pet disk %s on it\n", p.BasePath(), p.OverlayPath())
 		return nil
 	}
 	r.Log.Info("image-fetch", "source", p.Source, "base", p.BasePath(), "overlay", p.OverlayPath(), "pinned_sha256", p.SHA256, "disk_size", p.DiskSize)

@@ -201,12 +201,27 @@ func TestBinaryHappyPath(t *testing.T) {
 			t.Errorf("missing %s", f)
 		}
 	}
+	if r := run(t, bin, map[string]string{"VM_NAME": "vm0", "IMG_SOURCE": env["IMG_SOURCE"], "IMAGE_DIR": t.TempDir(), "DISK_DIR": t.TempDir()}, nil, "--check"); r.code != 1 {
+		t.Errorf("--check on an empty state: exit %d, want 1", r.code)
+	}
 	sumOut, err := exec.Command("sh", "-c", "cd "+dir+"/images && sha256sum -c guest.qcow2.sha256").CombinedOutput()
 	if err != nil {
 		t.Errorf("sha256sum -c on the record: %v %s", err, sumOut)
 	}
 	if r := run(t, bin, env, nil); r.code != 0 || gets.Load() != 1 {
 		t.Fatalf("second run: exit %d, %d GETs (want 1)\n%s", r.code, gets.Load(), r.stderr)
+	}
+	if r := run(t, bin, env, nil, "--check"); r.code != 0 || !strings.Contains(r.stdout, "ok:") {
+		t.Errorf("--check on a done state: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	bigger := map[string]string{"DISK_SIZE": "1Gi"}
+	for k, v := range env {
+		if _, ok := bigger[k]; !ok {
+			bigger[k] = v
+		}
+	}
+	if r := run(t, bin, bigger, nil, "--check"); r.code != 1 || !strings.Contains(r.stderr, "DISK_SIZE") {
+		t.Errorf("--check with a larger DISK_SIZE: exit %d, want 1 naming DISK_SIZE\n%s", r.code, r.stderr)
 	}
 	r = run(t, bin, env, nil, "--dry-run")
 	if !strings.Contains(r.stdout, "pet disk exists") || !strings.Contains(r.stdout, "base cached") {
