@@ -16,7 +16,7 @@ names=("$@")
 if ((${#names[@]} == 0)); then
   for f in ci/bench/*.sh; do
     n=$(basename "$f" .sh)
-    [ "$n" = run ] || names+=("$n")
+    [ "$n" = run ] || [ "$n" = lib ] || names+=("$n")
   done
 fi
 

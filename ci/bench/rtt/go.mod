@@ -1,0 +1,3 @@
+module github.com/berth-vm/berth/ci/bench/rtt
+
+go 1.22
