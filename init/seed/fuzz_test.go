@@ -22,6 +22,8 @@ func FuzzSeed(f *testing.F) {
 	f.Add([]byte("#cloud-config\n- a\n"), []byte("- x\n"), false)
 	f.Add([]byte("#cloud-config\na: &x [1]\nb: *x\n"), []byte("1: one\n? [a]\n: b\n"), true)
 	f.Add([]byte("Content-Type: multipart/mixed; boundary=x\n\n--x--\n"), []byte("x: 'yes'\ny: yes\nz: 0o17\nw: 017\n"), false)
+	f.Add([]byte(mimeDoc("text/cloud-config", "base64", "I2Nsb3VkLWNvbmZpZwphOiAxCg==")), []byte("{}"), true)
+	f.Add([]byte("\n #CLOUD-CONFIG-archive\n- {a: 1}\n"), []byte("public-keys: "+keyEd+"\n"), false)
 	f.Fuzz(func(t *testing.T, ud, md []byte, nocloud bool) {
 		format := FormatConfigDrive
 		if nocloud {

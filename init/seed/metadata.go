@@ -104,6 +104,9 @@ func normalize(v any) (any, error) {
 		if math.IsNaN(t) || math.IsInf(t, 0) {
 			return nil, fmt.Errorf("%v is not a number JSON can hold", t)
 		}
+		if t == 0 {
+			return float64(0), nil // -0 is 0: YAML writes both as 0
+		}
 		return t, nil
 	case time.Time:
 		return t.UTC().Format(time.RFC3339Nano), nil
