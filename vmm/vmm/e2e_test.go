@@ -403,3 +403,73 @@ func TestBinaryRealGuest(t *testing.T) {
 		t.Errorf("console shows no power-down; its end:\n%s", tail(c, 2000))
 	}
 }
+
+// TestBinaryPID1: vmm as PID 1 of a PID namespace (as in its container) reaps
+// an orphan re-parented to it, and still turns SIGTERM into a shutdown. The
+// orphan comes from a QEMU wrapper (QEMU=) that leaves a `sleep` behind.
+func TestBinaryPID1(t *testing.T) {
+	roottest.Require(t)
+	bin := needQEMU(t)
+	p := newPod(t)
+	sh(t, "qemu-img", "create", "-q", "-f", "qcow2", filepath.Join(p.disk, "testvm.qcow2"), "64M")
+	os.WriteFile(filepath.Join(p.run, "seed.iso"), nil, 0o644)
+	wrapper := filepath.Join(p.work, "qemu-wrapper")
+	os.WriteFile(wrapper, []byte("#!/bin/sh\n(sleep 3 &)\nexec "+bin+" \"$@\"\n"), 0o755)
+	p.chown(t)
+	env := p.env("ACCEL=tcg", "SHUTDOWN_TIMEOUT=2", "NO_VNC=true", "QEMU="+wrapper)
+
+	argv := append([]string{"netns", "exec", p.ns, "unshare", "--pid", "--fork", "--kill-child", "setpriv",
+		"--reuid=" + strconv.Itoa(vmUID), "--regid=" + strconv.Itoa(vmUID), "--clear-groups", "env", "-i"}, env...)
+	cmd := exec.Command("ip", append(argv, buildVMM(t))...)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill() })
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+
+	var vmmPid int
+	until(t, 10*time.Second, "vmm running under unshare", func() bool {
+		vmmPid = childNamed(cmd.Process.Pid, "vmm")
+		return vmmPid != 0
+	})
+	until(t, 30*time.Second, "probe live", func() bool { c, _ := p.probe(t, env, "live"); return c == 0 })
+	sleepPid := childNamed(vmmPid, "sleep")
+	if sleepPid == 0 {
+		t.Fatal("the orphan sleep was not re-parented to vmm: vmm is not PID 1 here, the test proves nothing")
+	}
+	until(t, 10*time.Second, "orphan reaped (no zombie left)", func() bool {
+		_, err := os.Stat(filepath.Join("/proc", strconv.Itoa(sleepPid)))
+		return err != nil
+	})
+	syscall.Kill(vmmPid, syscall.SIGTERM)
+	select {
+	case err := <-done:
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 1 {
+			t.Errorf("vmm as PID 1 after SIGTERM (guest ignores power-down): %v, want exit 1", err)
+		}
+		if !strings.Contains(stderr.String(), "did not power off") {
+			t.Errorf("stderr: %s", stderr.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("vmm as PID 1 did not exit after SIGTERM")
+	}
+}
+
+// childNamed returns a child of pid whose comm is name (0 if none).
+func childNamed(pid int, name string) int {
+	files, _ := filepath.Glob(filepath.Join("/proc", strconv.Itoa(pid), "task", "*", "children"))
+	for _, file := range files {
+		b, _ := os.ReadFile(file)
+		for _, f := range strings.Fields(string(b)) {
+			if comm, _ := os.ReadFile(filepath.Join("/proc", f, "comm")); strings.TrimSpace(string(comm)) == name {
+				n, _ := strconv.Atoi(f)
+				return n
+			}
+		}
+	}
+	return 0
+}
