@@ -192,6 +192,7 @@ for ((run = 1; run <= RUNS; run++)); do
   rm -rf "$d"
 done
 
+LOAD=$(cut -d' ' -f1-3 /proc/loadavg)
 read -r r_min r_med r_max < <(rstats "${ratios[@]}")
 read -r f_min f_med f_max < <(stats "${t_fetch[@]}")
 read -r c_min c_med c_max < <(stats "${t_curl[@]}")
@@ -212,7 +213,7 @@ the same disk, $RUNS pairs in the same run, alternating which goes first; \`sync
 file is in the server's page cache.
 
 **What is timed.** image-fetch's whole run, from exec to exit: the download (grab, 1 MiB buffer),
-fsync of the file, its sha256, \`qemu-img info\`, the rename into place with its \`.sha256\` record,
+fsync of the file, its sha256 (computed while the file is written), \`qemu-img info\`, the rename into place with its \`.sha256\` record,
 and the pet overlay (\`qemu-img create\`, its JSON record). curl -o only downloads (no fsync,
 no hash). The figure is the price of a verified, crash-safe image against a bare download.
 
@@ -228,7 +229,9 @@ missing after the cut. 1.0 = only the rest was fetched; 2.0 would be a restart f
 | ratio image-fetch / curl -o | $r_min | $r_med | $r_max | ≤ 1.05 |
 | resume: bytes sent after the cut / bytes missing | $s_min | $s_med | $s_max | 1.0 |
 
-Absolute times on these shared 2-core machines are noise; the ratios are the result.
+Absolute times on these shared 2-core machines are noise; the ratios are the result (load average
+at the end of the run: $LOAD; with other agents' builds on the same disk and cores the time ratio
+spreads widely around 1: read the median).
 EOF
 log "wrote $OUT/fetch.md and $OUT/fetch.tsv"
 cat "$OUT/fetch.tsv"
