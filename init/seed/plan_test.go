@@ -44,6 +44,7 @@ func TestBadInputs(t *testing.T) {
 		{"cloud-config unclosed quote", nil, "#cloud-config\na: \"x\nb: 1\n", "-", []string{"USERDATA=", "line 2"}},
 		{"cloud-config is a list", nil, "#cloud-config\n- a\n- b\n", "-", []string{"USERDATA=", "line 2, column 1", "must be a mapping"}},
 		{"cloud-config is a scalar", nil, "#cloud-config\nhello\n", "-", []string{"USERDATA=", "must be a mapping"}},
+		{"cloud-config with a python tag", nil, "#cloud-config\nruncmd:\n  - !!python/object/apply:os.system [ls]\n", "-", []string{"USERDATA=", "line 3, column 5: tag !!python/object/apply:os.system"}},
 		{"cloud-config two documents", nil, "#cloud-config\na: 1\n---\nb: 2\n", "-", []string{"USERDATA=", "second YAML document"}},
 		{"cloud-config-archive bad YAML", nil, "#cloud-config-archive\n- {a: 1\n", "-", []string{"USERDATA=", "invalid cloud-config-archive YAML at line 2"}},
 		{"cloud-config in another case after white space", nil, "\n  #Cloud-Config\na: b: c\n", "-", []string{"USERDATA=", "line 3, column 4"}},

@@ -38,7 +38,13 @@ var v3Line = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 // construct starts, so the position comes from github.com/goccy/go-yaml when
 // that parser fails on the same input (it reports line and column of the
 // offending token).
+//
+// Two differences with PyYAML's safe_load are closed here: a "%YAML 1.2"
+// directive (libyaml refuses any version but 1.1, PyYAML loads it) is read
+// as 1.1, and tags safe_load has no constructor for (!custom, !!python/...)
+// are refused, since cloud-init could not load the document.
 func parseYAML(data []byte) (*yaml.Node, *yamlError) {
+	data = yamlVersion11(data)
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	var doc yaml.Node
 	err := dec.Decode(&doc)
@@ -49,6 +55,9 @@ func parseYAML(data []byte) (*yaml.Node, *yamlError) {
 		var extra yaml.Node
 		switch err2 := dec.Decode(&extra); {
 		case errors.Is(err2, io.EOF):
+			if ye := checkTags(&doc); ye != nil {
+				return nil, ye
+			}
 			return &doc, nil
 		case err2 == nil:
 			return nil, &yamlError{Line: extra.Line, Column: extra.Column, Msg: "a second YAML document; only one is allowed"}
@@ -80,4 +89,40 @@ func goccyPosition(data []byte) (line, col int, msg string, ok bool) {
 		return se.Token.Position.Line, se.Token.Position.Column, se.Message, true
 	}
 	return 0, 0, "", false
+}
+
+var yamlDirective = regexp.MustCompile(`(?m)^%YAML[ \t]+1\.[0-9]`)
+
+// yamlVersion11 rewrites "%YAML 1.x" directives to "%YAML 1.1", byte for byte
+// the same length so that positions do not move.
+func yamlVersion11(data []byte) []byte {
+	if !bytes.Contains(data, []byte("%YAML")) {
+		return data
+	}
+	return yamlDirective.ReplaceAllFunc(data, func(m []byte) []byte {
+		out := append([]byte(nil), m...)
+		out[len(out)-1] = '1'
+		return out
+	})
+}
+
+// safeTags are the explicit tags PyYAML's SafeLoader constructs (yaml.v3
+// short form). Implicit tags are resolved to these (or to !!merge for "<<"
+// keys, which PyYAML handles too, but not as an explicit tag).
+var safeTags = map[string]bool{
+	"!!null": true, "!!bool": true, "!!int": true, "!!float": true, "!!binary": true,
+	"!!timestamp": true, "!!omap": true, "!!pairs": true, "!!set": true, "!!str": true,
+	"!!seq": true, "!!map": true,
+}
+
+func checkTags(n *yaml.Node) *yamlError {
+	if n.Style&yaml.TaggedStyle != 0 && !safeTags[n.Tag] {
+		return &yamlError{Line: n.Line, Column: n.Column, Msg: fmt.Sprintf("tag %s: cloud-init's YAML loader (safe_load) has no constructor for it", n.Tag)}
+	}
+	for _, c := range n.Content {
+		if ye := checkTags(c); ye != nil {
+			return ye
+		}
+	}
+	return nil
 }
