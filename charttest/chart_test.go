@@ -274,7 +274,7 @@ func TestInitContainerOrder(t *testing.T) {
 				}
 			}
 			dns := container(t, s, "dnsmasq")
-			if want := []string{"dnsmasq", "--keep-in-foreground", "--conf-file=/run/berth/dnsmasq.conf"}; !slices.Equal(dns.Command, want) {
+			if want := []string{"dnsmasq", "--keep-in-foreground", "--log-facility=-", "--conf-file=/run/berth/dnsmasq.conf"}; !slices.Equal(dns.Command, want) {
 				t.Errorf("dnsmasq command %v, want %v", dns.Command, want)
 			}
 		})
