@@ -11,6 +11,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -49,6 +50,9 @@ func (p Plan) diskLockPath() string { return filepath.Join(p.DiskDir, "."+p.VMNa
 // Apply makes the plan true: the verified base in IMAGE_DIR, the pet overlay in
 // DISK_DIR. Re-running it after a crash at any point converges.
 func (s *Stage) Apply(ctx context.Context, p Plan) error {
+	if _, err := exec.LookPath("qemu-img"); err != nil {
+		return fmt.Errorf("qemu-img is needed (Debian package qemu-utils): %w", err)
+	}
 	for _, d := range []struct{ name, dir string }{{"IMAGE_DIR", p.ImageDir}, {"DISK_DIR", p.DiskDir}} {
 		if err := os.MkdirAll(d.dir, 0o755); err != nil {
 			return fmt.Errorf("%s %s: %w", d.name, d.dir, err)
@@ -136,9 +140,13 @@ func (s *Stage) EnsureBase(ctx context.Context, p Plan, want, pinnedBy string) (
 		return Base{}, fmt.Errorf("sha256 of %s is %s, %s wants %s: the image was discarded", p.Source, sum, pinnedBy, want)
 	}
 	img, err := imgcheck.Check(ctx, part, s.QemuTimeout)
-	if err != nil {
+	var refused *imgcheck.RefusedError
+	if errors.As(err, &refused) {
 		removePart(part)
 		return Base{}, fmt.Errorf("verify %s: %w (the download was discarded)", p.Source, err)
+	}
+	if err != nil { // qemu-img failed to run: the file is kept, checked again next time
+		return Base{}, fmt.Errorf("verify %s: %w", p.Source, err)
 	}
 	if err := os.Chmod(part, 0o444); err != nil {
 		removePart(part)

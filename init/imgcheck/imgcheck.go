@@ -107,6 +107,11 @@ func Info(ctx context.Context, path, format string, timeout time.Duration) ([]by
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("qemu-img info %s: no answer within %s: %w", path, timeout, ctx.Err())
 		}
+		var ee *exec.ExitError
+		if errors.As(err, &ee) && ee.Exited() {
+			// qemu-img ran and could not open the image: the image's fault.
+			return nil, refused(path, "qemu-img info -f %s: %s", format, strings.TrimSpace(stderr.String()))
+		}
 		return nil, fmt.Errorf("qemu-img info -f %s %s: %w: %s", format, path, err, strings.TrimSpace(stderr.String()))
 	}
 	return stdout.Bytes(), nil

@@ -41,6 +41,12 @@ func TestCheckRealImages(t *testing.T) {
 	if err := os.WriteFile(p("page.html"), []byte(page[:512]), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	// A qcow2 with an impossible cluster size: qemu-img cannot open it.
+	qemuImg(t, "create", "-q", "-f", "qcow2", p("broken.qcow2"), "4M")
+	if f, err := os.OpenFile(p("broken.qcow2"), os.O_WRONLY, 0); err == nil {
+		f.WriteAt([]byte{0, 0, 0, 40}, 20) // cluster_bits
+		f.Close()
+	}
 	if err := os.WriteFile(p("empty"), nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -65,6 +71,7 @@ func TestCheckRealImages(t *testing.T) {
 		{"notes.txt", "", "512-byte sectors"},
 		{"page.html", "", "error page"},
 		{"empty", "", "empty"},
+		{"broken.qcow2", "", "qemu-img info"},
 		{"disk.raw.gz", "", "gzip-compressed"},
 	}
 	for _, tt := range tests {

@@ -288,3 +288,21 @@ func TestBinaryPermissionDenied(t *testing.T) {
 		t.Fatalf("as uid 65534 on its own dirs: exit %d\n%s", r.code, r.stderr)
 	}
 }
+
+// TestBinaryWithoutQemuImg: no qemu-img in PATH is a clear error before any download.
+func TestBinaryWithoutQemuImg(t *testing.T) {
+	bin := build(t)
+	srv, gets := qcow2Server(t)
+	dir := t.TempDir()
+	cmd := exec.Command(bin)
+	cmd.Env = []string{"PATH=" + t.TempDir(), "VM_NAME=vm0", "IMG_SOURCE=" + srv.URL + "/guest.qcow2",
+		"IMAGE_DIR=" + filepath.Join(dir, "images"), "DISK_DIR=" + filepath.Join(dir, "disk")}
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 1 || !strings.Contains(string(out), "qemu-utils") {
+		t.Fatalf("err = %v, want exit 1 naming qemu-utils:\n%s", err, out)
+	}
+	if gets.Load() != 0 {
+		t.Errorf("downloaded without qemu-img")
+	}
+}
