@@ -5,7 +5,11 @@
 # Bench contract: a bench writes out/bench/<name>.md (a markdown section) and
 # out/bench/<name>.tsv, one row a figure:
 #   figure <TAB> baseline <TAB> ratio_min <TAB> ratio_median <TAB> ratio_max <TAB> goal
-# Usage: ci/bench/run.sh [name ...]   (default: every bench)
+# A bench that fails or times out leaves out/bench/<name>.failed; the others still run and the
+# document is still written (it lists the failures). Results of benches not named in this run are
+# kept from their last run (each section says when it was measured).
+# Usage: ci/bench/run.sh [name ...]   (default: every bench; lib.sh is the benches' helpers)
+# BENCH_TIMEOUT (s, default 1200) bounds each bench.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 out=out/bench
@@ -22,15 +26,28 @@ fi
 
 failed=()
 for n in "${names[@]}"; do
+  [ -x "ci/bench/$n.sh" ] || { echo "no bench ci/bench/$n.sh" >&2; exit 2; }
   echo "== bench $n (bounded to ${per_bench_timeout}s)"
-  rm -f "$out/$n.md" "$out/$n.tsv"
-  if ! timeout --kill-after=30 "$per_bench_timeout" "ci/bench/$n.sh"; then
-    echo "bench $n failed or timed out" >&2
+  rm -f "$out/$n.md" "$out/$n.tsv" "$out/$n.failed"
+  t0=$(date +%s)
+  rc=0
+  timeout --kill-after=30 "$per_bench_timeout" "ci/bench/$n.sh" || rc=$?
+  if ((rc != 0)); then
+    why="exit $rc after $(($(date +%s) - t0)) s"
+    ((rc == 124 || rc == 137)) && why="timed out after ${per_bench_timeout} s"
+    echo "bench $n failed: $why" >&2
+    echo "$why ($(date -u '+%Y-%m-%d %H:%M UTC'))" >"$out/$n.failed"
     failed+=("$n")
   fi
 done
 
-python3 ci/bench/assemble.py "$out" docs/benchmarks.md docs/benchmarks.png
+# The assembler needs matplotlib for the PNG: prefer the system python3 (python3-matplotlib) over
+# whatever python3 comes first in PATH.
+py=python3
+for p in /usr/bin/python3 python3; do
+  if "$p" -c 'import matplotlib' 2>/dev/null; then py=$p; break; fi
+done
+"$py" ci/bench/assemble.py "$out" docs/benchmarks.md docs/benchmarks.png
 echo "wrote docs/benchmarks.md and docs/benchmarks.png"
 if ((${#failed[@]})); then
   echo "benches that failed: ${failed[*]}" >&2
