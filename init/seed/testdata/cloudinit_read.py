@@ -1,14 +1,16 @@
 #!/usr/bin/python3
 """Read a seed tree with Debian's real cloud-init datasources; print JSON.
 
-Usage: cloudinit_read.py configdrive|nocloud TREE
+Usage: cloudinit_read.py configdrive|nocloud TREE [configdrive|nocloud TREE ...]
 
 TREE is the extracted seed ISO (extracted with xorriso, i.e. Rock Ridge
 names). The tree is placed where cloud-init looks for a seed directory
 (<cloud_dir>/seed/config_drive or .../seed/nocloud) and the datasource's own
 get_data() runs on it, the same code path as a mounted /dev/sr0 after the
 mount. Prints what cloud-init then knows: instance id, hostname, public keys,
-raw user-data (base64) and the processed user-data parts' content types.
+raw user-data (base64) and the processed user-data parts' content types:
+one JSON line for each FORMAT TREE pair (one process: cloud-init's imports
+are the slow part).
 """
 import base64
 import json
@@ -22,7 +24,17 @@ from cloudinit.sources import DataSourceConfigDrive, DataSourceNoCloud
 
 
 def main():
-    fmt, tree = sys.argv[1], sys.argv[2]
+    args = sys.argv[1:]
+    if not args or len(args) % 2:
+        print(__doc__, file=sys.stderr)
+        return 2
+    code = 0
+    for i in range(0, len(args), 2):
+        code |= read(args[i], args[i + 1])
+    return code
+
+
+def read(fmt, tree):
     tmp = tempfile.mkdtemp(prefix="berth-ci-")
     try:
         cloud_dir = os.path.join(tmp, "cloud")
