@@ -63,6 +63,10 @@ func Run(r stage.Run) error {
 		return err
 	}
 
+	if r.Ctx.Err() != nil {
+		r.Log.Info("stop requested before QEMU started: nothing to shut down")
+		return nil
+	}
 	tapFile, dev, vnet, err := tap.Attach(tap.Devices(c.TunFallback()), c.Tap)
 	if err != nil {
 		return fmt.Errorf("attach to the tap made by net-setup: %w", err)
