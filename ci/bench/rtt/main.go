@@ -2,10 +2,13 @@
 // (ci/bench/nat.sh, ci/bench/conntrack.sh). Not part of Berth; a bench tool with its own module.
 //
 //	rtt serve ADDR                      accept; per connection: read 1 byte, write it back, close
-//	rtt connect [flags] ADDR            N times: dial, write 1 byte, read 1 byte, close
-//	rtt pingpong [flags] ADDR           one connection, N 1-byte round trips
+//	rtt connect [flags] ADDR...         N times: dial, write 1 byte, read 1 byte, close
+//	rtt pingpong [flags] ADDR...        one connection per ADDR, N 1-byte round trips on each
 //
-// connect and pingpong print one line: "n=N ok=K fail=F min_us=.. p50_us=.. p90_us=.. p99_us=.. max_us=.. wall_ms=.."
+// With several ADDRs the round trips alternate between them (A B A B ...), so a slow moment of a
+// shared machine hits every address alike: the differences between them are what is compared.
+// connect and pingpong print one line per ADDR:
+// "addr=A n=N ok=K fail=F min_us=.. p50_us=.. p90_us=.. p99_us=.. max_us=.. wall_ms=.."
 // and the first errors on stderr. Every dial and read has a deadline (-timeout).
 package main
 
@@ -34,21 +37,33 @@ func main() {
 	warm := fs.Int("warmup", 50, "untimed round trips first")
 	rst := fs.Bool("rst", false, "connect: close with RST (SO_LINGER 0), no TIME_WAIT on the client")
 	fs.Parse(os.Args[2:])
-	if fs.NArg() != 1 {
-		fmt.Fprintln(os.Stderr, "one ADDR (host:port) wanted")
+	if fs.NArg() < 1 || (mode == "serve" && fs.NArg() != 1) {
+		fmt.Fprintln(os.Stderr, "ADDR (host:port) wanted")
 		os.Exit(2)
 	}
-	addr := fs.Arg(0)
+	addrs := fs.Args()
 	switch mode {
 	case "serve":
-		serve(addr)
+		serve(addrs[0])
 	case "connect":
 		for i := 0; i < *warm; i++ {
-			connectOnce(addr, *timeout, *rst)
+			for _, a := range addrs {
+				connectOnce(a, *timeout, *rst)
+			}
 		}
-		report(connectLoop(addr, *n, *conc, *timeout, *rst))
+		if len(addrs) == 1 {
+			report(addrs[0], connectLoop(addrs[0], *n, *conc, *timeout, *rst))
+			return
+		}
+		rs := connectAlternate(addrs, *n, *timeout, *rst)
+		for i, a := range addrs {
+			report(a, rs[i])
+		}
 	case "pingpong":
-		report(pingpong(addr, *n, *warm, *timeout))
+		rs := pingpong(addrs, *n, *warm, *timeout)
+		for i, a := range addrs {
+			report(a, rs[i])
+		}
 	default:
 		fmt.Fprintln(os.Stderr, "unknown mode", mode)
 		os.Exit(2)
@@ -146,39 +161,77 @@ func connectLoop(addr string, n, conc int, timeout time.Duration, rst bool) resu
 	return result{samples: all, fails: fails.Load(), wall: time.Since(t0)}
 }
 
-func pingpong(addr string, n, warm int, timeout time.Duration) result {
-	t0 := time.Now()
-	c, err := net.DialTimeout("tcp", addr, timeout)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "rtt:", err)
-		return result{fails: int64(n), wall: time.Since(t0)}
-	}
-	defer c.Close()
-	c.(*net.TCPConn).SetNoDelay(true)
-	b := []byte{'x'}
-	var r result
-	for i := 0; i < warm+n; i++ {
-		s := time.Now()
-		c.SetDeadline(s.Add(timeout))
-		if _, err := c.Write(b); err != nil {
-			fmt.Fprintln(os.Stderr, "rtt:", err)
-			r.fails += int64(warm + n - i)
-			break
-		}
-		if _, err := io.ReadFull(c, b); err != nil {
-			fmt.Fprintln(os.Stderr, "rtt:", err)
-			r.fails += int64(warm + n - i)
-			break
-		}
-		if i >= warm {
-			r.samples = append(r.samples, time.Since(s))
+// connectAlternate: n connections to each address, one at a time, alternating between them.
+func connectAlternate(addrs []string, n int, timeout time.Duration, rst bool) []result {
+	rs := make([]result, len(addrs))
+	walls := make([]time.Duration, len(addrs))
+	for i := 0; i < n; i++ {
+		for j, a := range addrs {
+			t0 := time.Now()
+			d, err := connectOnce(a, timeout, rst)
+			walls[j] += time.Since(t0)
+			if err != nil {
+				if rs[j].fails++; rs[j].fails <= 5 {
+					fmt.Fprintln(os.Stderr, "rtt:", a, err)
+				}
+				continue
+			}
+			rs[j].samples = append(rs[j].samples, d)
 		}
 	}
-	r.wall = time.Since(t0)
-	return r
+	for j := range rs {
+		rs[j].wall = walls[j]
+	}
+	return rs
 }
 
-func report(r result) {
+// pingpong: one connection per address, n 1-byte round trips on each, alternating.
+func pingpong(addrs []string, n, warm int, timeout time.Duration) []result {
+	rs := make([]result, len(addrs))
+	conns := make([]net.Conn, len(addrs))
+	for j, a := range addrs {
+		c, err := net.DialTimeout("tcp", a, timeout)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "rtt:", a, err)
+			for k := range rs {
+				rs[k].fails = int64(n)
+			}
+			return rs
+		}
+		defer c.Close()
+		c.(*net.TCPConn).SetNoDelay(true)
+		conns[j] = c
+	}
+	b := []byte{'x'}
+	broken := make([]bool, len(addrs))
+	for i := 0; i < warm+n; i++ {
+		for j, c := range conns {
+			if broken[j] {
+				continue
+			}
+			s := time.Now()
+			c.SetDeadline(s.Add(timeout))
+			_, err := c.Write(b)
+			if err == nil {
+				_, err = io.ReadFull(c, b)
+			}
+			if err != nil {
+				fmt.Fprintln(os.Stderr, "rtt:", addrs[j], err)
+				rs[j].fails += int64(warm + n - i)
+				broken[j] = true
+				continue
+			}
+			d := time.Since(s)
+			rs[j].wall += d
+			if i >= warm {
+				rs[j].samples = append(rs[j].samples, d)
+			}
+		}
+	}
+	return rs
+}
+
+func report(addr string, r result) {
 	s := r.samples
 	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
 	q := func(p float64) float64 {
@@ -187,6 +240,6 @@ func report(r result) {
 		}
 		return float64(s[int(p*float64(len(s)-1))].Nanoseconds()) / 1000
 	}
-	fmt.Printf("n=%d ok=%d fail=%d min_us=%.1f p50_us=%.1f p90_us=%.1f p99_us=%.1f max_us=%.1f wall_ms=%d\n",
-		int64(len(s))+r.fails, len(s), r.fails, q(0), q(0.5), q(0.9), q(0.99), q(1), r.wall.Milliseconds())
+	fmt.Printf("addr=%s n=%d ok=%d fail=%d min_us=%.1f p50_us=%.1f p90_us=%.1f p99_us=%.1f max_us=%.1f wall_ms=%d\n",
+		addr, int64(len(s))+r.fails, len(s), r.fails, q(0), q(0.5), q(0.9), q(0.99), q(1), r.wall.Milliseconds())
 }
