@@ -35,7 +35,10 @@ fi
 WORK=$(mktemp -d /var/tmp/berth-bench-fetch.XXXXXX)
 SRV_PID=
 cleanup() {
-  [[ -n $SRV_PID ]] && kill "$SRV_PID" 2>/dev/null && wait "$SRV_PID" 2>/dev/null
+  if [[ -n $SRV_PID ]]; then
+    kill "$SRV_PID" 2>/dev/null || true
+    wait "$SRV_PID" 2>/dev/null || true
+  fi
   rm -rf "$WORK"
 }
 trap cleanup EXIT
