@@ -167,10 +167,11 @@ type ImageInfo struct {
 	BackingFormat       string `json:"backing-filename-format"`
 }
 
-// Info runs qemu-img info -f qcow2 on an overlay (the backing file is not opened).
+// Info runs qemu-img info -f qcow2 on an overlay (the backing file is not
+// opened; --force-share: --check may run while QEMU has the disk open).
 func Info(ctx context.Context, path string, timeout time.Duration) (ImageInfo, error) {
 	var out bytes.Buffer
-	if err := runOut(ctx, timeout, &out, "info", "-f", "qcow2", "--output=json", path); err != nil {
+	if err := runOut(ctx, timeout, &out, "info", "-f", "qcow2", "--output=json", "--force-share", path); err != nil {
 		return ImageInfo{}, fmt.Errorf("pet disk %s: %w", path, err)
 	}
 	var info ImageInfo
