@@ -13,6 +13,7 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -76,8 +77,16 @@ func serve(addr string) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
+	serveOn(ln)
+}
+
+// serveOn answers every byte with itself until the client closes; returns when ln is closed.
+func serveOn(ln net.Listener) {
 	for {
 		c, err := ln.Accept()
+		if errors.Is(err, net.ErrClosed) {
+			return
+		}
 		if err != nil {
 			continue
 		}
@@ -232,7 +241,12 @@ func pingpong(addrs []string, n, warm int, timeout time.Duration) []result {
 }
 
 func report(addr string, r result) {
-	s := r.samples
+	fmt.Println(summary(addr, r))
+}
+
+// summary: the one-line report of an address (the benches parse its key=value fields).
+func summary(addr string, r result) string {
+	s := append([]time.Duration(nil), r.samples...)
 	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
 	q := func(p float64) float64 {
 		if len(s) == 0 {
@@ -240,6 +254,6 @@ func report(addr string, r result) {
 		}
 		return float64(s[int(p*float64(len(s)-1))].Nanoseconds()) / 1000
 	}
-	fmt.Printf("addr=%s n=%d ok=%d fail=%d min_us=%.1f p50_us=%.1f p90_us=%.1f p99_us=%.1f max_us=%.1f wall_ms=%d\n",
+	return fmt.Sprintf("addr=%s n=%d ok=%d fail=%d min_us=%.1f p50_us=%.1f p90_us=%.1f p99_us=%.1f max_us=%.1f wall_ms=%d",
 		addr, int64(len(s))+r.fails, len(s), r.fails, q(0), q(0.5), q(0.9), q(0.99), q(1), r.wall.Milliseconds())
 }
