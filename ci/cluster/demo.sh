@@ -44,7 +44,8 @@ fi
 HELM=$("$repo/ci/tools/helm.sh" | tail -1)
 mkdir -p "$DEMO_DIR"
 [ -f "$DEMO_DIR/id_ed25519" ] || ssh-keygen -q -t ed25519 -N '' -C berth-demo -f "$DEMO_DIR/id_ed25519" </dev/null
-vms=$(python3 -c 'import sys, yaml; print(" ".join((yaml.safe_load(open(sys.argv[1])) or {}).get("vms", {})))' "$VALUES")
+# The VM names: the keys indented by two spaces under the top-level "vms:" of the values file.
+vms=$(awk '/^[^ #]/ { in_vms = ($0 ~ /^vms:/) } in_vms && /^  [a-z0-9][-a-z0-9]*:/ { sub(/:.*/, ""); sub(/^ +/, ""); printf "%s ", $0 }' "$VALUES")
 [ -n "$vms" ] || die "$VALUES names no VM under vms:"
 set_args=()
 for vm in $vms; do
