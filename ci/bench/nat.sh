@@ -45,7 +45,7 @@ ip netns exec "$POD_NS" conntrack -L -p tcp --dport 7000 --orig-dst "$POD_IP" 2>
 
 # jq-free JSON reads with python3 (stdlib only).
 iperf_tcp() { # DEST → Mbit/s received
-  in_node timeout $((SECS + 20)) iperf3 -c "$1" -p 5201 -t "$SECS" -J >"$WORK/ip.json" || { cat "$WORK/ip.json" >&2; fail "iperf3 TCP to $1"; }
+  in_node timeout $((SECS + 20)) iperf3 -c "$1" -p 5201 -t "$SECS" -O 1 -J >"$WORK/ip.json" || { cat "$WORK/ip.json" >&2; fail "iperf3 TCP to $1"; }
   python3 -c 'import json,sys; e=json.load(open(sys.argv[1]))["end"]; print("%.1f" % (e["sum_received"]["bits_per_second"]/1e6))' "$WORK/ip.json"
 }
 iperf_udp() { # DEST → "Mbit/s-received lost-percent"
@@ -129,8 +129,8 @@ forwarding, connection tracking and filter/mangle chains, so the ratio isolates 
 Checked: connections to the pod IP appear DNATed to $VM_IP in the pod's conntrack
 ($dnat_entries such entries at the end).
 
-**How.** $RUNS runs, alternating which path goes first. Each: iperf3 TCP for ${SECS} s (received
-rate) and iperf3 UDP at $UDP_RATE offered, 1350-byte datagrams, 4 MiB socket buffers (so a receiver that
+**How.** $RUNS runs, alternating which path goes first. Each: iperf3 TCP for ${SECS} s after 1 s of
+slow start left out (received rate) and iperf3 UDP at $UDP_RATE offered, 1350-byte datagrams, 4 MiB socket buffers (so a receiver that
 waits for a shared CPU does not overflow its buffer), ${SECS} s (received rate and loss),
 on each path; then $CONNS × (TCP connect + 1 byte there and back + close) and $PINGS × 1-byte
 ping-pong on one connection per path (ci/bench/rtt, Go), the two paths alternating round trip by
