@@ -108,3 +108,22 @@ func FuzzSeed(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParseYAML: the YAML checks (positions, tabs, escapes, block headers)
+// never panic, and a position, when given, lies inside the document.
+func FuzzParseYAML(f *testing.F) {
+	f.Add([]byte("#cloud-config\na:\tb\n"))
+	f.Add([]byte("a: \"x\\'\\/\"\nb: |#\n  t\n? [k]\n: v\n"))
+	f.Add([]byte("a: |\n  x\n\t\n'k\t': \"\\\n\t\"\n"))
+	f.Add([]byte("é: ü\tx # \t\n%YAML 1.2\n---\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		_, ye := parseYAML(data)
+		if ye == nil {
+			return
+		}
+		lines, _ := splitLines(data)
+		if ye.Line < 0 || ye.Line > len(lines)+1 || ye.Column < 0 {
+			t.Fatalf("position %d:%d outside a document of %d lines: %v", ye.Line, ye.Column, len(lines), ye)
+		}
+	})
+}

@@ -18,6 +18,7 @@ import (
 type yamlError struct {
 	Line, Column int // 1-based; 0 when unknown
 	Msg          string
+	v3Msg        string // yaml.v3's own message, when it refused the document
 }
 
 func (e *yamlError) Error() string {
@@ -39,12 +40,14 @@ var v3Line = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 // that parser fails on the same input (it reports line and column of the
 // offending token).
 //
-// Two differences with PyYAML's safe_load are closed here: a "%YAML 1.2"
+// Differences with PyYAML's safe_load are closed here: a "%YAML 1.2"
 // directive (libyaml refuses any version but 1.1, PyYAML loads it) is read
-// as 1.1, and tags safe_load has no constructor for (!custom, !!python/...)
-// are refused, since cloud-init could not load the document.
+// as 1.1, and so is the escape "\/" (pyCompatible); tags safe_load has no
+// constructor for (!custom, !!python/...) are refused, and so is what
+// pyYAMLQuirks finds. TestYAMLAgreesWithPyYAML and
+// TestMutationsAgreeWithPyYAML check the result against PyYAML itself.
 func parseYAML(data []byte) (*yaml.Node, *yamlError) {
-	data = yamlVersion11(data)
+	data = pyCompatible(yamlVersion11(data))
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	var doc yaml.Node
 	err := dec.Decode(&doc)
@@ -58,6 +61,9 @@ func parseYAML(data []byte) (*yaml.Node, *yamlError) {
 			if ye := checkTags(&doc); ye != nil {
 				return nil, ye
 			}
+			if ye := pyYAMLQuirks(data, &doc); ye != nil {
+				return nil, ye
+			}
 			return &doc, nil
 		case err2 == nil:
 			return nil, &yamlError{Line: extra.Line, Column: extra.Column, Msg: "a second YAML document; only one is allowed"}
@@ -66,6 +72,7 @@ func parseYAML(data []byte) (*yaml.Node, *yamlError) {
 		}
 	}
 	ye := &yamlError{Msg: strings.TrimPrefix(err.Error(), "yaml: ")}
+	ye.v3Msg = ye.Msg
 	if m := v3Line.FindStringSubmatch(err.Error()); m != nil {
 		ye.Line, _ = strconv.Atoi(m[1])
 		ye.Msg = m[2]
