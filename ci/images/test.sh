@@ -16,6 +16,7 @@ names=("$@")
 ((${#names[@]})) || names=("${ALL[@]}")
 # runc here cannot raise rlimits (no CAP_SYS_RESOURCE): ask for low ones.
 RUN=(podman run --rm --network=none --ulimit nofile=4096:4096 --ulimit nproc=4096:4096)
+RUND=(podman run -d --network=none --ulimit nofile=4096:4096 --ulimit nproc=4096:4096) # kept until read
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 fails=0
@@ -76,18 +77,18 @@ for n in "${names[@]}"; do
 		;;
 	vmm)
 		name=berth-images-test-$RANDOM
-		"${RUN[@]}" -d --name "$name" --tmpfs /tmp:mode=1777 --entrypoint qemu-system-x86_64 "$ref" \
+		"${RUND[@]}" --name "$name" --tmpfs /tmp:mode=1777 --entrypoint qemu-system-x86_64 "$ref" \
 			-nodefaults -machine q35 -accel tcg -m 128 -display none -vga std -vnc 127.0.0.1:0 \
 			-netdev user,id=n0 -device virtio-net-pci,netdev=n0 \
 			-drive if=none,id=d0,file=/tmp/none.qcow2,format=qcow2 -device virtio-blk-pci,drive=d0 \
 			-serial none -monitor none >/dev/null 2>&1 || true
 		# the disk does not exist: QEMU must get that far (its libraries and the TCG module load first)
-		sleep 1
+		podman wait "$name" >/dev/null 2>&1 || true
 		logs=$(podman logs "$name" 2>&1 || true)
 		podman rm -f -t 1 "$name" >/dev/null 2>&1 || true
 		if grep -q "Could not open '/tmp/none.qcow2'" <<<"$logs"; then ok "$n" "QEMU loads TCG and reports a missing disk by name"; else bad "$n" "QEMU: $logs"; fi
 		name=berth-images-test-$RANDOM
-		"${RUN[@]}" -d --name "$name" --entrypoint qemu-system-x86_64 "$ref" \
+		"${RUND[@]}" --name "$name" --entrypoint qemu-system-x86_64 "$ref" \
 			-nodefaults -machine q35 -accel tcg -m 128 -display none -vga std -vnc 127.0.0.1:0 \
 			-netdev user,id=n0 -device virtio-net-pci,netdev=n0 -serial none -monitor none >/dev/null
 		sleep 5
