@@ -95,7 +95,7 @@ type Plan struct {
 	Format     string
 	Label      string
 	InstanceID string
-	IDSource   string // "meta-data" or "VM_NAME"
+	IDSource   string // "meta-data instance-id", "meta-data uuid" or "VM_NAME"
 	Hostname   string
 	Keys       []string
 	UserData   string // what user-data is: none, cloud-config, script, ...
@@ -149,10 +149,10 @@ func NewPlan(cfg Config, in Inputs) (*Plan, error) {
 	switch cfg.Format {
 	case FormatConfigDrive:
 		p.Label = LabelConfigDrive
-		p.Files, err = configDriveFiles(p, cfg.VMName, md, keyNames, in.UserData)
+		p.Files, err = configDriveFiles(p, cfg.VMName, md, keyNames, in)
 	case FormatNoCloud:
 		p.Label = LabelNoCloud
-		p.Files, err = noCloudFiles(p, md, in.UserData)
+		p.Files, err = noCloudFiles(p, md, in)
 	default:
 		return nil, stage.BadInput("SEED_FORMAT", cfg.Format, "must be one of configdrive, nocloud")
 	}
@@ -204,7 +204,7 @@ const (
 // configDriveFiles renders openstack/latest/meta_data.json (what cloud-init's
 // ConfigDrive reader takes: uuid → instance-id, hostname → local-hostname,
 // public_keys, name; the user's other keys are kept) and user_data.
-func configDriveFiles(p *Plan, vmName string, md map[string]any, keyNames map[string]string, ud Source) ([]isowrite.File, error) {
+func configDriveFiles(p *Plan, vmName string, md map[string]any, keyNames map[string]string, in Inputs) ([]isowrite.File, error) {
 	out := withoutIdentity(md)
 	out["uuid"] = p.InstanceID
 	out["hostname"] = p.Hostname
@@ -227,11 +227,11 @@ func configDriveFiles(p *Plan, vmName string, md map[string]any, keyNames map[st
 	}
 	js, err := json.MarshalIndent(out, "", "  ")
 	if err != nil {
-		return nil, stage.BadInputf("METADATA", "", "meta-data cannot be written as JSON: %v", err)
+		return nil, stage.BadInputf("METADATA", in.MetaData.Path, "meta-data cannot be written as JSON: %v", err)
 	}
 	files := []isowrite.File{{Path: ConfigDriveMetaData, Data: append(js, '\n')}}
-	if ud.Present {
-		files = append(files, isowrite.File{Path: ConfigDriveUserData, Data: ud.Data})
+	if in.UserData.Present {
+		files = append(files, isowrite.File{Path: ConfigDriveUserData, Data: in.UserData.Data})
 	}
 	return files, nil
 }
@@ -240,7 +240,7 @@ func configDriveFiles(p *Plan, vmName string, md map[string]any, keyNames map[st
 // public-keys, the user's other keys) and user-data. cloud-init's NoCloud
 // reader requires both files on the device, so user-data is written empty
 // when there is none (cloud-init treats empty user-data as no user-data).
-func noCloudFiles(p *Plan, md map[string]any, ud Source) ([]isowrite.File, error) {
+func noCloudFiles(p *Plan, md map[string]any, in Inputs) ([]isowrite.File, error) {
 	out := withoutIdentity(md)
 	out["instance-id"] = p.InstanceID
 	out["local-hostname"] = p.Hostname
@@ -253,11 +253,11 @@ func noCloudFiles(p *Plan, md map[string]any, ud Source) ([]isowrite.File, error
 	}
 	y, err := yaml.Marshal(out)
 	if err != nil {
-		return nil, stage.BadInputf("METADATA", "", "meta-data cannot be written as YAML: %v", err)
+		return nil, stage.BadInputf("METADATA", in.MetaData.Path, "meta-data cannot be written as YAML: %v", err)
 	}
 	var udData []byte
-	if ud.Present {
-		udData = ud.Data
+	if in.UserData.Present {
+		udData = in.UserData.Data
 	}
 	return []isowrite.File{
 		{Path: NoCloudMetaData, Data: y},
