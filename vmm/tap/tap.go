@@ -6,6 +6,7 @@ package tap
 import (
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"unsafe"
 
@@ -78,6 +79,9 @@ func Attach(devs []string, name string) (*os.File, string, bool, error) {
 			return f, dev, false, nil
 		}
 		errs = append(errs, err)
+	}
+	if _, err := net.InterfaceByName(name); err != nil {
+		return nil, "", false, fmt.Errorf("no network interface %s in this network namespace: net-setup makes the tap (%w)", name, errors.Join(errs...))
 	}
 	return nil, "", false, errors.Join(errs...)
 }

@@ -96,6 +96,10 @@ func TestAttachErrors(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "/nonexistent/tun") {
 			t.Errorf("missing clone device: err = %v, want one naming it", err)
 		}
+		_, _, _, err = Attach([]string{"/nonexistent/tun"}, "nosuch0")
+		if err == nil || !strings.Contains(err.Error(), "net-setup makes the tap") {
+			t.Errorf("missing tap: err = %v, want one naming net-setup", err)
+		}
 		// The first device failing does not stop the second from being tried.
 		f, dev, _, err := Attach([]string{"/nonexistent/tun", "/dev/net/tun"}, "tap0")
 		if err != nil || dev != "/dev/net/tun" {
