@@ -61,7 +61,7 @@ test-local: build
 	ci/local-pod.sh test
 
 ## test: everything CI runs, in order
-test: deps lint test-go test-chart
+test: deps lint test-go test-chart test-images test-local
 
 demo: deps build
 	ci/demo.sh
