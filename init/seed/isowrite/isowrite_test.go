@@ -215,7 +215,7 @@ func TestExternalReaders(t *testing.T) {
 	if err != nil {
 		t.Fatalf("isoinfo -d: %v\n%s", err, out)
 	}
-	for _, w := range []string{"Volume id: config-2\n", "Rock Ridge signatures version 1 found", "Logical block size is: 2048"} {
+	for _, w := range []string{"Volume id: config-2\n", "Rock Ridge signatures version 1 found", "Joliet with UCS level 3 found", "Logical block size is: 2048"} {
 		if !strings.Contains(string(out), w) {
 			t.Errorf("isoinfo -d lacks %q:\n%s", w, out)
 		}
@@ -244,11 +244,60 @@ func TestExternalReaders(t *testing.T) {
 		}
 	}
 
-	tree := filepath.Join(dir, "tree")
-	if out, err := exec.Command("xorriso", "-osirrox", "on", "-indev", isoPath, "-extract", "/", tree).CombinedOutput(); err != nil {
-		t.Fatalf("xorriso extract: %v\n%s", err, out)
+	// the Joliet tree, as Windows reads it: the same names and bytes
+	out, err = exec.Command("isoinfo", "-J", "-f", "-i", isoPath).CombinedOutput()
+	if err != nil {
+		t.Fatalf("isoinfo -J -f: %v\n%s", err, out)
 	}
-	compare(t, readTree(t, tree), want(sampleMany()))
+	listed = map[string]bool{}
+	for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		listed[l] = true
+	}
+	for _, f := range sampleMany() {
+		if !listed["/"+f.Path] {
+			t.Errorf("isoinfo -J -f does not list /%s", f.Path)
+		}
+	}
+
+	for _, mode := range [][]string{
+		{"-rockridge", "on", "-joliet", "off"},
+		{"-rockridge", "off", "-joliet", "on"},
+	} {
+		tree := filepath.Join(dir, "tree"+mode[1])
+		args := append(append([]string{}, mode...), "-osirrox", "on", "-indev", isoPath, "-extract", "/", tree)
+		if out, err := exec.Command("xorriso", args...).CombinedOutput(); err != nil {
+			t.Fatalf("xorriso %v extract: %v\n%s", mode, err, out)
+		}
+		compare(t, readTree(t, tree), want(sampleMany()))
+	}
+}
+
+func TestJolietNames(t *testing.T) {
+	ucs2 := func(s string) string {
+		var b []byte
+		for _, r := range s {
+			b = append(b, byte(r>>8), byte(r))
+		}
+		return string(b)
+	}
+	tests := []struct {
+		name string
+		n    int
+		want string
+	}{
+		{"meta_data.json", 0, ucs2("meta_data.json")},
+		{"user-data", 2, ucs2("user-data_2")},
+		{"a:b*c?d;e\\f\x01", 0, ucs2("a_b_c_d_e_f_")},
+		{strings.Repeat("x", 70), 0, ucs2(strings.Repeat("x", 64))},
+		{strings.Repeat("x", 70), 11, ucs2(strings.Repeat("x", 61) + "_11")},
+		{"é", 0, "\x00\xe9"},
+		{strings.Repeat("x", 63) + "😀", 0, ucs2(strings.Repeat("x", 63))}, // a surrogate pair is not split
+	}
+	for _, tt := range tests {
+		if got := string(jolietName(tt.name, false, tt.n)); got != tt.want {
+			t.Errorf("jolietName(%q, %d) = %q, want %q", tt.name, tt.n, got, tt.want)
+		}
+	}
 }
 
 func readTree(t testing.TB, root string) map[string][]byte {

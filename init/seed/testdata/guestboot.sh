@@ -2,7 +2,8 @@
 # Manual proof that a real guest takes a seed written by seed-iso: boots Berth's test guest
 # (ci/testguest/build.sh) under plain QEMU (TCG, user networking) with the seed.iso as its CD-ROM,
 # then checks through SSH what the guest kernel and cloud-init made of it: hostname, datasource,
-# instance id, runcmd, authorized key, the ISO's names as the kernel's iso9660 driver shows them.
+# instance id, runcmd, authorized key, the ISO's names as the kernel's iso9660 driver shows them
+# (through Rock Ridge, which Linux prefers to the image's Joliet tree).
 # Not part of `go test` (about 70-90 s under TCG); the vmm end-to-end test is the automated proof.
 #
 #   init/seed/testdata/guestboot.sh [configdrive|nocloud]
@@ -53,7 +54,10 @@ done
   grep -q berth-seed-test ~/.ssh/authorized_keys
   echo instance-id: \$(sudo cat /var/lib/cloud/data/instance-id)
   sudo blkid /dev/sr0
-  sudo mount -o ro /dev/sr0 /mnt && find /mnt && sudo umount /mnt
-  sudo dmesg | grep -i 'ISO 9660 Extensions' | head -1"
+  sudo mount -o ro /dev/sr0 /mnt && find /mnt -exec stat -c '%A %n' {} +
+  # the kernel uses the Rock Ridge tree (modes as written: r--r--r--), not the Joliet one (r-xr-xr-x)
+  test \"\$(stat -c %a \$(find /mnt -type f | head -1))\" = 444
+  sudo umount /mnt
+  sudo dmesg | grep -i 'ISO 9660 Extensions' | sort -u"
 "${sshc[@]}" 'sudo poweroff' 2>/dev/null || true
 echo "guestboot: $fmt seed taken by the guest"
