@@ -4,6 +4,6 @@ go 1.26
 
 require github.com/berth-vm/berth/common v0.0.0
 
-require golang.org/x/sys v0.47.0 // indirect
+require golang.org/x/sys v0.47.0
 
 replace github.com/berth-vm/berth/common => ../common
