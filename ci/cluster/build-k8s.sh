@@ -29,7 +29,7 @@ fi
 mkdir -p "$CACHE"
 # One builder at a time (make test and make demo may race); the loser waits, then reuses.
 exec 9>"$CACHE/.lock"
-timeout 1800 flock 9 || { log "timed out waiting for $CACHE/.lock"; exit 1; }
+timeout 3600 flock 9 || { log "timed out waiting for $CACHE/.lock"; exit 1; }
 if have_all; then
 	echo "$BIN"
 	exit 0

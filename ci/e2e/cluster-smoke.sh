@@ -12,7 +12,11 @@ for cni in ${E2E_CNIS:-bridge calico-like}; do
 	CNI=$cni "$repo/ci/cluster/up" >/dev/null
 	clog "CNI=$cni: up in $((SECONDS - t))s"
 	"$here/smoke.sh"
+	before=$(cat "$CLUSTER_DIR"/pids/*)
 	CNI=$cni "$repo/ci/cluster/up" >/dev/null # idempotent: a second up changes nothing
+	sleep 2 # a process that a second up disturbed (e.g. kube-proxy seeing its config rewritten) exits
+	after=$(for f in "$CLUSTER_DIR"/pids/*; do p=$(cat "$f"); ours "$p" && echo "$p"; done)
+	[ "$before" = "$after" ] || { clog "FAIL: a second up restarted processes: pids '$before' -> '$after'"; exit 1; }
 	"$repo/ci/cluster/down" >/dev/null
 	left=$(
 		ip netns list | grep -w "$NODE_NS" || true
