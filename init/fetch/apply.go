@@ -18,7 +18,7 @@ import (
 	"time"
 
 	"github.com/berth-vm/berth/common/stage"
-	"github.com/berth-vm/berth/init/fsutil"
+	"github.com/berth-vm/berth/common/fsutil"
 	"github.com/berth-vm/berth/init/imgcheck"
 	"github.com/berth-vm/berth/init/overlay"
 )

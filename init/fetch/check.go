@@ -7,7 +7,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/berth-vm/berth/init/fsutil"
+	"github.com/berth-vm/berth/common/fsutil"
 	"github.com/berth-vm/berth/init/imgcheck"
 	"github.com/berth-vm/berth/init/overlay"
 )

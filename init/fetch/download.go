@@ -14,7 +14,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/berth-vm/berth/init/fsutil"
+	"github.com/berth-vm/berth/common/fsutil"
 	"github.com/cavaliergopher/grab/v3"
 )
 

@@ -19,7 +19,7 @@ import (
 	"time"
 
 	"github.com/berth-vm/berth/common/stage"
-	"github.com/berth-vm/berth/init/fsutil"
+	"github.com/berth-vm/berth/common/fsutil"
 )
 
 // Record is DISK_DIR/<VM_NAME>.json.

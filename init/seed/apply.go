@@ -7,7 +7,7 @@ import (
 	"io/fs"
 	"os"
 
-	"github.com/berth-vm/berth/init/fsutil"
+	"github.com/berth-vm/berth/common/fsutil"
 )
 
 // Apply writes the plan's image to p.Output unless the file already holds

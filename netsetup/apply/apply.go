@@ -16,6 +16,8 @@ import (
 
 	"github.com/vishvananda/netlink"
 
+	"github.com/berth-vm/berth/common/fsutil"
+
 	"github.com/berth-vm/berth/netsetup/dnsmasq"
 	"github.com/berth-vm/berth/netsetup/plan"
 	"github.com/berth-vm/berth/netsetup/rules"
@@ -129,37 +131,13 @@ func validateDnsmasq(ctx context.Context, log *slog.Logger, conf []byte, runDir 
 	return nil
 }
 
-// WriteFileAtomic writes data to path through a temp file and rename, and
-// leaves an identical file alone.
+// WriteFileAtomic writes data to path through a temp file, fsync and rename
+// (common/fsutil), and leaves an identical file alone.
 func WriteFileAtomic(path string, data []byte, mode os.FileMode) error {
 	if old, err := os.ReadFile(path); err == nil && bytes.Equal(old, data) {
 		return nil
 	}
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp) // after a successful rename this fails harmlessly
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := f.Chmod(mode); err != nil {
-		f.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return nil
+	return fsutil.WriteFileAtomic(path, data, mode)
 }
 
 // Check compares the live namespace with the plan and returns every
