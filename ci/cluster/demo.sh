@@ -11,6 +11,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 # shellcheck source=lib.sh
 . "$here/lib.sh"
+cluster_lock
 NS=${DEMO_NAMESPACE:-berth-demo}
 REL=${DEMO_RELEASE:-demo}
 VALUES=$repo/chart/examples/demo.yaml

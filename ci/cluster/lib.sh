@@ -45,3 +45,19 @@ wait_for() {
 	done
 	clog "$what after $((SECONDS - start))s"
 }
+
+# cluster_lock: one user of the cluster at a time on this machine (up, down, the tests, the demo).
+# The first caller takes an exclusive flock for its whole run and exports BERTH_CLUSTER_LOCKED, so
+# the scripts it calls run under the same lock; anyone else waits (BERTH_CLUSTER_LOCK_WAIT seconds).
+# Daemons started under the lock must not inherit its fd (start() in up closes fd 8).
+cluster_lock() {
+	[ "${BERTH_CLUSTER_LOCKED:-}" = "$$" ] && return 0
+	[ -n "${BERTH_CLUSTER_LOCKED:-}" ] && [ -e "/proc/$BERTH_CLUSTER_LOCKED" ] && return 0
+	mkdir -p /run/lock
+	exec 8>/run/lock/berth-cluster.lock
+	if ! flock -n 8; then
+		clog "another run uses the cluster (lock /run/lock/berth-cluster.lock): waiting"
+		timeout "${BERTH_CLUSTER_LOCK_WAIT:-3600}" flock 8 || die "timed out waiting for /run/lock/berth-cluster.lock"
+	fi
+	export BERTH_CLUSTER_LOCKED=$$
+}

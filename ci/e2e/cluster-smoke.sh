@@ -6,6 +6,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 # shellcheck source=../cluster/lib.sh
 . "$repo/ci/cluster/lib.sh"
+cluster_lock
 trap '"$repo/ci/cluster/down" >/dev/null 2>&1' EXIT
 for cni in ${E2E_CNIS:-bridge calico-like}; do
 	t=$SECONDS

@@ -17,6 +17,7 @@ repo=$(cd "$here/../.." && pwd)
 # shellcheck source=../cluster/lib.sh
 . "$repo/ci/cluster/lib.sh"
 
+cluster_lock # the whole run: nobody else's up or down in between
 E2E_CNIS=${E2E_CNIS:-calico-like bridge}
 # The CNIs that get the whole scenario; the others get install, boot, the guest checks, console,
 # VNC, helm test and uninstall (TCG boots take 1-2 min each: the full scenario boots four times).
@@ -61,6 +62,8 @@ cleanup() {
 	exit "$rc"
 }
 trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 # --- what the test needs: helm, the images, the test guest, the helper image --------------------
 [ -f "$repo/chart/Chart.yaml" ] || fail "chart/Chart.yaml missing: the chart has not landed"
@@ -94,14 +97,15 @@ vm_name() { # vm_name POD: the VM_NAME the pod's vm container runs with (default
 }
 pod_ip() { kc -n "$NS" get pod "$1" -o jsonpath='{.status.podIP}'; }
 wait_vm_ready() { # wait_vm_ready VM [OLD_UID]: a pod of VM (not OLD_UID) Ready and SSH answering
-	local vm=$1 old=${2:-} start=$SECONDS pod=""
+	local vm=$1 old=${2:-} start=$SECONDS pod="" said=$SECONDS
 	while ((SECONDS - start < BOOT_TIMEOUT)); do
 		pod=$(vm_pod "$vm")
 		if [ -n "$pod" ] && [ "$(kc -n "$NS" get pod "$pod" -o jsonpath='{.metadata.uid}')" != "$old" ] &&
 			[ "$(kc -n "$NS" get pod "$pod" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}')" = True ]; then
 			break
 		fi
-		if ((((SECONDS - start) % 15) == 0)); then
+		if ((SECONDS - said >= 15)); then
+			said=$SECONDS
 			clog "waiting for $vm: $(kc -n "$NS" get pods --no-headers 2>/dev/null | tr '\n' ';')"
 		fi
 		sleep 1
