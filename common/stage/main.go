@@ -53,12 +53,15 @@ func MainArgs(spec Spec, args []string, env Env, stdout, stderr io.Writer, run f
 	if spec.Flags != nil {
 		spec.Flags(fs)
 	}
-	fs.Usage = func() { Usage(stderr, spec, fs) }
+	// flag prints the error itself; the usage is printed once, here: on
+	// stdout for -h, on stderr after a bad flag.
+	fs.Usage = func() {}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			Usage(stdout, spec, fs)
 			return ExitOK
 		}
+		Usage(stderr, spec, fs)
 		return ExitBadInput
 	}
 

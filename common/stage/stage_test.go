@@ -85,8 +85,12 @@ func TestMainArgsExitCodesAndTerminationLog(t *testing.T) {
 	}
 
 	out.Reset()
+	errb.Reset()
 	if code := MainArgs(spec, []string{"-h"}, env, &out, &errb, nil); code != 0 {
 		t.Fatalf("-h exit = %d", code)
+	}
+	if errb.Len() != 0 || strings.Count(out.String(), "Environment:") != 1 {
+		t.Errorf("-h must print the usage once, on stdout; stdout %q, stderr %q", out.String(), errb.String())
 	}
 	for _, want := range []string{"FOO", "VM_NAME", "BERTH_RUN_DIR", "--dry-run", "LOG_FORMAT"} {
 		if !strings.Contains(out.String(), want) {
