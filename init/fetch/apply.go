@@ -17,8 +17,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/berth-vm/berth/common/stage"
 	"github.com/berth-vm/berth/common/fsutil"
+	"github.com/berth-vm/berth/common/stage"
 	"github.com/berth-vm/berth/init/imgcheck"
 	"github.com/berth-vm/berth/init/overlay"
 )

@@ -18,8 +18,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/berth-vm/berth/common/stage"
 	"github.com/berth-vm/berth/common/fsutil"
+	"github.com/berth-vm/berth/common/stage"
 )
 
 // Record is DISK_DIR/<VM_NAME>.json.
