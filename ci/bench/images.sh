@@ -15,6 +15,7 @@ bench_init images
 TAG=${BERTH_TAG:-0.1.0}
 IMAGES=(net-setup image-fetch seed-iso dnsmasq vmm)
 GO_STAGES=" net-setup image-fetch seed-iso "
+declare -A CARRIES=([net-setup]="Go + iptables + dnsmasq" [image-fetch]="Go + qemu-img" [seed-iso]="Go only")
 # KubeVirt virt-launcher, published sizes (uncompressed, `docker images`):
 #   745 MB  v0.33.0, kubevirt/kubevirt issue #4423 ("how to reduce size of kubevirt component images?", 2020-10-27)
 #   ~600 MB after kubevirt/kubevirt PR #4703 (rmohr in issue #4565, 2021-01-14: "roughly 600M instead of 800M")
@@ -44,7 +45,7 @@ for n in "${IMAGES[@]}"; do
   goal="" verdict=""
   if [[ $GO_STAGES == *" $n "* && $img != - ]]; then
     r=$(ratio "$img" 15000000)
-    tsv_row "image $n (uncompressed) / 15 MB" "the goal for Go stage images, 15 MB" "$r" "$r" "$r" "< 1" >>"$OUT/images.tsv"
+    tsv_row "image $n (${CARRIES[$n]}, uncompressed) / 15 MB" "the goal for Go stage images, 15 MB" "$r" "$r" "$r" "< 1" >>"$OUT/images.tsv"
     goal="< 15 MB"
     verdict=$(awk -v r="$r" 'BEGIN { print (r < 1) ? "met" : "not met" }')
   fi
