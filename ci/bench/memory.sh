@@ -146,8 +146,9 @@ openshift-docs modules/virt-cluster-resource-requirements.adoc), ≈ $(awk -v g=
 | **Berth beyond guest RAM without TCG's buffer (as under KVM) / KubeVirt's $KV_MIB MiB** | $k1 | $k2 | $k3 | < 1 |
 
 Caveats: KubeVirt's figure is a reservation (measured \`ps\` RSS rounded up, shared libraries counted
-once per process) for KVM, Berth's is measured RSS. Under TCG (these machines) QEMU's translation
-buffer is resident in full and dominates Berth's overhead; KubeVirt runs TCG only as a fallback
+again in every process) for KVM, Berth's is measured RSS. Under TCG (these machines) QEMU's translation
+buffer (vmm's \`tb-size=256\`) is resident in full and dominates Berth's overhead: a smaller
+tb-size is the lever; KubeVirt runs TCG only as a fallback
 (useEmulation) with the same formula. The KVM-like row subtracts that buffer; it is an estimate, not
 a KVM measurement (KVM does not work here). Size the pod's memory as guest memory + this overhead +
 headroom (the chart's values).
