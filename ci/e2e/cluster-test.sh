@@ -11,7 +11,8 @@
 #   image; `helm test`; `helm uninstall` keeps the PVCs.
 # Every wait is bounded; phase timings go to stderr and out/e2e/timings.tsv; the trap always
 # uninstalls, deletes the namespace and takes the cluster down (KEEP_CLUSTER=1 keeps it up).
-set -euo pipefail
+set -eEuo pipefail
+trap 'clog "FAIL: line $LINENO: $BASH_COMMAND (exit $?)"' ERR
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 # shellcheck source=../cluster/lib.sh
@@ -56,7 +57,7 @@ cleanup() {
 	if [ -S "$CONTAINERD_SOCK" ] && [ "${KEEP_CLUSTER:-0}" != 1 ]; then
 		"$repo/ci/cluster/down" >/dev/null 2>&1 || clog "cluster down failed"
 	fi
-	rm -rf "$work"
+	if [ "${KEEP_CLUSTER:-0}" = 1 ]; then clog "kept: the cluster, the SSH key $work/id"; else rm -rf "$work"; fi
 	[ "${KEEP_CLUSTER:-0}" = 1 ] || rm -rf "$IMG_CACHE"
 	[ "$rc" = 0 ] && clog "PASS" || clog "FAILED (exit $rc)"
 	exit "$rc"
@@ -79,9 +80,11 @@ compgen -G "$repo/out/images/*.oci.tar" >/dev/null || fail "no out/images/*.oci.
 ssh-keygen -q -t ed25519 -N '' -C berth-e2e -f "$work/id" </dev/null
 phase prerequisites
 
-ssh_vm() { # ssh_vm IP CMD: SSH from the node (its network namespace) as the test guest's user
+ssh_vm() { # ssh_vm IP CMD...: SSH from the node (its network namespace) as the test guest's user
+	local ip=$1
+	shift
 	innode timeout 60 ssh -i "$work/id" -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null \
-		-o ConnectTimeout=5 -o LogLevel=ERROR "debian@$1" "$2"
+		-o ConnectTimeout=5 -o LogLevel=ERROR "debian@$ip" "$*" </dev/null
 }
 vm_pod() { # vm_pod VM: the name of the pod running VM (it runs in container "vm" with VM_NAME, or is <...>VM-0)
 	kc -n "$NS" get pods -o json | jq -r --arg vm "$1" '.items[]
@@ -178,6 +181,7 @@ run_cni() {
 	toolbox=$("$here/toolbox-image.sh" | tail -1)
 	phase cluster-up
 
+	kc delete namespace "$NS" --ignore-not-found --wait=true --timeout=120s >/dev/null # a KEEP_CLUSTER run's
 	kc create namespace "$NS" >/dev/null
 	wait_for 30 "service account in $NS" kc -n "$NS" get serviceaccount default || fail "no default service account"
 	# The HTTP server pod: serves the test guest's directory (hostPath, read-only) on 8080.
@@ -223,10 +227,15 @@ YAML
 	ssh_vm "$ip" 'timeout 120 cloud-init status --wait >/dev/null; cat /var/tmp/berth-e2e-marker' | grep -qx "$MARKER" ||
 		fail "user-data marker $MARKER not in the guest's /var/tmp/berth-e2e-marker"
 	local podsearch guestsearch
-	podsearch=$(kc -n "$NS" exec "$pod" -c vm -- cat /etc/resolv.conf 2>/dev/null | awk '$1 == "search" { $1 = ""; print substr($0, 2) }')
-	[ -n "$podsearch" ] || podsearch="$NS.svc.cluster.local svc.cluster.local cluster.local"
-	guestsearch=$(ssh_vm "$ip" cat /etc/resolv.conf | awk '$1 == "search" { $1 = ""; print substr($0, 2) }')
-	[ "$guestsearch" = "$podsearch" ] || fail "guest search domains '$guestsearch', the pod's '$podsearch'"
+	# The pod's search domains as the kubelet writes them for every ClusterFirst pod of the namespace
+	# (the Berth images have no cat: read them in the fileserver pod beside it).
+	podsearch=$(kc -n "$NS" exec fileserver -- cat /etc/resolv.conf | awk '$1 == "search" { $1 = ""; print substr($0, 2) }') ||
+		fail "read the pod's resolv.conf"
+	[ -n "$podsearch" ] || fail "the pod's resolv.conf has no search line"
+	# dhclient writes the names of option 119 as FQDNs (a trailing dot): the same names to the resolver.
+	guestsearch=$(ssh_vm "$ip" cat /etc/resolv.conf | awk '$1 == "search" { $1 = ""; print substr($0, 2) }' | sed 's/\. / /g; s/\.$//')
+	[ "$guestsearch" = "$podsearch" ] || fail "guest search domains '$guestsearch', the pod's '$podsearch'; the guest's resolv.conf:
+$(ssh_vm "$ip" 'ls -l /etc/resolv.conf; cat /etc/resolv.conf; ls /var/lib/dhcp/; cat /var/lib/dhcp/*.leases; ls /etc/network/interfaces.d; cat /etc/network/interfaces.d/*' 2>&1)"
 	grep -q "^$NS.svc.cluster.local " <<<"$guestsearch " || fail "guest search domains '$guestsearch' lack $NS.svc.cluster.local"
 	phase guest-checks
 
