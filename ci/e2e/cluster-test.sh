@@ -129,7 +129,8 @@ full_scenario() {
 	# 3. a file survives kubectl delete pod; clean ACPI shutdown; no second download.
 	ssh_vm "$ip" "echo $MARKER-persist | sudo tee /var/tmp/persist >/dev/null && sync" || fail "write a file in the guest"
 	uid=$(kc -n "$NS" get pod "$pod" -o jsonpath='{.metadata.uid}')
-	kc -n "$NS" logs -f "$pod" -c vm --since=1s >"$work/console-shutdown.txt" 2>/dev/null &
+	# kubectl itself in the background (not the kc function: $! would be a subshell, kubectl orphaned)
+	"$K8S_BIN/kubectl" --kubeconfig "$KUBECONFIG_ADMIN" -n "$NS" logs -f "$pod" -c vm --since=1s >"$work/console-shutdown.txt" 2>/dev/null 8>&- &
 	local logs_pid=$!
 	kc -n "$NS" delete pod "$pod" --wait=true --timeout=180s >/dev/null || fail "kubectl delete pod $pod"
 	kill "$logs_pid" 2>/dev/null; wait "$logs_pid" 2>/dev/null || true
@@ -244,7 +245,7 @@ $(ssh_vm "$ip" 'ls -l /etc/resolv.conf; cat /etc/resolv.conf; ls /var/lib/dhcp/;
 	grep -qE 'Linux version|login:|Debian GNU/Linux|cloud-init' "$work/console1.txt" ||
 		fail "kubectl logs -c vm shows no guest console output"
 	local port=$((20000 + RANDOM % 20000)) banner
-	kc -n "$NS" port-forward "pod/$pod" "$port:5900" >"$work/pf.log" 2>&1 &
+	"$K8S_BIN/kubectl" --kubeconfig "$KUBECONFIG_ADMIN" -n "$NS" port-forward "pod/$pod" "$port:5900" >"$work/pf.log" 2>&1 8>&- &
 	pf_pid=$!
 	wait_for 20 "port-forward on $port" bash -c "exec 3<>/dev/tcp/127.0.0.1/$port" || fail "port-forward did not listen"
 	banner=$(timeout 10 bash -c "exec 3<>/dev/tcp/127.0.0.1/$port; head -c 12 <&3" | tr -d '\n' || true)
@@ -252,8 +253,8 @@ $(ssh_vm "$ip" 'ls -l /etc/resolv.conf; cat /etc/resolv.conf; ls /var/lib/dhcp/;
 	[[ $banner == RFB\ 00?.00? ]] || fail "port-forward to 5900: expected an RFB banner, got '$banner'"
 	# TCP 5900 on the pod IP stays in the pod (QEMU's VNC listens on 127.0.0.1 only): with a server
 	# in the guest on 5900 and on 5901, 5901 answers from the pod IP (the control) and 5900 does not.
-	ssh_vm "$ip" 'for p in 5900 5901; do mkdir -p /tmp/www$p && echo guest-$p >/tmp/www$p/index.html &&
-		(cd /tmp/www$p && setsid nohup python3 -m http.server $p >/dev/null 2>&1 </dev/null &); done' ||
+	ssh_vm "$ip" 'for p in 5900 5901; do mkdir -p /tmp/www$p && echo guest-$p >/tmp/www$p/index.html || exit 1;
+		setsid python3 -m http.server $p --directory /tmp/www$p >/dev/null 2>&1 </dev/null & done' ||
 		fail "start HTTP servers on 5900/5901 in the guest"
 	wait_for 30 "guest's 5901 through the pod IP" innode curl -fsS --max-time 3 "http://$ip:5901/" ||
 		fail "TCP 5901 on the pod IP does not reach the guest (DNAT of every other port)"
