@@ -133,7 +133,7 @@ func killAll(ns string) {
 	for _, f := range strings.Fields(string(out)) {
 		var pid int
 		fmt.Sscan(f, &pid)
-		if pid > 0 {
+		if pid > 0 && pid != os.Getpid() {
 			syscall.Kill(pid, syscall.SIGKILL)
 		}
 	}
