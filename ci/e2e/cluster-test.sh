@@ -53,7 +53,7 @@ phase() { # phase NAME: end the running phase under NAME
 }
 cleanup() {
 	local rc=$?
-	[ -n "$pf_pid" ] && kill "$pf_pid" 2>/dev/null
+	[ -z "$pf_pid" ] || kill "$pf_pid" 2>/dev/null || true
 	if [ -S "$CONTAINERD_SOCK" ] && [ "${KEEP_CLUSTER:-0}" != 1 ]; then
 		"$repo/ci/cluster/down" >/dev/null 2>&1 || clog "cluster down failed"
 	fi
@@ -133,7 +133,7 @@ full_scenario() {
 	"$K8S_BIN/kubectl" --kubeconfig "$KUBECONFIG_ADMIN" -n "$NS" logs -f "$pod" -c vm --since=1s >"$work/console-shutdown.txt" 2>/dev/null 8>&- &
 	local logs_pid=$!
 	kc -n "$NS" delete pod "$pod" --wait=true --timeout=180s >/dev/null || fail "kubectl delete pod $pod"
-	kill "$logs_pid" 2>/dev/null; wait "$logs_pid" 2>/dev/null || true
+	kill "$logs_pid" 2>/dev/null || true; wait "$logs_pid" 2>/dev/null || true
 	grep -qE 'reboot: Power down|System is powered off|Power-Off|powering off' "$work/console-shutdown.txt" ||
 		fail "no clean ACPI shutdown in the console before the pod went (see $work/console-shutdown.txt)"
 	phase delete-pod
@@ -249,7 +249,7 @@ $(ssh_vm "$ip" 'ls -l /etc/resolv.conf; cat /etc/resolv.conf; ls /var/lib/dhcp/;
 	pf_pid=$!
 	wait_for 20 "port-forward on $port" bash -c "exec 3<>/dev/tcp/127.0.0.1/$port" || fail "port-forward did not listen"
 	banner=$(timeout 10 bash -c "exec 3<>/dev/tcp/127.0.0.1/$port; head -c 12 <&3" | tr -d '\n' || true)
-	kill "$pf_pid" 2>/dev/null; wait "$pf_pid" 2>/dev/null || true; pf_pid=""
+	kill "$pf_pid" 2>/dev/null || true; wait "$pf_pid" 2>/dev/null || true; pf_pid=""
 	[[ $banner == RFB\ 00?.00? ]] || fail "port-forward to 5900: expected an RFB banner, got '$banner'"
 	# TCP 5900 on the pod IP stays in the pod (QEMU's VNC listens on 127.0.0.1 only): with a server
 	# in the guest on 5900 and on 5901, 5901 answers from the pod IP (the control) and 5900 does not.
