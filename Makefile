@@ -60,8 +60,12 @@ test-images: images
 test-local: build
 	ci/local-pod.sh test
 
+## test-e2e: the chart on a real single-node Kubernetes built here (both CNI setups), real guests
+test-e2e: build
+	ci/e2e/cluster-test.sh
+
 ## test: everything CI runs, in order
-test: deps lint test-go test-chart test-images test-local
+test: deps lint test-go test-chart test-images test-local test-e2e
 
 demo: deps build
 	ci/demo.sh
