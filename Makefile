@@ -14,7 +14,7 @@ VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev
 # Go modules outside go.work (their dependency graphs stay their own): tested with GOWORK=off.
 SOLO_MODULES := charttest
 
-.PHONY: all deps build lint test test-go test-chart images test-images test-local test-e2e demo demo-down bench clean
+.PHONY: all deps build lint test test-go test-chart images test-images test-local test-e2e demo demo-down demo-local bench clean
 
 all: build
 
@@ -67,7 +67,16 @@ test-e2e: build
 ## test: everything CI runs, in order
 test: deps lint test-go test-chart test-images test-local test-e2e
 
+## demo: a single-node Kubernetes here (or $$KUBECONFIG's cluster), the images, helm install, SSH once
 demo: deps build
+	ci/cluster/demo.sh
+
+## demo-down: helm uninstall the demo and take the local cluster down
+demo-down:
+	ci/cluster/demo.sh down
+
+## demo-local: the whole pod without Kubernetes, left running (ci/local-pod.sh up; ci/demo.sh down)
+demo-local: deps build
 	ci/demo.sh
 
 bench: deps build
