@@ -4,8 +4,8 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
-	"flag"
 	"fmt"
+	"github.com/berth-vm/berth/common/golden"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,8 +15,6 @@ import (
 
 	"github.com/berth-vm/berth/common/stage"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files in testdata/golden")
 
 // TestBadInputs lists every input refused with exit code 2, and what the
 // message must say.
@@ -232,22 +230,7 @@ func TestGolden(t *testing.T) {
 			label, files := readISO(t, p.Image)
 			got := dumpTree(label, files)
 
-			golden := filepath.Join("testdata", "golden", c.name+".txt")
-			if *update {
-				if err := os.MkdirAll(filepath.Dir(golden), 0o755); err != nil {
-					t.Fatal(err)
-				}
-				if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatalf("%v (run go test -update once)", err)
-			}
-			if got != string(want) {
-				t.Errorf("tree differs from %s:\n--- got\n%s\n--- want\n%s", golden, got, want)
-			}
+			golden.Assert(t, filepath.Join("golden", c.name+".txt"), []byte(got))
 
 			// isoinfo, an independent reader, sees the same names and bytes
 			isoPath := filepath.Join(t.TempDir(), "seed.iso")

@@ -8,8 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/berth-vm/berth/common/golden"
 	"github.com/berth-vm/berth/netsetup/dnsmasq"
-	"github.com/berth-vm/berth/netsetup/internal/golden"
 	"github.com/berth-vm/berth/netsetup/internal/testplan"
 )
 

@@ -4,7 +4,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/berth-vm/berth/netsetup/internal/golden"
+	"github.com/berth-vm/berth/common/golden"
 	"github.com/berth-vm/berth/netsetup/internal/testplan"
 	"github.com/berth-vm/berth/netsetup/rules"
 )

@@ -1,17 +1,13 @@
 package qemu
 
 import (
-	"flag"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/berth-vm/berth/common/golden"
 	"github.com/berth-vm/berth/vmm/config"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
 
 func base() config.Config {
 	return config.Config{
@@ -50,19 +46,7 @@ func TestArgsGolden(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			p := tt.plan()
 			got := Explain(p.QEMU, Args(p))
-			path := filepath.Join("testdata", tt.name+".golden")
-			if *update {
-				if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(path)
-			if err != nil {
-				t.Fatalf("%v (run go test ./qemu -update to create it)", err)
-			}
-			if got != string(want) {
-				t.Errorf("command line differs from %s (go test ./qemu -update after checking):\n%s", path, got)
-			}
+			golden.Assert(t, tt.name+".golden", []byte(got))
 		})
 	}
 }
