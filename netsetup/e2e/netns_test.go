@@ -112,7 +112,7 @@ func newEnv(t *testing.T, s shape) *env {
 	for _, ns := range []string{e.node, e.pod, e.vm} {
 		e.ip("netns", "add", ns)
 		ns := ns
-		t.Cleanup(func() { killAll(ns); exec.Command("ip", "netns", "del", ns).Run() })
+		t.Cleanup(func() { roottest.KillNetnsProcesses(ns); exec.Command("ip", "netns", "del", ns).Run() })
 		e.ip("-n", ns, "link", "set", "lo", "up")
 	}
 	s.wire(t, e)
@@ -125,18 +125,6 @@ func randHex(n int) string {
 		panic(err)
 	}
 	return hex.EncodeToString(b)
-}
-
-// killAll ends every process left in a namespace (dnsmasq, socat).
-func killAll(ns string) {
-	out, _ := exec.Command("ip", "netns", "pids", ns).Output()
-	for _, f := range strings.Fields(string(out)) {
-		var pid int
-		fmt.Sscan(f, &pid)
-		if pid > 0 && pid != os.Getpid() {
-			syscall.Kill(pid, syscall.SIGKILL)
-		}
-	}
 }
 
 func (e *env) ip(args ...string) {

@@ -88,16 +88,7 @@ func newPod(t *testing.T) *pod {
 	}
 	p := &pod{ns: "vmmt-" + randomID(), work: work, run: filepath.Join(work, "run"), disk: filepath.Join(work, "disk")}
 	t.Cleanup(func() {
-		if out, err := exec.Command("ip", "netns", "pids", p.ns).Output(); err == nil {
-			for _, f := range strings.Fields(string(out)) {
-				// Never this test process: inNetns may have left its main
-				// thread (which /proc/PID/ns/net reports) in the netns, as
-				// Go wedges, not ends, a locked main thread.
-				if pid, err := strconv.Atoi(f); err == nil && pid != os.Getpid() {
-					syscall.Kill(pid, syscall.SIGKILL)
-				}
-			}
-		}
+		roottest.KillNetnsProcesses(p.ns)
 		time.Sleep(200 * time.Millisecond)
 		exec.Command("ip", "netns", "del", p.ns).Run()
 		if !t.Failed() || os.Getenv("KEEP_WORK") == "" {
