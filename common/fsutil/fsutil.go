@@ -92,19 +92,34 @@ func HashFile(ctx context.Context, path string) (string, error) {
 		return "", fmt.Errorf("sha256 %s: %w", path, err)
 	}
 	defer f.Close()
+	sum, err := CopyHash(ctx, io.Discard, f)
+	if err != nil {
+		return "", fmt.Errorf("sha256 %s: %w", path, err)
+	}
+	return sum, nil
+}
+
+// CopyHash copies src to dst in 1 MiB chunks, stopping when ctx ends, and
+// returns the sha256 of what it copied in lower-case hex.
+func CopyHash(ctx context.Context, dst io.Writer, src io.Reader) (string, error) {
 	h := sha256.New()
 	buf := make([]byte, 1<<20)
 	for {
 		if err := ctx.Err(); err != nil {
 			return "", err
 		}
-		n, err := f.Read(buf)
-		h.Write(buf[:n])
-		if err == io.EOF {
+		n, rerr := src.Read(buf)
+		if n > 0 {
+			h.Write(buf[:n])
+			if _, err := dst.Write(buf[:n]); err != nil {
+				return "", fmt.Errorf("write: %w", err)
+			}
+		}
+		if rerr == io.EOF {
 			break
 		}
-		if err != nil {
-			return "", fmt.Errorf("sha256 %s: %w", path, err)
+		if rerr != nil {
+			return "", fmt.Errorf("read: %w", rerr)
 		}
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil

@@ -3,8 +3,6 @@ package fetch
 import (
 	"bufio"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -261,25 +259,9 @@ func copyLocal(ctx context.Context, src, part string) (string, error) {
 		return "", fmt.Errorf("copy %s: %w", src, err)
 	}
 	defer out.Close()
-	h := sha256.New()
-	buf := make([]byte, 1<<20)
-	for {
-		if err := ctx.Err(); err != nil {
-			return "", err
-		}
-		n, rerr := in.Read(buf)
-		if n > 0 {
-			h.Write(buf[:n])
-			if _, err := out.Write(buf[:n]); err != nil {
-				return "", fmt.Errorf("copy %s to %s: %w", src, part, err)
-			}
-		}
-		if rerr == io.EOF {
-			break
-		}
-		if rerr != nil {
-			return "", fmt.Errorf("copy %s: %w", src, rerr)
-		}
+	sum, err := fsutil.CopyHash(ctx, out, in)
+	if err != nil {
+		return "", fmt.Errorf("copy %s to %s: %w", src, part, err)
 	}
 	if err := out.Sync(); err != nil {
 		return "", fmt.Errorf("copy %s: fsync: %w", part, err)
@@ -287,5 +269,5 @@ func copyLocal(ctx context.Context, src, part string) (string, error) {
 	if err := out.Close(); err != nil {
 		return "", fmt.Errorf("copy %s: %w", part, err)
 	}
-	return hex.EncodeToString(h.Sum(nil)), nil
+	return sum, nil
 }
