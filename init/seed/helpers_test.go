@@ -1,15 +1,12 @@
 package seed
 
 import (
-	"bytes"
-	"io"
 	"os"
-	"path"
 	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/kdomanski/iso9660"
+	"github.com/berth-vm/berth/init/seed/internal/isoread"
 
 	"github.com/berth-vm/berth/common/stage"
 )
@@ -17,40 +14,11 @@ import (
 // readISO reads every file of an image with github.com/kdomanski/iso9660.
 func readISO(t testing.TB, img []byte) (label string, files map[string][]byte) {
 	t.Helper()
-	im, err := iso9660.OpenImage(bytes.NewReader(img))
-	if err != nil {
-		t.Fatalf("open image: %v", err)
-	}
-	label, err = im.Label()
+	im, err := isoread.Read(img)
 	if err != nil {
 		t.Fatal(err)
 	}
-	root, err := im.RootDir()
-	if err != nil {
-		t.Fatal(err)
-	}
-	files = map[string][]byte{}
-	var walk func(dir string, f *iso9660.File)
-	walk = func(dir string, f *iso9660.File) {
-		children, err := f.GetChildren()
-		if err != nil {
-			t.Fatalf("list %s: %v", dir, err)
-		}
-		for _, c := range children {
-			p := path.Join(dir, c.Name())
-			if c.IsDir() {
-				walk(p, c)
-				continue
-			}
-			data, err := io.ReadAll(c.Reader())
-			if err != nil {
-				t.Fatalf("read %s: %v", p, err)
-			}
-			files[p] = data
-		}
-	}
-	walk("", root)
-	return strings.TrimRight(label, " "), files
+	return im.Label, im.Files
 }
 
 // env builds a Config the way the binary does, from a map.

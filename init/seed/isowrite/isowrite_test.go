@@ -3,16 +3,14 @@ package isowrite
 import (
 	"bytes"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
-	"path"
 	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
 
-	"github.com/kdomanski/iso9660"
+	"github.com/berth-vm/berth/init/seed/internal/isoread"
 
 	"github.com/berth-vm/berth/common/roottest"
 )
@@ -49,43 +47,16 @@ func sampleMany() []File {
 // (which reads Rock Ridge names), keyed by path.
 func readBack(t testing.TB, img []byte) (string, map[string][]byte) {
 	t.Helper()
-	im, err := iso9660.OpenImage(bytes.NewReader(img))
-	if err != nil {
-		t.Fatalf("open image: %v", err)
-	}
-	label, err := im.Label()
+	im, err := isoread.Read(img)
 	if err != nil {
 		t.Fatal(err)
 	}
-	root, err := im.RootDir()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := map[string][]byte{}
-	var walk func(dir string, f *iso9660.File)
-	walk = func(dir string, f *iso9660.File) {
-		children, err := f.GetChildren()
-		if err != nil {
-			t.Fatalf("list %s: %v", dir, err)
-		}
-		for _, c := range children {
-			p := path.Join(dir, c.Name())
-			if c.IsDir() {
-				walk(p, c)
-				continue
-			}
-			data, err := io.ReadAll(c.Reader())
-			if err != nil {
-				t.Fatalf("read %s: %v", p, err)
-			}
-			if c.Mode().Perm() != 0o444 {
-				t.Errorf("%s: mode %v, want r--r--r--", p, c.Mode())
-			}
-			out[p] = data
+	for p, mode := range im.Modes {
+		if mode.Perm() != 0o444 {
+			t.Errorf("%s: mode %v, want r--r--r--", p, mode)
 		}
 	}
-	walk("", root)
-	return strings.TrimRight(label, " "), out
+	return im.Label, im.Files
 }
 
 func want(files []File) map[string][]byte {
