@@ -231,9 +231,9 @@ func Check(o Outputs, b Backend, runDir string) ([]string, error) {
 			add("%s differs from the plan", filepath.Join(runDir, f.name))
 		}
 	}
-	var st os.FileInfo
-	if st, err = os.Lstat(filepath.Join(runDir, TunNodeName)); err != nil || st.Mode()&os.ModeCharDevice == 0 {
-		add("tun node %s is missing", filepath.Join(runDir, TunNodeName))
+	node := filepath.Join(runDir, TunNodeName)
+	if st, err := os.Lstat(node); err != nil || st.Mode()&os.ModeCharDevice == 0 {
+		add("tun node %s is missing", node)
 	}
 	return diffs, nil
 }

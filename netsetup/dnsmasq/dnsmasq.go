@@ -24,6 +24,9 @@ const LeaseTime = "12h"
 
 // Render returns dnsmasq.conf for the plan, with the lease file in runDir.
 func Render(p plan.Plan, runDir string) ([]byte, error) {
+	if err := checkValues(p, runDir); err != nil {
+		return nil, err
+	}
 	var b bytes.Buffer
 	line := func(format string, args ...any) {
 		fmt.Fprintf(&b, format+"\n", args...)
@@ -56,11 +59,7 @@ func Render(p plan.Plan, runDir string) ([]byte, error) {
 		line("dhcp-option=option:domain-search,%s", strings.Join(p.Search, ","))
 	}
 	line("dhcp-option=option:mtu,%d", p.MTU)
-	out := b.Bytes()
-	if err := checkValues(p, runDir); err != nil {
-		return nil, err
-	}
-	return out, nil
+	return b.Bytes(), nil
 }
 
 // checkValues is the renderer's own guard: whatever the plan says, nothing
