@@ -12,6 +12,8 @@ set -euo pipefail
 REPO=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/../.." && pwd)
 # shellcheck source=ci/local-pod.sh
 source "$REPO/ci/local-pod.sh"
+# shellcheck source=ci/bench/stats.sh
+source "$REPO/ci/bench/stats.sh"
 RUNS=${BENCH_RUNS:-3}
 
 # Same guest, same work: the baseline boots the image at its own size, so Berth's overlay keeps that
@@ -26,11 +28,7 @@ OUT=$REPO/out/bench
 mkdir -p "$OUT"
 
 preflight
-now_ms() { date +%s%3N; }
 
-# stats V...: min median max
-stats() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {m=(NR%2)?v[(NR+1)/2]:(v[NR/2]+v[NR/2+1])/2; printf "%s %s %s\n", v[1], m, v[NR]}'; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", a / b }'; }
 
 # qemu_exec_ms PID T0_MS: ms from T0 until vmm (PID) has a qemu-system child (polled every 5 ms, 20 s max).
 qemu_exec_ms() {

@@ -19,10 +19,8 @@ export PATH=/usr/local/go/bin:$PATH
 
 log() { echo "fetch bench: $*" >&2; }
 fail() { log "FAIL: $*"; exit 1; }
-now_ms() { date +%s%3N; }
-stats() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {m=(NR%2)?v[(NR+1)/2]:(v[NR/2]+v[NR/2+1])/2; printf "%s %s %s\n", v[1], m, v[NR]}'; }
-rstats() { stats "$@" | awk '{printf "%.3f %.3f %.3f\n", $1, $2, $3}'; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", a / b }'; }
+# shellcheck source=ci/bench/stats.sh
+source "$(dirname "$(readlink -f "$0")")/stats.sh"
 
 command -v curl >/dev/null || fail "curl missing (ci/install-deps.sh)"
 command -v qemu-img >/dev/null || fail "qemu-img missing (ci/install-deps.sh)"
@@ -196,10 +194,10 @@ for ((run = 1; run <= RUNS; run++)); do
 done
 
 LOAD=$(cut -d' ' -f1-3 /proc/loadavg)
-read -r r_min r_med r_max < <(rstats "${ratios[@]}")
+read -r r_min r_med r_max < <(fstats 3 "${ratios[@]}")
 read -r f_min f_med f_max < <(stats "${t_fetch[@]}")
 read -r c_min c_med c_max < <(stats "${t_curl[@]}")
-read -r s_min s_med s_max < <(rstats "${resume[@]}")
+read -r s_min s_med s_max < <(fstats 3 "${resume[@]}")
 
 {
   printf 'image-fetch %s MiB / curl -o\tcurl -o, same loopback server\t%s\t%s\t%s\t<= 1.05\n' "$SIZE_MIB" "$r_min" "$r_med" "$r_max"

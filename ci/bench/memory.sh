@@ -13,15 +13,14 @@ set -euo pipefail
 BENCH_REPO=$(cd "$(dirname "$(readlink -f "$0")")/../.." && pwd)
 # shellcheck source=ci/local-pod.sh
 source "$BENCH_REPO/ci/local-pod.sh"
+# shellcheck source=ci/bench/stats.sh
+source "$BENCH_REPO/ci/bench/stats.sh"
 OUT=$BENCH_REPO/out/bench
 RUNS=${BENCH_RUNS:-2}
 BOOT_TIMEOUT=${BENCH_BOOT_TIMEOUT:-300}
 GUEST_MIB=512
 VCPUS=1
 mkdir -p "$OUT"
-now_ms() { date +%s%3N; }
-stats() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {m=(NR%2)?v[(NR+1)/2]:(v[NR/2]+v[NR/2+1])/2; printf "%s %s %s\n", v[1], m, v[NR]}'; }
-fstats() { local d=$1; shift; stats "$@" | awk -v d="$d" '{printf "%.*f %.*f %.*f\n", d, $1, d, $2, d, $3}'; }
 mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
 
 # The pod's vm container, with the bench's guest size (local-pod.sh's vmm_env, 512 MiB and 1 vCPU).

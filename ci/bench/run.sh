@@ -28,7 +28,7 @@ names=("$@")
 if ((${#names[@]} == 0)); then
   for f in ci/bench/*.sh; do
     n=$(basename "$f" .sh)
-    [ "$n" = run ] || [ "$n" = lib ] || names+=("$n")
+    [ "$n" = run ] || [ "$n" = lib ] || [ "$n" = stats ] || names+=("$n")
   done
 fi
 
