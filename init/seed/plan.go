@@ -125,7 +125,7 @@ func NewPlan(cfg Config, in Inputs) (*Plan, error) {
 	p := &Plan{
 		Format: cfg.Format,
 		Keys:   dedupe(append(mdKeys, envKeys...)),
-		Output: filepath.Join(cfg.RunDir, "seed.iso"),
+		Output: filepath.Join(cfg.RunDir, stage.SeedISOName),
 	}
 	p.InstanceID, p.IDSource, err = firstString(in.MetaData, md, "instance-id", "uuid")
 	if err != nil {

@@ -17,6 +17,7 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/berth-vm/berth/common/fsutil"
+	"github.com/berth-vm/berth/common/stage"
 
 	"github.com/berth-vm/berth/netsetup/dnsmasq"
 	"github.com/berth-vm/berth/netsetup/plan"
@@ -24,7 +25,7 @@ import (
 )
 
 // NetJSONName is the plan as applied, in the run dir.
-const NetJSONName = "net.json"
+const NetJSONName = stage.NetJSONName
 
 // DevTun is the tun device of a container that has one.
 const DevTun = "/dev/net/tun"

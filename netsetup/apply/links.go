@@ -12,6 +12,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/berth-vm/berth/common/stage"
 	"github.com/berth-vm/berth/netsetup/plan"
 )
 
@@ -211,7 +212,7 @@ func txChecksum(name string) (bool, error) {
 
 // TunNodeName is the tun device node net-setup makes in the run dir for a vm
 // container that has no /dev/net/tun (DESIGN.md, "Devices and privilege").
-const TunNodeName = "tun"
+const TunNodeName = stage.TunNodeName
 
 // EnsureTunNode makes path a character device 10:200 owned by uid:gid, mode
 // 0600. An existing node with the right device is fixed up, anything else

@@ -9,13 +9,14 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/berth-vm/berth/common/stage"
 	"github.com/berth-vm/berth/netsetup/plan"
 )
 
 // ConfName and LeasesName are the files in the run directory (DESIGN.md).
 const (
-	ConfName   = "dnsmasq.conf"
-	LeasesName = "dnsmasq.leases"
+	ConfName   = stage.DnsmasqConfName
+	LeasesName = stage.DnsmasqLeasesName
 )
 
 // LeaseTime of the VM's one address. The address never changes, so a long

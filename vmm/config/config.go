@@ -78,16 +78,16 @@ type Config struct {
 func (c Config) Overlay() string { return filepath.Join(c.DiskDir, c.Name+".qcow2") }
 
 // SeedISO is the seed's path.
-func (c Config) SeedISO() string { return filepath.Join(c.RunDir, "seed.iso") }
+func (c Config) SeedISO() string { return filepath.Join(c.RunDir, stage.SeedISOName) }
 
 // QMPSocket is the QMP socket's path.
-func (c Config) QMPSocket() string { return filepath.Join(c.RunDir, "qmp.sock") }
+func (c Config) QMPSocket() string { return filepath.Join(c.RunDir, stage.QMPSocketName) }
 
 // Leases is dnsmasq's lease file.
-func (c Config) Leases() string { return filepath.Join(c.RunDir, "dnsmasq.leases") }
+func (c Config) Leases() string { return filepath.Join(c.RunDir, stage.DnsmasqLeasesName) }
 
 // TunFallback is the tun node net-setup makes when /dev/net/tun is absent.
-func (c Config) TunFallback() string { return filepath.Join(c.RunDir, "tun") }
+func (c Config) TunFallback() string { return filepath.Join(c.RunDir, stage.TunNodeName) }
 
 // MAC is the VM's stable MAC address, derived from its name.
 func (c Config) MAC() net.HardwareAddr { return MAC(c.Name) }

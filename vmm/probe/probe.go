@@ -40,13 +40,13 @@ func Main(args []string, env stage.Env, stdout, stderr io.Writer) int {
 	var err error
 	runDir := env.RunDir()
 	if args[0] == "live" {
-		msg, err = Live(ctx, filepath.Join(runDir, "qmp.sock"))
+		msg, err = Live(ctx, filepath.Join(runDir, stage.QMPSocketName))
 	} else {
 		var ip netip.Addr
 		var port int
 		ip, port, err = readyEnv(env)
 		if err == nil {
-			msg, err = Ready(ctx, filepath.Join(runDir, "dnsmasq.leases"), ip, port)
+			msg, err = Ready(ctx, filepath.Join(runDir, stage.DnsmasqLeasesName), ip, port)
 		}
 	}
 	if err != nil {
