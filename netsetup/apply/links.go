@@ -68,25 +68,9 @@ func EnsureBridge(p plan.Plan) (netlink.Link, error) {
 	return br, nil
 }
 
-// Tun ioctls and flags from <linux/if_tun.h>.
-const (
-	iffTap      = 0x0002
-	iffNoPI     = 0x1000
-	tunSetIff   = 0x400454ca
-	tunSetPers  = 0x400454cb
-	tunSetOwner = 0x400454cc
-	tunSetGroup = 0x400454ce
-)
-
 // TunFlags are the flags of Berth's tap: a single-queue tap without packet
 // info; vmm attaches with the same ones (it may add IFF_VNET_HDR).
-const TunFlags = iffTap | iffNoPI
-
-type ifreqFlags struct {
-	Name  [unix.IFNAMSIZ]byte
-	Flags uint16
-	_     [22]byte
-}
+const TunFlags = unix.IFF_TAP | unix.IFF_NO_PI
 
 // EnsureTap makes the persistent tap exist, owned by the QEMU uid and gid,
 // enslaved to the bridge with the pod's MTU, and up. tunPath is the tun
@@ -132,22 +116,24 @@ func persistTap(p plan.Plan, tunPath string) error {
 		return fmt.Errorf("open %s to create tap %s: %w", tunPath, p.Tap, err)
 	}
 	defer unix.Close(fd)
-	var req ifreqFlags
-	copy(req.Name[:], p.Tap)
-	req.Flags = TunFlags
-	if err := ioctlPtr(fd, tunSetIff, unsafe.Pointer(&req)); err != nil {
+	req, err := unix.NewIfreq(p.Tap)
+	if err != nil {
+		return fmt.Errorf("create tap %s: %w", p.Tap, err)
+	}
+	req.SetUint16(TunFlags)
+	if err := unix.IoctlIfreq(fd, unix.TUNSETIFF, req); err != nil {
 		return fmt.Errorf("create tap %s: %w", p.Tap, err)
 	}
 	for _, c := range []struct {
 		what string
-		req  uintptr
+		req  uint
 		val  int
 	}{
-		{"owner", tunSetOwner, p.TapUID},
-		{"group", tunSetGroup, p.TapGID},
-		{"persist", tunSetPers, 1},
+		{"owner", unix.TUNSETOWNER, p.TapUID},
+		{"group", unix.TUNSETGROUP, p.TapGID},
+		{"persist", unix.TUNSETPERSIST, 1},
 	} {
-		if err := unix.IoctlSetInt(fd, uint(c.req), c.val); err != nil {
+		if err := unix.IoctlSetInt(fd, c.req, c.val); err != nil {
 			return fmt.Errorf("set %s of tap %s to %d: %w", c.what, p.Tap, c.val, err)
 		}
 	}
