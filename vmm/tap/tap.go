@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -29,12 +28,6 @@ const (
 // /dev/net/tun is missing or not opened by this uid).
 func Devices(fallback string) []string { return []string{"/dev/net/tun", fallback} }
 
-type ifreq struct {
-	Name  [unix.IFNAMSIZ]byte
-	Flags uint16
-	_     [22]byte
-}
-
 // Open opens dev (a tun clone device) and attaches it to the existing tap
 // name with flags. The file is close-on-exec; ExtraFiles passes it anyway.
 func Open(dev, name string, flags uint16) (*os.File, error) {
@@ -45,21 +38,24 @@ func Open(dev, name string, flags uint16) (*os.File, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", dev, err)
 	}
-	var req ifreq
-	copy(req.Name[:], name)
-	req.Flags = flags
-	if _, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), unix.TUNSETIFF, uintptr(unsafe.Pointer(&req))); errno != 0 {
+	req, err := unix.NewIfreq(name)
+	if err != nil {
 		unix.Close(fd)
-		return nil, fmt.Errorf("attach to tap %s (TUNSETIFF %#x on %s): %w%s", name, flags, dev, errno, hint(errno))
+		return nil, fmt.Errorf("tap name %q: %w", name, err)
+	}
+	req.SetUint16(flags)
+	if err := unix.IoctlIfreq(fd, unix.TUNSETIFF, req); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("attach to tap %s (TUNSETIFF %#x on %s): %w%s", name, flags, dev, err, hint(err))
 	}
 	return os.NewFile(uintptr(fd), dev+":"+name), nil
 }
 
-func hint(errno unix.Errno) string {
+func hint(err error) string {
 	switch {
-	case errors.Is(errno, unix.EPERM):
+	case errors.Is(err, unix.EPERM):
 		return " (the tap's owner must be this uid: net-setup's TAP_UID/TAP_GID)"
-	case errors.Is(errno, unix.EINVAL):
+	case errors.Is(err, unix.EINVAL):
 		return " (the tap exists with other flags, or is not a tap)"
 	}
 	return ""
@@ -88,9 +84,12 @@ func Attach(devs []string, name string) (*os.File, string, bool, error) {
 
 // Flags returns the flags of the attached tap (TUNGETIFF).
 func Flags(f *os.File) (uint16, error) {
-	var req ifreq
-	if _, _, errno := unix.Syscall(unix.SYS_IOCTL, f.Fd(), unix.TUNGETIFF, uintptr(unsafe.Pointer(&req))); errno != 0 {
-		return 0, fmt.Errorf("TUNGETIFF: %w", errno)
+	req, err := unix.NewIfreq("")
+	if err != nil {
+		return 0, fmt.Errorf("TUNGETIFF: %w", err)
 	}
-	return req.Flags, nil
+	if err := unix.IoctlIfreq(int(f.Fd()), unix.TUNGETIFF, req); err != nil {
+		return 0, fmt.Errorf("TUNGETIFF: %w", err)
+	}
+	return req.Uint16(), nil
 }
