@@ -668,6 +668,32 @@ func TestVNC(t *testing.T) {
 	}
 }
 
+// The serial console is output only by default; console.serial.interactive gives the vm container
+// (and only it) stdin and a tty for kubectl attach, and NOTES says how to attach.
+func TestSerialConsole(t *testing.T) {
+	for _, tc := range []struct {
+		values      string
+		interactive bool
+	}{
+		{oneVM, false},
+		{oneVM + "    console: {serial: {interactive: false}}\n", false},
+		{oneVM + "    console: {serial: {interactive: true}}\n", true},
+		{oneVM + "vmDefaults: {console: {serial: {interactive: true}}}\n", true},
+	} {
+		r := render(t, tc.values)
+		for _, c := range allContainers(sts(t, r, "vm1")) {
+			want := tc.interactive && c.Name == "vm"
+			if c.Stdin != want || c.TTY != want || c.StdinOnce {
+				t.Errorf("%q: container %s has stdin=%v tty=%v stdinOnce=%v, want stdin=tty=%v and stdinOnce false",
+					tc.values, c.Name, c.Stdin, c.TTY, c.StdinOnce, want)
+			}
+		}
+		if got := strings.Contains(r.Notes, "attach -it rel-vm1-0 -c vm"); got != tc.interactive {
+			t.Errorf("%q: NOTES mentions kubectl attach: %v, want %v:\n%s", tc.values, got, tc.interactive, r.Notes)
+		}
+	}
+}
+
 func TestHelmTestHook(t *testing.T) {
 	r := render(t, oneVM)
 	objs, err := r.HookObjects()
