@@ -149,8 +149,8 @@ capabilities:
 {{- if not .vm.image.source -}}
 {{- fail (printf "berth: vms.%s.image.source is required (an http(s) URL of a qcow2 or raw image)" .name) -}}
 {{- end -}}
-{{- if and (eq .vm.vnc.listen "0.0.0.0") (not .vm.vnc.passwordSecret) (not .vm.noVNC) -}}
-{{- fail (printf "berth: vms.%s.vnc.listen 0.0.0.0 serves VNC on the pod IP: set vms.%s.vnc.passwordSecret" .name .name) -}}
+{{- if and (not (hasPrefix "127." .vm.vnc.listen)) (not .vm.vnc.passwordSecret) (not .vm.noVNC) -}}
+{{- fail (printf "berth: vms.%s.vnc.listen %s serves VNC beyond the pod's loopback: set vms.%s.vnc.passwordSecret" .name .vm.vnc.listen .name) -}}
 {{- end -}}
 {{- if eq .vm.vmIP .vm.vmGW -}}
 {{- fail (printf "berth: vms.%s.vmIP and vmGW are both %s" .name .vm.vmIP) -}}
