@@ -139,9 +139,15 @@ func (s *Stage) EnsureBase(ctx context.Context, p Plan, want, pinnedBy string) (
 	}
 	img, err := imgcheck.Check(ctx, part, s.QemuTimeout)
 	var refused *imgcheck.RefusedError
-	if errors.As(err, &refused) {
-		removePart(part)
+	if errors.As(err, &refused) && refused.NotAnImage {
+		removePart(part) // perhaps an error page served instead of the image: retryable
 		return Base{}, fmt.Errorf("verify %s: %w (the download was discarded)", p.Source, err)
+	}
+	if errors.As(err, &refused) {
+		// The image at IMG_SOURCE can never be a base (a backing file, another format,
+		// encryption): bad input, exit 2, not a retryable failure.
+		removePart(part)
+		return Base{}, stage.BadInputf("IMG_SOURCE", p.Source, "not a usable base image: %s (the download was discarded)", refused.Reason)
 	}
 	if err != nil { // qemu-img failed to run: the file is kept, checked again next time
 		return Base{}, fmt.Errorf("verify %s: %w", p.Source, err)

@@ -3,6 +3,7 @@ package fetch
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"os"
 	"os/exec"
@@ -251,4 +252,29 @@ func TestOverlayEdgeCases(t *testing.T) {
 			t.Fatalf("overlay info %+v", info)
 		}
 	})
+}
+
+// TestBackingFileImageIsBadInput: a qcow2 that names a backing file can never be a base: bad
+// input naming IMG_SOURCE (exit 2, the message in the pod's termination log), nothing kept in
+// the cache and no pet disk made.
+func TestBackingFileImageIsBadInput(t *testing.T) {
+	dir := t.TempDir()
+	parent := filepath.Join(dir, "parent.qcow2")
+	makeQcow2(t, parent, "8M", "parent")
+	src := filepath.Join(dir, "child.qcow2")
+	qemuImg(t, "create", "-q", "-f", "qcow2", "-b", parent, "-F", "qcow2", src)
+	p := planFor(t, dir, map[string]string{"IMG_SOURCE": src})
+	err := testStage(t).Apply(context.Background(), p)
+	var ie *stage.InputError
+	if !errors.As(err, &ie) || ie.Var != "IMG_SOURCE" || ie.Value != src || !strings.Contains(err.Error(), "backing file") {
+		t.Fatalf("err = %v, want bad input IMG_SOURCE=%s naming the backing file", err, src)
+	}
+	if stage.ExitCode(err) != stage.ExitBadInput {
+		t.Errorf("exit code %d, want %d", stage.ExitCode(err), stage.ExitBadInput)
+	}
+	for _, f := range []string{p.BasePath(), p.partPath(), p.OverlayPath()} {
+		if _, err := os.Stat(f); err == nil {
+			t.Errorf("%s left behind after a refused image", f)
+		}
+	}
 }

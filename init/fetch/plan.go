@@ -107,7 +107,7 @@ func PlanFromEnv(env stage.Env, stat func(string) error) (Plan, error) {
 	}
 	if err := CheckTarget(tv); err != nil {
 		if !set {
-			return p, stage.BadInputf("IMG_TARGET", "", "the base name %q of IMG_SOURCE is not usable (%v): set IMG_TARGET", tv, err)
+			return p, stage.BadInputf("IMG_TARGET", tv, "the base name of IMG_SOURCE %q is not usable as IMG_TARGET (%v): set IMG_TARGET", src, err)
 		}
 		return p, stage.BadInputf("IMG_TARGET", tv, "%v", err)
 	}

@@ -42,7 +42,15 @@ type Image struct {
 type RefusedError struct {
 	Path   string
 	Reason string
+	// NotAnImage: the file is no disk image at all (empty, not whole sectors, an
+	// HTML page): likely an error page served instead of the image, which a later
+	// download may not be. Otherwise the file is a disk image refused for what it is
+	// (a backing file, another format, encryption, ...), whoever downloads it.
+	NotAnImage bool
 }
+
+// errNotImage marks SniffFormat's refusals of files that are no disk image at all.
+var errNotImage = errors.New("not a disk image")
 
 func (e *RefusedError) Error() string {
 	return fmt.Sprintf("image %s refused: %s", e.Path, e.Reason)
@@ -77,7 +85,7 @@ func Check(ctx context.Context, path string, timeout time.Duration) (Image, erro
 
 	format, err := SniffFormat(hdr, fi.Size())
 	if err != nil {
-		return Image{}, &RefusedError{Path: path, Reason: err.Error()}
+		return Image{}, &RefusedError{Path: path, Reason: err.Error(), NotAnImage: errors.Is(err, errNotImage)}
 	}
 	out, err := Info(ctx, path, format, timeout)
 	if err != nil {
@@ -174,13 +182,13 @@ func SniffFormat(hdr []byte, size int64) (string, error) {
 		}
 	}
 	if size == 0 {
-		return "", fmt.Errorf("empty file")
+		return "", fmt.Errorf("%w: empty file", errNotImage)
 	}
 	if size%512 != 0 {
-		return "", fmt.Errorf("not a disk image: %d bytes is not a whole number of 512-byte sectors (an error page instead of the image?)", size)
+		return "", fmt.Errorf("%w: %d bytes is not a whole number of 512-byte sectors (an error page instead of the image?)", errNotImage, size)
 	}
 	if ct := http.DetectContentType(hdr); strings.HasPrefix(ct, "text/html") || strings.HasPrefix(ct, "text/xml") {
-		return "", fmt.Errorf("not a disk image: the file starts like %s (an error page instead of the image?)", ct)
+		return "", fmt.Errorf("%w: the file starts like %s (an error page instead of the image?)", errNotImage, ct)
 	}
 	return Raw, nil
 }

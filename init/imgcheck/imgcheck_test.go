@@ -221,3 +221,37 @@ func FuzzSniffFormat(f *testing.F) {
 		}
 	})
 }
+
+// TestRefusedNotAnImage: NotAnImage tells a file that is no disk image (an error page, a
+// download cut to no whole sector) from a real image refused for what it is (a backing file,
+// another format): image-fetch retries the first and calls the second bad input.
+func TestRefusedNotAnImage(t *testing.T) {
+	dir := t.TempDir()
+	parent := filepath.Join(dir, "parent.qcow2")
+	qemuImg(t, "create", "-q", "-f", "qcow2", parent, "1M")
+	child := filepath.Join(dir, "child.qcow2")
+	qemuImg(t, "create", "-q", "-f", "qcow2", "-b", parent, "-F", "qcow2", child)
+	vmdk := filepath.Join(dir, "x.vmdk")
+	qemuImg(t, "create", "-q", "-f", "vmdk", vmdk, "1M")
+	html := filepath.Join(dir, "page.img")
+	if err := os.WriteFile(html, []byte("<!DOCTYPE html><html><body>404 Not Found</body></html>"+strings.Repeat(" ", 512*2-54)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	odd := filepath.Join(dir, "odd.img")
+	if err := os.WriteFile(odd, []byte("short"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		path       string
+		notAnImage bool
+	}{{child, false}, {vmdk, false}, {html, true}, {odd, true}} {
+		_, err := Check(context.Background(), tc.path, DefaultTimeout)
+		var r *RefusedError
+		if !errors.As(err, &r) {
+			t.Fatalf("%s: err = %v, want a RefusedError", tc.path, err)
+		}
+		if r.NotAnImage != tc.notAnImage {
+			t.Errorf("%s: NotAnImage = %v, want %v (%v)", filepath.Base(tc.path), r.NotAnImage, tc.notAnImage, err)
+		}
+	}
+}
