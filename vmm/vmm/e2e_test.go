@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/berth-vm/berth/common/roottest"
 	"github.com/berth-vm/berth/vmm/config"
@@ -150,6 +153,78 @@ func (p *pod) start(t *testing.T, name string, env []string) *vmmProc {
 	go func() { v.err = v.cmd.Wait(); out.Close(); errf.Close(); close(v.done) }()
 	t.Cleanup(func() { v.cmd.Process.Kill() })
 	return v
+}
+
+// startTTY runs vmm as the kubelet runs a container with stdin and tty (the chart's
+// console.serial.interactive): stdin and stdout are a fresh pty's terminal. The test reads the
+// other end into the console file and types into it (the returned master), as kubectl attach -it.
+func (p *pod) startTTY(t *testing.T, name string, env []string) (*vmmProc, *os.File) {
+	t.Helper()
+	master, term := openPTY(t)
+	v := &vmmProc{console: filepath.Join(p.work, name+".console"), stderr: filepath.Join(p.work, name+".stderr"), done: make(chan struct{})}
+	out, _ := os.Create(v.console)
+	errf, _ := os.Create(v.stderr)
+	v.cmd = p.cmd(t, env)
+	v.cmd.Stdin, v.cmd.Stdout, v.cmd.Stderr = term, term, errf
+	if err := v.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	term.Close() // vmm and QEMU hold it now; reads of master end (EIO) when they are gone
+	copied := make(chan struct{})
+	go func() { io.Copy(out, master); close(copied) }()
+	go func() {
+		v.err = v.cmd.Wait()
+		select {
+		case <-copied:
+		case <-time.After(2 * time.Second):
+		}
+		out.Close()
+		errf.Close()
+		close(v.done)
+	}()
+	t.Cleanup(func() { v.cmd.Process.Kill(); master.Close() })
+	return v, master
+}
+
+// openPTY opens a pseudo-terminal pair: the master and the terminal (not the test's controlling one).
+func openPTY(t *testing.T) (master, term *os.File) {
+	t.Helper()
+	m, err := os.OpenFile("/dev/ptmx", os.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		t.Fatalf("open /dev/ptmx: %v", err)
+	}
+	if err := unix.IoctlSetPointerInt(int(m.Fd()), unix.TIOCSPTLCK, 0); err != nil {
+		t.Fatalf("unlock pty: %v", err)
+	}
+	n, err := unix.IoctlGetInt(int(m.Fd()), unix.TIOCGPTN)
+	if err != nil {
+		t.Fatalf("pty number: %v", err)
+	}
+	s, err := os.OpenFile("/dev/pts/"+strconv.Itoa(n), os.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		t.Fatalf("open /dev/pts/%d: %v", n, err)
+	}
+	return m, s
+}
+
+// expect waits (bounded) until the console, after byte from, holds one of wants; it returns the
+// index of the first found and the console's length then.
+func (v *vmmProc) expect(t *testing.T, bound time.Duration, from int, wants ...string) (int, int) {
+	t.Helper()
+	deadline := time.Now().Add(bound)
+	for {
+		c := readFile(v.console)
+		rest := c[min(from, len(c)):]
+		for i, w := range wants {
+			if strings.Contains(rest, w) {
+				return i, len(c)
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("console: none of %q within %s; its end:\n%s", wants, bound, tail(c, 1500))
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
 }
 
 // exit waits (bounded) and returns vmm's exit code.
@@ -317,7 +392,9 @@ func TestBinaryNoGuest(t *testing.T) {
 // TestBinaryRealGuest boots the test guest (ci/testguest/build.sh) through the
 // tap with dnsmasq on a bridge: console on stdout reaches the login prompt,
 // probe ready passes once the guest has its lease and SSH accepts, the lease
-// carries the MAC derived from VM_NAME, SIGTERM → ACPI shutdown → exit 0.
+// carries the MAC derived from VM_NAME, a login and a command typed on the
+// terminal (stdin and stdout a pty, as kubectl attach -it) are answered by the
+// guest's shell, SIGTERM → ACPI shutdown → exit 0.
 func TestBinaryRealGuest(t *testing.T) {
 	roottest.Require(t)
 	needQEMU(t)
@@ -332,7 +409,7 @@ func TestBinaryRealGuest(t *testing.T) {
 	seed := filepath.Join(p.work, "seed")
 	os.MkdirAll(seed, 0o755)
 	os.WriteFile(filepath.Join(seed, "meta-data"), []byte("instance-id: testvm\nlocal-hostname: testvm\n"), 0o644)
-	os.WriteFile(filepath.Join(seed, "user-data"), []byte("#cloud-config\n"), 0o644)
+	os.WriteFile(filepath.Join(seed, "user-data"), []byte(serialUserData), 0o644)
 	sh(t, "genisoimage", "-quiet", "-o", filepath.Join(p.run, "seed.iso"), "-volid", "cidata", "-J", "-R", seed)
 	p.chown(t)
 
@@ -353,7 +430,7 @@ func TestBinaryRealGuest(t *testing.T) {
 
 	env := p.env("ACCEL=tcg", "VM_CPUS=2", "VM_MEMORY=1Gi", "SHUTDOWN_TIMEOUT=60", "READY_TCP_PORT=22")
 	start := time.Now()
-	v := p.start(t, "guest", env)
+	v, term := p.startTTY(t, "guest", env)
 	until(t, 420*time.Second, "login prompt on the console (vmm's stdout)", func() bool {
 		select {
 		case <-v.done:
@@ -386,6 +463,10 @@ func TestBinaryRealGuest(t *testing.T) {
 	if c, out := p.probe(t, env, "live"); c != 0 {
 		t.Errorf("probe live: exit %d: %s", c, out)
 	}
+	if !strings.Contains(readFile(v.stderr), "interactive (stdin is a terminal") {
+		t.Errorf("vmm did not log the console as interactive:\n%s", readFile(v.stderr))
+	}
+	loginOnSerial(t, v, term)
 
 	stop := time.Now()
 	v.cmd.Process.Signal(syscall.SIGTERM)
@@ -396,6 +477,42 @@ func TestBinaryRealGuest(t *testing.T) {
 	if c := readFile(v.console); !strings.Contains(c, "reboot: Power down") {
 		t.Errorf("console shows no power-down; its end:\n%s", tail(c, 2000))
 	}
+}
+
+// serialUserData gives the default user a password (set-passwords runs in cloud-init's config
+// stage, possibly after the login prompt appears: loginOnSerial retries).
+const serialUserData = "#cloud-config\npassword: berth-serial\nchpasswd: {expire: false}\n"
+
+// loginOnSerial logs in on the guest's serial console through the terminal and runs a command
+// whose answer is not in what was typed.
+func loginOnSerial(t *testing.T, v *vmmProc, term *os.File) {
+	t.Helper()
+	typ := func(s string) {
+		if _, err := term.WriteString(s); err != nil {
+			t.Fatalf("type on the console: %v", err)
+		}
+	}
+	from := len(readFile(v.console))
+	for try := 1; ; try++ {
+		typ("\r")
+		_, from = v.expect(t, 30*time.Second, from, "login:")
+		typ("debian\r")
+		_, from = v.expect(t, 30*time.Second, from, "Password:")
+		typ("berth-serial\r")
+		var which int
+		which, from = v.expect(t, 60*time.Second, from, "debian@testvm", "Login incorrect")
+		if which == 0 {
+			break
+		}
+		if try == 12 {
+			t.Fatalf("login on the serial console: still 'Login incorrect' after %d tries", try)
+		}
+		time.Sleep(5 * time.Second) // cloud-init has not set the password yet
+	}
+	typ("echo berth-$((6*7))-serial\r")
+	v.expect(t, 30*time.Second, from, "berth-42-serial")
+	typ("exit\r")
+	t.Log("logged in on the serial console and ran a command through the terminal")
 }
 
 // TestBinaryPID1: vmm as PID 1 of a PID namespace (as in its container) reaps

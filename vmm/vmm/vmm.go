@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/berth-vm/berth/common/stage"
 	"github.com/berth-vm/berth/vmm/config"
 	"github.com/berth-vm/berth/vmm/kvm"
@@ -81,9 +83,13 @@ func Run(r stage.Run) error {
 	cmd := exec.Command(bin, qemu.Strings(args)...)
 	cmd.ExtraFiles = []*os.File{tapFile} // fd 3 = qemu.TapFD
 	cmd.Stdout = r.Stdout                // the guest console
+	// QEMU's stdio chardev reads the serial port's input from stdin: /dev/null in a plain pod; the
+	// terminal of `kubectl attach -it` with the chart's console.serial.interactive (stdin and tty
+	// on the container). Passed as the *os.File itself, so QEMU sees the tty and makes it raw.
+	cmd.Stdin = os.Stdin
 	// QEMU dies with vmm, even when vmm is killed: no VM outlives its supervisor.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	r.Log.Info("starting QEMU", "accel", accel, "cpus", c.CPUs, "memory", fmt.Sprintf("%dMi", c.Memory>>20),
+	r.Log.Info("starting QEMU", "accel", accel, "console", consoleDesc(os.Stdin), "cpus", c.CPUs, "memory", fmt.Sprintf("%dMi", c.Memory>>20),
 		"mac", c.MAC().String(), "vnc", vncDesc(p))
 
 	sup := &Supervisor{
@@ -104,6 +110,14 @@ func Run(r stage.Run) error {
 		}
 	}
 	return sup.Run(r.Ctx, cmd)
+}
+
+// consoleDesc says whether the serial console takes input: a terminal on stdin is `kubectl attach -it`.
+func consoleDesc(stdin *os.File) string {
+	if _, err := unix.IoctlGetTermios(int(stdin.Fd()), unix.TCGETS); err == nil {
+		return "interactive (stdin is a terminal: kubectl attach -it)"
+	}
+	return "output only (kubectl logs)"
 }
 
 func vncDesc(p qemu.Plan) string {
