@@ -2,7 +2,7 @@
 # ci/images/build.sh [NAME...]: `make images`. Builds Berth's container images from images/<NAME>/Containerfile
 # with podman, tags them ghcr.io/berth-vm/<NAME>:<version> and exports each as an OCI archive
 # out/images/<NAME>.oci.tar (for `ctr -n k8s.io images import`, see ci/cluster/load-images).
-# NAME: net-setup image-fetch seed-iso vmm dnsmasq (default: all five).
+# NAME: net-setup image-fetch seed-iso vmm dnsmasq novnc (default: all six).
 #
 # The Containerfiles use two base images, exactly as a user with a registry builds them:
 #   docker.io/library/debian:bookworm-slim    (apt installs the runtime packages into a build stage)
@@ -30,7 +30,7 @@ GO_IMAGE=docker.io/library/golang:1.26-bookworm
 CACHE=${BERTH_CACHE:-/var/cache/berth}/images
 OUT=$repo/out/images
 GOMODCACHE_HOST=$(go env GOMODCACHE)
-ALL=(net-setup image-fetch seed-iso vmm dnsmasq)
+ALL=(net-setup image-fetch seed-iso vmm dnsmasq novnc)
 
 log() { printf 'images: %s\n' "$*" >&2; }
 die() { log "FAIL: $*"; exit 1; }
@@ -46,7 +46,7 @@ module() {
 	net-setup) echo netsetup ;;
 	image-fetch | seed-iso) echo init ;;
 	vmm) echo vmm ;;
-	dnsmasq) echo "" ;;
+	dnsmasq | novnc) echo "" ;;
 	*) die "unknown image '$1' (one of: ${ALL[*]})" ;;
 	esac
 }
