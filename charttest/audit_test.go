@@ -33,6 +33,7 @@ var auditVariants = []struct {
 	{"kvm-privileged", "kvm.privileged: true (opt-in: the vm container privileged, as root)", oneVM + "    kvm: {privileged: true}\n", true},
 	{"tun-privileged", "tun.mode: privileged (opt-in: the vm container privileged, as root)", oneVM + "    tun: {mode: privileged}\n", true},
 	{"vnc-public", "vnc.listen: 0.0.0.0 with vnc.passwordSecret", oneVM + "    vnc: {listen: 0.0.0.0, passwordSecret: vnc-pw}\n", false},
+	{"web-console", "console.web.enabled: the novnc sidecar (noVNC on the pod's loopback)", oneVM + "    console: {web: {enabled: true}}\n", false},
 	{"smallest", "the smallest footprint: ipForward sysctl, tun and kvm from device plugins, emptyDir image cache",
 		oneVM + "    ipForward: sysctl\n    tun: {mode: devicePlugin}\n    kvm: {resourceName: devices.kubevirt.io/kvm}\n    imageCache: {mode: emptyDir}\n", false},
 }

@@ -694,6 +694,83 @@ func TestSerialConsole(t *testing.T) {
 	}
 }
 
+// The web console is off by default; console.web.enabled adds the novnc native sidecar after dnsmasq:
+// websockify on the pod's loopback only, bridged to QEMU's VNC, the Origin guard, non-root with
+// nothing added, no ports and no volumes; NOTES prints the port-forward and the page.
+func TestWebConsole(t *testing.T) {
+	for _, tc := range []struct {
+		name, values     string
+		enabled          bool
+		target, origins  string
+		image, passNotes string
+	}{
+		{"default", oneVM, false, "", "", "", ""},
+		{"off", oneVM + "    console: {web: {enabled: false}}\n", false, "", "", "", ""},
+		{"on", oneVM + "    console: {web: {enabled: true}}\n", true, "127.0.0.1:5900",
+			"http://localhost:6080 http://127.0.0.1:6080", "ghcr.io/berth-vm/novnc:0.1.0", ""},
+		{"on for every VM, own image and origins", oneVM + `vmDefaults:
+  console: {web: {enabled: true, origins: ["http://localhost:8080"]}}
+images:
+  novnc: {registry: registry.local, tag: dev, pullPolicy: Never}
+`, true, "127.0.0.1:5900", "http://localhost:8080", "registry.local/berth-vm/novnc:dev", ""},
+		{"VNC on 0.0.0.0 with a password", oneVM + "    vnc: {listen: 0.0.0.0, passwordSecret: vnc-pw}\n    console: {web: {enabled: true}}\n",
+			true, "127.0.0.1:5900", "http://localhost:6080 http://127.0.0.1:6080", "ghcr.io/berth-vm/novnc:0.1.0", "Secret vnc-pw"},
+		{"VNC on another loopback address", oneVM + "    vnc: {listen: 127.0.0.2}\n    console: {web: {enabled: true}}\n",
+			true, "127.0.0.2:5900", "http://localhost:6080 http://127.0.0.1:6080", "ghcr.io/berth-vm/novnc:0.1.0", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := render(t, tc.values)
+			s := sts(t, r, "vm1")
+			init := names(s.Spec.Template.Spec.InitContainers)
+			if has := slices.Contains(init, "novnc"); has != tc.enabled {
+				t.Fatalf("init containers %v: novnc present %v, want %v", init, has, tc.enabled)
+			}
+			notes := strings.Contains(r.Notes, "kubectl -n vms port-forward pod/rel-vm1-0 6080\n") &&
+				strings.Contains(r.Notes, "http://localhost:6080/vnc.html")
+			if notes != tc.enabled {
+				t.Errorf("NOTES has the port-forward and the page: %v, want %v:\n%s", notes, tc.enabled, r.Notes)
+			}
+			if !tc.enabled {
+				return
+			}
+			if init[len(init)-1] != "novnc" || init[len(init)-2] != "dnsmasq" {
+				t.Errorf("init containers %v: want novnc right after dnsmasq", init)
+			}
+			c := container(t, s, "novnc")
+			if c.RestartPolicy == nil || *c.RestartPolicy != corev1.ContainerRestartPolicyAlways {
+				t.Error("novnc is not a native sidecar (restartPolicy Always)")
+			}
+			want := []string{"/usr/bin/python3.11", "-m", "websockify", "--web", "/usr/share/novnc",
+				"--auth-plugin", "ExpectOrigin", "--auth-source", tc.origins, "127.0.0.1:6080", tc.target}
+			if !slices.Equal(c.Command, want) {
+				t.Errorf("novnc command\n%q\nwant\n%q", c.Command, want)
+			}
+			if c.Image != tc.image {
+				t.Errorf("novnc image %q, want %q", c.Image, tc.image)
+			}
+			if len(c.Ports) != 0 || len(c.VolumeMounts) != 0 || len(c.Env) != 0 {
+				t.Errorf("novnc has ports %v, mounts %v, env %v: want none", c.Ports, c.VolumeMounts, c.Env)
+			}
+			sc := c.SecurityContext
+			if add, drop := caps(c); sc == nil || sc.RunAsUser == nil || *sc.RunAsUser == 0 || !isTrue(sc.RunAsNonRoot) ||
+				isTrue(sc.Privileged) || sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation ||
+				!isTrue(sc.ReadOnlyRootFilesystem) || len(add) != 0 || !slices.Equal(drop, []string{"ALL"}) {
+				t.Errorf("novnc securityContext %+v", sc)
+			}
+			if q := c.Resources.Limits[corev1.ResourceMemory]; q.IsZero() {
+				t.Error("novnc has no memory limit")
+			}
+			if got := strings.Contains(r.Notes, tc.passNotes); tc.passNotes != "" && !got {
+				t.Errorf("NOTES does not say noVNC asks for the password of %q:\n%s", tc.passNotes, r.Notes)
+			}
+			// the vm container is unchanged: VNC stays where it was, nothing new on the pod IP
+			if e := env(container(t, s, "vm")); e["NO_VNC"] != "false" {
+				t.Errorf("vm env NO_VNC=%q", e["NO_VNC"])
+			}
+		})
+	}
+}
+
 func TestHelmTestHook(t *testing.T) {
 	r := render(t, oneVM)
 	objs, err := r.HookObjects()
@@ -751,6 +828,12 @@ func TestRefusedValues(t *testing.T) {
 		{"missing image source", "vms:\n  vm1:\n    cpus: 2\n", "image.source is required"},
 		{"public VNC without password", oneVM + "    vnc: {listen: 0.0.0.0}\n", "passwordSecret"},
 		{"same IP and gateway", oneVM + "    vmIP: 10.0.0.1\n    vmGW: 10.0.0.1\n", "vmIP and vmGW"},
+		{"web console without VNC", oneVM + "    noVNC: true\n    console: {web: {enabled: true}}\n", "noVNC is true"},
+		{"web console, VNC on a pod address", oneVM + "    vnc: {listen: 10.1.2.3, passwordSecret: pw}\n    console: {web: {enabled: true}}\n", "vnc.listen is 10.1.2.3"},
+		{"web console origin with a path", oneVM + "    console: {web: {enabled: true, origins: [\"http://localhost:6080/vnc.html\"]}}\n", "origins"},
+		{"web console without origins", oneVM + "    console: {web: {enabled: true, origins: []}}\n", "origins"},
+		{"typo'd web console key", oneVM + "    console: {web: {enable: true}}\n", "enable"},
+		{"web console as a string", oneVM + "    console: {web: {enabled: \"yes\"}}\n", "enabled"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			vals, err := ParseValues(tc.values)

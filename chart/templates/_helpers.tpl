@@ -155,4 +155,17 @@ capabilities:
 {{- if eq .vm.vmIP .vm.vmGW -}}
 {{- fail (printf "berth: vms.%s.vmIP and vmGW are both %s" .name .vm.vmIP) -}}
 {{- end -}}
+{{- if .vm.console.web.enabled -}}
+{{- if .vm.noVNC -}}
+{{- fail (printf "berth: vms.%s.console.web.enabled shows QEMU's VNC in a browser, but vms.%s.noVNC is true (QEMU has no VNC): turn one of them off" .name .name) -}}
+{{- end -}}
+{{- if not (or (hasPrefix "127." .vm.vnc.listen) (eq .vm.vnc.listen "0.0.0.0")) -}}
+{{- fail (printf "berth: vms.%s.console.web.enabled reaches VNC on the pod's loopback, but vms.%s.vnc.listen is %s: use 127.0.0.1 (or 0.0.0.0)" .name .name .vm.vnc.listen) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* berth.vncTarget: where the web console reaches QEMU's VNC from inside the pod. */}}
+{{- define "berth.vncTarget" -}}
+{{- if hasPrefix "127." .vm.vnc.listen -}}{{ .vm.vnc.listen }}{{- else -}}127.0.0.1{{- end -}}:5900
 {{- end -}}

@@ -7,11 +7,14 @@
 #     config like net-setup's in dnsmasq; in vmm, QEMU starts a TCG VM with virtio-net (its iPXE
 #     ROM), virtio-blk, a VGA device and VNC, as the image's non-root user, and runs for 5 s;
 #   - no shell: `sh` is not in the image;
-#   - the image's default user: 107 for image-fetch, seed-iso and vmm, root for net-setup and dnsmasq.
+#   - in novnc, websockify serves noVNC's vnc.html and its JavaScript on 127.0.0.1:6080 (read with
+#     curl inside the container's network namespace) and refuses a WebSocket from another Origin;
+#   - the image's default user: 107 for image-fetch, seed-iso and vmm, 65534 (nobody) for novnc,
+#     root for net-setup and dnsmasq.
 set -euo pipefail
 PREFIX=${IMAGE_PREFIX:-ghcr.io/berth-vm}
 VERSION=${IMAGE_VERSION:-0.1.0}
-ALL=(net-setup image-fetch seed-iso vmm dnsmasq)
+ALL=(net-setup image-fetch seed-iso vmm dnsmasq novnc)
 names=("$@")
 ((${#names[@]})) || names=("${ALL[@]}")
 # runc here cannot raise rlimits (no CAP_SYS_RESOURCE): ask for low ones.
@@ -48,12 +51,15 @@ for n in "${names[@]}"; do
 	ref=$PREFIX/$n:$VERSION
 	if ! podman image exists "$ref"; then bad "$n" "$ref not built (make images)"; continue; fi
 	user=$(podman image inspect --format '{{.Config.User}}' "$ref")
-	case $n in image-fetch | seed-iso | vmm) want=107:107 ;; *) want=0:0 ;; esac
+	case $n in image-fetch | seed-iso | vmm) want=107:107 ;; novnc) want=65534:65534 ;; *) want=0:0 ;; esac
 	[ "$user" = "$want" ] && ok "$n" "USER $user" || bad "$n" "USER '$user', want $want"
 	if "${RUN[@]}" --entrypoint sh "$ref" -c true >/dev/null 2>&1; then bad "$n" "has a shell"; else ok "$n" "no shell"; fi
 	case $n in
 	dnsmasq)
 		check "$n" "dnsmasq --test" "${RUN[@]}" -v "$work/run:/run/berth:ro" "$ref" --test --conf-file=/run/berth/dnsmasq.conf
+		;;
+	novnc)
+		check "$n" "websockify --help" "${RUN[@]}" "$ref" --help
 		;;
 	*)
 		if out=$("${RUN[@]}" "$ref" -h 2>&1) && grep -q 'VM_NAME' <<<"$out"; then ok "$n" "$n -h lists its variables"; else bad "$n" "$n -h: $(tail -3 <<<"$out")"; fi
@@ -96,6 +102,30 @@ for n in "${names[@]}"; do
 		logs=$(podman logs "$name" 2>&1 || true)
 		podman rm -f -t 1 "$name" >/dev/null 2>&1 || true
 		[ "$state" = running ] && ok "$n" "QEMU runs a TCG VM with virtio-net and VNC as uid 107 (5 s)" || bad "$n" "QEMU $state: $logs"
+		;;
+	novnc)
+		# as the chart runs it: read-only, no capabilities; then HTTP from inside its network namespace
+		name=berth-images-test-$RANDOM
+		"${RUND[@]}" --name "$name" --read-only --cap-drop ALL "$ref" >/dev/null
+		pid=$(podman inspect --format '{{.State.Pid}}' "$name")
+		web() { nsenter -t "$pid" -n curl -s -o /dev/null -w '%{http_code} %{content_type}' --max-time 5 "$@" 2>/dev/null || true; }
+		got=
+		for _ in $(seq 1 50); do
+			got=$(web http://127.0.0.1:6080/vnc.html)
+			[ "${got%% *}" = 000 ] || break
+			sleep 0.2
+		done
+		[ "$got" = "200 text/html" ] && ok "$n" "vnc.html on 127.0.0.1:6080" || bad "$n" "vnc.html: '$got'; $(podman logs "$name" 2>&1 | tail -3)"
+		got=$(web http://127.0.0.1:6080/app/ui.js)
+		case $got in "200 "*javascript) ok "$n" "noVNC's JavaScript ($got)" ;; *) bad "$n" "app/ui.js: '$got'" ;; esac
+		ws=(-H 'Connection: Upgrade' -H 'Upgrade: websocket' -H 'Sec-WebSocket-Version: 13' -H 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==' -H 'Sec-WebSocket-Protocol: binary')
+		got=$(web "${ws[@]}" -H 'Origin: http://attacker.example' http://127.0.0.1:6080/websockify)
+		[ "${got%% *}" = 403 ] && ok "$n" "a WebSocket from another Origin is refused (403)" || bad "$n" "foreign Origin: '$got'"
+		got=$(web "${ws[@]}" -H 'Origin: http://localhost:6080' http://127.0.0.1:6080/websockify)
+		[ "${got%% *}" = 101 ] && ok "$n" "a WebSocket from http://localhost:6080 is accepted (101)" || bad "$n" "own Origin: '$got'"
+		got=$(nsenter -t "$pid" -n ss -Htln | awk '{print $4}' | sort | tr '\n' ' ')
+		[ "$got" = "127.0.0.1:6080 " ] && ok "$n" "listens on 127.0.0.1:6080 only" || bad "$n" "listening: '$got'"
+		podman rm -f -t 1 "$name" >/dev/null 2>&1 || true
 		;;
 	esac
 done
