@@ -8,6 +8,8 @@
 #                 nginx, dnsmasq, iptables, ...; its qemu-system-modules-spice is part of bookworm's
 #                 qemu-system-x86); without its noVNC, passt and Python venv, so a
 #                 lower bound of the real qemux/qemu image
+#   debian-novnc  debian:bookworm-slim + `apt-get install --no-install-recommends novnc websockify`
+#                 (what the novnc image holds, untrimmed: with nodejs, numpy, ... from the Depends)
 # Writes out/images/compare.tsv: name<TAB>bytes (podman's uncompressed image size).
 # Needs the base image ci/images/build.sh makes and apt through the network. About 2 minutes.
 set -euo pipefail
@@ -32,6 +34,7 @@ build() { # build NAME PACKAGES...
 	build qemux-like bc jq xxd tini wget 7zip curl ovmf fdisk nginx swtpm procps ethtool iptables iproute2 \
 		dnsmasq xz-utils apt-utils dos2unix net-tools e2fsprogs qemu-utils genisoimage inotify-tools \
 		netcat-openbsd ca-certificates qemu-system-x86
+	build debian-novnc novnc websockify
 } >"$OUT/compare.tsv.tmp"
 mv "$OUT/compare.tsv.tmp" "$OUT/compare.tsv"
 cat "$OUT/compare.tsv"
