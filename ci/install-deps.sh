@@ -19,6 +19,8 @@ PACKAGES=(
   containerd runc etcd-server containernetworking-plugins
   # end-to-end and benchmarks
   openssh-client iperf3 time python3-matplotlib iputils-ping
+  # the web console's browser test (ci/console: playwright-core from npm drives Debian's Chromium)
+  chromium nodejs
 )
 
 export DEBIAN_FRONTEND=noninteractive
