@@ -10,8 +10,10 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/berth-vm/berth/common/fsutil"
@@ -133,8 +135,12 @@ func (d *Downloader) Download(ctx context.Context, url, part string) (string, er
 			removePart(part)
 			return "", err
 		}
-		if isLocalWriteError(err) {
+		if isLocalWriteError(err) || errors.Is(err, syscall.ENOSPC) {
 			removePart(part)
+			var ns *noSpaceError
+			if errors.Is(err, syscall.ENOSPC) && !errors.As(err, &ns) {
+				err = fmt.Errorf("%w: IMAGE_DIR %s is full; the partial download was removed, free space there and the next start downloads it again", err, filepath.Dir(part))
+			}
 			return "", err
 		}
 		if attempt >= d.Attempts {
@@ -219,12 +225,18 @@ func (d *Downloader) attempt(ctx context.Context, url, part string, fol *followe
 	req.BeforeCopy = func(r *grab.Response) error {
 		hr := r.HTTPResponse
 		if hr.Request.Header.Get("Range") != "" {
-			return checkResume(hr, offset, meta)
+			if err := checkResume(hr, offset, meta); err != nil {
+				return err
+			}
+			return checkSpace(filepath.Dir(part), hr.ContentLength, meta.Size)
 		}
 		// A whole body from zero: grab truncates the file before writing.
 		fol.reset()
 		if hr.StatusCode != http.StatusOK {
 			return fmt.Errorf("GET %s: answered %d to a request without Range", url, hr.StatusCode)
+		}
+		if err := checkSpace(filepath.Dir(part), hr.ContentLength, hr.ContentLength); err != nil {
+			return err
 		}
 		newMeta = partMeta{URL: url, ETag: hr.Header.Get("ETag"), LastModified: hr.Header.Get("Last-Modified"), Size: hr.ContentLength}
 		// Recorded before the first byte is written: a partial file never
@@ -275,6 +287,44 @@ func (d *Downloader) attempt(ctx context.Context, url, part string, fol *followe
 	d.Log.Info("downloaded", "url", url, "bytes", fi.Size(), "resumed_from", offset, "seconds", fmt.Sprintf("%.1f", el.Seconds()),
 		"rate", rate(float64(fi.Size()-offset)/el.Seconds()))
 	return fi.Size(), nil
+}
+
+// noSpaceError: the volume has less room than the rest of the image needs, so
+// nothing more is written (a hostPath cache shares the node's disk: filling it
+// would put the node under disk pressure). It is ENOSPC for errors.Is.
+type noSpaceError struct {
+	Dir        string
+	Free, Need int64
+	Total      int64 // -1: unknown
+}
+
+func (e *noSpaceError) Error() string {
+	total := ""
+	if e.Total >= 0 {
+		total = fmt.Sprintf(" (%s in all)", mib(e.Total))
+	}
+	return fmt.Sprintf("IMAGE_DIR %s: no space left on device: %s free, the image needs %s more%s; nothing was written: free space there (or give the images volume more room) and the next start downloads it",
+		e.Dir, mib(e.Free), mib(e.Need), total)
+}
+
+func (e *noSpaceError) Unwrap() error { return syscall.ENOSPC }
+
+func mib(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
+
+// checkSpace refuses a body of need bytes (-1: unknown, not checked) that does
+// not fit in what dir's file system has free for this user.
+func checkSpace(dir string, need, total int64) error {
+	if need <= 0 {
+		return nil
+	}
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(dir, &st); err != nil {
+		return nil // not knowing is no reason to refuse: a full volume still fails on write
+	}
+	if free := int64(st.Bavail) * st.Bsize; free < need {
+		return &noSpaceError{Dir: dir, Free: free, Need: need, Total: total}
+	}
+	return nil
 }
 
 // checkResume accepts a response to a Range request only if it is 206 with a

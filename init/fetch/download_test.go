@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -16,6 +17,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -554,24 +556,45 @@ func TestCachedBaseReused(t *testing.T) {
 // TestLocalWriteErrors: a full volume and a read-only volume give a clear
 // error, no temporary file and nothing in place. Small tmpfs mounts (root)
 // stand for the volumes. Permission denied is tested with the binary run as
-// uid 65534 (cmd/image-fetch).
+// uid 65534 (cmd/image-fetch). An image whose size is known and does not fit
+// is refused before anything is written; one of unknown size (no
+// Content-Length) fills the volume and fails on the write.
 func TestLocalWriteErrors(t *testing.T) {
 	roottest.Require(t)
 	body := rawImage(8, 1<<20)
-	srv := newServer(t, func(n int, w http.ResponseWriter, r *http.Request) { serveRange(w, r, body, modTime) })
-	for _, c := range []struct{ name, opts, wantErr string }{
-		{"disk full", "size=256k", "no space left"},
-		{"read-only", "ro,size=4m", "read-only file system"},
+	var chunked atomic.Bool
+	srv := newServer(t, func(n int, w http.ResponseWriter, r *http.Request) {
+		if !chunked.Load() {
+			serveRange(w, r, body, modTime)
+			return
+		}
+		w.Header().Set("Last-Modified", modTime.Format(http.TimeFormat))
+		for off := 0; off < len(body); off += 64 << 10 { // no Content-Length: chunked
+			w.Write(body[off : off+64<<10])
+			w.(http.Flusher).Flush()
+		}
+	})
+	for _, c := range []struct {
+		name, opts string
+		chunked    bool
+		wantErr    []string
+	}{
+		{"disk full, size known", "size=256k", false, []string{"no space left on device", "free, the image needs 1.0 MiB more (1.0 MiB in all); nothing was written"}},
+		{"disk full, size unknown", "size=256k", true, []string{"no space left on device", "is full; the partial download was removed"}},
+		{"read-only", "ro,size=4m", false, []string{"read-only file system"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
+			chunked.Store(c.chunked)
 			p := testPlan(t, srv.URL+"/image.raw", "")
 			if out, err := exec.Command("mount", "-t", "tmpfs", "-o", c.opts, "berth-test", p.ImageDir).CombinedOutput(); err != nil {
 				t.Fatalf("mount tmpfs: %v: %s", err, out)
 			}
 			t.Cleanup(func() { exec.Command("umount", p.ImageDir).Run() })
 			_, err := testStage(t).EnsureBase(context.Background(), p, "", "IMG_SHA256")
-			if err == nil || !strings.Contains(err.Error(), c.wantErr) {
-				t.Fatalf("err = %v, want %q", err, c.wantErr)
+			for _, want := range c.wantErr {
+				if err == nil || !strings.Contains(err.Error(), want) {
+					t.Fatalf("err = %v, want %q", err, want)
+				}
 			}
 			if stage.IsBadInput(err) {
 				t.Errorf("want exit 1, got bad input")
@@ -584,6 +607,52 @@ func TestLocalWriteErrors(t *testing.T) {
 			srv.gets.Store(0)
 		})
 	}
+}
+
+// TestNoSpaceForTheRest: a partial download whose rest does not fit is not
+// continued (nothing more written, the partial file removed); checkSpace
+// passes what fits and what has no known size.
+func TestNoSpaceForTheRest(t *testing.T) {
+	dir := t.TempDir()
+	if err := checkSpace(dir, 1, 1); err != nil {
+		t.Errorf("1 byte does not fit in %s: %v", dir, err)
+	}
+	if err := checkSpace(dir, -1, -1); err != nil {
+		t.Errorf("unknown size refused: %v", err)
+	}
+	err := checkSpace(dir, 1<<62, 1<<62)
+	var ns *noSpaceError
+	if !errors.As(err, &ns) || !errors.Is(err, syscall.ENOSPC) || ns.Free <= 0 {
+		t.Fatalf("4 EiB fit in %s: %v", dir, err)
+	}
+	roottest.Require(t)
+	body := rawImage(9, 1<<20)
+	srv := newServer(t, func(n int, w http.ResponseWriter, r *http.Request) { serveRange(w, r, body, modTime) })
+	p := testPlan(t, srv.URL+"/image.raw", "")
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=1m", "berth-test", p.ImageDir).CombinedOutput(); err != nil {
+		t.Fatalf("mount tmpfs: %v: %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("umount", p.ImageDir).Run() })
+	// A first half as a crashed run leaves it, then a ballast: the rest no longer fits.
+	part := p.partPath()
+	if err := os.WriteFile(part, body[:len(body)/2], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := writeMeta(part, partMeta{URL: srv.URL + "/image.raw", LastModified: modTime.Format(http.TimeFormat), Size: int64(len(body))}); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(p.ImageDir, "ballast"), make([]byte, 400<<10), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err = testStage(t).EnsureBase(context.Background(), p, "", "IMG_SHA256")
+	if err == nil || !strings.Contains(err.Error(), "the image needs 0.5 MiB more (1.0 MiB in all); nothing was written") {
+		t.Fatalf("err = %v, want the rest (0.5 MiB of 1.0 MiB) refused", err)
+	}
+	if srv.ranges.Load() == 0 {
+		t.Errorf("the partial file was not offered for continuation (no Range request)")
+	}
+	assertNothingInPlace(t, p)
+	assertNoTemp(t, p)
 }
 
 func TestParseContentRange(t *testing.T) {
