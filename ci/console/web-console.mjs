@@ -4,16 +4,22 @@
 // URL is noVNC's page as `kubectl port-forward pod/<vm>-0 6080` serves it, e.g.
 // http://localhost:6080/vnc.html. Debian's Chromium (/usr/bin/chromium, headless), driven by
 // playwright-core, opens URL?autoconnect=1, waits (bounded) for noVNC's "Connected" state, waits
-// until the VM's screen on noVNC's canvas is not blank, and saves a screenshot of the page to
-// SCREENSHOT (PNG). Before that, without a browser, it checks the console's Origin guard: a
-// WebSocket upgrade from another origin is refused (403), the page's own origin is accepted (101).
+// until the VM's screen on noVNC's canvas is not blank, then types on it as a person would (a click
+// on the screen, then keys) and waits until the guest has drawn the typed characters; it saves a
+// screenshot of the page to SCREENSHOT (PNG) and erases what it typed. Before that, without a
+// browser, it checks the console's Origin guard: a WebSocket upgrade from another origin is
+// refused (403), the page's own origin is accepted (101).
 //
 // The canvas is "not blank" when it has at least 2 colours and at least MIN_INK pixels that differ
-// from its most common colour (the background): a black frame (a VM with nothing on its screen)
-// and noVNC's empty canvas both fail. The test guest's VGA text console (a login prompt on tty1)
-// has about 1100 such pixels (720x400).
+// from its most common colour (the background): a black frame and noVNC's empty canvas fail. That
+// alone is not enough: QEMU draws "Guest has not initialized the display (yet)." on a VM that
+// shows nothing, which passes it. So the typed text must add TYPED_INK pixels or more to the
+// screen: only a running guest echoing the keys does that (the text console's blinking cursor
+// changes about 20 pixels). The test guest's VGA text console (a login prompt on tty1, 720x400)
+// has about 1100 such pixels before typing and about 1500 after.
 //
-// Env: CHROMIUM (default /usr/bin/chromium), CONNECT_TIMEOUT_MS (30000), SCREEN_TIMEOUT_MS (60000).
+// Env: CHROMIUM (default /usr/bin/chromium), CONNECT_TIMEOUT_MS (30000), SCREEN_TIMEOUT_MS (60000),
+// TYPE (the text typed at the login prompt, default berth-web-console; never followed by Enter).
 // Prints one line per step; exit 0 when every check passed, 1 otherwise.
 import http from 'node:http';
 import crypto from 'node:crypto';
@@ -28,6 +34,8 @@ const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const CONNECT_TIMEOUT_MS = Number(process.env.CONNECT_TIMEOUT_MS || 30000);
 const SCREEN_TIMEOUT_MS = Number(process.env.SCREEN_TIMEOUT_MS || 60000);
 const MIN_INK = 200;
+const TYPE = process.env.TYPE || 'berth-web-console';
+const TYPED_INK = 8 * TYPE.length; // a character of the 9x16 VGA font has 10-40 lit pixels
 
 const log = (msg) => console.log(`web-console: ${msg}`);
 const fail = (msg) => {
@@ -127,10 +135,31 @@ try {
     screen = await inkOf();
   }
   log(`canvas ${screen.width}x${screen.height}: ${screen.colours} colours, ${screen.ink} pixels unlike the background`);
+  if (screen.colours < 2 || screen.ink < MIN_INK) {
+    await page.screenshot({ path: screenshot });
+    throw new Error(`the VM's screen is blank after ${SCREEN_TIMEOUT_MS} ms (want 2 colours or more and ${MIN_INK} pixels or more unlike the background; screenshot ${screenshot})`);
+  }
+
+  // type on it: the most ink of a few samples first (the cursor blinks), then the keys
+  let before = 0;
+  for (let i = 0; i < 4; i++) {
+    before = Math.max(before, (await inkOf()).ink);
+    await page.waitForTimeout(250);
+  }
+  await page.locator('#noVNC_container canvas').click({ position: { x: 5, y: 5 } });
+  await page.keyboard.type(TYPE, { delay: 40 });
+  const typedBy = Date.now() + SCREEN_TIMEOUT_MS;
+  screen = await inkOf();
+  while (screen.ink < before + TYPED_INK && Date.now() < typedBy) {
+    await page.waitForTimeout(250);
+    screen = await inkOf();
+  }
+  log(`typed "${TYPE}": ${before} → ${screen.ink} pixels unlike the background (want +${TYPED_INK} or more)`);
   await page.screenshot({ path: screenshot });
   log(`screenshot ${screenshot}`);
-  if (screen.colours < 2 || screen.ink < MIN_INK) {
-    throw new Error(`the VM's screen is blank after ${SCREEN_TIMEOUT_MS} ms (want 2 colours or more and ${MIN_INK} pixels or more unlike the background)`);
+  for (let i = 0; i < TYPE.length; i++) await page.keyboard.press('Backspace', { delay: 20 });
+  if (screen.ink < before + TYPED_INK) {
+    throw new Error(`the typed "${TYPE}" did not appear on the VM's screen within ${SCREEN_TIMEOUT_MS} ms: keys do not reach a running guest`);
   }
   log(`PASS in ${Date.now() - t0} ms`);
 } catch (e) {
