@@ -5,7 +5,8 @@
 #   pod Ready; SSH from the node to the pod IP with the key from the values; hostname = the VM's
 #   name; the user-data marker; resolv.conf search domains = the pod's; the guest console in
 #   `kubectl logs -c vm`; `kubectl port-forward` 5900 answers RFB; TCP 5900 on the pod IP does not
-#   reach the guest; a file survives `kubectl delete pod` with a clean ACPI power-off in the console
+#   reach the guest; the web console (noVNC in Chromium through `kubectl port-forward` 6080) is
+#   Connected and shows the guest's screen; a file survives `kubectl delete pod` with a clean ACPI power-off in the console
 #   and no second download; `helm upgrade` changing memory restarts the VM with the new memory and
 #   the same disk; a second VM in the release gets its own pod IP and disk and shares the base
 #   image; `helm test`; `helm uninstall` keeps the PVCs.
@@ -17,6 +18,8 @@ here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 # shellcheck source=../cluster/lib.sh
 . "$repo/ci/cluster/lib.sh"
+# shellcheck source=web-console.sh
+. "$here/web-console.sh"
 
 cluster_lock # the whole run: nobody else's up or down in between
 E2E_CNIS=${E2E_CNIS:-calico-like bridge}
@@ -78,6 +81,7 @@ if [ "${E2E_SKIP_IMAGES:-0}" != 1 ]; then
 fi
 compgen -G "$repo/out/images/*.oci.tar" >/dev/null || fail "no out/images/*.oci.tar: make images exported nothing"
 ssh-keygen -q -t ed25519 -N '' -C berth-e2e -f "$work/id" </dev/null
+web_console_prepare
 phase prerequisites
 
 ssh_vm() { # ssh_vm IP CMD...: SSH from the node (its network namespace) as the test guest's user
@@ -265,6 +269,9 @@ $(ssh_vm "$ip" 'ls -l /etc/resolv.conf; cat /etc/resolv.conf; ls /var/lib/dhcp/;
 	banner=$(innode timeout 5 bash -c "exec 3<>/dev/tcp/$ip/5900 && head -c 12 <&3" 2>/dev/null || true)
 	[[ $banner != RFB* ]] || fail "TCP 5900 on the pod IP reached QEMU's VNC (VNC_LISTEN should be 127.0.0.1)"
 	phase console-vnc
+	# 2a. the web console (console.web.enabled): noVNC in Chromium through port-forward 6080.
+	web_console "$pod"
+	phase web-console
 
 	local gets uid pvc1 pvc2=""
 	gets=$(image_gets)
