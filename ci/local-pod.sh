@@ -25,6 +25,7 @@ NODE_IP=${NODE_IP:-10.244.0.1}
 POD_MTU=${POD_MTU:-1450}
 VM_NAME=${VM_NAME:-berth-local}
 VM_IP=192.168.254.2
+VM_GW=192.168.254.1
 VM_UID=${VM_UID:-65534} # image-fetch, seed-iso and vmm (QEMU) run as this uid, like the pod's non-root containers
 SHUTDOWN_TIMEOUT=${SHUTDOWN_TIMEOUT:-90}
 BOOT_TIMEOUT=${BOOT_TIMEOUT:-420}
@@ -334,7 +335,9 @@ assert_guest() {
   got=$(probe "$POD_IP" tcp 5900)
   [[ $got != guest-* ]] || fail "TCP 5900 on the pod IP reached the guest ('$got'); it must stay in the pod"
   gssh 'ss -ltn | grep -q ":5900 "' || fail "the guest's 5900 listener is not up, so the 5900 check proves nothing"
+  [[ $got != RFB* ]] || fail "TCP 5900 on the pod IP answered RFB: QEMU's VNC is reachable from outside the pod"
   log "ok: TCP 8080 and UDP 9999 reach the guest; TCP 5900 does not ($got)"
+  assert_no_loopback_leak
 
   vmm_env
   in_pod "${AS_VM[@]}" "${VMM_ENV[@]}" "$BIN/vmm" probe ready >"$WORK/probe.log" 2>&1 ||
@@ -343,6 +346,33 @@ assert_guest() {
     { cat "$WORK/probe.log" >&2; fail "vmm probe live fails while the guest runs"; }
   log "ok: vmm probe ready and probe live"
   timing assertions "$t"
+}
+
+# banner ADDR PORT (python3, in whichever netns or guest runs it): the first bytes ADDR:PORT sends.
+BANNER='
+import socket, sys
+try:
+    s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=3)
+    s.settimeout(3)
+    print(s.recv(64).decode(errors="replace").strip() or "none")
+except OSError as e:
+    print("none (%s)" % e)
+'
+
+# The pod's loopback services through the NAT (docs/security.md): QEMU's VNC answers RFB on the
+# pod's 127.0.0.1:5900, and the guest gets no RFB banner at its gateway or at the pod IP. The
+# control: the same path from the guest reaches its own 8080 through the pod IP (hairpin).
+assert_no_loopback_leak() {
+  local got a
+  got=$(in_pod python3 -c "$BANNER" 127.0.0.1 5900)
+  [[ $got == RFB* ]] || fail "QEMU's VNC does not answer RFB on the pod's 127.0.0.1:5900 ('$got'): the checks below would prove nothing"
+  for a in "$VM_GW" "$POD_IP"; do
+    got=$(gssh "python3 -c '$BANNER' $a 5900")
+    [[ $got != RFB* ]] || fail "the guest reached QEMU's VNC at $a:5900 ('$got')"
+  done
+  got=$(gssh "python3 -c '$BANNER' $POD_IP 8080")
+  [[ $got == guest-tcp-8080 ]] || fail "control: the guest's own 8080 through the pod IP answered '$got'"
+  log "ok: VNC answers RFB on the pod's loopback only; the guest gets none at $VM_GW:5900 or $POD_IP:5900"
 }
 
 # SIGTERM to vmm: ACPI shutdown visible on the console, exit 0 within SHUTDOWN_TIMEOUT.
