@@ -541,7 +541,7 @@ func TestSecurityContexts(t *testing.T) {
 			if isTrue(sc.Privileged) || isTrue(sc.AllowPrivilegeEscalation) || !slices.Equal(drop, []string{"ALL"}) {
 				t.Errorf("%s: %+v", c.Name, sc)
 			}
-			want := map[string][]string{"dnsmasq": {"NET_ADMIN", "NET_RAW", "NET_BIND_SERVICE", "SETUID", "SETGID"}, "image-cache": {"CHOWN", "FOWNER"}}[c.Name]
+			want := map[string][]string{"dnsmasq": {"NET_ADMIN", "NET_BIND_SERVICE", "SETUID", "SETGID"}, "image-cache": {"CHOWN", "FOWNER"}}[c.Name]
 			if !slices.Equal(add, want) {
 				t.Errorf("%s: capabilities %v, want %v", c.Name, add, want)
 			}
