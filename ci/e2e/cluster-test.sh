@@ -4,7 +4,8 @@
 # the test guest, which image-fetch downloads from an HTTP server pod in the cluster; then:
 #   pod Ready; SSH from the node to the pod IP with the key from the values; hostname = the VM's
 #   name; the user-data marker; resolv.conf search domains = the pod's; the guest console in
-#   `kubectl logs -c vm`; `kubectl port-forward` 5900 answers RFB; TCP 5900 on the pod IP does not
+#   `kubectl logs -c vm`; a login and a command on the serial console through `kubectl attach -it`,
+#   then Ctrl-P Ctrl-Q leaves the VM running; `kubectl port-forward` 5900 answers RFB; TCP 5900 on the pod IP does not
 #   reach the guest; the web console (noVNC in Chromium through `kubectl port-forward` 6080) is
 #   Connected and shows the guest's screen; a file survives `kubectl delete pod` with a clean ACPI power-off in the console
 #   and no second download; `helm upgrade` changing memory restarts the VM with the new memory and
@@ -30,6 +31,7 @@ BOOT_TIMEOUT=${BOOT_TIMEOUT:-480} # one TCG boot with image download; 35-60 s wh
 NS=berth-e2e
 REL=e2e
 MARKER=berth-e2e-$RANDOM$RANDOM
+CONSOLE_PASSWORD=berth-$RANDOM$RANDOM # the guest user's, for the serial console test only
 OUT=$repo/out/e2e
 mkdir -p "$OUT"
 work=$(mktemp -d /tmp/berth-e2e.XXXXXX)
@@ -210,7 +212,7 @@ YAML
 	local fs_ip url
 	fs_ip=$(pod_ip fileserver)
 	url="http://$fs_ip:8080/$(basename "$GUEST")"
-	sed -e "s|@IMG_URL@|$url|" -e "s|@IMG_TARGET@|berth-testguest.qcow2|" -e "s|@MARKER@|$MARKER|" \
+	sed -e "s|@IMG_URL@|$url|" -e "s|@IMG_TARGET@|berth-testguest.qcow2|" -e "s|@MARKER@|$MARKER|" -e "s|@CONSOLE_PASSWORD@|$CONSOLE_PASSWORD|" \
 		-e "s|@IMG_CACHE@|$IMG_CACHE|" -e "s|@SSH_PUBKEY@|$(cat "$work/id.pub")|" "$here/values.yaml.in" >"$work/values.yaml"
 	phase fileserver
 
@@ -272,6 +274,21 @@ $(ssh_vm "$ip" 'ls -l /etc/resolv.conf; cat /etc/resolv.conf; ls /var/lib/dhcp/;
 	# 2a. the web console (console.web.enabled): noVNC in Chromium through port-forward 6080.
 	web_console "$pod"
 	phase web-console
+
+	# 2b. the interactive serial console (console.serial.interactive): kubectl attach -it, log in,
+	# a command answered, logout, detach; then the VM still runs (same container, no restart) and
+	# `kubectl logs` shows the session too.
+	local restarts marker=serial-$RANDOM$RANDOM
+	restarts=$(kc -n "$NS" get pod "$pod" -o jsonpath='{.status.containerStatuses[?(@.name=="vm")].restartCount}')
+	CONSOLE_PASSWORD=$CONSOLE_PASSWORD timeout 400 "$here/serial-console.py" --transcript "$OUT/serial-console-$CNI.txt" --marker "$marker" -- \
+		"$K8S_BIN/kubectl" --kubeconfig "$KUBECONFIG_ADMIN" -n "$NS" attach -it "$pod" -c vm 8>&- ||
+		fail "the serial console through kubectl attach (transcript: $OUT/serial-console-$CNI.txt)"
+	sleep 2
+	[ "$(kc -n "$NS" get pod "$pod" -o jsonpath='{.status.containerStatuses[?(@.name=="vm")].restartCount}')" = "$restarts" ] ||
+		fail "the vm container restarted after kubectl attach detached"
+	ssh_vm "$ip" true || fail "the VM does not answer SSH after kubectl attach detached"
+	kc -n "$NS" logs "$pod" -c vm --tail=200 | grep -q "$marker-42" || fail "kubectl logs -c vm lacks the serial session's answer $marker-42"
+	phase serial-console
 
 	local gets uid pvc1 pvc2=""
 	gets=$(image_gets)
