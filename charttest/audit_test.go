@@ -365,3 +365,25 @@ func TestAuditPublicVNCNeedsPassword(t *testing.T) {
 		}
 	}
 }
+
+// Every container's failure reason reaches `kubectl get pod -o jsonpath=...terminated.message`
+// and `kubectl describe`: the stages write /dev/termination-log (the default path), and whatever
+// dies without writing it (dnsmasq, the image-cache install, a crash) falls back to its last log
+// lines (ci/chaos/bad-input.sh reads these messages on a real cluster).
+func TestTerminationMessages(t *testing.T) {
+	for _, v := range auditVariants {
+		for _, p := range auditPods(t, render(t, v.values)) {
+			if !strings.HasPrefix(p.Name, "StatefulSet/") {
+				continue
+			}
+			for _, c := range append(append([]corev1.Container(nil), p.Spec.InitContainers...), p.Spec.Containers...) {
+				if c.TerminationMessagePolicy != corev1.TerminationMessageFallbackToLogsOnError {
+					t.Errorf("%s %s/%s: terminationMessagePolicy %q, want FallbackToLogsOnError", v.name, p.Name, c.Name, c.TerminationMessagePolicy)
+				}
+				if c.TerminationMessagePath != "" && c.TerminationMessagePath != "/dev/termination-log" {
+					t.Errorf("%s %s/%s: terminationMessagePath %q: the stages write /dev/termination-log", v.name, p.Name, c.Name, c.TerminationMessagePath)
+				}
+			}
+		}
+	}
+}
