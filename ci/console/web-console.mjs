@@ -155,6 +155,7 @@ try {
     screen = await inkOf();
   }
   log(`typed "${TYPE}": ${before} → ${screen.ink} pixels unlike the background (want +${TYPED_INK} or more)`);
+  await page.waitForTimeout(700); // noVNC's control bar slides (0.5 s) after the click: a still picture
   await page.screenshot({ path: screenshot });
   log(`screenshot ${screenshot}`);
   for (let i = 0; i < TYPE.length; i++) await page.keyboard.press('Backspace', { delay: 20 });
