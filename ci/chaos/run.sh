@@ -275,7 +275,7 @@ wait_vm_ready "$VM1"
 IP=$(pod_ip "$VM1")
 ssh_vm "$IP" 'sudo sh -c "head -c 8M /dev/urandom >/var/tmp/chaos.bin && sha256sum /var/tmp/chaos.bin >/var/tmp/chaos.sha && sync"' ||
 	fail "write the data file in the guest"
-DATA_SHA=$(ssh_vm "$IP" cut -d' ' -f1 /var/tmp/chaos.sha)
+DATA_SHA=$(ssh_vm "$IP" "cut -d' ' -f1 /var/tmp/chaos.sha")
 boot_id() { ssh_vm "$IP" cat /proc/sys/kernel/random/boot_id; }
 BOOT=$(boot_id)
 data_ok() { # data_ok WHEN: the file written before the faults is there, whole
