@@ -116,6 +116,8 @@ for n in "${names[@]}"; do
 			sleep 0.2
 		done
 		[ "$got" = "200 text/html" ] && ok "$n" "vnc.html on 127.0.0.1:6080" || bad "$n" "vnc.html: '$got'; $(podman logs "$name" 2>&1 | tail -3)"
+		got=$(nsenter -t "$pid" -n curl -s --max-time 5 http://127.0.0.1:6080/ 2>/dev/null || true)
+		grep -q 'url=vnc.html' <<<"$got" && ok "$n" "/ leads to vnc.html" || bad "$n" "/: '$got'"
 		got=$(web http://127.0.0.1:6080/app/ui.js)
 		case $got in "200 "*javascript) ok "$n" "noVNC's JavaScript ($got)" ;; *) bad "$n" "app/ui.js: '$got'" ;; esac
 		ws=(-H 'Connection: Upgrade' -H 'Upgrade: websocket' -H 'Sec-WebSocket-Version: 13' -H 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==' -H 'Sec-WebSocket-Protocol: binary')
