@@ -297,10 +297,13 @@ wait_for 20 "kubelet $kpid gone" not_ours "$kpid" || fail "kubelet did not die"
 "$repo/ci/cluster/up" >/dev/null || fail "ci/cluster/up after killing the kubelet"
 [ "$(cat "$CLUSTER_DIR/pids/kubelet")" != "$kpid" ] || fail "the kubelet was not restarted"
 wait_for 60 "node Ready" kc wait --for=condition=Ready node --all --timeout=2s || fail "node not Ready after the kubelet restart"
-sleep 15 # let the new kubelet sync the pod (and restart anything it would restart)
+# 20 s for the new kubelet to sync the pod (and to restart anything it would restart), watched.
+for _ in $(seq 20); do
+	[ "$(pod_uid "$VM1")" = "$uid" ] || fail "the pod was replaced after the kubelet restart"
+	[ "$(restarts vm)" = "$vm_restarts" ] || fail "the vm container restarted after the kubelet restart"
+	sleep 1
+done
 wait_vm_ready "$VM1" 60
-[ "$(pod_uid "$VM1")" = "$uid" ] || fail "the pod was replaced after the kubelet restart"
-[ "$(restarts vm)" = "$vm_restarts" ] || fail "the vm container restarted after the kubelet restart"
 [ "$(boot_id)" = "$BOOT" ] || fail "the guest rebooted after the kubelet restart"
 data_ok "after the kubelet restart"
 faults=$((faults + 1))
