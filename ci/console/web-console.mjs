@@ -15,8 +15,9 @@
 // alone is not enough: QEMU draws "Guest has not initialized the display (yet)." on a VM that
 // shows nothing, which passes it. So the typed text must add TYPED_INK pixels or more to the
 // screen: only a running guest echoing the keys does that (the text console's blinking cursor
-// changes about 20 pixels). The test guest's VGA text console (a login prompt on tty1, 720x400)
-// has about 1100 such pixels before typing and about 1500 after.
+// changes about 20 pixels), and the screen must first keep still (a booting guest's scrolling text
+// is no echo) and come back to its ink after as many Backspaces. The test guest's VGA text console
+// (a login prompt on tty1, 720x400) has about 1000-1150 such pixels before typing, 1450-1600 after.
 //
 // Env: CHROMIUM (default /usr/bin/chromium), CONNECT_TIMEOUT_MS (30000), SCREEN_TIMEOUT_MS (60000),
 // TYPE (the text typed at the login prompt, default berth-web-console; never followed by Enter).
@@ -36,6 +37,7 @@ const SCREEN_TIMEOUT_MS = Number(process.env.SCREEN_TIMEOUT_MS || 60000);
 const MIN_INK = 200;
 const TYPE = process.env.TYPE || 'berth-web-console';
 const TYPED_INK = 8 * TYPE.length; // a character of the 9x16 VGA font has 10-40 lit pixels
+const CURSOR = 40; // what the blinking cursor of a text console changes, and some margin
 
 const log = (msg) => console.log(`web-console: ${msg}`);
 const fail = (msg) => {
@@ -140,12 +142,20 @@ try {
     throw new Error(`the VM's screen is blank after ${SCREEN_TIMEOUT_MS} ms (want 2 colours or more and ${MIN_INK} pixels or more unlike the background; screenshot ${screenshot})`);
   }
 
-  // type on it: the most ink of a few samples first (the cursor blinks), then the keys
-  let before = 0;
-  for (let i = 0; i < 4; i++) {
-    before = Math.max(before, (await inkOf()).ink);
-    await page.waitForTimeout(250);
+  // A still screen first (a guest still booting scrolls text): ink within CURSOR pixels over 2 s
+  // (the text console's cursor blinks); its most ink is the reference.
+  const stillBy = Date.now() + SCREEN_TIMEOUT_MS;
+  const samples = [];
+  for (;;) {
+    samples.push((await inkOf()).ink);
+    const last = samples.slice(-5);
+    if (last.length === 5 && Math.max(...last) - Math.min(...last) <= CURSOR) break;
+    if (Date.now() > stillBy) throw new Error(`the VM's screen did not keep still for 2 s within ${SCREEN_TIMEOUT_MS} ms (ink ${last.join(', ')})`);
+    await page.waitForTimeout(500);
   }
+  const before = Math.max(...samples.slice(-5));
+
+  // type on it as a person would: click on the screen, keys; the guest must draw them...
   await page.locator('#noVNC_container canvas').click({ position: { x: 5, y: 5 } });
   await page.keyboard.type(TYPE, { delay: 40 });
   const typedBy = Date.now() + SCREEN_TIMEOUT_MS;
@@ -158,9 +168,21 @@ try {
   await page.waitForTimeout(700); // noVNC's control bar slides (0.5 s) after the click: a still picture
   await page.screenshot({ path: screenshot });
   log(`screenshot ${screenshot}`);
+  const typed = screen.ink;
+  // ...and take them back on Backspace: the screen returns to what it was (so the change was ours)
   for (let i = 0; i < TYPE.length; i++) await page.keyboard.press('Backspace', { delay: 20 });
-  if (screen.ink < before + TYPED_INK) {
+  if (typed < before + TYPED_INK) {
     throw new Error(`the typed "${TYPE}" did not appear on the VM's screen within ${SCREEN_TIMEOUT_MS} ms: keys do not reach a running guest`);
+  }
+  const erasedBy = Date.now() + SCREEN_TIMEOUT_MS;
+  screen = await inkOf();
+  while (Math.abs(screen.ink - before) > CURSOR && Date.now() < erasedBy) {
+    await page.waitForTimeout(250);
+    screen = await inkOf();
+  }
+  log(`erased: ${screen.ink} pixels unlike the background (want ${before} ± ${CURSOR})`);
+  if (Math.abs(screen.ink - before) > CURSOR) {
+    throw new Error(`after ${TYPE.length} Backspaces the screen has ${screen.ink} pixels of ink, not the ${before} it had before typing: the change was not (only) the typed text`);
   }
   log(`PASS in ${Date.now() - t0} ms`);
 } catch (e) {
