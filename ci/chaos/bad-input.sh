@@ -246,5 +246,43 @@ for c in "${cases[@]}"; do
 done
 phase good-vm
 
+# --- 3. least privilege, live (docs/security.md): the running VM's processes as the kernel sees them
+# QEMU: uid/gid vmUID (the vm container's runAsUser) in all four fields, no capability at all (effective, permitted, bounding),
+# no_new_privs; dnsmasq: dropped to nobody, NET_ADMIN (bit 12) its only effective capability; no
+# service-account token in any container's filesystem.
+status_field() { awk -v f="$2:" '$1 == f { $1 = ""; print substr($0, 2) }' "/proc/$1/status"; }
+live_privileges() { # live_privileges NS POD
+	local ns=$1 pod=$2 id pid qemu c uid
+	uid=$(kc -n "$ns" get pod "$pod" -o json | jq -r '.spec.containers[] | select(.name == "vm") | .securityContext.runAsUser')
+	cpid() { # cpid CONTAINER: the host pid of the container's first process, through containerd
+		id=$(kc -n "$ns" get pod "$pod" -o json | jq -r --arg c "$1" '[(.status.initContainerStatuses // [])[], .status.containerStatuses[] | select(.name == $c) | .containerID][0] // empty' | sed 's|^containerd://||')
+		[ -n "$id" ] && ctrn tasks ls 2>/dev/null | awk -v id="$id" '$1 == id && $3 == "RUNNING" { print $2 }'
+	}
+	pid=$(cpid vm) && [ -n "$pid" ] || fail "$pod: no running vm container task"
+	qemu=$(child_pid "$pid" qemu) || fail "$pod: no QEMU child of vmm (pid $pid)"
+	for p in "$pid" "$qemu"; do
+		[ "$(status_field "$p" Uid | tr -s '\t ' ' ')" = "$uid $uid $uid $uid" ] || fail "$pod: pid $p ($(cat /proc/"$p"/comm)) runs as uid $(status_field "$p" Uid)"
+		[ "$(status_field "$p" Gid | tr -s '\t ' ' ')" = "$uid $uid $uid $uid" ] || fail "$pod: pid $p runs as gid $(status_field "$p" Gid)"
+		for f in CapEff CapPrm CapBnd CapAmb; do
+			[ "$(status_field "$p" $f)" = 0000000000000000 ] || fail "$pod: pid $p ($(cat /proc/"$p"/comm)) has $f $(status_field "$p" $f)"
+		done
+		[ "$(status_field "$p" NoNewPrivs)" = 1 ] || fail "$pod: pid $p without no_new_privs"
+	done
+	pid=$(cpid dnsmasq) && [ -n "$pid" ] || fail "$pod: no running dnsmasq task"
+	[ "$(status_field "$pid" Uid | tr -s '\t ' ' ')" = "65534 65534 65534 65534" ] || fail "$pod: dnsmasq runs as uid $(status_field "$pid" Uid)"
+	[ "$(status_field "$pid" CapEff)" = 0000000000001000 ] || fail "$pod: dnsmasq's effective capabilities $(status_field "$pid" CapEff), want NET_ADMIN only (0x1000)"
+	for c in vm dnsmasq; do
+		pid=$(cpid "$c")
+		[ ! -e "/proc/$pid/root/var/run/secrets/kubernetes.io/serviceaccount" ] || fail "$pod/$c: a service-account token is mounted"
+	done
+	result "least privilege, live" "$pod: vmm and QEMU uid/gid $uid, no capabilities, no_new_privs; dnsmasq nobody with NET_ADMIN only; no token" PASS
+}
+if [ -z "$GOOD_POD" ]; then
+	live_privileges "$CHAOS_NS" "$REL-good-0"
+else
+	live_privileges "$good_ns" "$good_pod"
+fi
+phase live-privileges
+
 [ "$refused" = "$tried" ] || fail "tried $tried bad inputs, $refused refused"
 clog "bad inputs tried: $tried, refused: $refused ($(grep -c 'helm (' "$TSV") by helm, $((refused - $(grep -c 'helm (' "$TSV"))) by a stage); see $TSV"
