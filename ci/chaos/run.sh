@@ -24,6 +24,8 @@
 #   CHAOS_SKIP_BAD_INPUT=1  do not run ci/chaos/bad-input.sh
 #   CHAOS_RATE           the file server's pace per download (default 16Mi bytes/s)
 #   CNI                  the cluster's CNI when it is started here (default: the running one, else bridge)
+# (`kc ... | grep -q` is never used: with pipefail, grep -q quitting early makes kubectl's SIGPIPE
+# the pipeline's status.)
 # The whole script is one function, read before it runs: editing the file during a run is safe.
 main() {
 set -eEuo pipefail
@@ -149,7 +151,7 @@ else
 	how="restarted from zero (no partial file kept)"
 fi
 ((served < GUEST_SIZE * 3 / 2)) || fail "the server sent $served bytes for a $GUEST_SIZE-byte image: the download started over"
-kc -n "$CHAOS_NS" logs "$VM1" -c image-fetch | grep -q 'continuing partial download' || [ "$kept" = 0 ] ||
+grep -q 'continuing partial download' <<<"$(kc -n "$CHAOS_NS" logs "$VM1" -c image-fetch)" || [ "$kept" = 0 ] ||
 	fail "image-fetch's log does not say it continued the partial download"
 faults=$((faults + 1))
 result "pod deleted during the image download" "new pod $how; $served bytes sent in all for $GUEST_SIZE; the target name only ever held the whole verified image; no .part left" PASS
@@ -172,7 +174,7 @@ swapgets=$(served_requests fileserver /swap.qcow2 | grep -c 'method=GET' || true
 [ "$swapgets" = 1 ] || fail "two VMs starting at once downloaded the image $swapgets times: $(served_requests fileserver /swap.qcow2)"
 waited=0
 for p in pair-pet-0 pair-pinned-0; do
-	kc -n "$CHAOS_NS" logs "$p" -c image-fetch | grep -q 'waiting for another image-fetch' && waited=$((waited + 1))
+	grep -q 'waiting for another image-fetch' <<<"$(kc -n "$CHAOS_NS" logs "$p" -c image-fetch)" && waited=$((waited + 1))
 done
 [ "$waited" = 1 ] || fail "expected one image-fetch to wait for the other's download, $waited did (did they start at once?)"
 for v in pet pinned; do
@@ -212,7 +214,7 @@ for p in pair-pet-0 pair-pinned-0 pair-fresh-0; do
 	msg=$(cstat "$p" image-fetch | jq -r '.lastState.terminated.message // .state.terminated.message')
 	[[ $msg == *"sha256 of $FS/swap.qcow2 is $OTHER_SHA"*"${want[$p]}"*"discarded"* ]] ||
 		fail "$p: the termination message does not say why: $msg"
-	kc -n "$CHAOS_NS" describe pod "$p" | grep -qF "${want[$p]}" || fail "$p: kubectl describe pod does not show the reason"
+	grep -qF "${want[$p]}" <<<"$(kc -n "$CHAOS_NS" describe pod "$p")" || fail "$p: kubectl describe pod does not show the reason"
 	# The VM never started on the other base: the pod never got past image-fetch.
 	cstat "$p" vm | jq -e '(.restartCount // 0) == 0 and (.state.running == null) and (.lastState.terminated == null)' >/dev/null ||
 		fail "$p: the vm container ran after image-fetch refused the base"
@@ -221,7 +223,7 @@ for p in pair-pet-0 pair-pinned-0 pair-fresh-0; do
 done
 fresh_dir=$(pv_dir pair-fresh-0)
 [ ! -e "$fresh_dir/fresh.qcow2" ] || fail "a pet disk was made for vm fresh on the wrong image"
-if ls -A "$CACHES/pair" | grep -q '\.part'; then fail "a partial file is left: $(ls -la "$CACHES/pair")"; fi
+if grep -q '\.part' <<<"$(ls -A "$CACHES/pair")"; then fail "a partial file is left: $(ls -la "$CACHES/pair")"; fi
 # The URL serves the right image again: all three recover on their own (the init container's retry).
 ln -f "$srv/guest.qcow2" "$srv/swap.new" && mv -f "$srv/swap.new" "$srv/swap.qcow2"
 for p in pair-pet-0 pair-pinned-0 pair-fresh-0; do
@@ -252,10 +254,10 @@ wait_container full-full-0 image-fetch '(.lastState.terminated.exitCode // .stat
 	fail "image-fetch did not fail on the full volume within 180 s"
 msg=$(cstat full-full-0 image-fetch | jq -r '.lastState.terminated.message // .state.terminated.message')
 [[ $msg == *"no space left on device"* ]] || fail "the termination message does not say the volume is full: $msg"
-kc -n "$CHAOS_NS" describe pod full-full-0 | grep -q 'no space left on device' || fail "kubectl describe pod does not show 'no space left on device'"
+grep -q 'no space left on device' <<<"$(kc -n "$CHAOS_NS" describe pod full-full-0)" || fail "kubectl describe pod does not show 'no space left on device'"
 # The failed attempt removed its partial file: that inode is gone (the init container is retried
 # at once, so a retry's own file may be there), and no retry continued a partial file (Range).
-if ls -Ai "$FULL" | awk '{ print $1 }' | grep -qx "$part_ino"; then fail "the partial file of the failed download is left: $(ls -lai "$FULL")"; fi
+if grep -qx "$part_ino" <<<"$(ls -Ai "$FULL" | awk '{ print $1 }')"; then fail "the partial file of the failed download is left: $(ls -lai "$FULL")"; fi
 [ "$(served_requests fileserver /guest.qcow2 | grep -c 'range="bytes=')" = 1 ] ||
 	fail "a retry continued a partial file on the full volume: $(served_requests fileserver /guest.qcow2)"
 first=$(kc -n "$CHAOS_NS" logs full-full-0 -c image-fetch --previous 2>/dev/null | grep -m1 -o 'error: .*no space left on device.*' || true)
@@ -323,7 +325,7 @@ iface=$(ssh_vm "$IP" "ip -o -4 addr show | awk '/192\\.168\\.254\\./ { print \$2
 [ -n "$iface" ] || fail "the guest has no 192.168.254.x address after the dnsmasq restart"
 dh=$(ssh_vm "$IP" "sudo timeout 40 dhclient -1 -v -sf /bin/true -pf /run/chaos-dhclient.pid -lf /run/chaos-dhclient.leases $iface 2>&1; sudo dhclient -x -sf /bin/true -pf /run/chaos-dhclient.pid 2>/dev/null; true")
 grep -q 'DHCPACK of 192.168.254.2' <<<"$dh" || fail "the guest got no DHCPACK from the restarted dnsmasq: $dh"
-kc -n "$CHAOS_NS" logs "$VM1" -c dnsmasq | grep -q 'DHCPACK.*192.168.254.2' || fail "the restarted dnsmasq logged no DHCPACK"
+grep -q 'DHCPACK.*192.168.254.2' <<<"$(kc -n "$CHAOS_NS" logs "$VM1" -c dnsmasq)" || fail "the restarted dnsmasq logged no DHCPACK"
 [ "$(ssh_vm "$IP" "ip -o -4 addr show dev $iface | awk '{ print \$4 }'")" = 192.168.254.2/30 ] || fail "the guest's address changed"
 wait_vm_ready "$VM1" 60
 [ "$(restarts vm)" = "$vm_restarts" ] || fail "the vm container restarted when dnsmasq was killed"
@@ -356,7 +358,7 @@ ssh_vm "$IP" 'sudo systemctl poweroff' || true
 wait_container "$VM1" vm ".restartCount > $vm_restarts" 120 || fail "the vm container did not restart after the guest powered off"
 cstat "$VM1" vm | jq -e '.lastState.terminated.exitCode == 0' >/dev/null ||
 	fail "vmm did not exit 0 on the guest's power-off: $(cstat "$VM1" vm | jq -c .lastState)"
-kc -n "$CHAOS_NS" logs "$VM1" -c vm --previous | grep -qE 'reboot: Power down|System is powered off' ||
+grep -qE 'reboot: Power down|System is powered off' <<<"$(kc -n "$CHAOS_NS" logs "$VM1" -c vm --previous)" ||
 	fail "the previous console shows no power-off"
 wait_vm_ready "$VM1"
 [ "$(pod_uid "$VM1")" = "$uid" ] || fail "the pod was replaced after the guest powered off"
