@@ -5,12 +5,12 @@
 #   pod Ready; SSH from the node to the pod IP with the key from the values; hostname = the VM's
 #   name; the user-data marker; resolv.conf search domains = the pod's; the guest console in
 #   `kubectl logs -c vm`; a login and a command on the serial console through `kubectl attach -it`,
-#   then Ctrl-P Ctrl-Q leaves the VM running; `kubectl port-forward` 5900 answers RFB; TCP 5900 on the pod IP does not
-#   reach the guest; the web console (noVNC in Chromium through `kubectl port-forward` 6080) is
-#   Connected and shows the guest's screen; a file survives `kubectl delete pod` with a clean ACPI power-off in the console
-#   and no second download; `helm upgrade` changing memory restarts the VM with the new memory and
-#   the same disk; a second VM in the release gets its own pod IP and disk and shares the base
-#   image; `helm test`; `helm uninstall` keeps the PVCs.
+#   then Ctrl-P Ctrl-Q leaves the VM running; `kubectl port-forward` 5900 answers RFB; TCP 5900 on
+#   the pod IP does not reach the guest; the web console (noVNC in Chromium through `kubectl
+#   port-forward` 6080) is Connected and shows the guest's screen; a file survives `kubectl delete
+#   pod` with a clean ACPI power-off in the console and no second download; `helm upgrade` changing
+#   memory restarts the VM with the new memory and the same disk; a second VM in the release gets
+#   its own pod IP and disk and shares the base image; `helm test`; `helm uninstall` keeps the PVCs.
 # Every wait is bounded; phase timings go to stderr and out/e2e/timings.tsv; the trap always
 # uninstalls, deletes the namespace and takes the cluster down (KEEP_CLUSTER=1 keeps it up).
 set -eEuo pipefail
@@ -26,7 +26,7 @@ cluster_lock # the whole run: nobody else's up or down in between
 E2E_CNIS=${E2E_CNIS:-calico-like bridge}
 # The CNIs that get the whole scenario; the others get install, boot, the guest checks, console,
 # VNC, helm test and uninstall (TCG boots take 1-2 min each: the full scenario boots four times).
-E2E_FULL_CNIS=${E2E_FULL_CNIS:-calico-like}
+E2E_FULL_CNIS=${E2E_FULL_CNIS-calico-like} # set and empty: no CNI gets the whole scenario
 BOOT_TIMEOUT=${BOOT_TIMEOUT:-480} # one TCG boot with image download; 35-60 s when the machine is idle
 NS=berth-e2e
 REL=e2e
