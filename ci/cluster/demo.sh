@@ -4,7 +4,7 @@
 #     ci/cluster/up (a single-node cluster on this machine), make images and load them, build the
 #     test guest and serve it from an HTTP server pod, helm install chart/examples/demo.yaml with the
 #     image source pointed at that pod and a fresh SSH key; wait with a progress line; SSH once;
-#     print the SSH, console and VNC commands.
+#     print the SSH, serial console, web console and VNC commands (and the consoles' password).
 #   down: helm uninstall and delete the namespace; on the local cluster, ci/cluster/down.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -87,6 +87,19 @@ YAML
 	k wait --for=condition=Ready pod/images --timeout=60s >/dev/null
 	url="http://$(k get pod images -o jsonpath='{.status.podIP}'):8080/$(basename "$guest")"
 	for vm in $vms; do set_args+=(--set "vms.$vm.image.source=$url" --set "vms.$vm.image.target=berth-testguest.qcow2"); done
+	# A password for the guest's user, for logging in on the consoles (SSH stays key-only: cloud-init
+	# leaves sshd's PasswordAuthentication as the image has it). The user-data is demo.yaml's plus it.
+	[ -s "$DEMO_DIR/console-password" ] || (umask 077 && head -c 12 /dev/urandom | base64 | tr -d '/+=' >"$DEMO_DIR/console-password")
+	userdata=$(awk '/^    userData: \|/ { on = 1; next } on && /^      / { print; next } on { exit }' "$VALUES")
+	[ -n "$userdata" ] || die "no userData block in $VALUES"
+	{
+		echo "vms:"
+		for vm in $vms; do
+			printf '  %s:\n    userData: |\n%s\n      password: "%s"\n      chpasswd: {expire: false}\n' \
+				"$vm" "$userdata" "$(cat "$DEMO_DIR/console-password")"
+		done
+	} >"$DEMO_DIR/console-values.yaml"
+	set_args+=(-f "$DEMO_DIR/console-values.yaml")
 	clog "the VM image comes from the test guest served in the cluster: $url"
 fi
 
@@ -130,7 +143,11 @@ while read -r pod ip; do
 	echo "VM pod $pod at $ip"
 	echo "  SSH:     ssh $sshopts debian@$ip"
 	echo "  console: $kcmd -n $NS logs -f $pod -c vm"
+	echo "  serial:  $kcmd -n $NS attach -it $pod -c vm   # Enter for the login prompt, Ctrl-P Ctrl-Q detaches"
+	echo "  web:     $kcmd -n $NS port-forward pod/$pod 6080   # then open http://localhost:6080/vnc.html"
 	echo "  VNC:     $kcmd -n $NS port-forward pod/$pod 5900:5900   # then a VNC viewer on localhost:5900"
+	[ ! -s "$DEMO_DIR/console-password" ] || [ "$KCFG" != "$KUBECONFIG_ADMIN" ] ||
+		echo "  login on the consoles: debian / $(cat "$DEMO_DIR/console-password")"
 done <<<"$pods"
 echo
 echo "Remove it: make demo-down   (ci/cluster/demo.sh down)"
