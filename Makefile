@@ -14,7 +14,7 @@ VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev
 # Go modules outside go.work (their dependency graphs stay their own): tested with GOWORK=off.
 SOLO_MODULES := charttest
 
-.PHONY: all deps build lint test test-go test-chart images test-images test-local test-e2e demo demo-down demo-local bench clean
+.PHONY: all deps build lint test test-go test-chart images test-images test-console test-local test-e2e chaos demo demo-down demo-local bench clean
 
 all: build
 
@@ -56,6 +56,10 @@ images: build
 test-images: images
 	ci/images/test.sh
 
+## test-console: the web console's browser check must fail on a screen that ignores typing and pass on the test guest
+test-console: images
+	ci/console/selftest.sh
+
 ## test-local: the whole pod without Kubernetes, in network namespaces, with a real guest
 test-local: build
 	ci/local-pod.sh test
@@ -64,8 +68,12 @@ test-local: build
 test-e2e: build
 	ci/e2e/cluster-test.sh
 
+## chaos: faults, bad input through the chart and least privilege, on the real cluster (docs/reliability.md)
+chaos: build
+	ci/chaos/run.sh
+
 ## test: everything CI runs, in order
-test: deps lint test-go test-chart test-images test-local test-e2e
+test: deps lint test-go test-chart test-images test-console test-local test-e2e
 
 ## demo: a single-node Kubernetes here (or $$KUBECONFIG's cluster), the images, helm install, SSH once
 demo: deps build
