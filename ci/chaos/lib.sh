@@ -26,6 +26,8 @@
 #   task_pid POD CONTAINER   the host pid of the container's first process (through containerd)
 #   child_pid PID COMM_PREFIX   a child of PID whose comm starts with COMM_PREFIX
 #   pv_dir POD          the host directory of the pod's disk PVC (local PV)
+# Under `set -o pipefail`, test output with `grep -q PATTERN <<<"$(kc ...)"`, not `kc ... | grep -q`:
+# grep -q quitting at the first match can make kubectl die of SIGPIPE and fail a passing check.
 
 CHAOS_NS=${CHAOS_NS:-berth-chaos}
 CHAOS_OUT=${CHAOS_OUT:-$repo/out/chaos}
