@@ -280,8 +280,12 @@ ssh_vm "$IP" 'sudo sh -c "head -c 8M /dev/urandom >/var/tmp/chaos.bin && sha256s
 DATA_SHA=$(ssh_vm "$IP" "cut -d' ' -f1 /var/tmp/chaos.sha")
 boot_id() { ssh_vm "$IP" cat /proc/sys/kernel/random/boot_id; }
 BOOT=$(boot_id)
-data_ok() { # data_ok WHEN: the file written before the faults is there, whole
+# The pet disk on the node (the PV's directory): the same file (inode) and record after every fault.
+PET=$(pv_dir "$VM1")/vm1
+PET_ID="$(stat -c %i "$PET.qcow2") $(sha256sum <"$PET.json")"
+data_ok() { # data_ok WHEN: the file written before the faults is there, whole, on the same pet disk
 	[ "$(ssh_vm "$IP" sha256sum /var/tmp/chaos.bin | cut -d' ' -f1)" = "$DATA_SHA" ] || fail "data lost $1: /var/tmp/chaos.bin differs or is gone"
+	[ "$(stat -c %i "$PET.qcow2") $(sha256sum <"$PET.json")" = "$PET_ID" ] || fail "$1: the pet disk $PET.qcow2 or its record changed"
 	data_checks=$((data_checks + 1))
 }
 restarts() { cstat "$VM1" "$1" | jq -r '.restartCount // 0'; }
@@ -350,7 +354,7 @@ B2=$(boot_id)
 data_ok "after the QEMU kill"
 BOOT=$B2
 faults=$((faults + 1))
-result "QEMU killed (SIGKILL)" "vm container restarted in the same pod ('$msg'), a new boot from the same pet disk, data intact" PASS
+result "QEMU killed (SIGKILL)" "vm container restarted in the same pod ('$msg'), a new boot from the same pet disk (its inode and record unchanged on the node), data intact" PASS
 phase qemu-kill
 
 # The guest powers itself off.
@@ -365,7 +369,7 @@ wait_vm_ready "$VM1"
 [ "$(boot_id)" != "$BOOT" ] || fail "the guest did not boot again after its power-off"
 data_ok "after the guest's power-off"
 faults=$((faults + 1))
-result "the guest powers itself off" "vmm exit 0 ('reboot: Power down' on the console), the container restarted in the same pod, a new boot, same disk, data intact" PASS
+result "the guest powers itself off" "vmm exit 0 ('reboot: Power down' on the console), the container restarted in the same pod, a new boot, the same pet disk (inode, record), data intact" PASS
 phase guest-poweroff
 
 # --- bad input through the chart (another suite, same cluster, same lock) ---------------------
