@@ -14,6 +14,8 @@
 # Every wait is bounded; phase timings go to stderr and out/e2e/timings.tsv; the trap always
 # uninstalls, deletes the namespace and takes the cluster down (KEEP_CLUSTER=1 keeps it up).
 set -eEuo pipefail
+# No `cmd | grep -q` under pipefail: grep -q stops reading at the first match, and a writer that is
+# still writing then dies of SIGPIPE and fails a passing check; `grep ... >/dev/null` reads it all.
 trap 'clog "FAIL: line $LINENO: $BASH_COMMAND (exit $?)"' ERR
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
@@ -145,7 +147,7 @@ full_scenario() {
 	phase delete-pod
 	pod=$(wait_vm_ready vm1 "$uid")
 	ip=$(pod_ip "$pod")
-	ssh_vm "$ip" cat /var/tmp/persist | grep -qx "$MARKER-persist" || fail "the file did not survive kubectl delete pod"
+	ssh_vm "$ip" cat /var/tmp/persist | grep -x "$MARKER-persist" >/dev/null || fail "the file did not survive kubectl delete pod"
 	[ "$(image_gets)" = "$gets" ] || fail "the image was downloaded again after the pod was recreated ($gets -> $(image_gets) GETs)"
 	phase reboot-vm1
 
@@ -157,7 +159,7 @@ full_scenario() {
 	local memkb
 	memkb=$(ssh_vm "$ip" "awk '/MemTotal/ { print \$2 }' /proc/meminfo")
 	((memkb > 1300 * 1024 && memkb <= 1536 * 1024)) || fail "after helm upgrade the guest has MemTotal ${memkb} kB, expected 1536 MiB"
-	ssh_vm "$ip" cat /var/tmp/persist | grep -qx "$MARKER-persist" || fail "the disk changed across helm upgrade"
+	ssh_vm "$ip" cat /var/tmp/persist | grep -x "$MARKER-persist" >/dev/null || fail "the disk changed across helm upgrade"
 	phase upgrade-memory
 
 	# 5. a second VM in the same release: own pod IP, own disk, the same downloaded base image.
@@ -224,14 +226,14 @@ YAML
 	phase boot-vm1
 	clog "vm1 runs in pod $pod at $ip"
 	case $CNI in
-	calico-like) kc -n "$NS" get pod "$pod" -o jsonpath='{.status.podIP}' | grep -q '^10\.244\.1\.' || fail "calico-like pod IP $ip not in 10.244.1.0/24" ;;
+	calico-like) kc -n "$NS" get pod "$pod" -o jsonpath='{.status.podIP}' | grep '^10\.244\.1\.' >/dev/null || fail "calico-like pod IP $ip not in 10.244.1.0/24" ;;
 	bridge) grep -q '^10\.244\.0\.' <<<"$ip" || fail "bridge pod IP $ip not in 10.244.0.0/24" ;;
 	esac
 	local vmname got
 	vmname=$(vm_name "$pod")
 	got=$(ssh_vm "$ip" hostname) || fail "ssh hostname"
 	[ "$got" = "$vmname" ] || fail "hostname: guest says '$got', the VM is '$vmname'"
-	ssh_vm "$ip" 'timeout 120 cloud-init status --wait >/dev/null; cat /var/tmp/berth-e2e-marker' | grep -qx "$MARKER" ||
+	ssh_vm "$ip" 'timeout 120 cloud-init status --wait >/dev/null; cat /var/tmp/berth-e2e-marker' | grep -x "$MARKER" >/dev/null ||
 		fail "user-data marker $MARKER not in the guest's /var/tmp/berth-e2e-marker"
 	local podsearch guestsearch
 	# The pod's search domains as the kubelet writes them for every ClusterFirst pod of the namespace
@@ -265,7 +267,7 @@ $(ssh_vm "$ip" 'ls -l /etc/resolv.conf; cat /etc/resolv.conf; ls /var/lib/dhcp/;
 	wait_for 30 "guest's 5901 through the pod IP" innode curl -fsS --max-time 3 "http://$ip:5901/" ||
 		fail "TCP 5901 on the pod IP does not reach the guest (DNAT of every other port)"
 	ssh_vm "$ip" 'python3 -c "import urllib.request as u; print(u.urlopen(\"http://127.0.0.1:5900/\", timeout=3).read().decode())"' |
-		grep -qx guest-5900 || fail "the guest's own server on 5900 does not answer in the guest"
+		grep -x guest-5900 >/dev/null || fail "the guest's own server on 5900 does not answer in the guest"
 	banner=$(innode curl -sS --max-time 5 "http://$ip:5900/" 2>&1 || true)
 	[[ $banner != *guest-5900* ]] || fail "TCP 5900 on the pod IP reached the guest"
 	banner=$(innode timeout 5 bash -c "exec 3<>/dev/tcp/$ip/5900 && head -c 12 <&3" 2>/dev/null || true)
@@ -287,7 +289,7 @@ $(ssh_vm "$ip" 'ls -l /etc/resolv.conf; cat /etc/resolv.conf; ls /var/lib/dhcp/;
 	[ "$(kc -n "$NS" get pod "$pod" -o jsonpath='{.status.containerStatuses[?(@.name=="vm")].restartCount}')" = "$restarts" ] ||
 		fail "the vm container restarted after kubectl attach detached"
 	ssh_vm "$ip" true || fail "the VM does not answer SSH after kubectl attach detached"
-	kc -n "$NS" logs "$pod" -c vm --tail=200 | grep -q "$marker-42" || fail "kubectl logs -c vm lacks the serial session's answer $marker-42"
+	kc -n "$NS" logs "$pod" -c vm --tail=200 | grep "$marker-42" >/dev/null || fail "kubectl logs -c vm lacks the serial session's answer $marker-42"
 	phase serial-console
 
 	local gets uid pvc1 pvc2=""
