@@ -73,7 +73,7 @@ chaos: build
 	ci/chaos/run.sh
 
 ## test: everything CI runs, in order
-test: deps lint test-go test-chart test-images test-console test-local test-e2e
+test: deps lint test-go test-chart test-images test-console test-local test-e2e chaos
 
 ## demo: a single-node Kubernetes here (or $$KUBECONFIG's cluster), the images, helm install, SSH once
 demo: deps build
