@@ -62,10 +62,39 @@ func EnsureBridge(p plan.Plan) (netlink.Link, error) {
 	if err := setTxChecksum(p.Bridge, false); err != nil {
 		return nil, err
 	}
+	if err := noIPv6(br); err != nil {
+		return nil, err
+	}
 	if err := netlink.LinkSetUp(br); err != nil {
 		return nil, fmt.Errorf("set %s up: %w", p.Bridge, err)
 	}
 	return br, nil
+}
+
+// in6AddrGenModeNone is IN6_ADDR_GEN_MODE_NONE of linux/if_link.h (not in x/sys/unix).
+const in6AddrGenModeNone = 1
+
+// noIPv6 keeps a link of Berth's without IPv6 addresses: no link-local address is generated
+// (addrgenmode none, through netlink: no writable /proc/sys needed) and any there is removed.
+// The VM's network is IPv4 only; an IPv6 link-local address on the bridge would let the guest
+// reach pod services listening on [::], past BERTH-INPUT (docs/security.md). A pod without
+// IPv6 has nothing to remove.
+func noIPv6(l netlink.Link) error {
+	name := l.Attrs().Name
+	if err := netlink.LinkSetIP6AddrGenMode(l, in6AddrGenModeNone); err != nil &&
+		!errors.Is(err, unix.EAFNOSUPPORT) && !errors.Is(err, unix.EOPNOTSUPP) {
+		return fmt.Errorf("set addrgenmode none on %s: %w", name, err)
+	}
+	addrs, err := retryDump("IPv6 addresses of "+name, func() ([]netlink.Addr, error) { return netlink.AddrList(l, netlink.FAMILY_V6) })
+	if err != nil {
+		return err
+	}
+	for _, a := range addrs {
+		if err := netlink.AddrDel(l, &a); err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) {
+			return fmt.Errorf("remove IPv6 address %s from %s: %w", a.IPNet, name, err)
+		}
+	}
+	return nil
 }
 
 // TunFlags are the flags of Berth's tap: a single-queue tap without packet
@@ -101,6 +130,9 @@ func EnsureTap(p plan.Plan, br netlink.Link, tunPath string) error {
 		if err := netlink.LinkSetMaster(tap, br); err != nil {
 			return fmt.Errorf("attach %s to %s: %w", p.Tap, p.Bridge, err)
 		}
+	}
+	if err := noIPv6(tap); err != nil {
+		return err
 	}
 	if err := netlink.LinkSetUp(tap); err != nil {
 		return fmt.Errorf("set %s up: %w", p.Tap, err)

@@ -9,8 +9,10 @@ import (
 // TestLoopbackServicesUnreachable (docs/security.md): the pod's services bound to 127.0.0.1 —
 // QEMU's VNC on 5900, the web console on 6080 (QMP is a unix socket, no address at all) — are
 // not reachable through net-setup's NAT: not by the guest at its gateway (VM_GW) or at the pod
-// IP, not by the node at the pod IP. Controls prove each path works for a listener that is not
-// on loopback, so the refusals come from the loopback binding, not from a broken test path.
+// IP, not by the node at the pod IP. On top, net-setup's BERTH-INPUT keeps the guest from any
+// pod service whatever it binds (DHCP, ICMP and replies pass). Controls: the node reaches a
+// listener on the pod IP, and with BERTH-INPUT flushed the guest reaches the non-loopback
+// listeners but still not the loopback ones — each layer holds on its own.
 func TestLoopbackServicesUnreachable(t *testing.T) {
 	for _, s := range []shape{calico, bridgeCNI} {
 		t.Run(s.name, func(t *testing.T) {
@@ -18,6 +20,21 @@ func TestLoopbackServicesUnreachable(t *testing.T) {
 			e.mustNetSetup(nil)
 			e.background(e.pod, "dnsmasq", "--keep-in-foreground", "--log-facility=-", "--conf-file="+e.runDir+"/dnsmasq.conf")
 			e.attachVM()
+
+			// No IPv6 on Berth's links: no link-local address on the bridge the guest could use to
+			// reach pod services on [::] past the IPv4 filter; an address left there is removed.
+			noV6 := func() {
+				t.Helper()
+				for _, dev := range []string{"br0", "tap0"} {
+					if got := strings.TrimSpace(e.run(e.pod, "ip", "-6", "-o", "addr", "show", "dev", dev)); got != "" {
+						t.Errorf("IPv6 on %s: %s", dev, got)
+					}
+				}
+			}
+			noV6()
+			e.ip("-n", e.pod, "-6", "addr", "add", "fd00::1/64", "dev", "br0")
+			e.mustNetSetup(nil)
+			noV6()
 
 			// net-setup never lets packets from outside reach 127.0.0.0/8 (route_localnet).
 			for _, dev := range []string{"all", "br0", "eth0"} {
@@ -53,15 +70,31 @@ func TestLoopbackServicesUnreachable(t *testing.T) {
 			e.expectWho(e.vm, "TCP", e.podIP, 6080, "vm")
 			e.expectWho(e.node, "TCP", e.podIP, 6080, "vm")
 
-			// Controls: the same paths reach pod listeners that are not on loopback.
+			// Pod -> guest connections work (their replies pass BERTH-INPUT: vmm's readiness probe).
+			e.expectWho(e.pod, "TCP", vmIP, 6080, "vm")
+			if got, _ := e.try(e.vm, "ping", "-c1", "-W2", vmGW); !strings.Contains(got, "1 received") {
+				t.Errorf("the VM cannot ping its gateway: %q", got)
+			}
+
+			// A pod service on all addresses: the node reaches it at the pod IP:5900 (the VNC
+			// exception keeps 5900 in the pod), the guest does not at VM_GW (BERTH-INPUT drops it).
 			e.background(e.pod, "socat", "TCP-LISTEN:5910,fork,reuseaddr", "SYSTEM:echo any")
-			e.expectWho(e.vm, "TCP", vmGW, 5910, "any")
 			e.background(e.pod, "socat", "TCP-LISTEN:5900,bind="+e.podIP+",fork,reuseaddr", "SYSTEM:echo podip")
-			e.expectWho(e.vm, "TCP", e.podIP, 5900, "podip")
 			e.expectWho(e.node, "TCP", e.podIP, 5900, "podip")
-			// ... while the loopback listeners still answer inside the pod and still nowhere else.
-			e.expectWho(e.pod, "TCP", "127.0.0.1", 5900, "vnc")
+			e.expectWho(e.pod, "TCP", vmGW, 5910, "any")
+			unreachable(e.vm, vmGW, 5910, "any")
+			unreachable(e.vm, e.podIP, 5900, "podip")
+
+			// Control: without Berth's input filter the same paths reach the non-loopback
+			// listeners — and still not the loopback ones; net-setup puts the filter back.
+			e.run(e.pod, "iptables", "-F", "BERTH-INPUT")
+			e.expectWho(e.vm, "TCP", vmGW, 5910, "any")
+			e.expectWho(e.vm, "TCP", e.podIP, 5900, "podip")
 			unreachable(e.vm, vmGW, 5900, "vnc")
+			unreachable(e.vm, vmGW, 6080, "webconsole")
+			e.mustNetSetup(nil)
+			unreachable(e.vm, vmGW, 5910, "any")
+			e.expectWho(e.pod, "TCP", "127.0.0.1", 5900, "vnc")
 		})
 	}
 }

@@ -35,6 +35,7 @@ const (
 	ChainPostrouting = "BERTH-POSTROUTING"
 	ChainForward     = "BERTH-FORWARD"
 	ChainMSS         = "BERTH-MSS"
+	ChainInput       = "BERTH-INPUT"
 )
 
 // Build returns the rule set for the plan.
@@ -63,6 +64,18 @@ func Build(p plan.Plan) Set {
 		{"-s", vm, "-i", p.Bridge, "-j", "ACCEPT"},
 		{"-d", vm, "-o", p.Bridge, "-j", "ACCEPT"},
 	}
+	// From the VM to the pod itself (not through it): DHCP to dnsmasq, ICMP (path MTU, ping of
+	// the gateway) and TCP that is not a new connection (replies to the pod's own connections,
+	// such as vmm's readiness probe of the guest's port) are let through; everything else is
+	// dropped, so the guest reaches no service of the pod — whatever address a sidecar binds
+	// (docs/security.md). xt_tcp's SYN test rather than conntrack's state: no module beyond the
+	// ones the DNAT rules already use.
+	in := [][]string{
+		{"-i", p.Bridge, "-p", "udp", "-m", "udp", "--dport", "67", "-j", "RETURN"},
+		{"-i", p.Bridge, "-p", "icmp", "-j", "RETURN"},
+		{"-i", p.Bridge, "-p", "tcp", "-m", "tcp", "!", "--tcp-flags", "FIN,SYN,RST,ACK", "SYN", "-j", "RETURN"},
+		{"-i", p.Bridge, "-j", "DROP"},
+	}
 	mss := [][]string{
 		{"-i", p.Bridge, "-p", "tcp", "-m", "tcp", "--tcp-flags", "SYN,RST", "SYN", "-j", "TCPMSS", "--clamp-mss-to-pmtu"},
 		{"-o", p.Bridge, "-p", "tcp", "-m", "tcp", "--tcp-flags", "SYN,RST", "SYN", "-j", "TCPMSS", "--clamp-mss-to-pmtu"},
@@ -71,6 +84,7 @@ func Build(p plan.Plan) Set {
 		{Table: "nat", Name: ChainPrerouting, From: "PREROUTING", Rules: pre},
 		{Table: "nat", Name: ChainPostrouting, From: "POSTROUTING", Rules: post},
 		{Table: "filter", Name: ChainForward, From: "FORWARD", Rules: fwd},
+		{Table: "filter", Name: ChainInput, From: "INPUT", Rules: in},
 		{Table: "mangle", Name: ChainMSS, From: "FORWARD", Rules: mss},
 	}
 }
