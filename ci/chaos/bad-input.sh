@@ -126,7 +126,8 @@ ln "$GUEST" "$srv/guest.qcow2" 2>/dev/null || cp "$GUEST" "$srv/guest.qcow2"
 qemu-img create -q -f qcow2 "$srv/parent.qcow2" 64M
 qemu-img create -q -f qcow2 -b parent.qcow2 -F qcow2 "$srv/child.qcow2"
 chmod 0644 "$srv"/*.qcow2
-qemu-img info "$srv/child.qcow2" | grep -q '^backing file: parent.qcow2' || fail "child.qcow2 has no backing file"
+info=$(qemu-img info "$srv/child.qcow2")
+grep -q '^backing file: parent.qcow2' <<<"$info" || fail "child.qcow2 has no backing file: $info"
 url=$(fileserver_pod files "$srv")
 
 # Cases: VM name | container that refuses | message pattern (ERE) | values lines (indented 4) | value.
@@ -229,7 +230,8 @@ if [ -z "$GOOD_POD" ]; then
 	wait_vm_ready "$REL-good-0"
 	restarts=$(kc -n "$CHAOS_NS" get pod "$REL-good-0" -o json | jq '[(.status.initContainerStatuses // [])[], .status.containerStatuses[] | .restartCount] | add')
 	[ "$restarts" = 0 ] || fail "the good VM's containers restarted $restarts times"
-	ssh_vm "$(pod_ip "$REL-good-0")" hostname | grep -qx good || fail "the good VM's hostname"
+	name=$(ssh_vm "$(pod_ip "$REL-good-0")" hostname) || fail "SSH to the good VM"
+	[ "$name" = good ] || fail "the good VM's hostname is '$name'"
 	result "bad input: no other VM affected" "the good VM of the same release Ready, SSH, 0 restarts" PASS
 else
 	good_after=$(good_restarts)
