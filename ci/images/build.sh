@@ -60,13 +60,17 @@ ensure_debian() {
 	podman image exists "$DEBIAN_IMAGE" && return 0
 	try_pull "$DEBIAN_IMAGE" && { log "pulled $DEBIAN_IMAGE"; return 0; }
 	local tar=$CACHE/debian-bookworm-minbase.tar
-	if [ ! -s "$tar" ]; then
+	if [ ! -f "$tar" ] || [ ! -s "$tar" ]; then
 		log "no registry: making $DEBIAN_IMAGE with mmdebstrap --variant=minbase (about 30 s)"
 		command -v mmdebstrap >/dev/null || die "mmdebstrap is not installed (ci/install-deps.sh)"
-		timeout 900 nice mmdebstrap --quiet --variant=minbase --include=ca-certificates \
-			--aptopt='Acquire::Retries "3"' bookworm "$tar.tmp" http://deb.debian.org/debian ||
+		# --format=tar: mmdebstrap picks the format from the file name, and "x.tar.tmp" would be a
+		# directory. A directory left where the tarball belongs (by that mistake) goes too.
+		local tmp=$CACHE/.debian-bookworm-minbase.tmp.tar
+		rm -rf "$tmp" "$tar"
+		timeout 900 nice mmdebstrap --quiet --format=tar --variant=minbase --include=ca-certificates \
+			--aptopt='Acquire::Retries "3"' bookworm "$tmp" http://deb.debian.org/debian ||
 			die "mmdebstrap bookworm"
-		mv "$tar.tmp" "$tar"
+		mv "$tmp" "$tar"
 	fi
 	podman import -q --change 'CMD ["bash"]' "$tar" "$DEBIAN_IMAGE" >/dev/null || die "podman import $tar"
 	log "imported $DEBIAN_IMAGE from $tar"
