@@ -2,7 +2,6 @@ package charttest
 
 import (
 	"fmt"
-	"os"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -127,18 +126,11 @@ func auditRows(ap auditPod) []auditRow {
 			if sc.RunAsNonRoot != nil {
 				nonRoot = sc.RunAsNonRoot
 			}
-			r.Privileged = sc.Privileged != nil && *sc.Privileged
+			r.Privileged = isTrue(sc.Privileged)
 			r.Escalation = boolp(sc.AllowPrivilegeEscalation)
-			r.ReadOnly = sc.ReadOnlyRootFilesystem != nil && *sc.ReadOnlyRootFilesystem
-			if sc.Capabilities != nil {
-				for _, a := range sc.Capabilities.Add {
-					r.CapsAdd = append(r.CapsAdd, string(a))
-				}
-				for _, d := range sc.Capabilities.Drop {
-					r.CapsDrop = append(r.CapsDrop, string(d))
-				}
-			}
+			r.ReadOnly = isTrue(sc.ReadOnlyRootFilesystem)
 		}
+		r.CapsAdd, r.CapsDrop = caps(c)
 		if uid != nil {
 			r.User = strconv.FormatInt(*uid, 10)
 		}
@@ -248,25 +240,8 @@ func TestSecurityAudit(t *testing.T) {
 		doc.WriteString("\n")
 		t.Run(v.name, func(t *testing.T) { checkInvariants(t, r, v.vmRoot) })
 	}
-	golden := filepath.Join("testdata", "security", "audit.md")
-	got := doc.String()
-	if *update {
-		if err := os.MkdirAll(filepath.Dir(golden), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(golden)
-	if err != nil {
-		t.Fatalf("%v (run go test -run TestSecurityAudit -update to create it)", err)
-	}
-	if string(want) != got {
-		t.Errorf("the rendered privileges differ from %s (review, explain the change in docs/security.md, then -update):\n%s",
-			golden, firstDiff(string(want), got))
-	}
+	assertGolden(t, filepath.Join("testdata", "security", "audit.md"), []byte(doc.String()), "the rendered privileges",
+		"review, explain the change in docs/security.md, then -update")
 }
 
 // checkInvariants asserts docs/security.md's invariants on one rendering.
@@ -308,7 +283,7 @@ func checkInvariants(t *testing.T, r *Rendered, vmRoot bool) {
 				t.Errorf("%s: hostPath volume %s (%s): only the image cache may use the node's filesystem", p.Name, v.Name, v.HostPath.Path)
 			}
 		}
-		for _, c := range append(append([]corev1.Container(nil), s.InitContainers...), s.Containers...) {
+		for _, c := range podContainers(s) {
 			e := env(c)
 			if l, ok := e["VNC_LISTEN"]; ok && !strings.HasPrefix(l, "127.") {
 				if e["VNC_PASSWORD_FILE"] == "" {
@@ -376,7 +351,7 @@ func TestTerminationMessages(t *testing.T) {
 			if !strings.HasPrefix(p.Name, "StatefulSet/") {
 				continue
 			}
-			for _, c := range append(append([]corev1.Container(nil), p.Spec.InitContainers...), p.Spec.Containers...) {
+			for _, c := range podContainers(p.Spec) {
 				if c.TerminationMessagePolicy != corev1.TerminationMessageFallbackToLogsOnError {
 					t.Errorf("%s %s/%s: terminationMessagePolicy %q, want FallbackToLogsOnError", v.name, p.Name, c.Name, c.TerminationMessagePolicy)
 				}

@@ -64,7 +64,12 @@ func sts(t *testing.T, r *Rendered, vm string) *appsv1.StatefulSet {
 }
 
 func allContainers(s *appsv1.StatefulSet) []corev1.Container {
-	return append(append([]corev1.Container(nil), s.Spec.Template.Spec.InitContainers...), s.Spec.Template.Spec.Containers...)
+	return podContainers(s.Spec.Template.Spec)
+}
+
+// podContainers is a pod's init containers (sidecars among them), then its containers.
+func podContainers(p corev1.PodSpec) []corev1.Container {
+	return append(append([]corev1.Container(nil), p.InitContainers...), p.Containers...)
 }
 
 func container(t *testing.T, s *appsv1.StatefulSet, name string) corev1.Container {
@@ -115,25 +120,30 @@ func TestExamplesGolden(t *testing.T) {
 			if len(r.Objects) == 0 {
 				t.Fatalf("%s rendered no objects", f)
 			}
-			golden := filepath.Join("testdata", "golden", name+".yaml")
-			got := r.Snapshot()
-			if *update {
-				if err := os.MkdirAll(filepath.Dir(golden), 0o755); err != nil {
-					t.Fatal(err)
-				}
-				if err := os.WriteFile(golden, got, 0o644); err != nil {
-					t.Fatal(err)
-				}
-				return
-			}
-			want, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatalf("%v (run go test -update to create it)", err)
-			}
-			if string(got) != string(want) {
-				t.Errorf("%s: rendering differs from %s (go test -update rewrites it after review):\n%s", f, golden, firstDiff(string(want), string(got)))
-			}
+			assertGolden(t, filepath.Join("testdata", "golden", name+".yaml"), r.Snapshot(), f+": the rendering", "go test -update rewrites it after review")
 		})
+	}
+}
+
+// assertGolden compares got with the golden file (rewritten with -update): what names what
+// differs, how says how to accept a change.
+func assertGolden(t *testing.T, golden string, got []byte, what, how string) {
+	t.Helper()
+	if *update {
+		if err := os.MkdirAll(filepath.Dir(golden), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(golden, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatalf("%v (run go test -update to create it)", err)
+	}
+	if string(got) != string(want) {
+		t.Errorf("%s differs from %s (%s):\n%s", what, golden, how, firstDiff(string(want), string(got)))
 	}
 }
 
