@@ -240,7 +240,7 @@ func TestSecurityAudit(t *testing.T) {
 		doc.WriteString("\n")
 		t.Run(v.name, func(t *testing.T) { checkInvariants(t, r, v.vmRoot) })
 	}
-	assertGolden(t, filepath.Join("testdata", "security", "audit.md"), []byte(doc.String()), "the rendered privileges",
+	assertGolden(t, filepath.Join("testdata", "security", "audit.md"), []byte(doc.String()), "the privilege audit",
 		"review, explain the change in docs/security.md, then -update")
 }
 

@@ -120,7 +120,7 @@ func TestExamplesGolden(t *testing.T) {
 			if len(r.Objects) == 0 {
 				t.Fatalf("%s rendered no objects", f)
 			}
-			assertGolden(t, filepath.Join("testdata", "golden", name+".yaml"), r.Snapshot(), f+": the rendering", "go test -update rewrites it after review")
+			assertGolden(t, filepath.Join("testdata", "golden", name+".yaml"), r.Snapshot(), "the rendering of "+f, "go test -update rewrites it after review")
 		})
 	}
 }
