@@ -135,7 +135,7 @@ func (d *Downloader) Download(ctx context.Context, url, part string) (string, er
 			removePart(part)
 			return "", err
 		}
-		if isLocalWriteError(err) || errors.Is(err, syscall.ENOSPC) {
+		if isLocalWriteError(err) {
 			removePart(part)
 			var ns *noSpaceError
 			if errors.Is(err, syscall.ENOSPC) && !errors.As(err, &ns) {
@@ -161,7 +161,7 @@ func (d *Downloader) Download(ctx context.Context, url, part string) (string, er
 // download does not help.
 func isLocalWriteError(err error) bool {
 	var pe *fs.PathError
-	return errors.As(err, &pe) || errors.Is(err, fs.ErrPermission)
+	return errors.As(err, &pe) || errors.Is(err, fs.ErrPermission) || errors.Is(err, syscall.ENOSPC)
 }
 
 func removePart(part string) {
