@@ -142,17 +142,7 @@ type vmmProc struct {
 
 func (p *pod) start(t *testing.T, name string, env []string) *vmmProc {
 	t.Helper()
-	v := &vmmProc{console: filepath.Join(p.work, name+".console"), stderr: filepath.Join(p.work, name+".stderr"), done: make(chan struct{})}
-	out, _ := os.Create(v.console)
-	errf, _ := os.Create(v.stderr)
-	v.cmd = p.cmd(t, env)
-	v.cmd.Stdout, v.cmd.Stderr = out, errf
-	if err := v.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { v.err = v.cmd.Wait(); out.Close(); errf.Close(); close(v.done) }()
-	t.Cleanup(func() { v.cmd.Process.Kill() })
-	return v
+	return p.launch(t, name, env, nil, nil)
 }
 
 // startTTY runs vmm as the kubelet runs a container with stdin and tty (the chart's
@@ -161,17 +151,32 @@ func (p *pod) start(t *testing.T, name string, env []string) *vmmProc {
 func (p *pod) startTTY(t *testing.T, name string, env []string) (*vmmProc, *os.File) {
 	t.Helper()
 	master, term := openPTY(t)
+	t.Cleanup(func() { master.Close() })
+	return p.launch(t, name, env, master, term), master
+}
+
+// launch starts vmm with its stderr in <name>.stderr and its console in <name>.console: stdout
+// itself, or with a terminal (term, master not nil) stdin and stdout on term and master copied.
+func (p *pod) launch(t *testing.T, name string, env []string, master, term *os.File) *vmmProc {
+	t.Helper()
 	v := &vmmProc{console: filepath.Join(p.work, name+".console"), stderr: filepath.Join(p.work, name+".stderr"), done: make(chan struct{})}
 	out, _ := os.Create(v.console)
 	errf, _ := os.Create(v.stderr)
 	v.cmd = p.cmd(t, env)
-	v.cmd.Stdin, v.cmd.Stdout, v.cmd.Stderr = term, term, errf
+	v.cmd.Stdout, v.cmd.Stderr = out, errf
+	if term != nil {
+		v.cmd.Stdin, v.cmd.Stdout = term, term
+	}
 	if err := v.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	term.Close() // vmm and QEMU hold it now; reads of master end (EIO) when they are gone
 	copied := make(chan struct{})
-	go func() { io.Copy(out, master); close(copied) }()
+	if term != nil {
+		term.Close() // vmm and QEMU hold it now; reads of master end (EIO) when they are gone
+		go func() { io.Copy(out, master); close(copied) }()
+	} else {
+		close(copied)
+	}
 	go func() {
 		v.err = v.cmd.Wait()
 		select {
@@ -182,8 +187,8 @@ func (p *pod) startTTY(t *testing.T, name string, env []string) (*vmmProc, *os.F
 		errf.Close()
 		close(v.done)
 	}()
-	t.Cleanup(func() { v.cmd.Process.Kill(); master.Close() })
-	return v, master
+	t.Cleanup(func() { v.cmd.Process.Kill() })
+	return v
 }
 
 // openPTY opens a pseudo-terminal pair: the master and the terminal (not the test's controlling one).
