@@ -82,26 +82,8 @@ load_images() {
 	TOOLBOX=$("$repo/ci/e2e/toolbox-image.sh" | tail -1)
 }
 
-fileserver_pod() { # fileserver_pod NAME DIR [RATE]
-	local name=$1 dir=$2 rate=${3:-0}
-	kc -n "$CHAOS_NS" apply -f - >/dev/null <<YAML || fail "fileserver pod $name"
-apiVersion: v1
-kind: Pod
-metadata: {name: $name, labels: {app: $name}}
-spec:
-  terminationGracePeriodSeconds: 1
-  containers:
-  - name: http
-    image: $TOOLBOX
-    imagePullPolicy: Never
-    command: [/bin/fileserver, -listen, ":8080", -dir, /srv, -rate, "$rate"]
-    readinessProbe: {tcpSocket: {port: 8080}, periodSeconds: 1}
-    securityContext: {runAsUser: 65534, runAsNonRoot: true, allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: {drop: [ALL]}}
-    volumeMounts: [{name: srv, mountPath: /srv, readOnly: true}]
-  volumes: [{name: srv, hostPath: {path: $dir, type: Directory}}]
-YAML
-	kc -n "$CHAOS_NS" wait --for=condition=Ready "pod/$name" --timeout=60s >/dev/null || fail "fileserver pod $name not Ready"
-	echo "http://$(pod_ip "$name"):8080"
+fileserver_pod() { # fileserver_pod NAME DIR [RATE]: ci/cluster/lib.sh's serve_dir_pod in CHAOS_NS
+	serve_dir_pod "$CHAOS_NS" "$1" "$2" "$TOOLBOX" "${3:-0}" || fail "fileserver pod $1 not Ready"
 }
 served_requests() { kc -n "$CHAOS_NS" logs "$1" 2>/dev/null | grep -F " path=$2 " || true; }
 

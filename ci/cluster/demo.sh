@@ -68,24 +68,7 @@ else
 	toolbox=$("$repo/ci/e2e/toolbox-image.sh" | tail -1)
 	kc create namespace "$NS" >/dev/null 2>&1 || true
 	wait_for 30 "service account" kc -n "$NS" get serviceaccount default
-	kc -n "$NS" apply -f - >/dev/null <<YAML
-apiVersion: v1
-kind: Pod
-metadata: {name: images, labels: {app: berth-demo-images}}
-spec:
-  terminationGracePeriodSeconds: 1
-  containers:
-  - name: http
-    image: $toolbox
-    imagePullPolicy: Never
-    command: [/bin/fileserver, -listen, ":8080", -dir, /srv]
-    readinessProbe: {tcpSocket: {port: 8080}, periodSeconds: 1}
-    securityContext: {runAsUser: 65534, runAsNonRoot: true, allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: {drop: [ALL]}}
-    volumeMounts: [{name: guest, mountPath: /srv, readOnly: true}]
-  volumes: [{name: guest, hostPath: {path: $(dirname "$guest"), type: Directory}}]
-YAML
-	k wait --for=condition=Ready pod/images --timeout=60s >/dev/null
-	url="http://$(k get pod images -o jsonpath='{.status.podIP}'):8080/$(basename "$guest")"
+	url="$(serve_dir_pod "$NS" images "$(dirname "$guest")" "$toolbox")/$(basename "$guest")" || die "the image server pod is not Ready"
 	for vm in $vms; do set_args+=(--set "vms.$vm.image.source=$url" --set "vms.$vm.image.target=berth-testguest.qcow2"); done
 	# A password for the guest's user, for logging in on the consoles (SSH stays key-only: cloud-init
 	# leaves sshd's PasswordAuthentication as the image has it). The user-data is demo.yaml's plus it.

@@ -61,3 +61,29 @@ cluster_lock() {
 	fi
 	export BERTH_CLUSTER_LOCKED=$$
 }
+
+# serve_dir_pod NS NAME DIR IMAGE [RATE]: an HTTP server pod NAME in NS (IMAGE: the e2e toolbox
+# image, ci/e2e/toolbox-image.sh) serving DIR of this machine (hostPath, read-only) on port 8080,
+# each response paced to RATE bytes/s (default 0: not paced); waits (60 s) until it is Ready, then
+# prints http://<pod IP>:8080. Used by the e2e test, make chaos and make demo.
+serve_dir_pod() {
+	local ns=$1 name=$2 dir=$3 image=$4 rate=${5:-0}
+	kc -n "$ns" apply -f - >/dev/null <<YAML || return 1
+apiVersion: v1
+kind: Pod
+metadata: {name: $name, labels: {app: $name}}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: http
+    image: $image
+    imagePullPolicy: Never
+    command: [/bin/fileserver, -listen, ":8080", -dir, /srv, -rate, "$rate"]
+    readinessProbe: {tcpSocket: {port: 8080}, periodSeconds: 1}
+    securityContext: {runAsUser: 65534, runAsNonRoot: true, allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: {drop: [ALL]}}
+    volumeMounts: [{name: srv, mountPath: /srv, readOnly: true}]
+  volumes: [{name: srv, hostPath: {path: $dir, type: Directory}}]
+YAML
+	kc -n "$ns" wait --for=condition=Ready "pod/$name" --timeout=60s >/dev/null || return 1
+	echo "http://$(kc -n "$ns" get pod "$name" -o jsonpath='{.status.podIP}'):8080"
+}

@@ -194,26 +194,9 @@ run_cni() {
 	kc create namespace "$NS" >/dev/null
 	wait_for 30 "service account in $NS" kc -n "$NS" get serviceaccount default || fail "no default service account"
 	# The HTTP server pod: serves the test guest's directory (hostPath, read-only) on 8080.
-	kc -n "$NS" apply -f - >/dev/null <<YAML
-apiVersion: v1
-kind: Pod
-metadata: {name: fileserver, labels: {app: fileserver}}
-spec:
-  terminationGracePeriodSeconds: 1
-  containers:
-  - name: http
-    image: $toolbox
-    imagePullPolicy: Never
-    command: [/bin/fileserver, -listen, ":8080", -dir, /srv]
-    readinessProbe: {tcpSocket: {port: 8080}, periodSeconds: 1}
-    securityContext: {runAsUser: 65534, runAsNonRoot: true, allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: {drop: [ALL]}}
-    volumeMounts: [{name: guest, mountPath: /srv, readOnly: true}]
-  volumes: [{name: guest, hostPath: {path: $(dirname "$GUEST"), type: Directory}}]
-YAML
-	kc -n "$NS" wait --for=condition=Ready pod/fileserver --timeout=60s >/dev/null || fail "fileserver pod not Ready"
-	local fs_ip url
-	fs_ip=$(pod_ip fileserver)
-	url="http://$fs_ip:8080/$(basename "$GUEST")"
+	local url
+	url=$(serve_dir_pod "$NS" fileserver "$(dirname "$GUEST")" "$toolbox") || fail "fileserver pod not Ready"
+	url="$url/$(basename "$GUEST")"
 	sed -e "s|@IMG_URL@|$url|" -e "s|@IMG_TARGET@|berth-testguest.qcow2|" -e "s|@MARKER@|$MARKER|" -e "s|@CONSOLE_PASSWORD@|$CONSOLE_PASSWORD|" \
 		-e "s|@IMG_CACHE@|$IMG_CACHE|" -e "s|@SSH_PUBKEY@|$(cat "$work/id.pub")|" "$here/values.yaml.in" >"$work/values.yaml"
 	phase fileserver
