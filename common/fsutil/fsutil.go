@@ -51,8 +51,20 @@ func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
 	return nil
 }
 
-// Rename renames old to new and fsyncs the directory of new.
+// Rename renames the regular file old to new and fsyncs the directory of new.
+// Neither may be a symlink or anything but a regular file (a *NotOwnFileError):
+// a rename would otherwise move a planted link into Berth's own name.
 func Rename(old, new string) error {
+	fi, err := os.Lstat(old)
+	if err != nil {
+		return fmt.Errorf("rename into place: %w", err)
+	}
+	if !fi.Mode().IsRegular() {
+		return fmt.Errorf("rename into place: %w", &NotOwnFileError{Path: old, Found: describeMode(fi.Mode())})
+	}
+	if err := CheckOwnFile(new); err != nil {
+		return fmt.Errorf("rename into place: %w", err)
+	}
 	if err := os.Rename(old, new); err != nil {
 		return fmt.Errorf("rename into place: %w", err)
 	}
@@ -74,7 +86,7 @@ func SyncDir(dir string) error {
 
 // SyncFile fsyncs a file's data.
 func SyncFile(path string) error {
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	f, err := OpenFile(path, os.O_RDWR, 0)
 	if err != nil {
 		return fmt.Errorf("fsync %s: %w", path, err)
 	}
@@ -87,7 +99,7 @@ func SyncFile(path string) error {
 
 // HashFile returns the sha256 of a file in lower-case hex.
 func HashFile(ctx context.Context, path string) (string, error) {
-	f, err := os.Open(path)
+	f, err := Open(path)
 	if err != nil {
 		return "", fmt.Errorf("sha256 %s: %w", path, err)
 	}
@@ -128,11 +140,12 @@ func CopyHash(ctx context.Context, dst io.Writer, src io.Reader) (string, error)
 // Lock is an exclusive flock on a lock file.
 type Lock struct{ f *os.File }
 
-// LockFile takes an exclusive flock on path (created if missing), waiting
+// LockFile takes an exclusive flock on path (created if missing; never through
+// a symlink, see OpenFile), waiting
 // until it is free or ctx ends, logging while it waits. Opened read-only so
 // pods running as different uids can share one lock file.
 func LockFile(ctx context.Context, log *slog.Logger, path string, poll time.Duration) (*Lock, error) {
-	f, err := os.OpenFile(path, os.O_RDONLY|os.O_CREATE, 0o644)
+	f, err := OpenFile(path, os.O_RDONLY|os.O_CREATE, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("lock %s: %w", path, err)
 	}

@@ -44,7 +44,9 @@ func Main(spec Spec, run func(Run) error) {
 // MainArgs is Main without the exit, for tests.
 func MainArgs(spec Spec, args []string, env Env, stdout, stderr io.Writer, run func(Run) error) int {
 	fs := flag.NewFlagSet(spec.Name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	// A bad flag is bad input like any other: one line naming it, exit 2 and
+	// the termination log (below), not the flag package's usage dump.
+	fs.SetOutput(io.Discard)
 	dry := fs.Bool("dry-run", false, "print what would be done and change nothing")
 	var check *bool
 	if spec.Check {
@@ -53,16 +55,16 @@ func MainArgs(spec Spec, args []string, env Env, stdout, stderr io.Writer, run f
 	if spec.Flags != nil {
 		spec.Flags(fs)
 	}
-	// flag prints the error itself; the usage is printed once, here: on
-	// stdout for -h, on stderr after a bad flag.
 	fs.Usage = func() {}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			Usage(stdout, spec, fs)
 			return ExitOK
 		}
-		Usage(stderr, spec, fs)
-		return ExitBadInput
+		return fail(spec.Name, env, stderr, BadInputf("flags", strings.Join(args, " "), "%v (see %s -h)", err, spec.Name))
+	}
+	if fs.NArg() > 0 {
+		return fail(spec.Name, env, stderr, BadInputf("flags", strings.Join(args, " "), "unexpected argument %q: %s takes flags only (see %s -h)", fs.Arg(0), spec.Name, spec.Name))
 	}
 
 	logger, err := NewLogger(env, stderr)

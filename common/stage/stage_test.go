@@ -101,8 +101,18 @@ func TestMainArgsExitCodesAndTerminationLog(t *testing.T) {
 	if code := MainArgs(spec, nil, env, &out, &errb, func(Run) error { return errors.New("boom") }); code != 1 {
 		t.Errorf("failure exit = %d, want 1", code)
 	}
-	if code := MainArgs(spec, []string{"--nope"}, env, &out, &errb, func(Run) error { return nil }); code != 2 {
-		t.Errorf("unknown flag exit = %d, want 2", code)
+	for _, args := range [][]string{{"--nope"}, {"--dry-run", "extra"}} {
+		errb.Reset()
+		os.Remove(tlog)
+		if code := MainArgs(spec, args, env, &out, &errb, func(Run) error { return nil }); code != 2 {
+			t.Errorf("%q: exit = %d, want 2", args, code)
+		}
+		if lines := strings.Count(errb.String(), "\n"); lines != 1 || !strings.Contains(errb.String(), "flags=") {
+			t.Errorf("%q: want one line naming the flags, got %q", args, errb.String())
+		}
+		if b, err := os.ReadFile(tlog); err != nil || !strings.Contains(string(b), args[len(args)-1]) {
+			t.Errorf("%q: termination log %q %v", args, b, err)
+		}
 	}
 	bad := MapEnv(map[string]string{"LOG_FORMAT": "xml", "TERMINATION_LOG": tlog})
 	if code := MainArgs(spec, nil, bad, &out, &errb, func(Run) error { return nil }); code != 2 {

@@ -1,0 +1,122 @@
+package fsutil
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"syscall"
+)
+
+// Shared volumes (the image cache on the node, the pet disk's PVC, the run
+// volume) are hostile ground: anything that can write there can leave a
+// symlink, a FIFO or a directory where a stage expects a file of its own. The
+// functions here never follow a symlink in the last component of a path, never
+// block on a FIFO, and refuse whatever is not a regular file. Every file a stage
+// creates, opens for writing, locks, chmods or renames in a shared volume goes
+// through them (or through WriteFileAtomic, which uses them).
+
+// ErrNotOwnFile is wrapped by every refusal: the path holds a symlink, a FIFO,
+// a device, a socket or a directory where a regular file was expected. It is
+// left as it is.
+var ErrNotOwnFile = errors.New("not a regular file of Berth's")
+
+// NotOwnFileError says what was found at Path instead of a regular file.
+type NotOwnFileError struct {
+	Path  string
+	Found string // "a symlink", "a FIFO", "a directory", ...
+}
+
+func (e *NotOwnFileError) Error() string {
+	return fmt.Sprintf("%s is %s, not a regular file: refusing to use it (left as it is; remove it if it is not yours)", e.Path, e.Found)
+}
+
+func (e *NotOwnFileError) Unwrap() error { return ErrNotOwnFile }
+
+// describeMode names a file type for an error message.
+func describeMode(m fs.FileMode) string {
+	switch {
+	case m&fs.ModeSymlink != 0:
+		return "a symlink"
+	case m&fs.ModeNamedPipe != 0:
+		return "a FIFO"
+	case m&fs.ModeSocket != 0:
+		return "a socket"
+	case m&fs.ModeDevice != 0:
+		return "a device"
+	case m.IsDir():
+		return "a directory"
+	default:
+		return "not a regular file"
+	}
+}
+
+// OpenFile is os.OpenFile that does not follow a symlink at path, does not
+// block on a FIFO, and returns a *NotOwnFileError unless path is (or, with
+// O_CREATE, becomes) a regular file. The type is checked on the opened
+// descriptor, so a file swapped between a check and the open is caught.
+func OpenFile(path string, flag int, perm os.FileMode) (*os.File, error) {
+	f, err := os.OpenFile(path, flag|syscall.O_NOFOLLOW|syscall.O_NONBLOCK|syscall.O_CLOEXEC, perm)
+	if err != nil {
+		// ELOOP: the last component is a symlink. EISDIR/ENXIO/EWOULDBLOCK:
+		// a directory opened for writing, a FIFO with no reader, a socket.
+		var pe *fs.PathError
+		if errors.As(err, &pe) && (errors.Is(pe.Err, syscall.ELOOP) || errors.Is(pe.Err, syscall.EISDIR) ||
+			errors.Is(pe.Err, syscall.ENXIO) || errors.Is(pe.Err, syscall.EWOULDBLOCK)) {
+			if fi, lerr := os.Lstat(path); lerr == nil && !fi.Mode().IsRegular() {
+				return nil, &NotOwnFileError{Path: path, Found: describeMode(fi.Mode())}
+			}
+		}
+		return nil, err
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("stat %s: %w", path, err)
+	}
+	if !fi.Mode().IsRegular() {
+		f.Close()
+		return nil, &NotOwnFileError{Path: path, Found: describeMode(fi.Mode())}
+	}
+	// O_NONBLOCK is only there for the open; a regular file ignores it, but
+	// clear it so the descriptor behaves like any other.
+	if err := syscall.SetNonblock(int(f.Fd()), false); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	return f, nil
+}
+
+// Open opens path read-only with OpenFile's guarantees.
+func Open(path string) (*os.File, error) { return OpenFile(path, os.O_RDONLY, 0) }
+
+// CheckOwnFile returns nil when nothing is at path or path is a regular file
+// (not a symlink), and a *NotOwnFileError for anything else: the check before
+// renaming onto path or trusting what is there.
+func CheckOwnFile(path string) error {
+	fi, err := os.Lstat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("stat %s: %w", path, err)
+	}
+	if !fi.Mode().IsRegular() {
+		return &NotOwnFileError{Path: path, Found: describeMode(fi.Mode())}
+	}
+	return nil
+}
+
+// Chmod changes a regular file's mode through a descriptor opened without
+// following symlinks.
+func Chmod(path string, mode os.FileMode) error {
+	f, err := Open(path)
+	if err != nil {
+		return fmt.Errorf("chmod %s: %w", path, err)
+	}
+	defer f.Close()
+	if err := f.Chmod(mode); err != nil {
+		return fmt.Errorf("chmod %s: %w", path, err)
+	}
+	return nil
+}
