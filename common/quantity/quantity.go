@@ -1,5 +1,8 @@
-// Package quantity parses sizes as Kubernetes and QEMU users write them:
-// 1Gi, 1024Mi, 1024M, 1G, 512k, or a plain number of bytes.
+// Package quantity parses sizes the one way every part of Berth reads them:
+// a plain number of bytes, or a whole number with a binary suffix Ki, Mi, Gi
+// or Ti. Decimal and single-letter suffixes are refused: "1G" is 10^9 bytes to
+// Kubernetes (the pod's limit, the PVC's request) and 2^30 to QEMU and
+// qemu-img, and a size that means two things overruns one of them.
 package quantity
 
 import (
@@ -14,14 +17,13 @@ var suffixes = []struct {
 	m uint64
 }{
 	{"Ki", 1 << 10}, {"Mi", 1 << 20}, {"Gi", 1 << 30}, {"Ti", 1 << 40},
-	// QEMU's and qemu-img's single letters are binary too: 1G = 1024M.
-	{"K", 1 << 10}, {"M", 1 << 20}, {"G", 1 << 30}, {"T", 1 << 40},
-	{"k", 1 << 10},
 }
 
-// ParseBytes parses s into a number of bytes. Decimal SI suffixes (1G = 10^9)
-// are deliberately not accepted in lower case ("1g") to avoid ambiguity; the
-// single upper-case letters follow QEMU (binary).
+// Allowed says what ParseBytes takes, for the error that names the variable.
+const Allowed = "a whole number of bytes, or with a binary suffix Ki, Mi, Gi or Ti (e.g. 512Mi, 20Gi); " +
+	"K, M, G, T, k, B and the decimal suffixes are refused: 1G is 10^9 bytes to Kubernetes and 2^30 to QEMU"
+
+// ParseBytes parses s into a number of bytes (see Allowed).
 func ParseBytes(s string) (uint64, error) {
 	t := strings.TrimSpace(s)
 	if t == "" {
@@ -35,12 +37,9 @@ func ParseBytes(s string) (uint64, error) {
 			break
 		}
 	}
-	if strings.HasSuffix(t, "B") && mult == 1 {
-		t = strings.TrimSuffix(t, "B")
-	}
 	n, err := strconv.ParseUint(t, 10, 64)
 	if err != nil {
-		return 0, fmt.Errorf("size %q: want a whole number with an optional suffix Ki, Mi, Gi, Ti (or K, M, G, T)", s)
+		return 0, fmt.Errorf("size %q: want %s", s, Allowed)
 	}
 	if n > math.MaxUint64/mult {
 		return 0, fmt.Errorf("size %q: too large", s)

@@ -13,11 +13,17 @@ func TestParseBytes(t *testing.T) {
 	}{
 		{"1Gi", 1 << 30, false},
 		{"1024Mi", 1 << 30, false},
-		{"1024M", 1 << 30, false},
-		{"1G", 1 << 30, false},
-		{"512k", 512 << 10, false},
 		{"4096", 4096, false},
-		{"4096B", 4096, false},
+		{"1Ti", 1 << 40, false},
+		// one meaning per suffix: what Kubernetes and QEMU read differently is refused
+		{"1024M", 0, true},
+		{"1G", 0, true},
+		{"512k", 0, true},
+		{"512K", 0, true},
+		{"1T", 0, true},
+		{"4096B", 0, true},
+		{"1Pi", 0, true},
+		{"1e9", 0, true},
 		{" 2Gi ", 2 << 30, false},
 		// bad inputs tried:
 		{"", 0, true},

@@ -11,3 +11,12 @@ const (
 	SeedISOName       = "seed.iso"       // seed-iso writes, vmm attaches
 	QMPSocketName     = "qmp.sock"       // vmm's QEMU serves it, `vmm probe live` asks it
 )
+
+// Links net-setup makes carry one of these as their ifalias (IFLA_IFALIAS):
+// net-setup changes or deletes only a link that carries it, and vmm attaches
+// only to a tap that does. A link of the same name without it (the pod's own
+// NIC, a Multus NIC, anything else) is refused, never touched.
+const (
+	BridgeAlias = "berth: bridge made by net-setup"
+	TapAlias    = "berth: tap made by net-setup"
+)

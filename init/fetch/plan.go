@@ -137,7 +137,7 @@ func PlanFromEnv(env stage.Env, stat func(string) error) (Plan, error) {
 	if s, ok := env.Lookup("DISK_SIZE"); ok {
 		n, err := quantity.ParseBytes(s)
 		if err != nil || n == 0 {
-			return p, stage.BadInput("DISK_SIZE", s, "must be a size such as 20Gi, 20480Mi or 21474836480")
+			return p, stage.BadInput("DISK_SIZE", s, "must be a size greater than 0: "+quantity.Allowed)
 		}
 		if n%512 != 0 {
 			return p, stage.BadInputf("DISK_SIZE", s, "must be a multiple of 512 bytes (is %d)", n)

@@ -212,7 +212,7 @@ func memory(env stage.Env) (uint64, error) {
 	v := env.String("VM_MEMORY", "1Gi")
 	b, err := quantity.ParseBytes(v)
 	if err != nil {
-		return 0, stage.BadInput("VM_MEMORY", v, "must be a size such as 1Gi, 1024Mi or 1024M")
+		return 0, stage.BadInput("VM_MEMORY", v, "must be a size: "+quantity.Allowed)
 	}
 	if b < MinMemory || b > MaxMemory {
 		return 0, stage.BadInput("VM_MEMORY", v, "must be from 128Mi to 4Ti")

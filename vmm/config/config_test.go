@@ -45,7 +45,7 @@ func TestGoodValues(t *testing.T) {
 	pw := filepath.Join(t.TempDir(), "pw")
 	os.WriteFile(pw, []byte("secret\n"), 0o600)
 	env := goodEnv()
-	for k, v := range map[string]string{"VM_CPUS": "4", "VM_MEMORY": "1536M", "ACCEL": "tcg", "NO_VNC": "false",
+	for k, v := range map[string]string{"VM_CPUS": "4", "VM_MEMORY": "1536Mi", "ACCEL": "tcg", "NO_VNC": "false",
 		"VNC_LISTEN": "0.0.0.0", "VNC_PASSWORD_FILE": pw, "SHUTDOWN_TIMEOUT": "5", "READY_TCP_PORT": "22", "VM_IP": "10.0.0.2"} {
 		env[k] = v
 	}
