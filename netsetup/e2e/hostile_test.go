@@ -308,6 +308,15 @@ func TestHostileRunDir(t *testing.T) {
 				must(t, os.WriteFile(victim, []byte("not net-setup's\n"), 0o640))
 				pl.make(t, filepath.Join(e.runDir, tc.file), victim)
 				e.refused(nil, "BERTH_RUN_DIR", victim, filepath.Join(filepath.Dir(e.runDir), "real-tun"))
+				// --check reads the same files: it reports the plant, neither blocking on a
+				// FIFO nor following a symlink.
+				before := e.fullSnapshot(victim)
+				if code, out, errOut := e.netSetup(nil, "--check"); code != 1 || !strings.Contains(out, filepath.Join(e.runDir, tc.file)) {
+					t.Errorf("--check: exit %d, %q %q; want 1 naming %s", code, out, errOut, tc.file)
+				}
+				if after := e.fullSnapshot(victim); after != before {
+					t.Errorf("--check changed the pod:\n%s", diffLines(before, after))
+				}
 			})
 		}
 	}
