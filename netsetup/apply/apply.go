@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -56,6 +57,8 @@ func Render(p plan.Plan, backend string, runDir string) (Outputs, error) {
 
 // Apply builds the plan in the current network namespace. Each step is
 // idempotent; net.json is written last, so its presence means a full run.
+// The caller runs Preflight first (setup.Run does): whatever it refuses,
+// nothing has changed.
 func Apply(ctx context.Context, log *slog.Logger, o Outputs, b Backend, runDir string) error {
 	p := o.Plan
 	if err := EnsureIPForward(IPForwardPath); err != nil {
@@ -90,9 +93,6 @@ func Apply(ctx context.Context, log *slog.Logger, o Outputs, b Backend, runDir s
 		return err
 	}
 	log.Info("rules ready", "backend", b.Name, "podIP", p.PodIP, "vmIP", p.VMIP, "vncStaysInPod", !p.NoVNC)
-	if err := validateDnsmasq(ctx, log, o.Dnsmasq, runDir); err != nil {
-		return err
-	}
 	for _, f := range []struct {
 		name string
 		data []byte
@@ -105,37 +105,90 @@ func Apply(ctx context.Context, log *slog.Logger, o Outputs, b Backend, runDir s
 	return nil
 }
 
-// validateDnsmasq runs `dnsmasq --test` on the config when dnsmasq is
-// installed here (it is in net-setup's image and in the tests).
-func validateDnsmasq(ctx context.Context, log *slog.Logger, conf []byte, runDir string) error {
+// runFiles are the files net-setup writes in the run dir besides the tun node.
+var runFiles = []string{dnsmasq.ConfName, NetJSONName}
+
+// MaxRunFile bounds what net-setup reads back of its own files in the run dir
+// (a few KiB when net-setup wrote them).
+const MaxRunFile = 1 << 20
+
+// Preflight is the validation that needs the live system, done before the
+// first change: the run dir is a directory (or absent); dnsmasq.conf and
+// net.json are absent or regular files, the tun node absent or the tun device
+// (nothing in the run volume is followed through a symlink, a FIFO is never
+// opened); the rendered dnsmasq.conf passes `dnsmasq --test`. Anything planted
+// in the run dir is bad input naming BERTH_RUN_DIR, and is left as it is.
+func Preflight(ctx context.Context, log *slog.Logger, o Outputs, runDir string) error {
+	if fi, err := os.Stat(runDir); err == nil && !fi.IsDir() {
+		return stage.BadInputf("BERTH_RUN_DIR", runDir, "is not a directory (%s)", fi.Mode().Type())
+	} else if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("stat run dir %s: %w", runDir, err)
+	}
+	for _, name := range runFiles {
+		if err := fsutil.CheckOwnFile(filepath.Join(runDir, name)); err != nil {
+			return runDirError(runDir, err)
+		}
+	}
+	if err := CheckTunNode(filepath.Join(runDir, TunNodeName)); err != nil {
+		return runDirError(runDir, err)
+	}
+	return validateDnsmasq(ctx, log, o.Dnsmasq)
+}
+
+// runDirError makes a refusal of something planted in the run dir bad input.
+func runDirError(runDir string, err error) error {
+	if errors.Is(err, fsutil.ErrNotOwnFile) {
+		return stage.BadInput("BERTH_RUN_DIR", runDir, err.Error())
+	}
+	return err
+}
+
+// validateDnsmasq runs `dnsmasq --test` on the config, given on stdin (no
+// temporary file in the run volume), when dnsmasq is installed here (it is in
+// net-setup's image and in the tests).
+func validateDnsmasq(ctx context.Context, log *slog.Logger, conf []byte) error {
 	bin, err := exec.LookPath("dnsmasq")
 	if err != nil {
 		log.Warn("dnsmasq is not installed here: dnsmasq.conf not validated with dnsmasq --test")
 		return nil
 	}
-	f, err := os.CreateTemp(runDir, ".dnsmasq.conf.test.*")
-	if err != nil {
-		return fmt.Errorf("validate dnsmasq.conf: %w", err)
-	}
-	defer os.Remove(f.Name())
-	if _, err := f.Write(conf); err != nil {
-		f.Close()
-		return fmt.Errorf("validate dnsmasq.conf: %w", err)
-	}
-	f.Close()
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, bin, "--test", "--conf-file="+f.Name()).CombinedOutput()
+	cmd := exec.CommandContext(ctx, bin, "--test", "--conf-file=-")
+	cmd.Stdin = bytes.NewReader(conf)
+	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("dnsmasq --test refused the rendered config: %w: %s", err, bytes.TrimSpace(out))
 	}
 	return nil
 }
 
+// readOwn reads one of net-setup's files in the run dir without following a
+// symlink or blocking on a FIFO (fsutil.Open), at most MaxRunFile bytes; a
+// missing file is nil, nil.
+func readOwn(path string) ([]byte, error) {
+	f, err := fsutil.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, MaxRunFile+1))
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	if len(b) > MaxRunFile {
+		return nil, fmt.Errorf("read %s: larger than %d bytes: not a file net-setup wrote", path, MaxRunFile)
+	}
+	return b, nil
+}
+
 // WriteFileAtomic writes data to path through a temp file, fsync and rename
 // (common/fsutil), and leaves an identical file alone.
 func WriteFileAtomic(path string, data []byte, mode os.FileMode) error {
-	if old, err := os.ReadFile(path); err == nil && bytes.Equal(old, data) {
+	if old, err := readOwn(path); err == nil && old != nil && bytes.Equal(old, data) {
 		return nil
 	}
 	return fsutil.WriteFileAtomic(path, data, mode)
@@ -222,18 +275,23 @@ func Check(o Outputs, b Backend, runDir string) ([]string, error) {
 		name string
 		data []byte
 	}{{dnsmasq.ConfName, o.Dnsmasq}, {NetJSONName, o.NetJSON}} {
-		got, err := os.ReadFile(filepath.Join(runDir, f.name))
+		path := filepath.Join(runDir, f.name)
+		got, err := readOwn(path)
 		switch {
-		case errors.Is(err, os.ErrNotExist):
-			add("%s is missing", filepath.Join(runDir, f.name))
+		case errors.Is(err, fsutil.ErrNotOwnFile):
+			add("%v", err)
 		case err != nil:
-			return nil, fmt.Errorf("read %s: %w", f.name, err)
+			return nil, err
+		case got == nil:
+			add("%s is missing", path)
 		case !bytes.Equal(got, f.data):
-			add("%s differs from the plan", filepath.Join(runDir, f.name))
+			add("%s differs from the plan", path)
 		}
 	}
 	node := filepath.Join(runDir, TunNodeName)
-	if st, err := os.Lstat(node); err != nil || st.Mode()&os.ModeCharDevice == 0 {
+	if err := CheckTunNode(node); err != nil {
+		add("%v", err)
+	} else if _, err := os.Lstat(node); err != nil {
 		add("tun node %s is missing", node)
 	}
 	return diffs, nil

@@ -6,6 +6,7 @@ package apply
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 
 	"github.com/vishvananda/netlink"
@@ -49,7 +50,7 @@ func ReadFacts() (plan.Facts, error) {
 		if err != nil {
 			return plan.Facts{}, err
 		}
-		pl := plan.Link{Name: a.Name, MTU: a.MTU}
+		pl := plan.Link{Name: a.Name, Kind: l.Type(), Alias: a.Alias, Loopback: a.Flags&net.FlagLoopback != 0, MTU: a.MTU}
 		for _, ad := range addrs {
 			if p, ok := prefixOf(ad); ok {
 				pl.Addrs = append(pl.Addrs, p)

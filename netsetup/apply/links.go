@@ -1,6 +1,8 @@
 package apply
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -12,13 +14,15 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/berth-vm/berth/common/fsutil"
 	"github.com/berth-vm/berth/common/stage"
 	"github.com/berth-vm/berth/netsetup/plan"
 )
 
 // EnsureBridge makes the bridge exist, with exactly the gateway address, the
 // pod's MTU and TX checksum offload off, and up. A bridge left by an earlier
-// (maybe crashed) run is reused.
+// (maybe crashed) run is reused; a link of that name net-setup did not make
+// (Build refuses it first) is refused here too, never changed.
 func EnsureBridge(p plan.Plan) (netlink.Link, error) {
 	br, err := netlink.LinkByName(p.Bridge)
 	if err != nil {
@@ -26,18 +30,12 @@ func EnsureBridge(p plan.Plan) (netlink.Link, error) {
 		if !errors.As(err, &nf) {
 			return nil, fmt.Errorf("look up bridge %s: %w", p.Bridge, err)
 		}
-		attrs := netlink.NewLinkAttrs()
-		attrs.Name = p.Bridge
-		attrs.MTU = p.MTU
-		if err := netlink.LinkAdd(&netlink.Bridge{LinkAttrs: attrs}); err != nil && !errors.Is(err, unix.EEXIST) {
-			return nil, fmt.Errorf("create bridge %s: %w", p.Bridge, err)
-		}
-		if br, err = netlink.LinkByName(p.Bridge); err != nil {
-			return nil, fmt.Errorf("look up bridge %s: %w", p.Bridge, err)
+		if br, err = makeBridge(p); err != nil {
+			return nil, err
 		}
 	}
-	if br.Type() != "bridge" {
-		return nil, fmt.Errorf("%s exists and is a %s, not a bridge: set BRIDGE to another name", p.Bridge, br.Type())
+	if err := checkOwn(br, "BRIDGE", plan.KindBridge, stage.BridgeAlias); err != nil {
+		return nil, err
 	}
 	if br.Attrs().MTU != p.MTU {
 		if err := netlink.LinkSetMTU(br, p.MTU); err != nil {
@@ -69,6 +67,58 @@ func EnsureBridge(p plan.Plan) (netlink.Link, error) {
 		return nil, fmt.Errorf("set %s up: %w", p.Bridge, err)
 	}
 	return br, nil
+}
+
+// BridgeTempPrefix starts the name a new bridge has until it carries
+// stage.BridgeAlias.
+const BridgeTempPrefix = "berth-"
+
+// makeBridge creates the bridge under a temporary name, marks it with
+// stage.BridgeAlias and only then renames it to BRIDGE (the kernel ignores an
+// ifalias given at creation): a link named BRIDGE made by net-setup always
+// carries the mark, so a run killed at any point never leaves a bridge the
+// next run would have to refuse. A run killed before the rename leaves a down,
+// address-less bridge named berth-XXXXXXXX, which nothing uses.
+func makeBridge(p plan.Plan) (netlink.Link, error) {
+	var rnd [4]byte
+	if _, err := rand.Read(rnd[:]); err != nil {
+		return nil, fmt.Errorf("create bridge %s: %w", p.Bridge, err)
+	}
+	tmp := BridgeTempPrefix + hex.EncodeToString(rnd[:])
+	attrs := netlink.NewLinkAttrs()
+	attrs.Name = tmp
+	attrs.MTU = p.MTU
+	if err := netlink.LinkAdd(&netlink.Bridge{LinkAttrs: attrs}); err != nil {
+		return nil, fmt.Errorf("create bridge %s (as %s): %w", p.Bridge, tmp, err)
+	}
+	l, err := netlink.LinkByName(tmp)
+	if err == nil {
+		if err = netlink.LinkSetAlias(l, stage.BridgeAlias); err == nil {
+			err = netlink.LinkSetName(l, p.Bridge)
+		}
+		if err != nil {
+			_ = netlink.LinkDel(l) // our own, unused: no half-made bridge stays behind
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("create bridge %s (as %s): %w", p.Bridge, tmp, err)
+	}
+	br, err := netlink.LinkByName(p.Bridge)
+	if err != nil {
+		return nil, fmt.Errorf("look up bridge %s: %w", p.Bridge, err)
+	}
+	return br, nil
+}
+
+// checkOwn refuses a link that is not of net-setup's kind with its alias:
+// the last guard before changing it (Build refused it already).
+func checkOwn(l netlink.Link, envVar, kind, alias string) error {
+	a := l.Attrs()
+	if l.Type() == kind && a.Alias == alias {
+		return nil
+	}
+	return stage.BadInputf(envVar, a.Name, "names an existing link that net-setup did not make (%s, ifalias %q; net-setup's have %s, ifalias %q): it is left as it is",
+		l.Type(), a.Alias, kind, alias)
 }
 
 // in6AddrGenModeNone is IN6_ADDR_GEN_MODE_NONE of linux/if_link.h (not in x/sys/unix).
@@ -103,14 +153,25 @@ const TunFlags = unix.IFF_TAP | unix.IFF_NO_PI
 
 // EnsureTap makes the persistent tap exist, owned by the QEMU uid and gid,
 // enslaved to the bridge with the pod's MTU, and up. tunPath is the tun
-// device node to use (/dev/net/tun, or the one made in the run dir).
+// device node to use (/dev/net/tun, or the one made in the run dir). A tap of
+// net-setup's of the wrong shape is re-made; a link of that name net-setup
+// did not make is refused (Build refused it first), never changed.
 func EnsureTap(p plan.Plan, br netlink.Link, tunPath string) error {
-	if l, err := netlink.LinkByName(p.Tap); err == nil {
+	l, err := netlink.LinkByName(p.Tap)
+	var nf netlink.LinkNotFoundError
+	switch {
+	case errors.As(err, &nf):
+	case err != nil:
+		return fmt.Errorf("look up tap %s: %w", p.Tap, err)
+	default:
+		if err := checkOwn(l, "TAP", plan.KindTap, stage.TapAlias); err != nil {
+			return err
+		}
 		if t, ok := l.(*netlink.Tuntap); !ok || t.Mode != netlink.TUNTAP_MODE_TAP || t.Flags&netlink.TUNTAP_MULTI_QUEUE != 0 {
-			// Not our kind of tap (a tun, multi-queue, or not a tun device at
-			// all): replace it, it cannot be attached the way vmm does.
+			// net-setup's, but not a single-queue tap (a tun, multi-queue): re-make
+			// it, it cannot be attached the way vmm does.
 			if err := netlink.LinkDel(l); err != nil {
-				return fmt.Errorf("remove %s (%s, not a single-queue tap): %w", p.Tap, l.Type(), err)
+				return fmt.Errorf("remove %s (net-setup's, but not a single-queue tap): %w", p.Tap, err)
 			}
 		}
 	}
@@ -140,8 +201,11 @@ func EnsureTap(p plan.Plan, br netlink.Link, tunPath string) error {
 	return nil
 }
 
-// persistTap creates (or re-attaches to) the tap through the tun device and
-// sets owner, group and persistence; all of these are idempotent.
+// persistTap creates (or re-attaches to) the tap through the tun device, marks
+// it with stage.TapAlias, and sets owner, group and, last, persistence; all of
+// these are idempotent. Until TUNSETPERSIST the tap lives only as long as this
+// descriptor: a run killed before it leaves no tap at all, so a persistent tap
+// named TAP that net-setup made always carries the mark.
 func persistTap(p plan.Plan, tunPath string) error {
 	fd, err := unix.Open(tunPath, unix.O_RDWR|unix.O_CLOEXEC, 0)
 	if err != nil {
@@ -155,6 +219,19 @@ func persistTap(p plan.Plan, tunPath string) error {
 	req.SetUint16(TunFlags)
 	if err := unix.IoctlIfreq(fd, unix.TUNSETIFF, req); err != nil {
 		return fmt.Errorf("create tap %s: %w", p.Tap, err)
+	}
+	l, err := netlink.LinkByName(p.Tap)
+	if err != nil {
+		return fmt.Errorf("look up tap %s: %w", p.Tap, err)
+	}
+	switch l.Attrs().Alias {
+	case stage.TapAlias:
+	case "": // just made by TUNSETIFF
+		if err := netlink.LinkSetAlias(l, stage.TapAlias); err != nil {
+			return fmt.Errorf("mark tap %s as net-setup's (ifalias): %w", p.Tap, err)
+		}
+	default: // appeared since the check: someone else's
+		return checkOwn(l, "TAP", plan.KindTap, stage.TapAlias)
 	}
 	for _, c := range []struct {
 		what string
@@ -232,31 +309,87 @@ func txChecksum(name string) (bool, error) {
 // container that has no /dev/net/tun (DESIGN.md, "Devices and privilege").
 const TunNodeName = stage.TunNodeName
 
-// EnsureTunNode makes path a character device 10:200 owned by uid:gid, mode
-// 0600. An existing node with the right device is fixed up, anything else
-// replaced.
-func EnsureTunNode(path string, uid, gid int) error {
+// tunDev is the tun device's number (Documentation/admin-guide/devices.txt).
+var tunDev = unix.Mkdev(10, 200)
+
+// CheckTunNode returns nil when nothing is at path or path is a character
+// device 10:200 (not through a symlink), and an error wrapping
+// fsutil.ErrNotOwnFile for anything else — a symlink, a FIFO, a directory, a
+// regular file, another device: not net-setup's node, left as it is. Chowning
+// a planted node of another device to the QEMU uid would hand QEMU that device.
+func CheckTunNode(path string) error {
 	var st unix.Stat_t
 	err := unix.Lstat(path, &st)
-	switch {
-	case err == nil && st.Mode&unix.S_IFMT == unix.S_IFCHR && st.Rdev == unix.Mkdev(10, 200):
-	case err == nil || !errors.Is(err, unix.ENOENT):
-		if err := os.Remove(path); err != nil {
-			return fmt.Errorf("replace %s: %w", path, err)
-		}
-		fallthrough
-	default:
-		if err := unix.Mknod(path, unix.S_IFCHR|0o600, int(unix.Mkdev(10, 200))); err != nil && !errors.Is(err, unix.EEXIST) {
-			if errors.Is(err, unix.EPERM) {
-				return fmt.Errorf("make tun node %s: %w (net-setup needs CAP_MKNOD, or give the vm container /dev/net/tun through a device plugin)", path, err)
-			}
-			return fmt.Errorf("make tun node %s: %w", path, err)
-		}
+	if errors.Is(err, unix.ENOENT) {
+		return nil
 	}
-	if err := os.Chown(path, uid, gid); err != nil {
+	if err != nil {
+		return fmt.Errorf("stat tun node %s: %w", path, err)
+	}
+	return checkTunStat(path, &st)
+}
+
+func checkTunStat(path string, st *unix.Stat_t) error {
+	var found string
+	switch st.Mode & unix.S_IFMT {
+	case unix.S_IFCHR:
+		if st.Rdev == tunDev {
+			return nil
+		}
+		found = fmt.Sprintf("the character device %d:%d", unix.Major(st.Rdev), unix.Minor(st.Rdev))
+	case unix.S_IFBLK:
+		found = fmt.Sprintf("the block device %d:%d", unix.Major(st.Rdev), unix.Minor(st.Rdev))
+	case unix.S_IFLNK:
+		found = "a symlink"
+	case unix.S_IFIFO:
+		found = "a FIFO"
+	case unix.S_IFDIR:
+		found = "a directory"
+	case unix.S_IFSOCK:
+		found = "a socket"
+	case unix.S_IFREG:
+		found = "a regular file"
+	default:
+		found = "not a device node"
+	}
+	return fmt.Errorf("%s is %s, not the tun device node (c 10:200): %w; refusing to use it (left as it is; remove it if it is not yours)",
+		path, found, fsutil.ErrNotOwnFile)
+}
+
+// EnsureTunNode makes path a character device 10:200 owned by uid:gid, mode
+// 0600. An existing node with the right device is fixed up; anything else at
+// path is refused (CheckTunNode) and left alone. The owner and mode are set
+// through a descriptor opened with O_PATH|O_NOFOLLOW and checked to be the
+// node, so a symlink or another file swapped in meanwhile is never changed.
+func EnsureTunNode(path string, uid, gid int) error {
+	if err := CheckTunNode(path); err != nil {
+		return err
+	}
+	if err := unix.Mknod(path, unix.S_IFCHR|0o600, int(tunDev)); err != nil && !errors.Is(err, unix.EEXIST) {
+		if errors.Is(err, unix.EPERM) {
+			return fmt.Errorf("make tun node %s: %w (net-setup needs CAP_MKNOD, or give the vm container /dev/net/tun through a device plugin)", path, err)
+		}
+		return fmt.Errorf("make tun node %s: %w", path, err)
+	}
+	fd, err := unix.Open(path, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("open tun node %s: %w", path, err)
+	}
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return fmt.Errorf("stat tun node %s: %w", path, err)
+	}
+	if err := checkTunStat(path, &st); err != nil {
+		return err
+	}
+	if err := unix.Fchownat(fd, "", uid, gid, unix.AT_EMPTY_PATH); err != nil {
 		return fmt.Errorf("chown tun node %s to %d:%d: %w", path, uid, gid, err)
 	}
-	if err := os.Chmod(path, 0o600); err != nil {
+	// fchmod does not take an O_PATH descriptor, and fchmodat ignores
+	// AT_EMPTY_PATH before Linux 6.6: chmod the descriptor's own inode
+	// through /proc (the magic link resolves to it, never to a path).
+	if err := unix.Chmod(fmt.Sprintf("/proc/self/fd/%d", fd), 0o600); err != nil {
 		return fmt.Errorf("chmod tun node %s: %w", path, err)
 	}
 	return nil

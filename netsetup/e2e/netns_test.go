@@ -6,6 +6,7 @@ package e2e
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
@@ -18,6 +19,7 @@ import (
 	"time"
 
 	"github.com/berth-vm/berth/common/roottest"
+	"github.com/berth-vm/berth/common/stage"
 )
 
 var netSetup string // the binary under test, built by TestMain
@@ -164,7 +166,10 @@ func (e *env) netSetup(extra map[string]string, args ...string) (int, string, st
 	for k, v := range extra {
 		envv = append(envv, k+"="+v)
 	}
-	cmd := exec.Command("ip", append([]string{"netns", "exec", e.pod, "env", "-i"}, append(envv, append([]string{netSetup}, args...)...)...)...)
+	// A bound, so that a run blocked (on a FIFO, say) fails the test instead of hanging it.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", e.pod, "env", "-i"}, append(envv, append([]string{netSetup}, args...)...)...)...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
@@ -388,9 +393,12 @@ func TestIdempotent(t *testing.T) {
 // then run to the end.
 func TestConverges(t *testing.T) {
 	e := newEnv(t, calico)
+	// An earlier run's links carry net-setup's ifalias (others are refused: hostile_test.go).
 	e.ip("-n", e.pod, "link", "add", "br0", "mtu", "1500", "type", "bridge")
+	e.ip("-n", e.pod, "link", "set", "br0", "alias", stage.BridgeAlias)
 	e.ip("-n", e.pod, "addr", "add", "10.1.1.1/30", "dev", "br0")
 	e.ip("-n", e.pod, "tuntap", "add", "tap0", "mode", "tap", "user", "1234")
+	e.ip("-n", e.pod, "link", "set", "tap0", "alias", stage.TapAlias)
 	e.run(e.pod, "iptables-nft", "-t", "nat", "-N", "BERTH-PREROUTING")
 	e.run(e.pod, "iptables-nft", "-t", "nat", "-A", "BERTH-PREROUTING", "-j", "DNAT", "--to-destination", "10.1.1.2")
 	for i := 0; i < 2; i++ {

@@ -5,6 +5,7 @@ package plan
 import (
 	"fmt"
 	"net/netip"
+	"path/filepath"
 	"strconv"
 	"strings"
 
@@ -47,12 +48,12 @@ func Vars() []stage.Var {
 		{Name: "VM_IP", Default: DefaultVMIP, Help: "the VM's address, handed out by dnsmasq; in one /30 with VM_GW"},
 		{Name: "VM_GW", Default: DefaultVMGW, Help: "the bridge's address, the VM's gateway"},
 		{Name: "NO_VNC", Default: "false", Help: "true: forward TCP 5900 to the VM too (no VNC in the pod)"},
-		{Name: "POD_IFACE", Default: "(the default route's interface)", Help: "the pod's interface whose address the VM takes over"},
-		{Name: "BRIDGE", Default: DefaultBridge, Help: "bridge name (at most 15 bytes)"},
-		{Name: "TAP", Default: DefaultTap, Help: "persistent tap name for QEMU (at most 15 bytes)"},
+		{Name: "POD_IFACE", Default: "(the default route's interface)", Help: "the pod's interface whose global IPv4 address the VM takes over (not loopback)"},
+		{Name: "BRIDGE", Default: DefaultBridge, Help: "bridge name (1-15 bytes of [A-Za-z0-9._-]); an existing link of that name must be net-setup's (ifalias)"},
+		{Name: "TAP", Default: DefaultTap, Help: "persistent tap name for QEMU (1-15 bytes of [A-Za-z0-9._-]); an existing link of that name must be net-setup's (ifalias)"},
 		{Name: "TAP_UID", Default: strconv.Itoa(DefaultTapOwner), Help: "uid owning the tap and the tun node: the uid QEMU runs as"},
 		{Name: "TAP_GID", Default: "(TAP_UID)", Help: "gid owning the tap and the tun node"},
-		{Name: "RESOLV_CONF", Default: DefaultResolv, Help: "the pod's resolv.conf: nameservers and search domains for the VM"},
+		{Name: "RESOLV_CONF", Default: DefaultResolv, Help: "the pod's resolv.conf (an absolute path to a regular file): nameservers and search domains for the VM"},
 		{Name: "IPTABLES_BACKEND", Default: "auto", Help: "auto (detected: the one this pod already uses, else nft if it works, else legacy), nft or legacy"},
 	}
 }
@@ -61,6 +62,12 @@ func Vars() []stage.Var {
 // input (exit 2) naming the variable.
 func ConfigFromEnv(env stage.Env) (Config, error) {
 	c := Config{RunDir: env.RunDir(), Resolv: env.String("RESOLV_CONF", DefaultResolv)}
+	if err := CheckRunDir(c.RunDir); err != nil {
+		return Config{}, stage.BadInput("BERTH_RUN_DIR", c.RunDir, err.Error())
+	}
+	if !filepath.IsAbs(c.Resolv) {
+		return Config{}, stage.BadInput("RESOLV_CONF", c.Resolv, "must be an absolute path to the pod's resolv.conf")
+	}
 	var err error
 	if c.VMIP, err = ipv4(env, "VM_IP", DefaultVMIP); err != nil {
 		return Config{}, err
@@ -89,8 +96,12 @@ func ConfigFromEnv(env stage.Env) (Config, error) {
 	if c.Bridge == c.Tap {
 		return Config{}, stage.BadInput("TAP", c.Tap, "must differ from BRIDGE")
 	}
-	if c.PodIface != "" && (c.PodIface == c.Bridge || c.PodIface == c.Tap) {
-		return Config{}, stage.BadInput("POD_IFACE", c.PodIface, "must differ from BRIDGE and TAP")
+	switch c.PodIface {
+	case "":
+	case c.Bridge:
+		return Config{}, stage.BadInput("BRIDGE", c.Bridge, "must differ from POD_IFACE: net-setup makes its own bridge and never touches the pod's interface")
+	case c.Tap:
+		return Config{}, stage.BadInput("TAP", c.Tap, "must differ from POD_IFACE: net-setup makes its own tap and never touches the pod's interface")
 	}
 	if c.TapUID, err = id(env, "TAP_UID", DefaultTapOwner); err != nil {
 		return Config{}, err
@@ -110,11 +121,19 @@ func ipv4(env stage.Env, name, def string) (netip.Addr, error) {
 	if err != nil || !a.Is4() {
 		return netip.Addr{}, stage.BadInput(name, v, "must be an IPv4 address like "+def)
 	}
-	if a.IsLoopback() || a.IsMulticast() || a.IsUnspecified() || a.IsLinkLocalUnicast() || a == netip.AddrFrom4([4]byte{255, 255, 255, 255}) {
-		return netip.Addr{}, stage.BadInput(name, v, "must be a unicast IPv4 address (not loopback, link-local, multicast or unspecified)")
+	if a.IsLoopback() || a.IsMulticast() || a.IsUnspecified() || a.IsLinkLocalUnicast() ||
+		thisNetwork.Contains(a) || reserved.Contains(a) {
+		return netip.Addr{}, stage.BadInput(name, v, "must be a unicast IPv4 address (not loopback, link-local, multicast, 0.0.0.0/8 or 240.0.0.0/4)")
 	}
 	return a, nil
 }
+
+// thisNetwork (0.0.0.0/8) and reserved (240.0.0.0/4, with the limited broadcast
+// 255.255.255.255) cannot be a host's address (RFC 1122, RFC 1112).
+var (
+	thisNetwork = netip.MustParsePrefix("0.0.0.0/8")
+	reserved    = netip.MustParsePrefix("240.0.0.0/4")
+)
 
 // subnet checks that ip and gw share one /30 and are its two host addresses.
 func subnet(ip, gw netip.Addr) (netip.Prefix, error) {
@@ -143,20 +162,54 @@ func linkName(env stage.Env, name, def string) (string, error) {
 }
 
 // CheckLinkName accepts Linux interface names that are also safe to write
-// into dnsmasq's config and iptables arguments: 1 to 15 bytes of letters,
-// digits, '-', '_' and '.', not "." or "..".
+// into dnsmasq's config and iptables arguments: 1 to 15 bytes of ASCII
+// letters, digits, '-', '_' and '.', starting with a letter or a digit (so no
+// name reads as an option, like "--"), and not "all" or "default" (the
+// kernel's own names under /proc/sys/net/ipv4/conf).
 func CheckLinkName(s string) error {
 	if len(s) == 0 || len(s) > 15 {
 		return fmt.Errorf("must be 1 to 15 bytes (the kernel's IFNAMSIZ)")
 	}
-	if s == "." || s == ".." {
-		return fmt.Errorf("must not be \".\" or \"..\"")
+	if s == "all" || s == "default" {
+		return fmt.Errorf("must not be \"all\" or \"default\" (the kernel refuses them)")
 	}
 	for i := 0; i < len(s); i++ {
 		c := s[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
-			return fmt.Errorf("has %q: only letters, digits, '-', '_' and '.' are allowed (no '/', spaces or punctuation)", c)
+		alnum := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
+		if i == 0 && !alnum {
+			return fmt.Errorf("starts with %q: must start with an ASCII letter or digit", c)
 		}
+		if !alnum && c != '-' && c != '_' && c != '.' {
+			return fmt.Errorf("has %q: only ASCII letters, digits, '-', '_' and '.' are allowed (no '/', spaces or punctuation)", c)
+		}
+	}
+	return nil
+}
+
+// MaxRunDirLen keeps $BERTH_RUN_DIR/qmp.sock within a unix socket address
+// (108 bytes with the terminating NUL): vmm's QMP socket lives there.
+const MaxRunDirLen = 107 - len("/qmp.sock")
+
+// CheckRunDir accepts a run directory net-setup can write and name in
+// dnsmasq.conf (dhcp-leasefile=) without quoting: an absolute, clean path
+// other than "/", of at most MaxRunDirLen bytes of ASCII letters, digits, '/',
+// '-', '_' and '.'. Commas, '#', spaces, quotes, newlines and other
+// control bytes or non-ASCII bytes are what dnsmasq's config cannot carry.
+func CheckRunDir(s string) error {
+	if !strings.HasPrefix(s, "/") || s == "/" {
+		return fmt.Errorf("must be an absolute path other than /")
+	}
+	if len(s) > MaxRunDirLen {
+		return fmt.Errorf("must be at most %d bytes (so $BERTH_RUN_DIR/qmp.sock fits a unix socket address)", MaxRunDirLen)
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '/' || c == '-' || c == '_' || c == '.') {
+			return fmt.Errorf("has %q: only ASCII letters, digits, '/', '-', '_' and '.' are allowed", c)
+		}
+	}
+	if filepath.Clean(s) != s {
+		return fmt.Errorf("must be a clean path (no \"//\", \".\" or \"..\" components, no trailing '/'; %s)", filepath.Clean(s))
 	}
 	return nil
 }

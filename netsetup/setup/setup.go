@@ -3,11 +3,13 @@
 package setup
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"strings"
+	"syscall"
 
 	"github.com/berth-vm/berth/common/stage"
 	"github.com/berth-vm/berth/netsetup/apply"
@@ -44,6 +46,13 @@ func Run(r stage.Run) error {
 	if err != nil {
 		return err
 	}
+	if !r.DryRun && !r.Check {
+		// The last validation, before the first change (and before the plan
+		// is logged: bad input is one line).
+		if err := apply.Preflight(r.Ctx, r.Log, out, cfg.RunDir); err != nil {
+			return err
+		}
+	}
 	r.Log.Info("plan", "podIface", p.PodIface, "podIP", p.PodIP, "mtu", p.MTU, "vmIP", p.VMIP, "vmGW", p.VMGW,
 		"bridge", p.Bridge, "tap", p.Tap, "noVNC", p.NoVNC, "nameservers", p.Nameservers, "search", p.Search,
 		"iptables", backend.Cmd)
@@ -67,16 +76,59 @@ func Run(r stage.Run) error {
 	return apply.Apply(r.Ctx, r.Log, out, backend, cfg.RunDir)
 }
 
+// MaxResolvConf bounds how much of RESOLV_CONF is read: a pod's resolv.conf
+// is a few hundred bytes (glibc uses at most 3 nameservers and 6 search domains).
+const MaxResolvConf = 64 << 10
+
+// readResolv reads the pod's resolv.conf. It may be a symlink (it is on many
+// hosts) but must end at a regular file: a directory, a FIFO (which would
+// block), a device or a file over MaxResolvConf is bad input naming RESOLV_CONF,
+// and so is a missing file (a pod always has one: the path is wrong).
 func readResolv(path string) (resolv.Config, error) {
-	f, err := os.Open(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return resolv.Config{}, stage.BadInput("RESOLV_CONF", path, "must be the pod's resolv.conf (file not found)")
+	bad := func(format string, args ...any) error { return stage.BadInputf("RESOLV_CONF", path, format, args...) }
+	fi, err := os.Stat(path)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return resolv.Config{}, bad("must be the pod's resolv.conf (file not found)")
+	case err != nil:
+		return resolv.Config{}, fmt.Errorf("RESOLV_CONF: %w", err)
+	case !fi.Mode().IsRegular():
+		return resolv.Config{}, bad("must be the pod's resolv.conf, a regular file (it is a %s)", kind(fi.Mode()))
 	}
+	// O_NONBLOCK: should a FIFO be swapped in after the Stat, the open does
+	// not wait for a writer; the type is checked again on the descriptor.
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
 	if err != nil {
-		return resolv.Config{}, fmt.Errorf("open %s: %w", path, err)
+		return resolv.Config{}, fmt.Errorf("RESOLV_CONF: %w", err)
 	}
 	defer f.Close()
-	return resolv.Parse(f)
+	if fi, err = f.Stat(); err != nil {
+		return resolv.Config{}, fmt.Errorf("RESOLV_CONF: %w", err)
+	} else if !fi.Mode().IsRegular() {
+		return resolv.Config{}, bad("must be the pod's resolv.conf, a regular file (it is a %s)", kind(fi.Mode()))
+	}
+	b, err := io.ReadAll(io.LimitReader(f, MaxResolvConf+1))
+	if err != nil {
+		return resolv.Config{}, fmt.Errorf("RESOLV_CONF: read %s: %w", path, err)
+	}
+	if len(b) > MaxResolvConf {
+		return resolv.Config{}, bad("must be the pod's resolv.conf, at most %d bytes", MaxResolvConf)
+	}
+	return resolv.Parse(bytes.NewReader(b))
+}
+
+func kind(m os.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "directory"
+	case m&os.ModeNamedPipe != 0:
+		return "FIFO"
+	case m&os.ModeSocket != 0:
+		return "socket"
+	case m&os.ModeDevice != 0:
+		return "device"
+	}
+	return "special file"
 }
 
 func printPlan(w io.Writer, o apply.Outputs, runDir string) error {
