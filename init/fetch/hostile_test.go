@@ -23,6 +23,15 @@ var (
 	buildErr  error
 )
 
+// TestMain removes the binary imageFetch built.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binPath != "" {
+		os.RemoveAll(filepath.Dir(binPath))
+	}
+	os.Exit(code)
+}
+
 // imageFetch builds the real image-fetch binary once. IMAGE_FETCH_BIN names
 // another build to test instead (an older one, to see the test fail).
 func imageFetch(t *testing.T) string {
