@@ -2,6 +2,7 @@ package fetch
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	neturl "net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -17,6 +19,7 @@ import (
 	"time"
 
 	"github.com/berth-vm/berth/common/fsutil"
+	"github.com/berth-vm/berth/common/stage"
 	"github.com/cavaliergopher/grab/v3"
 )
 
@@ -26,27 +29,73 @@ type Downloader struct {
 	Log            *slog.Logger
 	ConnectTimeout time.Duration // TCP connect and TLS handshake
 	IdleTimeout    time.Duration // no response headers or no body bytes for this long: the attempt fails
-	Attempts       int           // attempts per run for network errors and 5xx (the pod restart retries further)
+	Attempts       int           // attempts per run for retryable failures (the pod restart retries further)
 	Backoff        time.Duration // first wait between attempts, doubled each time
 	MaxBackoff     time.Duration
+	MinRate        int64 // bytes/s over RateWindow below which the attempt fails; 0: none
+	RateWindow     time.Duration
+	Deadline       time.Duration // the whole Download ends after this long; 0: none
 	ProgressEvery  time.Duration // progress line in the log at most this often
 	BufferSize     int
 
 	client *grab.Client
 }
 
-// NewDownloader returns a Downloader with the production defaults.
+// NewDownloader returns a Downloader with the production defaults
+// (DefaultPolicy).
 func NewDownloader(log *slog.Logger) *Downloader {
-	return &Downloader{
+	d := &Downloader{
 		Log:            log,
 		ConnectTimeout: 30 * time.Second,
-		IdleTimeout:    60 * time.Second,
-		Attempts:       6,
-		Backoff:        2 * time.Second,
-		MaxBackoff:     30 * time.Second,
 		ProgressEvery:  5 * time.Second,
 		BufferSize:     1 << 20,
 	}
+	DefaultPolicy().Apply(d)
+	return d
+}
+
+// maxRedirects is how many redirects one request follows (as net/http).
+const maxRedirects = 10
+
+// redirectError: a redirect that is never followed, whoever retries.
+type redirectError struct {
+	To     string // the target, without its query (it may hold a token)
+	Reason string
+}
+
+func (e *redirectError) Error() string { return "redirect to " + e.To + ": " + e.Reason }
+
+// checkRedirect follows only http(s) redirects, at most maxRedirects, never
+// back to a URL already visited.
+func checkRedirect(req *http.Request, via []*http.Request) error {
+	to := withoutQuery(req.URL)
+	if req.URL.Scheme != "http" && req.URL.Scheme != "https" {
+		return &redirectError{To: to, Reason: "only http:// and https:// redirects are followed"}
+	}
+	for _, v := range via {
+		if v.URL.String() == req.URL.String() {
+			return &redirectError{To: to, Reason: fmt.Sprintf("a redirect loop (visited before, after %d redirects)", len(via))}
+		}
+	}
+	if len(via) >= maxRedirects {
+		return &redirectError{To: to, Reason: fmt.Sprintf("more than %d redirects", maxRedirects)}
+	}
+	return nil
+}
+
+// withoutQuery is u without its query and fragment: a redirect target may
+// carry a signed token in its query, which must not reach the logs.
+func withoutQuery(u *neturl.URL) string {
+	c := *u
+	c.RawQuery, c.ForceQuery, c.Fragment, c.RawFragment = "", false, "", ""
+	if c.User != nil {
+		c.User = neturl.User("REDACTED")
+	}
+	s := c.String()
+	if u.RawQuery != "" {
+		s += "?..."
+	}
+	return s
 }
 
 func (d *Downloader) grabClient() *grab.Client {
@@ -66,7 +115,7 @@ func (d *Downloader) grabClient() *grab.Client {
 		MaxIdleConns:       2,
 		IdleConnTimeout:    30 * time.Second,
 	}
-	d.client = &grab.Client{HTTPClient: &http.Client{Transport: tr}, UserAgent: "berth-image-fetch/0.1", BufferSize: d.BufferSize}
+	d.client = &grab.Client{HTTPClient: &http.Client{Transport: tr, CheckRedirect: checkRedirect}, UserAgent: "berth-image-fetch/0.1", BufferSize: d.BufferSize}
 	return d.client
 }
 
@@ -86,32 +135,108 @@ func (m partMeta) validator() string {
 	return m.LastModified
 }
 
-// Permanent errors are not retried: a 4xx other than 408 and 429.
+// statusError is an HTTP status that is not a success. A 4xx other than 408
+// and 429 is permanent: the same request gets the same answer.
 type statusError struct {
 	URL  string
 	Code int
 }
 
 func (e *statusError) Error() string {
-	return fmt.Sprintf("GET %s: server answered %d %s: check IMG_SOURCE", e.URL, e.Code, http.StatusText(e.Code))
+	return fmt.Sprintf("GET %s: server answered %d %s", e.URL, e.Code, http.StatusText(e.Code))
 }
 
 func (e *statusError) permanent() bool {
 	return e.Code >= 400 && e.Code < 500 && e.Code != http.StatusRequestTimeout && e.Code != http.StatusTooManyRequests
 }
 
+// slowError: fewer than MinRate bytes per second came over the window.
+type slowError struct {
+	Got     int64
+	Over    time.Duration
+	MinRate int64
+}
+
+func (e *slowError) Error() string {
+	return fmt.Sprintf("too slow: %d bytes in the last %s (%s), below IMG_FETCH_MIN_RATE %s",
+		e.Got, e.Over.Round(100*time.Millisecond), rate(float64(e.Got)/e.Over.Seconds()), rate(float64(e.MinRate)))
+}
+
 var (
 	// errRestart: the partial file cannot be continued (the server ignored the
 	// Range, or serves another version); start again from zero at once.
-	errRestart = errors.New("partial file cannot be continued")
-	errStalled = errors.New("stalled")
+	errRestart  = errors.New("partial file cannot be continued")
+	errStalled  = errors.New("stalled")
+	errDeadline = errors.New("IMG_FETCH_DEADLINE reached")
 )
 
+// partNote says truthfully what is left of the download for the next start.
+func partNote(part string) string {
+	fi, err := os.Stat(part)
+	if err != nil || fi.Size() == 0 {
+		return "no partial file is kept"
+	}
+	return fmt.Sprintf("the partial file (%d bytes) is kept: the next start continues it if the server still serves the same version", fi.Size())
+}
+
+func partSize(part string) int64 {
+	if fi, err := os.Stat(part); err == nil {
+		return fi.Size()
+	}
+	return 0
+}
+
+// sourceError turns a failure that no retry can mend (the URL, its server's
+// certificate, or its redirects are wrong) into bad input naming IMG_SOURCE
+// (exit 2), or returns nil. 404 and 410 remove the partial file: there is
+// no image at that URL any more to continue it from.
+func sourceError(err error, url, part string) error {
+	var re *redirectError
+	if errors.As(err, &re) {
+		return stage.BadInputf("IMG_SOURCE", url, "%s; %s", re, partNote(part))
+	}
+	var cve *tls.CertificateVerificationError
+	if errors.As(err, &cve) {
+		return stage.BadInputf("IMG_SOURCE", url, "the server's TLS certificate is not trusted (%v): for a private CA set SSL_CERT_FILE (a PEM bundle used instead of the system's) or SSL_CERT_DIR (directories of PEM files, besides the system bundle); %s",
+			cve.Err, partNote(part))
+	}
+	var se *statusError
+	if errors.As(err, &se) && se.permanent() {
+		if se.Code == http.StatusNotFound || se.Code == http.StatusGone {
+			removePart(part)
+			return stage.BadInputf("IMG_SOURCE", url, "the server answers %d %s: there is no image at this URL (nothing is kept)", se.Code, http.StatusText(se.Code))
+		}
+		return stage.BadInputf("IMG_SOURCE", url, "the server answers %d %s, a refusal no retry changes (check the URL and its access rights); %s",
+			se.Code, http.StatusText(se.Code), partNote(part))
+	}
+	return nil
+}
+
 // Download fetches url into part (part+".meta" holds partMeta) and returns
-// the body's sha256 once part holds the whole body and is synced. On failure
-// part may be left for the next run to continue; it is removed on a
-// permanent error.
+// the body's sha256 once part holds the whole body and is synced.
+//
+// Failures are of three kinds. Retryable (network errors, 408, 429, 5xx, a
+// stall, a rate below MinRate): up to Attempts attempts with a doubling
+// backoff, each failure logged; then an error (exit 1) that says whether a
+// partial file is kept for the next start. Permanent (a bad redirect, an
+// untrusted certificate, a 4xx): at once, an *stage.InputError naming
+// IMG_SOURCE (exit 2). Local (the volume is full or not writable): at once,
+// the partial file removed. Deadline bounds the whole call, waits included.
 func (d *Downloader) Download(ctx context.Context, url, part string) (string, error) {
+	start, startBytes := time.Now(), partSize(part)
+	if d.Deadline > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeoutCause(ctx, d.Deadline, errDeadline)
+		defer cancel()
+	}
+	interrupted := func() error {
+		if errors.Is(context.Cause(ctx), errDeadline) {
+			got, el := partSize(part)-startBytes, time.Since(start)
+			return fmt.Errorf("download %s: IMG_FETCH_DEADLINE %s reached: %d bytes in %s (%s on average); %s",
+				url, d.Deadline, got, el.Round(100*time.Millisecond), rate(float64(got)/el.Seconds()), partNote(part))
+		}
+		return fmt.Errorf("download %s: %w; %s", url, context.Cause(ctx), partNote(part))
+	}
 	backoff := d.Backoff
 	restarts := 0
 	fol := newFollower(part)
@@ -121,7 +246,7 @@ func (d *Downloader) Download(ctx context.Context, url, part string) (string, er
 			return fol.sum(size)
 		}
 		if ctx.Err() != nil {
-			return "", fmt.Errorf("download %s: %w", url, context.Cause(ctx))
+			return "", interrupted()
 		}
 		if errors.Is(err, errRestart) && restarts < 3 {
 			restarts++
@@ -130,10 +255,8 @@ func (d *Downloader) Download(ctx context.Context, url, part string) (string, er
 			fol.reset()
 			continue
 		}
-		var se *statusError
-		if errors.As(err, &se) && se.permanent() {
-			removePart(part)
-			return "", err
+		if serr := sourceError(err, url, part); serr != nil {
+			return "", serr
 		}
 		if isLocalWriteError(err) {
 			removePart(part)
@@ -144,12 +267,15 @@ func (d *Downloader) Download(ctx context.Context, url, part string) (string, er
 			return "", err
 		}
 		if attempt >= d.Attempts {
-			return "", fmt.Errorf("download %s: giving up after %d attempts (the partial file is kept for the next start): %w", url, attempt, err)
+			if partSize(part) == 0 {
+				removePart(part) // an empty file and its .meta are nothing to continue
+			}
+			return "", fmt.Errorf("download %s: giving up after %d attempts (IMG_FETCH_ATTEMPTS): %w; %s", url, attempt, err, partNote(part))
 		}
-		d.Log.Warn("download failed, retrying", "url", url, "attempt", attempt, "of", d.Attempts, "wait", backoff, "err", err)
+		d.Log.Warn("download attempt failed, retrying", "url", url, "attempt", fmt.Sprintf("%d/%d", attempt, d.Attempts), "reason", err.Error(), "wait", backoff)
 		select {
 		case <-ctx.Done():
-			return "", fmt.Errorf("download %s: %w", url, context.Cause(ctx))
+			return "", interrupted()
 		case <-time.After(backoff):
 		}
 		attempt++
@@ -249,9 +375,17 @@ func (d *Downloader) attempt(ctx context.Context, url, part string, fol *followe
 	d.watch(actx, cancel, resp, offset, start, fol)
 	if err := resp.Err(); err != nil {
 		if errors.Is(context.Cause(actx), errStalled) {
-			return 0, fmt.Errorf("GET %s: no data for %s: %w", url, d.IdleTimeout, errStalled)
+			return 0, fmt.Errorf("GET %s: no data for %s (IMG_FETCH_STALL_TIMEOUT): %w", url, d.IdleTimeout, errStalled)
+		}
+		var slow *slowError
+		if errors.As(context.Cause(actx), &slow) {
+			return 0, fmt.Errorf("GET %s: %w", url, slow)
 		}
 		if sc, ok := err.(grab.StatusCodeError); ok {
+			if int(sc) == http.StatusRequestedRangeNotSatisfiable && req.HTTPRequest.Header.Get("Range") != "" {
+				// The partial file is not a prefix of what the server has now.
+				return 0, fmt.Errorf("GET %s: 416 to a Range request: %w", url, errRestart)
+			}
 			return 0, &statusError{URL: url, Code: int(sc)}
 		}
 		if errors.Is(err, grab.ErrBadLength) {
@@ -380,7 +514,11 @@ func parseContentRange(s string) (start, total int64, err error) {
 // watch logs progress every ProgressEvery and cancels the attempt with
 // errStalled when no byte arrived for IdleTimeout. It returns when resp is done.
 func (d *Downloader) watch(ctx context.Context, cancel context.CancelCauseFunc, resp *grab.Response, offset int64, start time.Time, fol *follower) {
-	tick := time.NewTicker(min(time.Second, d.IdleTimeout/4+time.Millisecond))
+	every := min(time.Second, d.IdleTimeout/4+time.Millisecond)
+	if d.MinRate > 0 {
+		every = min(every, d.RateWindow/4+time.Millisecond)
+	}
+	tick := time.NewTicker(every)
 	defer tick.Stop()
 	// Hash what is written, as it is written (bytes below BytesComplete are final).
 	hashDone := make(chan struct{})
@@ -397,6 +535,12 @@ func (d *Downloader) watch(ctx context.Context, cancel context.CancelCauseFunc, 
 	}()
 	defer func() { <-hashDone }()
 	last, lastChange, lastLog, lastLogBytes := int64(-1), time.Now(), time.Now(), int64(0)
+	// samples of (time, bytes) covering the last RateWindow, oldest first.
+	type sample struct {
+		t time.Time
+		n int64
+	}
+	samples := []sample{{start, offset}}
 	for {
 		select {
 		case <-resp.Done:
@@ -410,6 +554,18 @@ func (d *Downloader) watch(ctx context.Context, cancel context.CancelCauseFunc, 
 				last, lastChange = n, now
 			} else if now.Sub(lastChange) >= d.IdleTimeout {
 				cancel(errStalled)
+			}
+			if d.MinRate > 0 {
+				samples = append(samples, sample{now, n})
+				for len(samples) > 1 && !samples[1].t.After(now.Add(-d.RateWindow)) {
+					samples = samples[1:]
+				}
+				// A whole window seen: its average must reach MinRate.
+				if old := samples[0]; now.Sub(old.t) >= d.RateWindow {
+					if got, over := n-old.n, now.Sub(old.t); float64(got) < float64(d.MinRate)*over.Seconds() {
+						cancel(&slowError{Got: got, Over: over, MinRate: d.MinRate})
+					}
+				}
 			}
 			if now.Sub(lastLog) >= d.ProgressEvery {
 				got := n - offset
@@ -432,5 +588,11 @@ func (d *Downloader) watch(ctx context.Context, cancel context.CancelCauseFunc, 
 }
 
 func rate(bps float64) string {
-	return fmt.Sprintf("%.1f MiB/s", bps/(1<<20))
+	switch {
+	case bps >= 1<<20:
+		return fmt.Sprintf("%.1f MiB/s", bps/(1<<20))
+	case bps >= 1<<10:
+		return fmt.Sprintf("%.1f KiB/s", bps/(1<<10))
+	}
+	return fmt.Sprintf("%.1f B/s", bps)
 }

@@ -207,7 +207,9 @@ func TestDownloadCases(t *testing.T) {
 		pin     string
 		want    []byte // nil: a clear error containing wantErr
 		wantErr string
-		check   func(t *testing.T, s *server)
+		// badInput: the error is an *stage.InputError (exit 2), not a failure (exit 1)
+		badInput bool
+		check    func(t *testing.T, s *server)
 	}{
 		{name: "with range support",
 			handler: func(n int, w http.ResponseWriter, r *http.Request) { serveRange(w, r, body, modTime) },
@@ -318,9 +320,10 @@ func TestDownloadCases(t *testing.T) {
 				http.Error(w, "broken", http.StatusBadGateway)
 			},
 			wantErr: "giving up after 4 attempts"},
-		{name: "404 is not retried",
-			handler: func(n int, w http.ResponseWriter, r *http.Request) { http.NotFound(w, r) },
-			wantErr: "404 Not Found",
+		{name: "404 is not retried, exit 2 naming IMG_SOURCE",
+			handler:  func(n int, w http.ResponseWriter, r *http.Request) { http.NotFound(w, r) },
+			wantErr:  `IMG_SOURCE="`,
+			badInput: true,
 			check: func(t *testing.T, s *server) {
 				if s.gets.Load() != 1 {
 					t.Errorf("%d GETs after a 404, want 1", s.gets.Load())
@@ -395,8 +398,8 @@ func TestDownloadCases(t *testing.T) {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("err = %v, want one containing %q", err, tt.wantErr)
 				}
-				if stage.IsBadInput(err) {
-					t.Errorf("a download failure must be exit 1, got bad input: %v", err)
+				if stage.IsBadInput(err) != tt.badInput {
+					t.Errorf("bad input (exit 2) = %v, want %v: %v", stage.IsBadInput(err), tt.badInput, err)
 				}
 				assertNothingInPlace(t, p)
 			}

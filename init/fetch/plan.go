@@ -31,6 +31,15 @@ var Vars = []stage.Var{
 	{Name: "IMAGE_DIR", Default: DefaultImageDir, Help: "image cache: <IMG_TARGET> and <IMG_TARGET>.sha256; may be shared between pods"},
 	{Name: "DISK_DIR", Default: DefaultDiskDir, Help: "pet disk: <VM_NAME>.qcow2 (overlay on the base) and <VM_NAME>.json"},
 	{Name: "DISK_SIZE", Help: "virtual size of the overlay, e.g. 20Gi (optional; grows the disk, never shrinks it)"},
+
+	// The download policy (policy.go): how a failing, stalling or slow server is treated.
+	{Name: "IMG_FETCH_ATTEMPTS", Default: "6", Help: "attempts per run for retryable download failures (network errors, 408, 429, 5xx, stalls, too slow), 1 to 100"},
+	{Name: "IMG_FETCH_BACKOFF", Default: "2s", Help: "wait after the first failed attempt, doubled after each (Go duration: 500ms, 2s, 1m), 0 to 1h"},
+	{Name: "IMG_FETCH_MAX_BACKOFF", Default: "30s", Help: "longest wait between attempts, from IMG_FETCH_BACKOFF to 1h"},
+	{Name: "IMG_FETCH_STALL_TIMEOUT", Default: "60s", Help: "an attempt fails when no response headers or no body byte came for this long, 1s to 1h"},
+	{Name: "IMG_FETCH_MIN_RATE", Default: "16Ki", Help: "an attempt fails when fewer bytes per second than this came over IMG_FETCH_RATE_WINDOW (bytes, or Ki/Mi/Gi); 0: no minimum"},
+	{Name: "IMG_FETCH_RATE_WINDOW", Default: "60s", Help: "the window IMG_FETCH_MIN_RATE is averaged over, 1s to 1h"},
+	{Name: "IMG_FETCH_DEADLINE", Default: "6h", Help: "the download gives up after this long in all (the partial file is kept), 1s to 720h"},
 }
 
 // Plan is what image-fetch will do, computed from the environment alone.
@@ -50,6 +59,9 @@ type Plan struct {
 	DiskSize uint64
 	// DiskSizeText is DISK_SIZE as written, for messages.
 	DiskSizeText string
+
+	// Fetch is the download policy (IMG_FETCH_*, policy.go).
+	Fetch Policy
 }
 
 // BasePath is the absolute path of the cached base image.
@@ -144,6 +156,12 @@ func PlanFromEnv(env stage.Env, stat func(string) error) (Plan, error) {
 		}
 		p.DiskSize, p.DiskSizeText = n, s
 	}
+
+	// The download policy (IMG_FETCH_*): validated for a local source too, so
+	// a typo is found before it matters.
+	if p.Fetch, err = PolicyFromEnv(env); err != nil {
+		return p, err
+	}
 	return p, nil
 }
 
@@ -186,6 +204,9 @@ func (p Plan) String() string {
 		kind = "http download"
 	}
 	fmt.Fprintf(&b, "source:   %s (%s)\n", p.Source, kind)
+	if p.Remote {
+		fmt.Fprintf(&b, "download: %s\n", p.Fetch)
+	}
 	fmt.Fprintf(&b, "base:     %s (+ .sha256)\n", p.BasePath())
 	if p.SHA256 != "" {
 		fmt.Fprintf(&b, "sha256:   %s (pinned)\n", p.SHA256)

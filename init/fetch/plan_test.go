@@ -24,7 +24,7 @@ func TestPlanFromEnv(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := Plan{VMName: "vm0", Source: base["IMG_SOURCE"], Remote: true, Target: "debian-12.qcow2",
-		ImageDir: DefaultImageDir, DiskDir: DefaultDiskDir}
+		ImageDir: DefaultImageDir, DiskDir: DefaultDiskDir, Fetch: DefaultPolicy()}
 	if p != want {
 		t.Errorf("plan = %+v\nwant %+v", p, want)
 	}

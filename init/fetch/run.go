@@ -45,7 +45,9 @@ func Main(r stage.Run) error {
 		return nil
 	}
 	r.Log.Info("image-fetch", "source", p.Source, "base", p.BasePath(), "overlay", p.OverlayPath(), "pinned_sha256", p.SHA256, "disk_size", p.DiskSize)
-	return NewStage(r.Log).Apply(r.Ctx, p)
+	st := NewStage(r.Log)
+	p.Fetch.Apply(st.DL)
+	return st.Apply(r.Ctx, p)
 }
 
 // DescribeState prints what is on disk now and what Apply would do, reading

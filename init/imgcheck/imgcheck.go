@@ -43,9 +43,11 @@ type RefusedError struct {
 	Path   string
 	Reason string
 	// NotAnImage: the file is no disk image at all (empty, not whole sectors, an
-	// HTML page): likely an error page served instead of the image, which a later
-	// download may not be. Otherwise the file is a disk image refused for what it is
-	// (a backing file, another format, encryption, ...), whoever downloads it.
+	// HTML page), or a qcow2 whose tables point past its end or that qemu-img
+	// check finds corrupt (a truncated download): likely an error page or a cut
+	// body served instead of the image, which a later download may not be.
+	// Otherwise the file is a disk image refused for what it is (a backing file,
+	// another format, encryption, ...), whoever downloads it.
 	NotAnImage bool
 }
 
@@ -98,7 +100,98 @@ func Check(ctx context.Context, path string, timeout time.Duration) (Image, erro
 	if format == Raw && img.VirtualSize != uint64(fi.Size()) {
 		return Image{}, refused(path, "raw image: qemu-img sees %d bytes, the file has %d", img.VirtualSize, fi.Size())
 	}
+	if format == QCOW2 {
+		if err := CheckQcow2Consistency(ctx, path, timeout); err != nil {
+			return Image{}, err
+		}
+	}
 	return img, nil
+}
+
+// maxStderr bounds what is kept of qemu-img's stderr: a truncated image makes
+// qemu-img check print one line per cluster past the end.
+const maxStderr = 4 << 10
+
+// capped keeps the first max bytes written to it and drops the rest.
+type capped struct {
+	buf bytes.Buffer
+	max int
+}
+
+func (c *capped) Write(p []byte) (int, error) {
+	if room := c.max - c.buf.Len(); room > 0 {
+		c.buf.Write(p[:min(len(p), room)])
+	}
+	return len(p), nil
+}
+
+// checkReport is the part of `qemu-img check --output=json` that is used.
+type checkReport struct {
+	Corruptions int64 `json:"corruptions"`
+	Leaks       int64 `json:"leaks"`
+	CheckErrors int64 `json:"check-errors"`
+}
+
+// CheckQcow2Consistency runs `qemu-img check -f qcow2 --output=json
+// --force-share path` (bounded by timeout): every L1/L2 table, refcount table
+// and block and every data cluster must lie inside the file and be counted
+// right. The header and qemu-img info only read the front of the file, so a
+// qcow2 cut short (a server that sent a short Content-Length and exactly that
+// many bytes) passes them; this check reads all the metadata and does not.
+// (image-end-offset is not compared with the file's size: it is rounded up
+// to a cluster, and qemu-img check already counts every region that runs a
+// cluster or more past the end as a corruption.)
+//
+// Leaked clusters alone (allocated, used by nothing: wasted space, harmless
+// for a read-only base) are accepted. Corruptions, check errors, or an end
+// offset past the file are a *RefusedError with NotAnImage set (a damaged or
+// truncated copy; another download may be whole). A qemu-img that cannot run
+// or does not answer within timeout is a plain error.
+func CheckQcow2Consistency(ctx context.Context, path string, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "qemu-img", "check", "-f", QCOW2, "--output=json", "--force-share", path)
+	var stdout bytes.Buffer
+	stderr := &capped{max: maxStderr}
+	cmd.Stdout, cmd.Stderr = &stdout, stderr
+	cmd.WaitDelay = 5 * time.Second
+	err := cmd.Run()
+	if ctx.Err() != nil {
+		return fmt.Errorf("qemu-img check %s: no answer within %s: %w", path, timeout, ctx.Err())
+	}
+	firstLine := func() string {
+		l, _, _ := strings.Cut(strings.TrimSpace(stderr.buf.String()), "\n")
+		return l
+	}
+	var ee *exec.ExitError
+	if err != nil && !(errors.As(err, &ee) && ee.Exited()) {
+		return fmt.Errorf("qemu-img check -f qcow2 %s: %w: %s", path, err, firstLine())
+	}
+	// Exit status (qemu-img(1)): 0 consistent, 1 check not completed (an
+	// error), 2 corrupted, 3 leaks only, 63 checks not supported.
+	code := 0
+	if ee != nil {
+		code = ee.ExitCode()
+	}
+	var rep checkReport
+	if jerr := json.Unmarshal(stdout.Bytes(), &rep); jerr != nil {
+		if code == 0 || code == 3 {
+			return fmt.Errorf("qemu-img check %s: output: %w", path, jerr)
+		}
+		// qemu-img could not open or read the image: the image's fault.
+		return &RefusedError{Path: path, NotAnImage: true, Reason: fmt.Sprintf("qemu-img check -f qcow2 (exit %d): %s", code, firstLine())}
+	}
+	switch {
+	case rep.Corruptions > 0 || code == 2:
+		return &RefusedError{Path: path, NotAnImage: true, Reason: fmt.Sprintf(
+			"qemu-img check finds %d corruptions (%s): the qcow2 is truncated or damaged", rep.Corruptions, firstLine())}
+	case rep.CheckErrors > 0 || code == 1:
+		return &RefusedError{Path: path, NotAnImage: true, Reason: fmt.Sprintf(
+			"qemu-img check could not read the whole qcow2 (%d check errors: %s): truncated or damaged", rep.CheckErrors, firstLine())}
+	case code != 0 && code != 3:
+		return fmt.Errorf("qemu-img check -f qcow2 %s: exit %d: %s", path, code, firstLine())
+	}
+	return nil
 }
 
 // Info runs `qemu-img info -f format --output=json --force-share path` with a

@@ -255,3 +255,42 @@ func TestRefusedNotAnImage(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckTruncatedQcow2: a qcow2 with data, cut to half (what a server that
+// sends a short Content-Length and exactly that many bytes leaves), passes the
+// header and qemu-img info but is refused by the full check as damaged
+// (NotAnImage: another download may be whole); the whole file passes.
+func TestCheckTruncatedQcow2(t *testing.T) {
+	dir := t.TempDir()
+	whole := filepath.Join(dir, "whole.qcow2")
+	qemuImg(t, "create", "-q", "-f", "qcow2", whole, "64M")
+	if out, err := exec.Command("qemu-io", "-f", "qcow2", "-c", "write -P 0xab 0 4M", "-c", "write -P 0xcd 32M 4M", whole).CombinedOutput(); err != nil {
+		t.Fatalf("qemu-io: %v %s", err, out)
+	}
+	b, err := os.ReadFile(whole)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, cut := range []int{len(b) / 2, len(b) - 65536, 4 * 65536} {
+		t.Run(fmt.Sprint(cut), func(t *testing.T) {
+			p := filepath.Join(dir, fmt.Sprintf("cut%d.qcow2", cut))
+			if err := os.WriteFile(p, b[:cut], 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := Info(context.Background(), p, QCOW2, DefaultTimeout); err != nil {
+				t.Fatalf("qemu-img info already refuses the cut file (the test shows nothing): %v", err)
+			}
+			_, err := Check(context.Background(), p, DefaultTimeout)
+			var re *RefusedError
+			if !errors.As(err, &re) || !re.NotAnImage || !strings.Contains(re.Reason, "truncated") {
+				t.Fatalf("Check(%d of %d bytes) = %v, want a refusal as truncated (NotAnImage)", cut, len(b), err)
+			}
+			if len(re.Reason) > 2*maxStderr {
+				t.Errorf("reason is %d bytes: qemu-img's stderr is not bounded", len(re.Reason))
+			}
+		})
+	}
+	if img, err := Check(context.Background(), whole, DefaultTimeout); err != nil || img.Format != QCOW2 {
+		t.Fatalf("whole image: %v %v", img, err)
+	}
+}
