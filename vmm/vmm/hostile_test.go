@@ -359,6 +359,18 @@ func TestBinaryHostileEnv(t *testing.T) {
 			}
 		}
 	}
+	// The KVM probe child's variable alone does not turn vmm into the child
+	// (which would run a test guest on that device and exit 0 or 1).
+	argv := []string{"BERTH_KVM_PROBE_CHILD=/dev/null", "VM_CPUS=0"}
+	for k, x := range base {
+		argv = append(argv, k+"="+x)
+	}
+	var stderr strings.Builder
+	cmd := exec.Command("ip", append(append([]string{"netns", "exec", p.ns, "env", "-i"}, argv...), bin)...)
+	cmd.Stderr = &stderr
+	if code := exitCode(t, cmd.Run()); code != 2 || !strings.Contains(stderr.String(), "VM_CPUS=") {
+		t.Errorf("BERTH_KVM_PROBE_CHILD set: exit %d, stderr %q; want 2 naming VM_CPUS", code, stderr.String())
+	}
 	if _, err := os.Stat(mark); err == nil {
 		t.Errorf("QEMU was started:\n%s", readFile(mark))
 	}
