@@ -242,17 +242,23 @@ func openPTY(t *testing.T) (master, term *os.File) {
 }
 
 // expect waits (bounded) until the console, after byte from, holds one of wants; it returns the
-// index of the first found and the console's length then.
+// index of the want found first in the console and the offset just past it (not the console's
+// length: what came after the match, e.g. the next prompt, must stay visible to the next expect).
 func (v *vmmProc) expect(t *testing.T, bound time.Duration, from int, wants ...string) (int, int) {
 	t.Helper()
 	deadline := time.Now().Add(bound)
 	for {
 		c := readFile(v.console)
-		rest := c[min(from, len(c)):]
+		from = min(from, len(c))
+		rest := c[from:]
+		best, at := -1, len(rest)
 		for i, w := range wants {
-			if strings.Contains(rest, w) {
-				return i, len(c)
+			if j := strings.Index(rest, w); j >= 0 && j < at {
+				best, at = i, j
 			}
+		}
+		if best >= 0 {
+			return best, from + at + len(wants[best])
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("console: none of %q within %s; its end:\n%s", wants, bound, tail(c, 1500))
@@ -527,8 +533,10 @@ func loginOnSerial(t *testing.T, v *vmmProc, term *os.File) {
 		}
 	}
 	from := len(readFile(v.console))
+	typ("\r") // getty prints the prompt again
 	for try := 1; ; try++ {
-		typ("\r")
+		// After "Login incorrect" login(1) prompts again by itself: another Enter there would be
+		// an empty user name, answered with "Password:", not "login:".
 		_, from = v.expect(t, 30*time.Second, from, "login:")
 		typ("debian\r")
 		_, from = v.expect(t, 30*time.Second, from, "Password:")
