@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"net"
 	"net/netip"
@@ -14,8 +15,10 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
+	"github.com/berth-vm/berth/common/fsutil"
 	"github.com/berth-vm/berth/common/quantity"
 	"github.com/berth-vm/berth/common/stage"
 )
@@ -36,18 +39,18 @@ const MaxMemory = 4 << 40
 // Vars documents vmm's own variables for -h.
 var Vars = []stage.Var{
 	{Name: "VM_CPUS", Default: "1", Help: "virtual CPUs: a whole number from 1 to the host's CPU count"},
-	{Name: "VM_MEMORY", Default: "1Gi", Help: "guest memory, e.g. 1Gi, 1024Mi, 1024M; at least 128Mi"},
+	{Name: "VM_MEMORY", Default: "1Gi", Help: "guest memory with a binary suffix, e.g. 1Gi, 1536Mi (Ki, Mi, Gi, Ti or plain bytes; 1G is refused); 128Mi to 4Ti, whole MiB"},
 	{Name: "ACCEL", Default: "auto", Help: "auto (KVM when /dev/kvm really runs a guest, else TCG with a warning), kvm (fail without it) or tcg"},
-	{Name: "DISK_DIR", Default: "/var/lib/berth/disk", Help: "holds the pet overlay <VM_NAME>.qcow2 made by image-fetch"},
-	{Name: "IMAGE_DIR", Default: "/var/lib/berth/images", Help: "holds the overlay's base image (QEMU opens it through the overlay)"},
-	{Name: "TAP", Default: "tap0", Help: "persistent tap device made by net-setup; vmm attaches to it and hands QEMU the fd"},
+	{Name: "DISK_DIR", Default: "/var/lib/berth/disk", Help: "holds the pet overlay <VM_NAME>.qcow2 made by image-fetch (an absolute path of " + PathChars + ")"},
+	{Name: "IMAGE_DIR", Default: "/var/lib/berth/images", Help: "holds the overlay's base image (QEMU opens it through the overlay); the overlay's backing file must be in it"},
+	{Name: "TAP", Default: "tap0", Help: "persistent tap made by net-setup (ifalias \"" + stage.TapAlias + "\", owned by vmm's uid, on net-setup's bridge); vmm attaches to it, never creates one, and hands QEMU the fd"},
 	{Name: "NO_VNC", Default: "false", Help: "true: no VNC server at all"},
 	{Name: "VNC_LISTEN", Default: "127.0.0.1", Help: "address QEMU's VNC (port 5900) listens on; a non-loopback address needs VNC_PASSWORD_FILE"},
-	{Name: "VNC_PASSWORD_FILE", Help: "file whose first line is the VNC password (VNC uses at most 8 characters)"},
+	{Name: "VNC_PASSWORD_FILE", Help: "absolute path of a file whose first line is the VNC password (VNC uses at most 8 characters)"},
 	{Name: "SHUTDOWN_TIMEOUT", Default: "60", Help: "seconds from SIGTERM until QEMU is told to quit if the guest has not powered off; keep it below terminationGracePeriodSeconds"},
 	{Name: "VM_IP", Default: "192.168.254.2", Help: "the guest's address (probe ready looks for its lease)"},
 	{Name: "READY_TCP_PORT", Help: "probe ready also needs this TCP port on the guest to accept"},
-	{Name: "QEMU", Default: "qemu-system-x86_64", Help: "QEMU binary (name in PATH or absolute path)"},
+	{Name: "QEMU", Default: "qemu-system-x86_64", Help: "QEMU binary: a name in PATH or an absolute path"},
 }
 
 // Config is everything vmm needs from its environment.
@@ -109,21 +112,29 @@ type Host struct {
 }
 
 // FromEnv reads and checks the environment. It touches nothing but Stat.
+// Every value is checked whole: no surrounding spaces or newlines, no commas
+// or other characters that could change an option of QEMU's command line.
 func FromEnv(env stage.Env, host Host) (Config, error) {
 	var c Config
 	var err error
 	if c.Name, err = env.VMName(); err != nil {
 		return c, err
 	}
-	c.RunDir = env.RunDir()
-	c.DiskDir = env.String("DISK_DIR", "/var/lib/berth/disk")
-	c.ImageDir = env.String("IMAGE_DIR", "/var/lib/berth/images")
-	c.QEMU = env.String("QEMU", "qemu-system-x86_64")
-	c.Tap = env.String("TAP", "tap0")
-	if len(c.Tap) > 15 || strings.ContainsAny(c.Tap, "/ \t\n:") {
-		return c, stage.BadInput("TAP", c.Tap, "must be a network interface name: 1 to 15 characters, no '/', ':' or spaces")
+	if c.RunDir, err = RunDir(env); err != nil {
+		return c, err
 	}
-
+	if c.DiskDir, err = AbsPath(env, "DISK_DIR", "/var/lib/berth/disk"); err != nil {
+		return c, err
+	}
+	if c.ImageDir, err = AbsPath(env, "IMAGE_DIR", "/var/lib/berth/images"); err != nil {
+		return c, err
+	}
+	if c.QEMU, err = qemuBinary(env); err != nil {
+		return c, err
+	}
+	if c.Tap, err = tapName(env); err != nil {
+		return c, err
+	}
 	if c.CPUs, err = cpus(env, host.NumCPU); err != nil {
 		return c, err
 	}
@@ -134,7 +145,7 @@ func FromEnv(env stage.Env, host Host) (Config, error) {
 		return c, err
 	}
 
-	noVNC, err := env.Bool("NO_VNC", false)
+	noVNC, err := Bool(env, "NO_VNC", false)
 	if err != nil {
 		return c, err
 	}
@@ -145,30 +156,162 @@ func FromEnv(env stage.Env, host Host) (Config, error) {
 		}
 	}
 
-	secs, err := env.Int("SHUTDOWN_TIMEOUT", 60, 1, 86400)
+	secs, err := Int(env, "SHUTDOWN_TIMEOUT", 60, 1, 86400)
 	if err != nil {
 		return c, err
 	}
 	c.ShutdownTimeout = time.Duration(secs) * time.Second
 
-	ip := env.String("VM_IP", "192.168.254.2")
-	if c.VMIP, err = netip.ParseAddr(ip); err != nil || !c.VMIP.Is4() {
-		return c, stage.BadInput("VM_IP", ip, "must be an IPv4 address")
+	if c.VMIP, err = VMIP(env); err != nil {
+		return c, err
 	}
-	if c.ReadyTCPPort, err = env.Int("READY_TCP_PORT", 0, 1, 65535); err != nil {
+	if c.ReadyTCPPort, err = Int(env, "READY_TCP_PORT", 0, 1, 65535); err != nil {
 		return c, err
 	}
 	return c, nil
 }
 
+// PathChars are the characters a path variable may hold: nothing QEMU's
+// option syntax (",", "="), its protocol prefixes (":") or a shell gives a
+// meaning to, no spaces, no control characters, ASCII only.
+const PathChars = "A-Z a-z 0-9 / . _ + @ -"
+
+func pathChar(r rune) bool {
+	return r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("/._+@-", r)
+}
+
+// MaxSocketPath bounds BERTH_RUN_DIR: qmp.sock must fit a unix socket address
+// (108 bytes with the terminating NUL).
+const MaxSocketPath = 107
+
+// AbsPath reads a path variable: absolute, clean (no "..", "//" or trailing
+// "/"), of PathChars only, at most 1024 bytes.
+func AbsPath(env stage.Env, name, def string) (string, error) {
+	v := env.String(name, def)
+	if err := checkPath(v); err != nil {
+		return "", stage.BadInput(name, v, "must be "+err.Error())
+	}
+	return v, nil
+}
+
+func checkPath(v string) error {
+	switch {
+	case !strings.HasPrefix(v, "/"):
+		return errors.New("an absolute path")
+	case len(v) > 1024:
+		return errors.New("an absolute path of at most 1024 bytes")
+	case strings.IndexFunc(v, func(r rune) bool { return !pathChar(r) }) >= 0:
+		return errors.New("an absolute path of the characters " + PathChars + " only (no commas, colons, spaces, newlines or non-ASCII: they would change QEMU's options)")
+	case filepath.Clean(v) != v:
+		return errors.New("a clean absolute path (no \"..\", \".\", \"//\" or trailing \"/\")")
+	}
+	return nil
+}
+
+// RunDir reads BERTH_RUN_DIR, checked as AbsPath and short enough for qmp.sock.
+func RunDir(env stage.Env) (string, error) {
+	v, err := AbsPath(env, "BERTH_RUN_DIR", "/run/berth")
+	if err != nil {
+		return "", err
+	}
+	if n := len(filepath.Join(v, stage.QMPSocketName)); n > MaxSocketPath {
+		return "", stage.BadInputf("BERTH_RUN_DIR", v, "must be short enough for %s to be a unix socket path (at most %d bytes, this gives %d)", stage.QMPSocketName, MaxSocketPath, n)
+	}
+	return v, nil
+}
+
+// Int reads a whole number within [min, max]: decimal digits only (no sign,
+// no spaces, no newline); unset or empty gives def.
+func Int(env stage.Env, name string, def, min, max int) (int, error) {
+	v, ok := env.Lookup(name)
+	if !ok {
+		return def, nil
+	}
+	bad := stage.BadInput(name, v, fmt.Sprintf("must be a whole number from %d to %d (decimal digits only)", min, max))
+	if len(v) > 9 || strings.IndexFunc(v, func(r rune) bool { return r < '0' || r > '9' }) >= 0 {
+		return 0, bad
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < min || n > max {
+		return 0, bad
+	}
+	return n, nil
+}
+
+// Bool reads true or false (also 1/0, yes/no, on/off), lower case, exactly.
+func Bool(env stage.Env, name string, def bool) (bool, error) {
+	v, ok := env.Lookup(name)
+	if !ok {
+		return def, nil
+	}
+	switch v {
+	case "true", "1", "yes", "on":
+		return true, nil
+	case "false", "0", "no", "off":
+		return false, nil
+	}
+	return false, stage.BadInput(name, v, "must be true or false")
+}
+
+// VMIP reads VM_IP: an IPv4 address.
+func VMIP(env stage.Env) (netip.Addr, error) {
+	v := env.String("VM_IP", "192.168.254.2")
+	ip, err := netip.ParseAddr(v)
+	if err != nil || !ip.Is4() {
+		return ip, stage.BadInput("VM_IP", v, "must be an IPv4 address, e.g. 192.168.254.2")
+	}
+	return ip, nil
+}
+
+func qemuBinary(env stage.Env) (string, error) {
+	v := env.String("QEMU", "qemu-system-x86_64")
+	if strings.HasPrefix(v, "/") {
+		if err := checkPath(v); err != nil {
+			return "", stage.BadInput("QEMU", v, "must be a binary name in PATH or "+err.Error())
+		}
+		return v, nil
+	}
+	if v[0] == '-' || v[0] == '.' || strings.IndexFunc(v, func(r rune) bool { return !pathChar(r) || r == '/' }) >= 0 {
+		return "", stage.BadInput("QEMU", v, "must be a binary name in PATH (of "+PathChars+", no '/', not starting with '-' or '.') or an absolute path")
+	}
+	return v, nil
+}
+
+func tapName(env stage.Env) (string, error) {
+	v := env.String("TAP", "tap0")
+	if len(v) > 15 || v == "." || v == ".." || v[0] == '-' || strings.IndexFunc(v, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-')
+	}) >= 0 {
+		return "", stage.BadInput("TAP", v, "must be a network interface name: 1 to 15 of A-Z, a-z, 0-9, '.', '_' and '-', not starting with '-'")
+	}
+	return v, nil
+}
+
 // CheckFiles checks the files other stages must have made: the overlay
 // (image-fetch) and the seed ISO (seed-iso). Probes do not need them.
-func CheckFiles(c Config, host Host) error {
-	if err := regular(host, c.Overlay()); err != nil {
-		return stage.BadInputf("DISK_DIR", c.DiskDir, "no pet overlay %s (%v): image-fetch makes it; run image-fetch first", c.Overlay(), cause(err))
+// Both are in shared volumes: a symlink there (to the pet disk, to a device)
+// is refused, never followed (fsutil.CheckOwnFile).
+func CheckFiles(c Config) error {
+	if err := ownFile(c.Overlay()); err != nil {
+		return stage.BadInputf("DISK_DIR", c.DiskDir, "pet overlay %s: %v: image-fetch makes it; run image-fetch first", c.Overlay(), err)
 	}
-	if err := regular(host, c.SeedISO()); err != nil {
-		return stage.BadInputf("BERTH_RUN_DIR", c.RunDir, "no seed ISO %s (%v): seed-iso makes it; run seed-iso first", c.SeedISO(), cause(err))
+	if err := ownFile(c.SeedISO()); err != nil {
+		return stage.BadInputf("BERTH_RUN_DIR", c.RunDir, "seed ISO %s: %v: seed-iso makes it; run seed-iso first", c.SeedISO(), err)
+	}
+	return nil
+}
+
+// ownFile: path is a regular file, not a symlink to one (nil), or why not.
+func ownFile(path string) error {
+	if err := fsutil.CheckOwnFile(path); err != nil {
+		var ne *fsutil.NotOwnFileError
+		if errors.As(err, &ne) {
+			return fmt.Errorf("is %s, not a regular file (refused, left as it is)", ne.Found)
+		}
+		return err
+	}
+	if _, err := os.Lstat(path); err != nil {
+		return errors.New("does not exist")
 	}
 	return nil
 }
@@ -194,15 +337,12 @@ func cause(err error) error {
 }
 
 func cpus(env stage.Env, numCPU int) (int, error) {
-	v, ok := env.Lookup("VM_CPUS")
-	if !ok {
-		return 1, nil
-	}
-	n, err := strconv.Atoi(strings.TrimSpace(v))
-	if err != nil || n < 1 {
-		return 0, stage.BadInput("VM_CPUS", v, "must be a positive whole number")
+	n, err := Int(env, "VM_CPUS", 1, 1, 1024)
+	if err != nil {
+		return 0, err
 	}
 	if n > numCPU {
+		v, _ := env.Lookup("VM_CPUS")
 		return 0, stage.BadInputf("VM_CPUS", v, "must be at most the host's CPU count, %d", numCPU)
 	}
 	return n, nil
@@ -211,7 +351,7 @@ func cpus(env stage.Env, numCPU int) (int, error) {
 func memory(env stage.Env) (uint64, error) {
 	v := env.String("VM_MEMORY", "1Gi")
 	b, err := quantity.ParseBytes(v)
-	if err != nil {
+	if err != nil || strings.TrimSpace(v) != v {
 		return 0, stage.BadInput("VM_MEMORY", v, "must be a size: "+quantity.Allowed)
 	}
 	if b < MinMemory || b > MaxMemory {
@@ -225,12 +365,20 @@ func memory(env stage.Env) (uint64, error) {
 
 func vnc(env stage.Env, c *Config, host Host) error {
 	listen := env.String("VNC_LISTEN", "127.0.0.1")
-	addr, err := netip.ParseAddr(strings.Trim(listen, "[]"))
-	if err != nil || addr.Zone() != "" {
+	lit := listen
+	if strings.HasPrefix(lit, "[") && strings.HasSuffix(lit, "]") {
+		lit = lit[1 : len(lit)-1]
+	}
+	addr, err := netip.ParseAddr(lit)
+	if err != nil || addr.Zone() != "" || (lit != listen && !addr.Is6()) {
 		return stage.BadInput("VNC_LISTEN", listen, "must be an IP address, e.g. 127.0.0.1 or 0.0.0.0")
 	}
 	c.VNCListen = addr.String()
-	c.VNCPasswordFile, _ = env.Lookup("VNC_PASSWORD_FILE")
+	if _, set := env.Lookup("VNC_PASSWORD_FILE"); set {
+		if c.VNCPasswordFile, err = AbsPath(env, "VNC_PASSWORD_FILE", ""); err != nil {
+			return err
+		}
+	}
 	if c.VNCPasswordFile == "" {
 		if !addr.IsLoopback() {
 			return stage.BadInput("VNC_LISTEN", listen, "a non-loopback address needs a password: set VNC_PASSWORD_FILE (or NO_VNC=true, or VNC_LISTEN=127.0.0.1 with kubectl port-forward)")
@@ -244,8 +392,19 @@ func vnc(env stage.Env, c *Config, host Host) error {
 }
 
 // VNCPassword reads the password: the file's first line, without its newline.
+// The file is a Secret's, whose mount is made of symlinks, so they are
+// followed; but it must be a regular file (a FIFO would hang vmm) and only its
+// first 4 KiB are read.
 func VNCPassword(path string) (string, error) {
-	b, err := os.ReadFile(path)
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		return "", fmt.Errorf("read VNC password: %w", err)
+	}
+	defer f.Close()
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		return "", stage.BadInput("VNC_PASSWORD_FILE", path, "must be a regular file")
+	}
+	b, err := io.ReadAll(io.LimitReader(f, 4096))
 	if err != nil {
 		return "", fmt.Errorf("read VNC password: %w", err)
 	}

@@ -94,6 +94,38 @@ func TestBadInput(t *testing.T) {
 		{map[string]string{"TAP": "sixteen-chars-xx"}, "TAP"},
 		{map[string]string{"VM_NAME": "Bad_Name"}, "VM_NAME"},
 	}
+	// Hostile shapes (issue 15): every variable, with a comma (QEMU's option
+	// separator), a newline, "--", a space, unicode and path-shaped values.
+	// None may be accepted, trimmed or passed on.
+	hostile := map[string][]string{
+		"VM_NAME":           {"vm,format=raw", "vm\n", "--", "vm 0", "vmé", "../vm", "vm/0"},
+		"BERTH_RUN_DIR":     {"run", "/run/berth,x=y", "/run/berth\n", "/run/ berth", "/run/bérth", "/run/../etc", "/run/berth/", "//run", "/run:x", "/" + strings.Repeat("r", 100)},
+		"DISK_DIR":          {"disk", "/d,file=/etc/shadow", "/d\n-drive", "/d d", "/dïsk", "/d/../e", "/d/", "-d"},
+		"IMAGE_DIR":         {"img", "/i,x", "/i\n", "/i i", "/ï", "/i/./j", "--"},
+		"QEMU":              {"qemu,x", "qemu\n", "--version", "qemu x", "qémü", "./qemu", "bin/qemu", "/usr/bin/../bin/qemu"},
+		"TAP":               {"tap,0", "tap0\n", "--", "tap 0", "täp0", ".", "..", "tap:0"},
+		"VM_CPUS":           {"1,2", "1\n", "--", " 1", "１", "+1", "0x1", "/1", "99999999999999999999"},
+		"VM_MEMORY":         {"1Gi,share=on", "1Gi\n", "--", " 1Gi", "1Gі", "1024M", "1G", "/1Gi", "99999999999999999999Ti"},
+		"ACCEL":             {"tcg,thread=single", "tcg\n", "--", " tcg", "tсg", "/tcg"},
+		"NO_VNC":            {"true,x", "true\n", "--", " true", "TRUE", "trüe", "/true"},
+		"VNC_LISTEN":        {"127.0.0.1,password=off", "127.0.0.1\n", "--", " 127.0.0.1", "127.0.0.１", "[127.0.0.1]", "[::1", "fe80::1%eth0", "/tmp/vnc.sock", "unix:/tmp/s"},
+		"VNC_PASSWORD_FILE": {"pw", "/pw,x", "/pw\n", "/p w", "/pŵ", "/a/../pw"},
+		"SHUTDOWN_TIMEOUT":  {"60,x", "60\n", "--", " 60", "６０", "+60", "-1", "86401"},
+		"VM_IP":             {"10.0.0.2,x", "10.0.0.2\n", "--", " 10.0.0.2", "10.0.0.２", "::ffff:10.0.0.2", "/10.0.0.2"},
+		"READY_TCP_PORT":    {"22,x", "22\n", "--", " 22", "２２", "+22", "0"},
+	}
+	for name, values := range hostile {
+		for _, v := range values {
+			env := map[string]string{name: v}
+			if name == "VNC_PASSWORD_FILE" {
+				env["VNC_LISTEN"] = "0.0.0.0"
+			}
+			tests = append(tests, struct {
+				env  map[string]string
+				want string
+			}{env, name})
+		}
+	}
 	for _, tt := range tests {
 		env := goodEnv()
 		for k, v := range tt.env {
@@ -116,24 +148,38 @@ func TestCheckFiles(t *testing.T) {
 	c := Config{Name: "vm-0", RunDir: filepath.Join(dir, "run"), DiskDir: filepath.Join(dir, "disk")}
 	os.MkdirAll(c.RunDir, 0o755)
 	os.MkdirAll(c.DiskDir, 0o755)
-	host := Host{NumCPU: 1, Stat: os.Stat}
-	err := CheckFiles(c, host)
+	err := CheckFiles(c)
 	if !stage.IsBadInput(err) || !strings.Contains(err.Error(), "image-fetch") {
 		t.Errorf("no overlay: err = %v, want bad input naming image-fetch", err)
 	}
 	os.WriteFile(c.Overlay(), nil, 0o644)
-	err = CheckFiles(c, host)
+	err = CheckFiles(c)
 	if !stage.IsBadInput(err) || !strings.Contains(err.Error(), "seed-iso") {
 		t.Errorf("no seed: err = %v, want bad input naming seed-iso", err)
 	}
 	os.Mkdir(c.SeedISO(), 0o755) // a directory is not a seed
-	if err := CheckFiles(c, host); !stage.IsBadInput(err) {
+	if err := CheckFiles(c); !stage.IsBadInput(err) {
 		t.Errorf("seed is a directory: err = %v, want bad input", err)
 	}
 	os.Remove(c.SeedISO())
 	os.WriteFile(c.SeedISO(), nil, 0o644)
-	if err := CheckFiles(c, host); err != nil {
+	if err := CheckFiles(c); err != nil {
 		t.Errorf("both present: %v", err)
+	}
+	// Symlinks in the shared volumes are refused, not followed: a seed that is
+	// a link to the pet disk must not become the CD-ROM, nor a link the disk.
+	os.Remove(c.SeedISO())
+	os.Symlink(c.Overlay(), c.SeedISO())
+	if err := CheckFiles(c); !stage.IsBadInput(err) || !strings.Contains(err.Error(), "symlink") {
+		t.Errorf("seed is a symlink to the overlay: err = %v, want bad input naming the symlink", err)
+	}
+	os.Remove(c.SeedISO())
+	os.WriteFile(c.SeedISO(), nil, 0o644)
+	real := filepath.Join(dir, "elsewhere.qcow2")
+	os.Rename(c.Overlay(), real)
+	os.Symlink(real, c.Overlay())
+	if err := CheckFiles(c); !stage.IsBadInput(err) || !strings.Contains(err.Error(), "symlink") {
+		t.Errorf("overlay is a symlink: err = %v, want bad input naming the symlink", err)
 	}
 }
 

@@ -288,9 +288,14 @@ type Result struct {
 	Reason string // why not (or "a test guest ran" when OK)
 }
 
-// ChildEnv is set in the environment of the probe child: a binary that sees it
-// must call ChildMain before anything else (vmm's main and the tests do).
-const ChildEnv = "BERTH_KVM_PROBE_CHILD"
+// ChildEnv is set in the environment of the probe child, and ChildArg is its
+// only argument: a binary must call ChildMain before anything else (vmm's main
+// and the tests do). Both are needed, so the variable alone in a container's
+// environment does not turn vmm into a probe child.
+const (
+	ChildEnv = "BERTH_KVM_PROBE_CHILD"
+	ChildArg = "berth-kvm-probe-child"
+)
 
 // Probe runs the test guest in a child process (self re-executed with
 // ChildEnv=dev) and kills it after timeout. It never hangs longer than timeout
@@ -301,7 +306,7 @@ func Probe(ctx context.Context, self, dev string, timeout time.Duration) Result 
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, self)
+	cmd := exec.CommandContext(ctx, self, ChildArg)
 	cmd.Env = append(os.Environ(), ChildEnv+"="+dev)
 	cmd.WaitDelay = 500 * time.Millisecond // a child stuck in the kernel must not block us either
 	out, err := cmd.CombinedOutput()
@@ -317,11 +322,12 @@ func Probe(ctx context.Context, self, dev string, timeout time.Duration) Result 
 	return Result{OK: true, Reason: "a test guest ran in real, protected and long mode"}
 }
 
-// ChildMain is the probe child: when ChildEnv is set it runs the guest and
-// exits (0: it ran; 1: the reason on stderr). Otherwise it returns at once.
+// ChildMain is the probe child: when ChildEnv is set and ChildArg is the only
+// argument it runs the guest and exits (0: it ran; 1: the reason on stderr).
+// Otherwise it returns at once.
 func ChildMain() {
 	dev := os.Getenv(ChildEnv)
-	if dev == "" {
+	if dev == "" || len(os.Args) != 2 || os.Args[1] != ChildArg {
 		return
 	}
 	if err := RunGuest(dev); err != nil {

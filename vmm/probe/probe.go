@@ -18,7 +18,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/berth-vm/berth/common/fsutil"
 	"github.com/berth-vm/berth/common/stage"
+	"github.com/berth-vm/berth/vmm/config"
 	"github.com/berth-vm/berth/vmm/qmp"
 )
 
@@ -26,19 +28,31 @@ import (
 // timeoutSeconds above this).
 const Timeout = 2 * time.Second
 
-// Main runs a probe; args are what follows "probe".
+// Usage is the probe's help (vmm probe -h).
+const Usage = "usage: vmm probe ready|live\n" +
+	"  ready: dnsmasq leased VM_IP (and, with READY_TCP_PORT, the guest accepts on that port)\n" +
+	"  live:  QEMU answers query-status on $BERTH_RUN_DIR/qmp.sock\n" +
+	"Reads BERTH_RUN_DIR, VM_IP and READY_TCP_PORT as vmm does; exit 0 yes, 1 no, 2 bad input.\n"
+
+// Main runs a probe; args are what follows "probe". Bad arguments or a bad
+// variable are one line on stderr and exit 2.
 func Main(args []string, env stage.Env, stdout, stderr io.Writer) int {
+	if len(args) == 1 && (args[0] == "-h" || args[0] == "--help" || args[0] == "-help") {
+		fmt.Fprint(stdout, Usage)
+		return stage.ExitOK
+	}
 	if len(args) != 1 || (args[0] != "ready" && args[0] != "live") {
-		fmt.Fprintln(stderr, "usage: vmm probe ready|live\n"+
-			"  ready: dnsmasq leased VM_IP (and, with READY_TCP_PORT, the guest accepts on that port)\n"+
-			"  live:  QEMU answers query-status on $BERTH_RUN_DIR/qmp.sock")
+		fmt.Fprintf(stderr, "vmm probe: bad input: arguments %q: want exactly one of ready, live (vmm probe -h)\n", args)
 		return stage.ExitBadInput
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), Timeout)
 	defer cancel()
 	var msg string
-	var err error
-	runDir := env.RunDir()
+	runDir, err := config.RunDir(env)
+	if err != nil {
+		fmt.Fprintf(stderr, "vmm probe %s: bad input: %s\n", args[0], oneLine(err))
+		return stage.ExitBadInput
+	}
 	if args[0] == "live" {
 		msg, err = Live(ctx, filepath.Join(runDir, stage.QMPSocketName))
 	} else {
@@ -50,22 +64,31 @@ func Main(args []string, env stage.Env, stdout, stderr io.Writer) int {
 		}
 	}
 	if err != nil {
-		fmt.Fprintf(stderr, "vmm probe %s: %v\n", args[0], err)
+		kind := ""
+		if stage.IsBadInput(err) {
+			kind = "bad input: "
+		}
+		fmt.Fprintf(stderr, "vmm probe %s: %s%s\n", args[0], kind, oneLine(err))
 		return stage.ExitCode(err)
 	}
 	fmt.Fprintf(stdout, "vmm probe %s: %s\n", args[0], msg)
 	return stage.ExitOK
 }
 
+func oneLine(err error) string { return strings.ReplaceAll(err.Error(), "\n", " ") }
+
+// readyEnv reads VM_IP and READY_TCP_PORT exactly as vmm does.
 func readyEnv(env stage.Env) (netip.Addr, int, error) {
-	s := env.String("VM_IP", "192.168.254.2")
-	ip, err := netip.ParseAddr(s)
-	if err != nil || !ip.Is4() {
-		return ip, 0, stage.BadInput("VM_IP", s, "must be an IPv4 address")
+	ip, err := config.VMIP(env)
+	if err != nil {
+		return ip, 0, err
 	}
-	port, err := env.Int("READY_TCP_PORT", 0, 1, 65535)
+	port, err := config.Int(env, "READY_TCP_PORT", 0, 1, 65535)
 	return ip, port, err
 }
+
+// MaxLeases bounds what is read of the lease file (a /30 has one lease).
+const MaxLeases = 1 << 20
 
 // Live: QEMU runs and its QMP answers query-status.
 func Live(ctx context.Context, sock string) (string, error) {
@@ -101,8 +124,11 @@ func Ready(ctx context.Context, leases string, ip netip.Addr, port int) (string,
 }
 
 // leased finds ip in a dnsmasq lease file ("expiry mac ip hostname clientid").
+// The file is in the shared run volume: it is opened without following a
+// symlink and without blocking on a FIFO, must be a regular file, and at most
+// MaxLeases bytes of it are read.
 func leased(path string, ip netip.Addr) (string, error) {
-	f, err := os.Open(path)
+	f, err := fsutil.Open(path)
 	if errors.Is(err, os.ErrNotExist) {
 		return "", fmt.Errorf("no leases yet (%s does not exist)", path)
 	}
@@ -110,7 +136,7 @@ func leased(path string, ip netip.Addr) (string, error) {
 		return "", err
 	}
 	defer f.Close()
-	sc := bufio.NewScanner(f)
+	sc := bufio.NewScanner(io.LimitReader(f, MaxLeases))
 	for sc.Scan() {
 		fields := strings.Fields(sc.Text())
 		if len(fields) >= 3 && fields[2] == ip.String() {

@@ -3,12 +3,14 @@ package probe
 import (
 	"bytes"
 	"context"
+	"io"
 	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -82,5 +84,81 @@ func TestMainExitCodes(t *testing.T) {
 		if got := Main(tt.args, tt.env, &out, &errb); got != tt.want {
 			t.Errorf("probe %v: exit %d, want %d (stdout %q, stderr %q)", tt.args, got, tt.want, out.String(), errb.String())
 		}
+	}
+}
+
+// TestMainBadInput: bad arguments and bad variables are one line on stderr and
+// exit 2; -h is the usage on stdout, exit 0.
+func TestMainBadInput(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "dnsmasq.leases"), []byte(leaseLine), 0o644)
+	tests := []struct {
+		args []string
+		env  map[string]string
+		want string // on stderr; "" for -h
+	}{
+		{nil, nil, "arguments"},
+		{[]string{"dead"}, nil, "arguments"},
+		{[]string{"ready", "live"}, nil, "arguments"},
+		{[]string{"--", "ready"}, nil, "arguments"},
+		{[]string{"ready"}, map[string]string{"VM_IP": "127.0.0.1\n"}, "VM_IP="},
+		{[]string{"ready"}, map[string]string{"VM_IP": "127.0.0.1,x"}, "VM_IP="},
+		{[]string{"ready"}, map[string]string{"READY_TCP_PORT": " 22"}, "READY_TCP_PORT="},
+		{[]string{"ready"}, map[string]string{"READY_TCP_PORT": "22\n"}, "READY_TCP_PORT="},
+		{[]string{"ready"}, map[string]string{"BERTH_RUN_DIR": "relative"}, "BERTH_RUN_DIR="},
+		{[]string{"live"}, map[string]string{"BERTH_RUN_DIR": dir + "/../" + filepath.Base(dir)}, "BERTH_RUN_DIR="},
+		{[]string{"live"}, map[string]string{"BERTH_RUN_DIR": dir + "\n"}, "BERTH_RUN_DIR="},
+		{[]string{"-h"}, nil, ""},
+	}
+	for _, tt := range tests {
+		m := map[string]string{"BERTH_RUN_DIR": dir, "VM_IP": "127.0.0.1"}
+		for k, v := range tt.env {
+			m[k] = v
+		}
+		var out, errb bytes.Buffer
+		code := Main(tt.args, stage.MapEnv(m), &out, &errb)
+		if tt.want == "" {
+			if code != 0 || !strings.Contains(out.String(), "usage: vmm probe") || errb.Len() != 0 {
+				t.Errorf("%q: exit %d, stdout %q, stderr %q; want the usage on stdout, exit 0", tt.args, code, out.String(), errb.String())
+			}
+			continue
+		}
+		if code != 2 || strings.Count(errb.String(), "\n") != 1 || !strings.Contains(errb.String(), tt.want) || out.Len() != 0 {
+			t.Errorf("%q %q: exit %d, stderr %q; want 2 and one line naming %s", tt.args, tt.env, code, errb.String(), tt.want)
+		}
+	}
+}
+
+// TestLeasesNotFollowed: dnsmasq.leases is in the shared run volume. A symlink
+// there (to a file that does list the lease) is not followed, and a FIFO
+// neither blocks the probe nor counts: both are "not ready" (exit 1).
+func TestLeasesNotFollowed(t *testing.T) {
+	dir := t.TempDir()
+	elsewhere := filepath.Join(t.TempDir(), "leases")
+	os.WriteFile(elsewhere, []byte(leaseLine), 0o644)
+	leases := filepath.Join(dir, "dnsmasq.leases")
+	env := stage.MapEnv(map[string]string{"BERTH_RUN_DIR": dir, "VM_IP": "127.0.0.1"})
+	run := func() (int, string) {
+		done := make(chan struct{})
+		var code int
+		var errb bytes.Buffer
+		go func() { code = Main([]string{"ready"}, env, io.Discard, &errb); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Fatal("probe ready hangs on dnsmasq.leases")
+		}
+		return code, errb.String()
+	}
+	os.Symlink(elsewhere, leases)
+	if code, msg := run(); code != 1 || !strings.Contains(msg, "symlink") {
+		t.Errorf("leases a symlink: exit %d, %q; want 1 naming the symlink", code, msg)
+	}
+	os.Remove(leases)
+	if err := syscall.Mkfifo(leases, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code, msg := run(); code != 1 || !strings.Contains(msg, "FIFO") {
+		t.Errorf("leases a FIFO: exit %d, %q; want 1 naming the FIFO", code, msg)
 	}
 }

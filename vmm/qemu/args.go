@@ -11,8 +11,15 @@ import (
 	"github.com/berth-vm/berth/vmm/config"
 )
 
-// TapFD is the descriptor number QEMU finds the tap on: the first ExtraFiles entry.
-const TapFD = 3
+// TapFD and SeedFD are the descriptors QEMU finds the tap and the seed ISO on:
+// the first and second ExtraFiles entries.
+const (
+	TapFD  = 3
+	SeedFD = 4
+)
+
+// seedFDSet is the fd set (-add-fd) that holds the seed ISO's descriptor.
+const seedFDSet = 1
 
 // Plan is the Config plus what vmm found out about the machine.
 type Plan struct {
@@ -55,8 +62,10 @@ func Args(p Plan) []Arg {
 	add("-drive", "if=none,id=disk0,file="+optEscape(p.Overlay())+",format=qcow2,discard=unmap,detect-zeroes=unmap",
 		"the pet overlay, format given (never probed); QEMU opens its base in IMAGE_DIR read-only through the overlay's backing file and backing_fmt")
 	add("-device", "virtio-blk-pci,drive=disk0,bootindex=0", "the overlay as a virtio disk, booted first")
-	add("-drive", "if=none,id=seed,file="+optEscape(p.SeedISO())+",format=raw,media=cdrom,readonly=on",
-		"the seed ISO made by seed-iso (cloud-init's config-drive or NoCloud), raw and read-only")
+	add("-add-fd", fmt.Sprintf("fd=%d,set=%d,opaque=%s", SeedFD, seedFDSet, optEscape(p.SeedISO())),
+		"the seed ISO, opened by vmm without following a symlink (the run volume is shared: a planted link to the pet disk must not become the CD-ROM) and inherited as fd 4")
+	add("-drive", fmt.Sprintf("if=none,id=seed,file=/dev/fdset/%d,format=raw,media=cdrom,readonly=on", seedFDSet),
+		"the seed ISO made by seed-iso (cloud-init's config-drive or NoCloud), raw and read-only, from that fd set: QEMU opens no path in the run volume")
 	add("-device", "virtio-scsi-pci,id=scsi0", "SCSI controller for the seed CD-ROM: Debian's cloud kernels have virtio-scsi and sr_mod but no AHCI driver")
 	add("-device", "scsi-cd,bus=scsi0.0,drive=seed", "the seed as a CD-ROM (/dev/sr0), where cloud-init looks for its config-drive or NoCloud volume")
 

@@ -1,11 +1,14 @@
 package qemu
 
 import (
+	"fmt"
+	"io/fs"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/berth-vm/berth/common/golden"
+	"github.com/berth-vm/berth/common/stage"
 	"github.com/berth-vm/berth/vmm/config"
 )
 
@@ -80,6 +83,106 @@ func TestArgsInvariants(t *testing.T) {
 				if a.Why == "" {
 					t.Errorf("option %s %s has no reason", a.Flag, a.Value)
 				}
+			}
+		}
+	}
+}
+
+// optionKeys splits a QEMU option value as QEMU's option parser does and
+// returns the key of each part: a part's name runs to its first '=' or ','
+// (no '=' first: an implied key, ""), its value to the next single ',' (",,"
+// is a literal comma).
+func optionKeys(v string) []string {
+	var keys []string
+	for len(v) > 0 {
+		n := strings.IndexAny(v, "=,")
+		key := ""
+		if n >= 0 && v[n] == '=' {
+			key = v[:n]
+		}
+		keys = append(keys, key)
+		i := max(n, 0)
+		for ; i < len(v); i++ {
+			if v[i] == ',' {
+				if i+1 < len(v) && v[i+1] == ',' {
+					i++
+					continue
+				}
+				break
+			}
+		}
+		if n < 0 || i >= len(v) {
+			break
+		}
+		v = v[i+1:]
+	}
+	return keys
+}
+
+// TestNoOptionInjection: whatever the environment holds, it cannot add a QEMU
+// option, a key to an option, or an argument: each value is either refused by
+// config.FromEnv (exit 2) or gives the same flags with the same keys as the
+// defaults. The values are the injection-shaped ones (commas are QEMU's option
+// separator) and the odd ones that are allowed.
+func TestNoOptionInjection(t *testing.T) {
+	host := config.Host{NumCPU: 4, Stat: func(string) (fs.FileInfo, error) { return nil, fs.ErrNotExist }}
+	shape := func(env map[string]string) (string, error) {
+		m := map[string]string{"VM_NAME": "vm-0", "BERTH_RUN_DIR": "/run/berth"}
+		for k, v := range env {
+			m[k] = v
+		}
+		c, err := config.FromEnv(stage.MapEnv(m), host)
+		if err != nil {
+			return "", err
+		}
+		var b strings.Builder
+		for _, a := range Args(Plan{Config: c, Accel: config.AccelTCG}) {
+			fmt.Fprintf(&b, "%s %q\n", a.Flag, optionKeys(a.Value))
+		}
+		return b.String(), nil
+	}
+	want, err := shape(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	values := map[string][]string{
+		"VM_NAME":       {"vm,debug-threads=off", "vm,,x", "a-b-c", "0"},
+		"BERTH_RUN_DIR": {"/run/berth,server=off", "/r,,x", "/r/x@y+z", "/run/b-e_r.t"},
+		"DISK_DIR":      {"/d,file=/etc/shadow", "/d,,format=raw", "/d,format=raw", "/a@b/c+d"},
+		"IMAGE_DIR":     {"/i,backing=x"},
+		"VNC_LISTEN":    {"127.0.0.1,password=off", "127.0.0.1,,x", "::1", "[::1]", "127.0.0.2"},
+		"VM_MEMORY":     {"1Gi,share=on", "1536Mi", "4194304Ki"},
+		"VM_CPUS":       {"2,cores=2", "4"},
+		"ACCEL":         {"tcg,thread=single"},
+		"TAP":           {"tap0,vhost=on", "t.a_p-0"},
+		"QEMU":          {"qemu,x", "/usr/bin/qemu-system-x86_64"},
+	}
+	// The second layer: should a comma reach a Config anyway, the command line
+	// escapes it (",,") and it still adds nothing.
+	keys := func(c config.Config) string {
+		var b strings.Builder
+		for _, a := range Args(Plan{Config: c, Accel: config.AccelTCG}) {
+			fmt.Fprintf(&b, "%s %q\n", a.Flag, optionKeys(a.Value))
+		}
+		return b.String()
+	}
+	c := base()
+	c.CPUs, c.Name = 1, "vm-0"
+	c.DiskDir, c.RunDir, c.ImageDir = "/d,file=/etc/shadow", "/r,server=off,,x", "/i,backing=x"
+	if got, plain := keys(c), keys(base()); got != plain {
+		t.Errorf("commas in the paths of a Config change the options:\n%s\nwant\n%s", got, plain)
+	}
+	for name, vs := range values {
+		for _, v := range vs {
+			got, err := shape(map[string]string{name: v})
+			if err != nil {
+				if !stage.IsBadInput(err) {
+					t.Errorf("%s=%q: %v, want bad input or accepted", name, v, err)
+				}
+				continue
+			}
+			if got != want {
+				t.Errorf("%s=%q changes the options:\n%s\nwant\n%s", name, v, got, want)
 			}
 		}
 	}

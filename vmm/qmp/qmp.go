@@ -12,8 +12,11 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strconv"
 	"sync/atomic"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Client is one QMP connection.
@@ -50,9 +53,30 @@ type message struct {
 // Dial connects to the socket, reads the greeting and sends
 // qmp_capabilities. The context bounds the whole handshake; its deadline (if
 // any) stays on the connection for later commands unless SetDeadline changes it.
+//
+// The socket is in the shared run volume: a symlink or anything but a socket
+// at path is refused, never connected through. The check is on a descriptor
+// (O_PATH|O_NOFOLLOW) and the connection goes through that very descriptor
+// (/proc/self/fd/N), so nothing swapped in between is followed either.
 func Dial(ctx context.Context, path string) (*Client, error) {
+	fd, err := unix.Open(path, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("connect to QMP %s: %w", path, err)
+	}
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return nil, fmt.Errorf("connect to QMP %s: %w", path, err)
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFSOCK {
+		what := "not a socket"
+		if st.Mode&unix.S_IFMT == unix.S_IFLNK {
+			what = "a symlink"
+		}
+		return nil, fmt.Errorf("connect to QMP %s: it is %s, not QEMU's socket: refusing to use it", path, what)
+	}
 	var d net.Dialer
-	conn, err := d.DialContext(ctx, "unix", path)
+	conn, err := d.DialContext(ctx, "unix", "/proc/self/fd/"+strconv.Itoa(fd))
 	if err != nil {
 		return nil, fmt.Errorf("connect to QMP %s: %w", path, err)
 	}

@@ -6,8 +6,10 @@ import (
 	"encoding/json"
 	"errors"
 	"net"
+	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -152,3 +154,39 @@ func TestNoSocket(t *testing.T) {
 }
 
 func errorsAs(err error, target **Error) bool { return errors.As(err, target) }
+
+// TestNotASocket: qmp.sock is in the shared run volume. A symlink there, even
+// to a working QMP socket, a FIFO and a regular file are refused at once (no
+// hang on the FIFO), naming what was found.
+func TestNotASocket(t *testing.T) {
+	real := fakeQEMU(t, greeting, func(string, json.RawMessage) string { return `{"return": {}}` })
+	dir := t.TempDir()
+	link, fifo, file := filepath.Join(dir, "link.sock"), filepath.Join(dir, "fifo.sock"), filepath.Join(dir, "file.sock")
+	if err := os.Symlink(real, link); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(file, nil, 0o600)
+	for path, want := range map[string]string{link: "a symlink", fifo: "not a socket", file: "not a socket"} {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		c, err := Dial(ctx, path)
+		cancel()
+		if err == nil {
+			c.Close()
+			t.Errorf("%s: connected through it", filepath.Base(path))
+			continue
+		}
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: err = %v, want it to say %q", filepath.Base(path), err, want)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c, err := Dial(ctx, real)
+	if err != nil {
+		t.Fatalf("the socket itself: %v", err)
+	}
+	c.Close()
+}

@@ -3,6 +3,8 @@ package tap
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"net"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
@@ -15,7 +17,8 @@ import (
 )
 
 // inNetns runs f on a thread switched into a fresh network namespace holding
-// a persistent tap "tap0" created the way net-setup does (no VNET_HDR) and a
+// a persistent tap "tap0" created the way net-setup does (no VNET_HDR, owned by
+// the uid that attaches: root here) and a
 // tun-mode device "tun0".
 func inNetns(t *testing.T, f func()) {
 	t.Helper()
@@ -25,7 +28,7 @@ func inNetns(t *testing.T, f func()) {
 	ns := "vmmtap-" + hex.EncodeToString(b)
 	for _, args := range [][]string{
 		{"netns", "add", ns},
-		{"-n", ns, "tuntap", "add", "tap0", "mode", "tap", "user", "65534"},
+		{"-n", ns, "tuntap", "add", "tap0", "mode", "tap", "user", "0"}, // owned by the test's uid, as net-setup's TAP_UID
 		{"-n", ns, "tuntap", "add", "tun0", "mode", "tun"},
 	} {
 		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
@@ -107,5 +110,66 @@ func TestAttachErrors(t *testing.T) {
 			return
 		}
 		f.Close()
+	})
+}
+
+// TestOpenNeverCreates: TUNSETIFF on a name that does not exist creates a
+// transient tap when the caller has CAP_NET_ADMIN (this test runs as root):
+// Open must refuse instead, and leave no link behind.
+func TestOpenNeverCreates(t *testing.T) {
+	inNetns(t, func() {
+		f, err := Open("/dev/net/tun", "nosuch0", BaseFlags)
+		if err == nil {
+			t.Error("Open created and attached a tap that did not exist")
+			f.Close()
+			return
+		}
+		t.Log(err)
+		if _, err := net.InterfaceByName("nosuch0"); err == nil {
+			t.Error("a link nosuch0 exists after Open")
+		}
+		// A tap that exists and is this uid's still attaches.
+		g, err := Open("/dev/net/tun", "tap0", BaseFlags)
+		if err != nil {
+			t.Errorf("attach to the existing tap: %v", err)
+			return
+		}
+		g.Close()
+	})
+}
+
+// TestOpenRefusesOtherNodes: the tun node in the shared run dir must be the tun
+// clone device itself: a symlink to it, another character device and a FIFO
+// are refused (the FIFO without hanging).
+func TestOpenRefusesOtherNodes(t *testing.T) {
+	inNetns(t, func() {
+		dir := t.TempDir()
+		link := filepath.Join(dir, "tun-symlink")
+		fifo := filepath.Join(dir, "tun-fifo")
+		null := filepath.Join(dir, "tun-null")
+		if err := os.Symlink("/dev/net/tun", link); err != nil {
+			t.Error(err)
+			return
+		}
+		if err := unix.Mkfifo(fifo, 0o600); err != nil {
+			t.Error(err)
+			return
+		}
+		if err := unix.Mknod(null, unix.S_IFCHR|0o600, int(unix.Mkdev(1, 3))); err != nil {
+			t.Error(err)
+			return
+		}
+		for _, dev := range []string{link, fifo, null} {
+			f, err := Open(dev, "tap0", BaseFlags)
+			if err == nil {
+				t.Errorf("%s: attached through it", dev)
+				f.Close()
+				continue
+			}
+			if !strings.Contains(err.Error(), dev) {
+				t.Errorf("%s: error does not name it: %v", dev, err)
+			}
+			t.Log(err)
+		}
 	})
 }

@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/berth-vm/berth/common/roottest"
+	"github.com/berth-vm/berth/common/stage"
 	"github.com/berth-vm/berth/vmm/config"
 )
 
@@ -85,6 +86,14 @@ type pod struct {
 
 func newPod(t *testing.T) *pod {
 	t.Helper()
+	p := newBarePod(t)
+	p.netSetupLinks(t)
+	return p
+}
+
+// newBarePod is newPod without the links: a netns with lo only.
+func newBarePod(t *testing.T) *pod {
+	t.Helper()
 	work, err := os.MkdirTemp("/var/tmp", "vmm-test-")
 	if err != nil {
 		t.Fatal(err)
@@ -106,11 +115,23 @@ func newPod(t *testing.T) *pod {
 	os.Chmod(work, 0o755)
 	sh(t, "ip", "netns", "add", p.ns)
 	sh(t, "ip", "-n", p.ns, "link", "set", "lo", "up")
-	sh(t, "ip", "-n", p.ns, "tuntap", "add", "tap0", "mode", "tap", "user", strconv.Itoa(vmUID), "group", strconv.Itoa(vmUID))
-	sh(t, "ip", "-n", p.ns, "link", "set", "tap0", "up")
 	sh(t, "mknod", filepath.Join(p.run, "tun"), "c", "10", "200")
 	sh(t, "chmod", "600", filepath.Join(p.run, "tun"))
 	return p
+}
+
+// netSetupLinks makes the links as net-setup does: bridge br0 and persistent
+// tap0 owned by vmUID, each with its ifalias, tap0 enslaved to br0, both up.
+func (p *pod) netSetupLinks(t *testing.T) {
+	t.Helper()
+	ip := func(args ...string) { sh(t, "ip", append([]string{"-n", p.ns}, args...)...) }
+	ip("link", "add", "br0", "type", "bridge")
+	ip("link", "set", "br0", "alias", stage.BridgeAlias)
+	ip("tuntap", "add", "tap0", "mode", "tap", "user", strconv.Itoa(vmUID), "group", strconv.Itoa(vmUID))
+	ip("link", "set", "tap0", "alias", stage.TapAlias)
+	ip("link", "set", "tap0", "master", "br0")
+	ip("link", "set", "br0", "up")
+	ip("link", "set", "tap0", "up")
 }
 
 func (p *pod) chown(t *testing.T) {
@@ -125,8 +146,16 @@ func (p *pod) env(extra ...string) []string {
 
 // cmd runs the vmm binary in the pod's netns as vmUID with env -i.
 func (p *pod) cmd(t *testing.T, env []string, args ...string) *exec.Cmd {
-	argv := append([]string{"netns", "exec", p.ns, "setpriv", "--reuid=" + strconv.Itoa(vmUID), "--regid=" + strconv.Itoa(vmUID),
-		"--clear-groups", "env", "-i"}, env...)
+	return p.cmdAs(t, vmUID, env, args...)
+}
+
+// cmdAs is cmd as uid (0: root, as the defect of a root vmm creating the tap needs).
+func (p *pod) cmdAs(t *testing.T, uid int, env []string, args ...string) *exec.Cmd {
+	argv := []string{"netns", "exec", p.ns}
+	if uid != 0 {
+		argv = append(argv, "setpriv", "--reuid="+strconv.Itoa(uid), "--regid="+strconv.Itoa(uid), "--clear-groups")
+	}
+	argv = append(append(argv, "env", "-i"), env...)
 	argv = append(argv, buildVMM(t))
 	return exec.Command("ip", append(argv, args...)...)
 }
@@ -213,17 +242,23 @@ func openPTY(t *testing.T) (master, term *os.File) {
 }
 
 // expect waits (bounded) until the console, after byte from, holds one of wants; it returns the
-// index of the first found and the console's length then.
+// index of the want found first in the console and the offset just past it (not the console's
+// length: what came after the match, e.g. the next prompt, must stay visible to the next expect).
 func (v *vmmProc) expect(t *testing.T, bound time.Duration, from int, wants ...string) (int, int) {
 	t.Helper()
 	deadline := time.Now().Add(bound)
 	for {
 		c := readFile(v.console)
-		rest := c[min(from, len(c)):]
+		from = min(from, len(c))
+		rest := c[from:]
+		best, at := -1, len(rest)
 		for i, w := range wants {
-			if strings.Contains(rest, w) {
-				return i, len(c)
+			if j := strings.Index(rest, w); j >= 0 && j < at {
+				best, at = i, j
 			}
+		}
+		if best >= 0 {
+			return best, from + at + len(wants[best])
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("console: none of %q within %s; its end:\n%s", wants, bound, tail(c, 1500))
@@ -410,6 +445,9 @@ func TestBinaryRealGuest(t *testing.T) {
 	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
 	image := lines[len(lines)-1]
 	p := newPod(t)
+	if image, err = filepath.EvalSymlinks(image); err != nil {
+		t.Fatal(err)
+	}
 	sh(t, "qemu-img", "create", "-q", "-f", "qcow2", "-b", image, "-F", "qcow2", filepath.Join(p.disk, "testvm.qcow2"))
 	seed := filepath.Join(p.work, "seed")
 	os.MkdirAll(seed, 0o755)
@@ -418,10 +456,7 @@ func TestBinaryRealGuest(t *testing.T) {
 	sh(t, "genisoimage", "-quiet", "-o", filepath.Join(p.run, "seed.iso"), "-volid", "cidata", "-J", "-R", seed)
 	p.chown(t)
 
-	sh(t, "ip", "-n", p.ns, "link", "add", "br0", "type", "bridge")
 	sh(t, "ip", "-n", p.ns, "addr", "add", "192.168.254.1/30", "dev", "br0")
-	sh(t, "ip", "-n", p.ns, "link", "set", "tap0", "master", "br0")
-	sh(t, "ip", "-n", p.ns, "link", "set", "br0", "up")
 	leases := filepath.Join(p.run, "dnsmasq.leases")
 	dnsmasq := exec.Command("ip", "netns", "exec", p.ns, "dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null", "--port=0",
 		"--interface=br0", "--bind-interfaces", "--dhcp-range=192.168.254.2,192.168.254.2,255.255.255.252,1h",
@@ -433,7 +468,7 @@ func TestBinaryRealGuest(t *testing.T) {
 	}
 	t.Cleanup(func() { dnsmasq.Process.Kill(); dnsmasq.Wait() })
 
-	env := p.env("ACCEL=tcg", "VM_CPUS=2", "VM_MEMORY=1Gi", "SHUTDOWN_TIMEOUT=60", "READY_TCP_PORT=22")
+	env := p.env("ACCEL=tcg", "VM_CPUS=2", "VM_MEMORY=1Gi", "SHUTDOWN_TIMEOUT=60", "READY_TCP_PORT=22", "IMAGE_DIR="+filepath.Dir(image))
 	start := time.Now()
 	v, term := p.startTTY(t, "guest", env)
 	until(t, 420*time.Second, "login prompt on the console (vmm's stdout)", func() bool {
@@ -498,8 +533,10 @@ func loginOnSerial(t *testing.T, v *vmmProc, term *os.File) {
 		}
 	}
 	from := len(readFile(v.console))
+	typ("\r") // getty prints the prompt again
 	for try := 1; ; try++ {
-		typ("\r")
+		// After "Login incorrect" login(1) prompts again by itself: another Enter there would be
+		// an empty user name, answered with "Password:", not "login:".
 		_, from = v.expect(t, 30*time.Second, from, "login:")
 		typ("debian\r")
 		_, from = v.expect(t, 30*time.Second, from, "Password:")

@@ -67,7 +67,20 @@ func (s *Supervisor) Run(ctx context.Context, cmd *exec.Cmd) error {
 		return fmt.Errorf("stderr pipe: %w", err)
 	}
 	cmd.Stderr = pw
-	_ = os.Remove(s.QMPSocket) // a stale socket from a previous QEMU
+	// A stale socket from a previous QEMU goes; anything else there (a
+	// symlink, a FIFO, a file: the run volume is shared) is refused.
+	if fi, err := os.Lstat(s.QMPSocket); err == nil {
+		if fi.Mode().Type() != os.ModeSocket {
+			pr.Close()
+			pw.Close()
+			return fmt.Errorf("%s is not a socket (%v): refusing to let QEMU replace it", s.QMPSocket, fi.Mode().Type())
+		}
+		if err := os.Remove(s.QMPSocket); err != nil {
+			pr.Close()
+			pw.Close()
+			return fmt.Errorf("remove the stale %s: %w", s.QMPSocket, err)
+		}
+	}
 
 	sigs := make(chan os.Signal, 8)
 	signal.Notify(sigs, forwarded...)

@@ -4,17 +4,20 @@ package vmm
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/berth-vm/berth/common/fsutil"
 	"github.com/berth-vm/berth/common/stage"
 	"github.com/berth-vm/berth/vmm/config"
 	"github.com/berth-vm/berth/vmm/kvm"
@@ -39,26 +42,48 @@ func Run(r stage.Run) error {
 	if err != nil {
 		return err
 	}
-	if err := config.CheckFiles(c, host); err != nil {
+	// Every check of the input comes before the first log line and the first
+	// change: bad input is one line and exit 2, and nothing has started.
+	if err := config.CheckFiles(c); err != nil {
 		return err
 	}
-	if err := checkBacking(c, r.Log); err != nil {
+	standalone, err := checkDisk(c)
+	if err != nil {
 		return err
+	}
+	if err := checkQMPSocket(c); err != nil {
+		return err
+	}
+	var bin string
+	if !r.DryRun {
+		if bin, err = exec.LookPath(c.QEMU); err != nil {
+			return stage.BadInputf("QEMU", c.QEMU, "no such QEMU binary (%v)", errUnwrap(err))
+		}
+	}
+	var password string
+	if c.VNC && c.VNCPasswordFile != "" {
+		if password, err = config.VNCPassword(c.VNCPasswordFile); err != nil {
+			return err
+		}
+	}
+	var link tap.Link
+	if !r.DryRun {
+		if link, err = checkTap(c); err != nil {
+			return err
+		}
+	}
+
+	if standalone {
+		r.Log.Warn("the overlay has no backing file: booting it as a standalone disk", "overlay", c.Overlay())
+	}
+	if len(password) > 8 {
+		r.Log.Warn("VNC passwords are at most 8 characters: only the first 8 count")
 	}
 	accel, err := chooseAccel(r.Ctx, r.Log, c.Accel)
 	if err != nil {
 		return err
 	}
-	p := qemu.Plan{Config: c, Accel: accel, Vhost: canOpen(VhostDevice), VNCPassword: c.VNC && c.VNCPasswordFile != ""}
-	var password string
-	if p.VNCPassword {
-		if password, err = config.VNCPassword(c.VNCPasswordFile); err != nil {
-			return err
-		}
-		if len(password) > 8 {
-			r.Log.Warn("VNC passwords are at most 8 characters: only the first 8 count")
-		}
-	}
+	p := qemu.Plan{Config: c, Accel: accel, Vhost: canOpen(VhostDevice), VNCPassword: password != ""}
 	args := qemu.Args(p)
 	if r.DryRun {
 		_, err := fmt.Fprint(r.Stdout, qemu.Explain(c.QEMU, args))
@@ -69,20 +94,27 @@ func Run(r stage.Run) error {
 		r.Log.Info("stop requested before QEMU started: nothing to shut down")
 		return nil
 	}
-	tapFile, dev, vnet, err := tap.Attach(tap.Devices(c.TunFallback()), c.Tap)
+	tapFile, err := attachTap(r.Log, c, link, p.Vhost)
 	if err != nil {
-		return fmt.Errorf("attach to the tap made by net-setup: %w", err)
+		return err
 	}
-	r.Log.Info("attached to the tap", "tap", c.Tap, "device", dev, "vnet_hdr", vnet, "vhost", p.Vhost)
-
-	bin, err := exec.LookPath(c.QEMU)
+	seed, err := fsutil.Open(c.SeedISO())
 	if err != nil {
 		tapFile.Close()
-		return fmt.Errorf("QEMU binary: %w", err)
+		if errors.Is(err, fsutil.ErrNotOwnFile) {
+			return stage.BadInputf("BERTH_RUN_DIR", c.RunDir, "seed ISO: %v", err)
+		}
+		return fmt.Errorf("open the seed ISO: %w", err)
+	}
+	// The overlay again, right before QEMU opens it by path.
+	if err := config.CheckFiles(c); err != nil {
+		tapFile.Close()
+		seed.Close()
+		return err
 	}
 	cmd := exec.Command(bin, qemu.Strings(args)...)
-	cmd.ExtraFiles = []*os.File{tapFile} // fd 3 = qemu.TapFD
-	cmd.Stdout = r.Stdout                // the guest console
+	cmd.ExtraFiles = []*os.File{tapFile, seed} // fd 3 = qemu.TapFD, fd 4 = qemu.SeedFD
+	cmd.Stdout = r.Stdout                      // the guest console
 	// QEMU's stdio chardev reads the serial port's input from stdin: /dev/null in a plain pod; the
 	// terminal of `kubectl attach -it` with the chart's console.serial.interactive (stdin and tty
 	// on the container). Passed as the *os.File itself, so QEMU sees the tty and makes it raw.
@@ -163,23 +195,113 @@ func canOpen(dev string) bool {
 	return true
 }
 
-// checkBacking reads the overlay's backing file name and checks the base
-// image is there, so a missing base is reported by name (image-fetch's job)
-// instead of as QEMU's open error.
-func checkBacking(c config.Config, log *slog.Logger) error {
-	backing, err := qemu.BackingFile(c.Overlay())
+// checkTap checks TAP is the tap net-setup made for this uid (exit 2 naming
+// TAP when not; tap.Check).
+func checkTap(c config.Config) (tap.Link, error) {
+	owner, err := tap.Self()
 	if err != nil {
-		return fmt.Errorf("read the overlay %s: %w", c.Overlay(), err)
+		return tap.Link{}, err
 	}
-	if backing == "" {
-		log.Warn("the overlay has no backing file: booting it as a standalone disk", "overlay", c.Overlay())
+	return tap.Check(c.Tap, owner)
+}
+
+// attachTap attaches to the tap checkTap found, without being able to create
+// one, and checks the attached device is the link that was checked (exit 1
+// when it changed in between: a race).
+func attachTap(log *slog.Logger, c config.Config, link tap.Link, vhost bool) (*os.File, error) {
+	f, dev, vnet, err := tap.Attach(tap.Devices(c.TunFallback()), c.Tap)
+	if errors.Is(err, tap.ErrNotTunDevice) {
+		return nil, stage.BadInputf("BERTH_RUN_DIR", c.RunDir, "no usable tun device: %v", err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("attach to the tap made by net-setup: %w", err)
+	}
+	if err := tap.Recheck(f, link); err != nil {
+		f.Close()
+		return nil, err
+	}
+	log.Info("attached to the tap", "tap", c.Tap, "ifindex", link.Index, "bridge", link.Bridge, "device", dev, "vnet_hdr", vnet, "vhost", vhost)
+	return f, nil
+}
+
+// checkQMPSocket refuses anything but a socket (a stale one from the last
+// QEMU) at qmp.sock: QEMU would unlink it, and the probes would follow a
+// symlink there.
+func checkQMPSocket(c config.Config) error {
+	fi, err := os.Lstat(c.QMPSocket())
+	if errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
-	path := qemu.ResolveBacking(c.Overlay(), backing)
-	if _, err := os.Stat(path); err != nil {
-		return stage.BadInputf("IMAGE_DIR", c.ImageDir, "the overlay's base image %s is missing (%v): image-fetch downloads it; run image-fetch first", path, errUnwrap(err))
+	if err != nil {
+		return fmt.Errorf("stat %s: %w", c.QMPSocket(), err)
+	}
+	if fi.Mode().Type() != fs.ModeSocket {
+		return stage.BadInputf("BERTH_RUN_DIR", c.RunDir, "%s is %s, not QEMU's socket: refusing to replace it (left as it is; remove it if it is not yours)", c.QMPSocket(), describe(fi.Mode()))
 	}
 	return nil
+}
+
+func describe(m fs.FileMode) string {
+	switch {
+	case m&fs.ModeSymlink != 0:
+		return "a symlink"
+	case m&fs.ModeNamedPipe != 0:
+		return "a FIFO"
+	case m.IsDir():
+		return "a directory"
+	case m.IsRegular():
+		return "a regular file"
+	}
+	return "not a socket"
+}
+
+// checkDisk checks the chain QEMU will open is the one image-fetch made: the
+// overlay is a qcow2 (regular file, not a symlink) without encryption or an
+// external data file; its backing file, if any, is an absolute path directly
+// in IMAGE_DIR with backing_fmt qcow2 or raw, a regular file (not a symlink),
+// and self-contained (a qcow2 base names no backing or data file of its own).
+// So a missing base is reported by name (image-fetch's job) instead of as
+// QEMU's open error, and an overlay edited to point elsewhere is refused.
+//
+// standalone is true for an overlay without a backing file (it boots as it is).
+func checkDisk(c config.Config) (standalone bool, err error) {
+	badDisk := func(format string, args ...any) error {
+		return stage.BadInputf("DISK_DIR", c.DiskDir, "pet overlay %s: "+format+" (image-fetch makes the overlay)", append([]any{c.Overlay()}, args...)...)
+	}
+	h, err := qemu.ReadHeader(c.Overlay())
+	if err != nil {
+		return false, badDisk("%v", err)
+	}
+	switch {
+	case h.Encrypted:
+		return false, badDisk("is encrypted")
+	case h.DataFile:
+		return false, badDisk("has an external data file")
+	case h.BackingFile == "":
+		return true, nil
+	case !filepath.IsAbs(h.BackingFile) || filepath.Clean(h.BackingFile) != h.BackingFile || filepath.Dir(h.BackingFile) != c.ImageDir:
+		return false, stage.BadInputf("IMAGE_DIR", c.ImageDir, "the overlay %s has the backing file %q, not a file in IMAGE_DIR: image-fetch writes the base's absolute path in IMAGE_DIR (was IMAGE_DIR changed?)", c.Overlay(), h.BackingFile)
+	case h.BackingFormat != "qcow2" && h.BackingFormat != "raw":
+		return false, badDisk("backing format %q, want qcow2 or raw (image-fetch records it; QEMU must never probe a format)", h.BackingFormat)
+	}
+	base := h.BackingFile
+	fi, err := os.Lstat(base)
+	if err != nil {
+		return false, stage.BadInputf("IMAGE_DIR", c.ImageDir, "the overlay's base image %s is missing (%v): image-fetch downloads it; run image-fetch first", base, errUnwrap(err))
+	}
+	if !fi.Mode().IsRegular() {
+		return false, stage.BadInputf("IMAGE_DIR", c.ImageDir, "the overlay's base image %s is %s, not a regular file: refused, left as it is", base, describe(fi.Mode()))
+	}
+	if h.BackingFormat == "qcow2" {
+		bh, err := qemu.ReadHeader(base)
+		if err != nil {
+			return false, stage.BadInputf("IMAGE_DIR", c.ImageDir, "the overlay's base image %s: %v (its backing format is qcow2)", base, err)
+		}
+		if bh.BackingFile != "" || bh.DataFile || bh.Encrypted {
+			return false, stage.BadInputf("IMAGE_DIR", c.ImageDir, "the overlay's base image %s is not self-contained (a backing file, a data file or encryption): image-fetch never caches such an image", base)
+		}
+	}
+	return false, nil
 }
 
 func errUnwrap(err error) error {
