@@ -91,6 +91,13 @@ var hostileRefused = []struct {
 	{"extraEnv: fieldRef without fieldPath", oneVM + "    stages: {seedIso: {extraEnv: [{name: A, valueFrom: {fieldRef: {}}}]}}\n", "extraEnv/0/valueFrom/fieldRef"},
 	{"extraEnv: value a number", oneVM + "    stages: {netSetup: {extraEnv: [{name: A, value: 1}]}}\n", "extraEnv/0/value"},
 	{"service: nodePort on ClusterIP", oneVM + "    service: {enabled: true, ports: [{name: ssh, port: 22, nodePort: 30022}]}\n", "vms.vm1.service.ports ssh: nodePort"},
+	{"service: port name too long", oneVM + "    service: {enabled: true, ports: [{name: ssh-for-the-guest, port: 22}]}\n", "ports/0/name"},
+	{"service: port name with --", oneVM + "    service: {enabled: true, ports: [{name: a--b, port: 22}]}\n", "ports/0/name"},
+	{"service: port name without a letter", oneVM + "    service: {enabled: true, ports: [{name: \"22\", port: 22}]}\n", "vms.vm1.service.ports name \"22\" needs a letter"},
+	{"service: a port twice", oneVM + "    service: {enabled: true, ports: [{name: a, port: 22}, {name: b, port: 22}]}\n", "vms.vm1.service.ports lists port 22/TCP twice"},
+	{"service: a name twice", oneVM + "    service: {enabled: true, ports: [{name: a, port: 22}, {name: a, port: 23}]}\n", "vms.vm1.service.ports lists name a twice"},
+	{"podAnnotations: the seed checksum", oneVM + "    podAnnotations: {checksum/seed: x}\n", "vms.vm1.podAnnotations.checksum/seed"},
+	{"tests.image with a space", oneVM + "tests: {image: \"busybox: latest\"}\n", "tests/image"},
 	{"readyTCPPort 5900 with VNC", oneVM + "    readyTCPPort: 5900\n", "vms.vm1.readyTCPPort 5900"},
 }
 
@@ -199,6 +206,7 @@ var hostileAccepted = []hostileCase{
 				t.Errorf("ports %+v, want nodePort 30022", s.Spec.Ports)
 			}
 		}},
+	{"a Service with two ports of one number, two protocols", "rel", oneVM + "    service: {enabled: true, ports: [{name: dns, port: 53}, {name: dns-udp, port: 53, protocol: UDP}]}\n", nil},
 	{"readyTCPPort 5900 without VNC", "rel", oneVM + "    readyTCPPort: 5900\n    noVNC: true\n", nil},
 	{"sizes in bytes and Gi", "rel", oneVM + "    memory: 8Gi\n    diskSize: \"10737418240\"\n    memoryOverhead: \"0\"\n",
 		func(t *testing.T, r *Rendered) {

@@ -76,6 +76,9 @@ name (one would silently replace the other), or a VM's pod would carry a label t
 {{- end -}}
 {{- end -}}
 {{- end -}}
+{{- if hasKey ($vm.podAnnotations | default dict) "checksum/seed" -}}
+{{- fail (printf "berth: vms.%s.podAnnotations.checksum/seed is the annotation the chart sets itself (a changed seed restarts the VM): use another key" $name) -}}
+{{- end -}}
 {{- range $k, $v := $vm.podLabels -}}
 {{- if or (hasPrefix "app.kubernetes.io/" $k) (eq $k "helm.sh/chart") (hasPrefix "berth-vm.github.io/" $k) -}}
 {{- fail (printf "berth: vms.%s.podLabels.%s is a label the chart sets itself (app.kubernetes.io/*, helm.sh/chart, berth-vm.github.io/*): use another key" $name $k) -}}
@@ -220,7 +223,17 @@ capabilities:
 {{- if gt (int64 $size) 1048576 -}}
 {{- fail (printf "berth: vms.%s.userData (with metaData) is %d bytes, over the 1 MiB (1048576 bytes) a ConfigMap holds: put it in an existing ConfigMap (userDataConfigMap) or shrink it" .name $size) -}}
 {{- end -}}
+{{- $ports := dict -}}
 {{- range .vm.service.ports -}}
+{{- if not (regexMatch "[a-z]" .name) -}}
+{{- fail (printf "berth: vms.%s.service.ports name %q needs a letter (Kubernetes' port names are IANA service names)" $.name .name) -}}
+{{- end -}}
+{{- range $k := list (printf "name %s" .name) (printf "port %v/%s" .port (.protocol | default "TCP")) -}}
+{{- if hasKey $ports $k -}}
+{{- fail (printf "berth: vms.%s.service.ports lists %s twice" $.name $k) -}}
+{{- end -}}
+{{- $_ := set $ports $k true -}}
+{{- end -}}
 {{- if and .nodePort (eq $.vm.service.type "ClusterIP") -}}
 {{- fail (printf "berth: vms.%s.service.ports %s: nodePort needs service.type NodePort or LoadBalancer (it is ClusterIP)" $.name .name) -}}
 {{- end -}}
