@@ -207,6 +207,14 @@ var hostileAccepted = []hostileCase{
 			}
 		}},
 	{"a Service with two ports of one number, two protocols", "rel", oneVM + "    service: {enabled: true, ports: [{name: dns, port: 53}, {name: dns-udp, port: 53, protocol: UDP}]}\n", nil},
+	{"object names YAML reads as numbers", "rel", oneVM + "    userDataConfigMap: \"123\"\n    metaDataConfigMap: \"1e3\"\n    vnc: {listen: 0.0.0.0, passwordSecret: \"0x10\"}\nimagePullSecrets: [\"007\"]\nimages:\n  vmm: {registry: \"\", repository: \"123\", tag: \"456\"}\n",
+		func(t *testing.T, r *Rendered) {
+			s := sts(t, r, "vm1")
+			p := s.Spec.Template.Spec
+			if len(p.ImagePullSecrets) != 1 || p.ImagePullSecrets[0].Name != "007" || container(t, s, "vm").Image != "123:456" {
+				t.Errorf("pull secrets %v, vm image %q", p.ImagePullSecrets, container(t, s, "vm").Image)
+			}
+		}},
 	{"readyTCPPort 5900 without VNC", "rel", oneVM + "    readyTCPPort: 5900\n    noVNC: true\n", nil},
 	{"sizes in bytes and Gi", "rel", oneVM + "    memory: 8Gi\n    diskSize: \"10737418240\"\n    memoryOverhead: \"0\"\n",
 		func(t *testing.T, r *Rendered) {
