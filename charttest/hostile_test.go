@@ -277,8 +277,12 @@ func TestHostileValuesRendered(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := Validate(append(append([]Object(nil), r.Objects...), hooks...)); err != nil {
+			all := append(append([]Object(nil), r.Objects...), hooks...)
+			if err := Validate(all); err != nil {
 				t.Errorf("rendered objects the API would refuse:\n%v", err)
+			}
+			if err := APIValidate(all, ns); err != nil {
+				t.Errorf("rendered objects the API server's validation refuses:\n%v", err)
 			}
 			if tc.check != nil {
 				tc.check(t, r)
@@ -306,8 +310,12 @@ func TestExamplesValidate(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := Validate(append(append([]Object(nil), r.Objects...), hooks...)); err != nil {
+		all := append(append([]Object(nil), r.Objects...), hooks...)
+		if err := Validate(all); err != nil {
 			t.Errorf("%s: %v", filepath.Base(f), err)
+		}
+		if err := APIValidate(all, "berth"); err != nil {
+			t.Errorf("%s: the API server's validation: %v", filepath.Base(f), err)
 		}
 	}
 }
@@ -331,6 +339,23 @@ func TestValidateRefuses(t *testing.T) {
 			}
 			if err == nil || !strings.Contains(err.Error(), tc.msg) {
 				t.Errorf("Validate: %v, want an error naming %q", err, tc.msg)
+			}
+		})
+	}
+	// and so does the API server's validation, on what Validate does not check
+	for _, tc := range []struct{ name, yaml, msg string }{
+		{"toleration operator", "kind: Pod\nmetadata: {name: a}\nspec: {containers: [{name: c, image: i}], tolerations: [{key: a, operator: Maybe}]}\n", "operator"},
+		{"nodePort on ClusterIP", "kind: Service\nmetadata: {name: a}\nspec: {ports: [{name: x, port: 1, nodePort: 30000}]}\n", "nodePort"},
+		{"env value and valueFrom", "kind: Pod\nmetadata: {name: a}\nspec: {containers: [{name: c, image: i, env: [{name: A, value: b, valueFrom: {fieldRef: {fieldPath: metadata.name}}}]}]}\n", "valueFrom"},
+		{"StatefulSet selector not matching", "kind: StatefulSet\nmetadata: {name: a}\nspec: {selector: {matchLabels: {a: b}}, template: {metadata: {labels: {a: c}}, spec: {containers: [{name: c, image: i}]}}}\n", "selector"},
+	} {
+		t.Run("api "+tc.name, func(t *testing.T) {
+			objs, err := SplitManifest(tc.yaml)
+			if err == nil {
+				err = APIValidate(objs, "ns")
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.msg) {
+				t.Errorf("APIValidate: %v, want an error naming %q", err, tc.msg)
 			}
 		})
 	}
@@ -503,4 +528,25 @@ func mustAtoi(t *testing.T, s string) int {
 		t.Fatalf("%q: %v", s, err)
 	}
 	return n
+}
+
+// Every privilege and device configuration of the security audit renders objects the API
+// server's validation accepts.
+func TestAuditVariantsValidate(t *testing.T) {
+	for _, v := range auditVariants {
+		t.Run(v.name, func(t *testing.T) {
+			r := render(t, v.values)
+			hooks, err := r.HookObjects()
+			if err != nil {
+				t.Fatal(err)
+			}
+			all := append(append([]Object(nil), r.Objects...), hooks...)
+			if err := Validate(all); err != nil {
+				t.Error(err)
+			}
+			if err := APIValidate(all, ns); err != nil {
+				t.Errorf("the API server's validation: %v", err)
+			}
+		})
+	}
 }
