@@ -550,3 +550,26 @@ func TestAuditVariantsValidate(t *testing.T) {
 		})
 	}
 }
+
+// A release name must make valid StatefulSet (DNS label) and Service (starting with a letter)
+// names; Helm itself allows dots and a leading digit.
+func TestReleaseNameRefused(t *testing.T) {
+	c := load(t)
+	vals, err := ParseValues(oneVM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"1st", "a.b"} {
+		_, err := Render(c, name, ns, vals)
+		if err == nil || !strings.Contains(err.Error(), "the release name \""+name+"\"") {
+			t.Errorf("release %q: %v, want the release name refused", name, err)
+		}
+	}
+	r, err := Render(c, "a1", ns, vals)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := APIValidate(r.Objects, ns); err != nil {
+		t.Error(err)
+	}
+}

@@ -53,6 +53,9 @@ Names that fit are the names earlier versions of the chart gave. */}}
 {{/* berth.names: fail naming both VMs when two VMs would render an object of the same kind and
 name (one would silently replace the other), or a VM's pod would carry a label the chart sets. */}}
 {{- define "berth.names" -}}
+{{- if not (regexMatch "^[a-z]([-a-z0-9]*[a-z0-9])?$" .Release.Name) -}}
+{{- fail (printf "berth: the release name %q begins every StatefulSet, pod and Service name: it must start with a letter and hold only a-z, 0-9 and '-'" .Release.Name) -}}
+{{- end -}}
 {{- $seen := dict -}}
 {{- range $name := fromJsonArray (include "berth.vmNames" .) -}}
 {{- $vm := fromJson (include "berth.vmValues" (dict "root" $ "name" $name)) -}}
