@@ -431,8 +431,8 @@ vms:
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.HasPrefix(cm.Data["user-data"], "#cloud-config") || cm.Data["meta-data"] != "{}" {
-		t.Errorf("seed ConfigMap data %v", cm.Data)
+	if !strings.HasPrefix(string(cm.BinaryData["user-data"]), "#cloud-config") || cm.Data["meta-data"] != "{}" {
+		t.Errorf("seed ConfigMap data %v, binaryData %q", cm.Data, cm.BinaryData)
 	}
 	for _, v := range s.Spec.Template.Spec.Volumes {
 		if (v.Name == "userdata" || v.Name == "metadata") && (v.ConfigMap == nil || len(v.ConfigMap.Items) != 1) {
@@ -621,10 +621,10 @@ func TestGracePeriodProbesResources(t *testing.T) {
 	if _, ok := vm.Resources.Limits[corev1.ResourceCPU]; ok {
 		t.Error("cpu limit set by default")
 	}
-	// M is 10^6 bytes: 1000M + 256Mi = 954 + 256 MiB (rounded up).
-	vm = container(t, sts(t, render(t, oneVM+"    memory: 1000M\n"), "vm1"), "vm")
-	if q := vm.Resources.Limits[corev1.ResourceMemory]; q.Cmp(resource.MustParse("1210Mi")) != 0 {
-		t.Errorf("1000M: memory limit %s, want 1210Mi", q.String())
+	// a plain number is bytes, as vmm reads VM_MEMORY: 1073741824 + 256Mi = 1280Mi.
+	vm = container(t, sts(t, render(t, oneVM+"    memory: \"1073741824\"\n"), "vm1"), "vm")
+	if q := vm.Resources.Limits[corev1.ResourceMemory]; q.Cmp(resource.MustParse("1280Mi")) != 0 {
+		t.Errorf("1073741824: memory limit %s, want 1280Mi", q.String())
 	}
 	// explicit resources win.
 	vm = container(t, sts(t, render(t, oneVM+"    resources: {limits: {memory: 3Gi, cpu: \"2\"}}\n"), "vm1"), "vm")

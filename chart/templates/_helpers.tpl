@@ -31,10 +31,63 @@ turn a default off); null keeps the default. */}}
 {{- include "berth.merge" (dict "dst" .root.Values.vmDefaults "src" $spec) -}}
 {{- end -}}
 
-{{/* berth.fullname: the StatefulSet's name for a VM: <release>-<vm>, at most 52 characters (a
-StatefulSet's pods carry a controller-revision-hash label built from the name). */}}
+{{/* berth.fullname: the StatefulSet's name for a VM: <release>-<vm> when that is at most 52
+characters (a StatefulSet's pods carry a controller-revision-hash label, <name>-<10 characters>,
+at most 63), else its first 43 characters, "-" and the first 8 hex digits of the sha256 of the
+whole <release>-<vm>: two VMs whose names differ only past the cut get two names (and two PVCs).
+Names that fit are the names earlier versions of the chart gave. */}}
 {{- define "berth.fullname" -}}
-{{- printf "%s-%s" .root.Release.Name .name | trunc 52 | trimSuffix "-" -}}
+{{- $full := printf "%s-%s" .root.Release.Name .name -}}
+{{- if le (len $full) 52 -}}
+{{- $full -}}
+{{- else -}}
+{{- printf "%s-%s" ($full | trunc 43 | trimSuffix "-") (sha256sum $full | trunc 8) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* berth.testName: the helm test Service and Pod of a VM. */}}
+{{- define "berth.testName" -}}
+{{- printf "%s-test" (include "berth.fullname" .) -}}
+{{- end -}}
+
+{{/* berth.names: fail naming both VMs when two VMs would render an object of the same kind and
+name (one would silently replace the other), or a VM's pod would carry a label the chart sets. */}}
+{{- define "berth.names" -}}
+{{- if not (regexMatch "^[a-z]([-a-z0-9]*[a-z0-9])?$" .Release.Name) -}}
+{{- fail (printf "berth: the release name %q begins every StatefulSet, pod and Service name: it must start with a letter and hold only a-z, 0-9 and '-'" .Release.Name) -}}
+{{- end -}}
+{{- $seen := dict -}}
+{{- range $name := fromJsonArray (include "berth.vmNames" .) -}}
+{{- $vm := fromJson (include "berth.vmValues" (dict "root" $ "name" $name)) -}}
+{{- $ctx := dict "root" $ "name" $name "vm" $vm -}}
+{{- $full := include "berth.fullname" $ctx -}}
+{{- $objs := list (printf "StatefulSet %s" $full) (printf "PersistentVolumeClaim disk-%s-0" $full) -}}
+{{- if or (not $vm.userDataConfigMap) (not $vm.metaDataConfigMap) -}}{{- $objs = append $objs (printf "ConfigMap %s-seed" $full) -}}{{- end -}}
+{{- if $vm.service.enabled -}}{{- $objs = append $objs (printf "Service %s" $full) -}}{{- end -}}
+{{- if $.Values.tests.enabled -}}{{- $objs = concat $objs (list (printf "Service %s" (include "berth.testName" $ctx)) (printf "Pod %s" (include "berth.testName" $ctx))) -}}{{- end -}}
+{{- range $o := $objs -}}
+{{- with get $seen $o -}}
+{{- fail (printf "berth: vms.%s and vms.%s would both render %s (one VM would replace the other): rename one of them" . $name $o) -}}
+{{- end -}}
+{{- $_ := set $seen $o $name -}}
+{{- end -}}
+{{- $keyRe := "^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$" -}}
+{{- range $what, $m := dict "podLabels" $vm.podLabels "nodeSelector" $vm.nodeSelector "podAnnotations" $vm.podAnnotations "service.annotations" $vm.service.annotations -}}
+{{- range $k, $_ := $m -}}
+{{- if or (not (regexMatch $keyRe $k)) (gt (len (regexReplaceAll "/.*" $k "")) 253) -}}
+{{- fail (printf "berth: vms.%s.%s key %q is not a Kubernetes key: [prefix/]name, the name at most 63 characters of alphanumerics, '-', '_' and '.', the prefix a DNS subdomain" $name $what $k) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- if hasKey ($vm.podAnnotations | default dict) "checksum/seed" -}}
+{{- fail (printf "berth: vms.%s.podAnnotations.checksum/seed is the annotation the chart sets itself (a changed seed restarts the VM): use another key" $name) -}}
+{{- end -}}
+{{- range $k, $v := $vm.podLabels -}}
+{{- if or (hasPrefix "app.kubernetes.io/" $k) (eq $k "helm.sh/chart") (hasPrefix "berth-vm.github.io/" $k) -}}
+{{- fail (printf "berth: vms.%s.podLabels.%s is a label the chart sets itself (app.kubernetes.io/*, helm.sh/chart, berth-vm.github.io/*): use another key" $name $k) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
 {{- end -}}
 
 {{- define "berth.serviceAccountName" -}}
@@ -47,24 +100,24 @@ StatefulSet's pods carry a controller-revision-hash label built from the name). 
 
 {{/* Labels on every object of the release. */}}
 {{- define "berth.labels" -}}
-helm.sh/chart: {{ include "berth.chart" . }}
+helm.sh/chart: {{ include "berth.chart" . | quote }}
 app.kubernetes.io/name: berth
-app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/instance: {{ .Release.Name | quote }}
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
-app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/managed-by: {{ .Release.Service | quote }}
 {{- end -}}
 
 {{/* Selector labels of one VM's pod (immutable in the StatefulSet: never change them). */}}
 {{- define "berth.selectorLabels" -}}
 app.kubernetes.io/name: berth
-app.kubernetes.io/instance: {{ .root.Release.Name }}
-berth-vm.github.io/vm: {{ .name }}
+app.kubernetes.io/instance: {{ .root.Release.Name | quote }}
+berth-vm.github.io/vm: {{ .name | quote }}
 {{- end -}}
 
 {{- define "berth.vmLabels" -}}
 {{ include "berth.labels" .root }}
 app.kubernetes.io/component: vm
-berth-vm.github.io/vm: {{ .name }}
+berth-vm.github.io/vm: {{ .name | quote }}
 {{- end -}}
 
 {{/* berth.image: dict root vm component → the image reference. The VM's images.<component>
@@ -90,22 +143,27 @@ fields override the release's; a digest wins over the tag; an empty tag is the a
 {{- (fromJson (include "berth.imageValues" .)).pullPolicy -}}
 {{- end -}}
 
-{{/* berth.mebibytes: a quantity (Mi, Gi, M, G, Ki, K or plain bytes) → whole MiB, rounded up. */}}
-{{- define "berth.mebibytes" -}}
+{{/* berth.bytes: a size as common/quantity reads it (bytes, or Ki, Mi, Gi, Ti; the schema allows
+nothing else) → bytes. */}}
+{{- define "berth.bytes" -}}
 {{- $q := toString . -}}
 {{- $n := regexFind "^[0-9]+" $q | int64 -}}
-{{- $unit := trimPrefix (toString $n) $q -}}
-{{- $bytes := 0 -}}
-{{- if eq $unit "Gi" -}}{{- $bytes = mul $n 1073741824 -}}
-{{- else if eq $unit "Mi" -}}{{- $bytes = mul $n 1048576 -}}
-{{- else if eq $unit "Ki" -}}{{- $bytes = mul $n 1024 -}}
-{{- else if eq $unit "G" -}}{{- $bytes = mul $n 1000000000 -}}
-{{- else if eq $unit "M" -}}{{- $bytes = mul $n 1000000 -}}
-{{- else if eq $unit "K" -}}{{- $bytes = mul $n 1000 -}}
-{{- else if eq $unit "" -}}{{- $bytes = $n -}}
-{{- else -}}{{- fail (printf "berth: cannot read the quantity %q (use Mi, Gi, M or G)" $q) -}}
+{{- $unit := trimPrefix (regexFind "^[0-9]+" $q) $q -}}
+{{- $m := get (dict "" 1 "Ki" 1024 "Mi" 1048576 "Gi" 1073741824 "Ti" 1099511627776) $unit -}}
+{{- if not $m -}}{{- fail (printf "berth: cannot read the size %q (bytes, or Ki, Mi, Gi, Ti)" $q) -}}{{- end -}}
+{{- mul $n $m -}}
 {{- end -}}
-{{- div (add $bytes 1048575) 1048576 -}}
+
+{{/* berth.mebibytes: a size → whole MiB, rounded up. */}}
+{{- define "berth.mebibytes" -}}
+{{- div (add (include "berth.bytes" . | int64) 1048575) 1048576 -}}
+{{- end -}}
+
+{{/* berth.env: an env value as the kubelet must pass it: every "$" doubled (the kubelet reads
+$(NAME) in env values as a reference and "$$" as "$"), then JSON-quoted (a valid YAML string
+whatever it holds). */}}
+{{- define "berth.env" -}}
+{{- toString . | replace "$" "$$" | toJson -}}
 {{- end -}}
 
 {{/* berth.millicpu: a CPU quantity ("100m", "1", "0.5") → millicores. */}}
@@ -119,13 +177,13 @@ fields override the release's; a digest wins over the tag; an empty tag is the a
 {{/* The common environment of every stage. */}}
 {{- define "berth.commonEnv" -}}
 - name: VM_NAME
-  value: {{ .name | quote }}
+  value: {{ include "berth.env" .name }}
 - name: BERTH_RUN_DIR
   value: /run/berth
 - name: LOG_FORMAT
-  value: {{ .vm.logFormat | quote }}
+  value: {{ include "berth.env" .vm.logFormat }}
 - name: LOG_LEVEL
-  value: {{ (get .vm.stages .stage).logLevel | default .vm.logLevel | quote }}
+  value: {{ include "berth.env" ((get .vm.stages .stage).logLevel | default .vm.logLevel) }}
 {{- end -}}
 
 {{/* The securityContext of an unprivileged, non-root stage. */}}
@@ -151,6 +209,37 @@ capabilities:
 {{- end -}}
 {{- if and (not (hasPrefix "127." .vm.vnc.listen)) (not .vm.vnc.passwordSecret) (not .vm.noVNC) -}}
 {{- fail (printf "berth: vms.%s.vnc.listen %s serves VNC beyond the pod's loopback: set vms.%s.vnc.passwordSecret" .name .vm.vnc.listen .name) -}}
+{{- end -}}
+{{- $mem := include "berth.bytes" .vm.memory | int64 -}}
+{{- if or (lt $mem 134217728) (gt $mem 4398046511104) (ne (mod $mem 1048576) 0) -}}
+{{- fail (printf "berth: vms.%s.memory %s must be a whole number of MiB from 128Mi to 4Ti (e.g. 1Gi, 1536Mi)" .name .vm.memory) -}}
+{{- end -}}
+{{- if ne (mod (include "berth.bytes" .vm.diskSize | int64) 512) 0 -}}
+{{- fail (printf "berth: vms.%s.diskSize %s must be a multiple of 512 bytes (e.g. 20Gi)" .name .vm.diskSize) -}}
+{{- end -}}
+{{- if and (eq (int .vm.readyTCPPort) 5900) (not .vm.noVNC) -}}
+{{- fail (printf "berth: vms.%s.readyTCPPort 5900 is QEMU's VNC port in the pod, not the guest's (the probe would never reach the guest): use another port, or noVNC: true" .name) -}}
+{{- end -}}
+{{- $size := 0 -}}
+{{- if not .vm.userDataConfigMap -}}{{- $size = add $size (len (.vm.userData | default "")) -}}{{- end -}}
+{{- if not .vm.metaDataConfigMap -}}{{- $size = add $size (len (toJson (.vm.metaData | default dict))) -}}{{- end -}}
+{{- if gt (int64 $size) 1048576 -}}
+{{- fail (printf "berth: vms.%s.userData (with metaData) is %d bytes, over the 1 MiB (1048576 bytes) a ConfigMap holds: put it in an existing ConfigMap (userDataConfigMap) or shrink it" .name $size) -}}
+{{- end -}}
+{{- $ports := dict -}}
+{{- range .vm.service.ports -}}
+{{- if not (regexMatch "[a-z]" .name) -}}
+{{- fail (printf "berth: vms.%s.service.ports name %q needs a letter (Kubernetes' port names are IANA service names)" $.name .name) -}}
+{{- end -}}
+{{- range $k := list (printf "name %s" .name) (printf "port %v/%s" .port (.protocol | default "TCP")) -}}
+{{- if hasKey $ports $k -}}
+{{- fail (printf "berth: vms.%s.service.ports lists %s twice" $.name $k) -}}
+{{- end -}}
+{{- $_ := set $ports $k true -}}
+{{- end -}}
+{{- if and .nodePort (eq $.vm.service.type "ClusterIP") -}}
+{{- fail (printf "berth: vms.%s.service.ports %s: nodePort needs service.type NodePort or LoadBalancer (it is ClusterIP)" $.name .name) -}}
+{{- end -}}
 {{- end -}}
 {{- if eq .vm.vmIP .vm.vmGW -}}
 {{- fail (printf "berth: vms.%s.vmIP and vmGW are both %s" .name .vm.vmIP) -}}

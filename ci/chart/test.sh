@@ -2,7 +2,8 @@
 # ci/chart/test.sh: the chart's checks with the helm CLI (the version ci/tools/helm.sh pins):
 # `helm lint --strict` and `helm template` of chart/ with every chart/examples/*.yaml, each rendering
 # checked to be valid YAML with at least one StatefulSet; then the Go tests in charttest/ (Helm's SDK:
-# objects, golden snapshots, refused values).
+# objects, golden snapshots, refused values, rendered objects validated, the stages' --dry-run on
+# the rendered env; the image-cache step as root, when run as root).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
@@ -35,5 +36,8 @@ for f in "$repo"/chart/examples/*.yaml; do
 	echo "chart: examples/$name.yaml: lint --strict ok, template ok ($n StatefulSet)"
 done
 [ "$fail" = 0 ] || exit 1
+# The stage binaries: charttest runs each stage's --dry-run on the env the chart renders for it
+# (TestStagesAgree), and BERTH_REQUIRE_BIN=1 makes their absence a failure, not a skip.
+make -C "$repo" build >/dev/null
 grep -q "./charttest" "$repo/go.work" 2>/dev/null || export GOWORK=off # until go.work lists charttest
-(cd "$repo/charttest" && go test -count=1 ./...)
+(cd "$repo/charttest" && BERTH_REQUIRE_BIN=1 go test -count=1 ./...)
