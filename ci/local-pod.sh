@@ -212,7 +212,7 @@ start_dnsmasq() {
 # vmm's environment (the vm container's): env -i, so nothing of this shell leaks in.
 vmm_env() {
   VMM_ENV=(env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin VM_NAME="$VM_NAME" BERTH_RUN_DIR="$RUN_DIR"
-    DISK_DIR="$DISK_DIR" ACCEL=tcg VM_CPUS=2 VM_MEMORY=1Gi SHUTDOWN_TIMEOUT="$SHUTDOWN_TIMEOUT"
+    DISK_DIR="$DISK_DIR" IMAGE_DIR="$IMAGE_DIR" ACCEL=tcg VM_CPUS=2 VM_MEMORY=1Gi SHUTDOWN_TIMEOUT="$SHUTDOWN_TIMEOUT"
     READY_TCP_PORT=22)
 }
 

@@ -26,7 +26,7 @@ mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
 # The pod's vm container, with the bench's guest size (local-pod.sh's vmm_env, 512 MiB and 1 vCPU).
 vmm_env() {
   VMM_ENV=(env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin VM_NAME="$VM_NAME" BERTH_RUN_DIR="$RUN_DIR"
-    DISK_DIR="$DISK_DIR" ACCEL=tcg VM_CPUS=$VCPUS VM_MEMORY=${GUEST_MIB}Mi SHUTDOWN_TIMEOUT="$SHUTDOWN_TIMEOUT"
+    DISK_DIR="$DISK_DIR" IMAGE_DIR="$IMAGE_DIR" ACCEL=tcg VM_CPUS=$VCPUS VM_MEMORY=${GUEST_MIB}Mi SHUTDOWN_TIMEOUT="$SHUTDOWN_TIMEOUT"
     READY_TCP_PORT=22)
 }
 
