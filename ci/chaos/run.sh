@@ -104,7 +104,7 @@ TARGET=berth-testguest.qcow2
 { echo "vms:"; vm_values vm1 "$FS/guest.qcow2" "$TARGET" "$CACHES/vm1"; } >"$work/vm1.yaml"
 helm install chaos "$repo/chart" -n "$CHAOS_NS" -f "$work/vm1.yaml" >/dev/null || fail "helm install chaos"
 VM1=chaos-vm1-0
-base=$CACHES/vm1/$TARGET part=$CACHES/vm1/.$TARGET.part
+base=$CACHES/vm1/berth-images/$TARGET part=$CACHES/vm1/berth-images/.$TARGET.part
 # The target name only ever holds the whole, verified image (checked at every poll).
 check_cache() {
 	local s
@@ -138,7 +138,7 @@ done
 check_cache
 [ "$(cut -d' ' -f1 "$base.sha256")" = "$GUEST_SHA" ] && [ "$(sha256sum "$base" | cut -d' ' -f1)" = "$GUEST_SHA" ] ||
 	fail "the cached base or its record is not the guest image (sha256 $GUEST_SHA)"
-[ ! -e "$part" ] && [ ! -e "$part.meta" ] || fail "a partial file is left in the cache: $(ls -la "$CACHES/vm1")"
+[ ! -e "$part" ] && [ ! -e "$part.meta" ] || fail "a partial file is left in the cache: $(ls -la "$CACHES/vm1/berth-images")"
 gets=$(served_requests fileserver /guest.qcow2 | grep 'method=GET' || true)
 served=$(awk '{ for (i = 1; i <= NF; i++) if ($i ~ /^bytes=/) { sub("bytes=", "", $i); s += $i } } END { print s + 0 }' <<<"$gets")
 resumed_at=$(grep 'status=206' <<<"$gets" | grep -o 'range="bytes=[0-9]*-"' | grep -o '[0-9][0-9]*' | head -1 || true)
@@ -181,7 +181,7 @@ for v in pet pinned; do
 	d=$(pv_dir "pair-$v-0")
 	[ "$(jq -r .sha256 "$d/$v.json")" = "$GUEST_SHA" ] || fail "pair-$v-0: the pet disk record $d/$v.json names another base"
 done
-[ "$(sha256sum "$CACHES/pair/swap.qcow2" | cut -d' ' -f1)" = "$GUEST_SHA" ] || fail "the shared cache holds another image"
+[ "$(sha256sum "$CACHES/pair/berth-images/swap.qcow2" | cut -d' ' -f1)" = "$GUEST_SHA" ] || fail "the shared cache holds another image"
 faults=$((faults + 1))
 result "two VMs start at once with the same image" "1 GET for 2 pods; one image-fetch waited on the cache lock and reused the verified file; both pet disks record the guest's sha256" PASS
 phase concurrent-download
@@ -196,7 +196,7 @@ wait_container pair-pinned-0 image-fetch '.state.terminated.exitCode == 0' 120 |
 [ "$(served_requests fileserver /swap.qcow2 | grep -c 'method=GET')" = 1 ] || fail "the pinned VM downloaded again although its base is cached"
 # The node loses its cache (as when the pod moves to another node): the existing pet disks refuse
 # the new image; a new VM pinned by IMG_SHA256 (vm fresh) refuses it too.
-rm -f "$CACHES/pair/swap.qcow2" "$CACHES/pair/swap.qcow2.sha256"
+rm -f "$CACHES/pair/berth-images/swap.qcow2" "$CACHES/pair/berth-images/swap.qcow2.sha256"
 for p in pair-pet-0 pair-pinned-0; do
 	uid=$(pod_uid "$p")
 	kc -n "$CHAOS_NS" delete pod "$p" --wait=true --timeout=60s >/dev/null
@@ -218,18 +218,18 @@ for p in pair-pet-0 pair-pinned-0 pair-fresh-0; do
 	# The VM never started on the other base: the pod never got past image-fetch.
 	cstat "$p" vm | jq -e '(.restartCount // 0) == 0 and (.state.running == null) and (.lastState.terminated == null)' >/dev/null ||
 		fail "$p: the vm container ran after image-fetch refused the base"
-	if [ -e "$CACHES/pair/swap.qcow2" ]; then fail "the cache holds swap.qcow2 after a refusal: $(sha256sum "$CACHES/pair/swap.qcow2")"; fi
+	if [ -e "$CACHES/pair/berth-images/swap.qcow2" ]; then fail "the cache holds swap.qcow2 after a refusal: $(sha256sum "$CACHES/pair/berth-images/swap.qcow2")"; fi
 	clog "$p refused: $msg"
 done
 fresh_dir=$(pv_dir pair-fresh-0)
 [ ! -e "$fresh_dir/fresh.qcow2" ] || fail "a pet disk was made for vm fresh on the wrong image"
-if grep -q '\.part' <<<"$(ls -A "$CACHES/pair")"; then fail "a partial file is left: $(ls -la "$CACHES/pair")"; fi
+if grep -q '\.part' <<<"$(ls -A "$CACHES/pair/berth-images")"; then fail "a partial file is left: $(ls -la "$CACHES/pair/berth-images")"; fi
 # The URL serves the right image again: all three recover on their own (the init container's retry).
 ln -f "$srv/guest.qcow2" "$srv/swap.new" && mv -f "$srv/swap.new" "$srv/swap.qcow2"
 for p in pair-pet-0 pair-pinned-0 pair-fresh-0; do
 	wait_container "$p" image-fetch '.state.terminated.exitCode == 0' 180 || fail "$p: did not recover when the right image was served again"
 done
-[ "$(sha256sum "$CACHES/pair/swap.qcow2" | cut -d' ' -f1)" = "$GUEST_SHA" ] || fail "after recovery the cache holds another image"
+[ "$(sha256sum "$CACHES/pair/berth-images/swap.qcow2" | cut -d' ' -f1)" = "$GUEST_SHA" ] || fail "after recovery the cache holds another image"
 [ "$(jq -r .sha256 "$fresh_dir/fresh.json")" = "$GUEST_SHA" ] || fail "vm fresh's pet disk names another base"
 data_checks=$((data_checks + 2))
 faults=$((faults + 1))
@@ -244,11 +244,13 @@ mount -t tmpfs -o "size=$((GUEST_SIZE / 1048576 + 16))m,mode=0755" berth-chaos-f
 { echo "vms:"; vm_values full "$FS/guest.qcow2" "$TARGET" "$FULL" "" "$NOBOOT"; } >"$work/full.yaml"
 helm install full "$repo/chart" -n "$CHAOS_NS" -f "$work/full.yaml" >/dev/null || fail "helm install full"
 start=$SECONDS
-until [ "$(stat -c %s "$FULL/.$TARGET.part" 2>/dev/null || echo 0)" -ge $((GUEST_SIZE / 5)) ]; do
+# The chart keeps the cache in its own subdirectory of the hostPath.
+FULLC=$FULL/berth-images
+until [ "$(stat -c %s "$FULLC/.$TARGET.part" 2>/dev/null || echo 0)" -ge $((GUEST_SIZE / 5)) ]; do
 	((SECONDS - start < 180)) || fail "the download to the tmpfs did not reach 20 % within 180 s"
 	sleep 0.2
 done
-part_ino=$(stat -c %i "$FULL/.$TARGET.part")
+part_ino=$(stat -c %i "$FULLC/.$TARGET.part")
 fallocate -l $(($(stat -f -c '%a * %S' "$FULL") - 4 * 1048576)) "$FULL/ballast"
 wait_container full-full-0 image-fetch '(.lastState.terminated.exitCode // .state.terminated.exitCode) == 1' 180 ||
 	fail "image-fetch did not fail on the full volume within 180 s"
@@ -257,14 +259,14 @@ msg=$(cstat full-full-0 image-fetch | jq -r '.lastState.terminated.message // .s
 grep -q 'no space left on device' <<<"$(kc -n "$CHAOS_NS" describe pod full-full-0)" || fail "kubectl describe pod does not show 'no space left on device'"
 # The failed attempt removed its partial file: that inode is gone (the init container is retried
 # at once, so a retry's own file may be there), and no retry continued a partial file (Range).
-if grep -qx "$part_ino" <<<"$(ls -Ai "$FULL" | awk '{ print $1 }')"; then fail "the partial file of the failed download is left: $(ls -lai "$FULL")"; fi
+if grep -qx "$part_ino" <<<"$(ls -Ai "$FULLC" | awk '{ print $1 }')"; then fail "the partial file of the failed download is left: $(ls -lai "$FULLC")"; fi
 [ "$(served_requests fileserver /guest.qcow2 | grep -c 'range="bytes=')" = 1 ] ||
 	fail "a retry continued a partial file on the full volume: $(served_requests fileserver /guest.qcow2)"
 first=$(kc -n "$CHAOS_NS" logs full-full-0 -c image-fetch --previous 2>/dev/null | grep -m1 -o 'error: .*no space left on device.*' || true)
 clog "full volume: $msg${first:+ (an earlier attempt: $first)}"
 rm -f "$FULL/ballast"
 wait_container full-full-0 image-fetch '.state.terminated.exitCode == 0' 240 || fail "image-fetch did not succeed after space was freed"
-[ "$(sha256sum "$FULL/$TARGET" | cut -d' ' -f1)" = "$GUEST_SHA" ] || fail "after freeing space the cache holds another image"
+[ "$(sha256sum "$FULLC/$TARGET" | cut -d' ' -f1)" = "$GUEST_SHA" ] || fail "after freeing space the cache holds another image"
 faults=$((faults + 1))
 result "the image volume fills up during the download" "'no space left on device' in kubectl describe pod ($msg); the failed attempt's partial file removed (its inode gone, no retry sent a Range); success once the ballast was deleted" PASS
 phase image-volume-full
