@@ -85,6 +85,22 @@ func (p Plan) checkVolumes() error {
 		if err := fsutil.CheckOwnFile(f); err != nil {
 			return err
 		}
+		// A file of another uid that this one cannot use (a root-owned 0600
+		// record, say) would be replaced by a rename or fail half-way: refused
+		// now, left alone. Files of other uids that can be read are normal in
+		// a shared cache.
+		mode := uint32(4) // R_OK
+		if f == p.partPath() {
+			mode |= 2 // W_OK: it is continued
+		}
+		if fi, err := os.Lstat(f); err == nil && syscall.Access(f, mode) != nil {
+			st, _ := fi.Sys().(*syscall.Stat_t)
+			uid := -1
+			if st != nil {
+				uid = int(st.Uid)
+			}
+			return fmt.Errorf("%s is owned by uid %d with mode %v, which uid %d cannot use: refusing to touch it (left as it is; fix its owner or remove it)", f, uid, fi.Mode().Perm(), os.Geteuid())
+		}
 	}
 	return nil
 }
