@@ -30,9 +30,9 @@ var Vars = []stage.Var{
 	{Name: "IMG_SOURCE", Help: "base image: an http:// or https:// URL, or an absolute path in the container (required)"},
 	{Name: "IMG_TARGET", Default: "(the base name of IMG_SOURCE)", Help: "file name of the base image in IMAGE_DIR; a bare name, not hidden"},
 	{Name: "IMG_SHA256", Help: "expected sha256 of the base image, 64 hex digits (optional; pins the image)"},
-	{Name: "IMAGE_DIR", Default: DefaultImageDir, Help: "image cache: <IMG_TARGET> and <IMG_TARGET>.sha256; may be shared between pods"},
-	{Name: "DISK_DIR", Default: DefaultDiskDir, Help: "pet disk: <VM_NAME>.qcow2 (overlay on the base) and <VM_NAME>.json"},
-	{Name: "DISK_SIZE", Help: "virtual size of the overlay, e.g. 20Gi (optional; grows the disk, never shrinks it)"},
+	{Name: "IMAGE_DIR", Default: DefaultImageDir, Help: "image cache (absolute, clean path; not a symlink): <IMG_TARGET> and <IMG_TARGET>.sha256; may be shared between pods"},
+	{Name: "DISK_DIR", Default: DefaultDiskDir, Help: "pet disk (absolute, clean path; not a symlink): <VM_NAME>.qcow2 (overlay on the base) and <VM_NAME>.json"},
+	{Name: "DISK_SIZE", Help: "virtual size of the overlay, e.g. 20Gi, a multiple of 512, at most 2048Ti (optional; grows the disk, never shrinks it)"},
 }
 
 // Plan is what image-fetch will do, computed from the environment alone.
