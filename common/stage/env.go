@@ -3,6 +3,7 @@ package stage
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 )
@@ -130,5 +131,36 @@ func CheckVMName(name string) error {
 	return nil
 }
 
-// RunDir returns BERTH_RUN_DIR (default /run/berth).
-func (e Env) RunDir() string { return e.String("BERTH_RUN_DIR", "/run/berth") }
+// DefaultRunDir is BERTH_RUN_DIR's default.
+const DefaultRunDir = "/run/berth"
+
+// RunDir returns BERTH_RUN_DIR (default /run/berth), unchecked (see Path).
+func (e Env) RunDir() string { return e.String("BERTH_RUN_DIR", DefaultRunDir) }
+
+// PathAllowed says what Path and CheckPath accept.
+const PathAllowed = "must be an absolute, clean path (no '.', '..', '//' or trailing '/') of printable ASCII without spaces, quotes or backslashes, at most 1024 bytes"
+
+// CheckPath checks a path given in the environment: absolute, clean, and of
+// printable ASCII without spaces, quotes or backslashes: no control character
+// (a newline would forge a log line or a record), no look-alike Unicode, and
+// nothing that reads differently quoted and unquoted in a message.
+func CheckPath(name, value string) error {
+	if value == "" || value[0] != '/' || filepath.Clean(value) != value || len(value) > 1024 {
+		return BadInput(name, value, PathAllowed)
+	}
+	for i := 0; i < len(value); i++ {
+		if c := value[i]; c <= ' ' || c >= 0x7f || c == '"' || c == '\'' || c == '`' || c == '\\' {
+			return BadInput(name, value, PathAllowed)
+		}
+	}
+	return nil
+}
+
+// Path returns the path in name (def when unset or empty), checked by CheckPath.
+func (e Env) Path(name, def string) (string, error) {
+	v := e.String(name, def)
+	if err := CheckPath(name, v); err != nil {
+		return "", err
+	}
+	return v, nil
+}

@@ -124,3 +124,41 @@ func TestMainArgsExitCodesAndTerminationLog(t *testing.T) {
 		t.Errorf("--dry-run not passed to run")
 	}
 }
+
+func TestCheckPath(t *testing.T) {
+	for _, tc := range []struct {
+		v  string
+		ok bool
+	}{
+		{"/var/lib/berth/images", true},
+		{"/run/berth", true},
+		{"/a/b-c_d.e+f@g~h", true},
+		{"/tmp/TestX,_y_(z)1/001", true}, // t.TempDir of a subtest
+		{"/a,b", true},                   // vmm escapes commas for QEMU
+		{"/a'b", false},
+		{"/a`b", false},
+		{"/a\\b", false},
+		{"", false},
+		{"rel", false},
+		{"./x", false},
+		{"/a/", false},
+		{"/a/../b", false},
+		{"/a//b", false},
+		{"/a/./b", false},
+		{"/a b", false},
+		{"/a\nb", false},
+		{"/a\tb", false},
+		{"/a\"b", false},
+		{"/é", false},
+		{"/a\x00b", false},
+		{"/" + strings.Repeat("a", 1024), false},
+	} {
+		err := CheckPath("X_DIR", tc.v)
+		if (err == nil) != tc.ok {
+			t.Errorf("CheckPath(%q) = %v, want ok=%v", tc.v, err, tc.ok)
+		}
+		if err != nil && (!IsBadInput(err) || !strings.Contains(err.Error(), "X_DIR")) {
+			t.Errorf("CheckPath(%q) = %v: want bad input naming X_DIR", tc.v, err)
+		}
+	}
+}

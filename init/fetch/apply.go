@@ -48,8 +48,86 @@ func (p Plan) diskLockPath() string { return filepath.Join(p.DiskDir, "."+p.VMNa
 // Apply makes the plan true: the verified base in IMAGE_DIR, the pet overlay in
 // DISK_DIR. Re-running it after a crash at any point converges.
 func (s *Stage) Apply(ctx context.Context, p Plan) error {
+	return p.notOwn(s.apply(ctx, p))
+}
+
+// ownFiles are the files of this plan that image-fetch creates, opens for
+// writing, locks, chmods, renames or points qemu-img at.
+func (p Plan) ownFiles() []string {
+	part := p.partPath()
+	ovDir, ovName := filepath.Split(p.OverlayPath())
+	return []string{
+		p.lockPath(), p.BasePath(), p.RecordPath(), part, part + ".meta",
+		p.diskLockPath(), p.OverlayPath(), p.OverlayRecordPath(), filepath.Join(ovDir, "."+ovName+".tmp"),
+	}
+}
+
+// checkVolumes refuses, before anything is created, a directory that is a
+// symlink or not a directory, and anything but a regular file where one of the
+// plan's own files goes (a symlink, a FIFO, a directory, a device): all are
+// left as they are. The operations themselves refuse them too (race-free:
+// fsutil opens without following symlinks); this check only makes sure that
+// nothing, not even a lock file, is created before the refusal.
+func (p Plan) checkVolumes() error {
+	for _, d := range []struct{ name, dir string }{{"IMAGE_DIR", p.ImageDir}, {"DISK_DIR", p.DiskDir}} {
+		fi, err := os.Lstat(d.dir)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+		case err != nil:
+			return fmt.Errorf("%s %s: %w", d.name, d.dir, err)
+		case fi.Mode()&fs.ModeSymlink != 0:
+			return stage.BadInput(d.name, d.dir, "is a symlink: must be the directory itself (the volume's mount point), not a link to it")
+		case !fi.IsDir():
+			return stage.BadInputf(d.name, d.dir, "is %s, not a directory", fi.Mode().Type())
+		}
+	}
+	for _, f := range p.ownFiles() {
+		if err := fsutil.CheckOwnFile(f); err != nil {
+			return err
+		}
+		// A file of another uid that this one cannot use (a root-owned 0600
+		// record, say) would be replaced by a rename or fail half-way: refused
+		// now, left alone. Files of other uids that can be read are normal in
+		// a shared cache.
+		mode := uint32(4) // R_OK
+		if f == p.partPath() {
+			mode |= 2 // W_OK: it is continued
+		}
+		if fi, err := os.Lstat(f); err == nil && syscall.Access(f, mode) != nil {
+			st, _ := fi.Sys().(*syscall.Stat_t)
+			uid := -1
+			if st != nil {
+				uid = int(st.Uid)
+			}
+			return fmt.Errorf("%s is owned by uid %d with mode %v, which uid %d cannot use: refusing to touch it (left as it is; fix its owner or remove it)", f, uid, fi.Mode().Perm(), os.Geteuid())
+		}
+	}
+	return nil
+}
+
+// notOwn turns a refusal of a symlink, FIFO or directory in place of one of
+// image-fetch's files into bad input naming the directory's variable: no
+// retry helps, someone must remove it.
+func (p Plan) notOwn(err error) error {
+	var nof *fsutil.NotOwnFileError
+	if !errors.As(err, &nof) || stage.IsBadInput(err) {
+		return err
+	}
+	name, dir := "IMAGE_DIR", p.ImageDir
+	base := filepath.Base(nof.Path)
+	if filepath.Dir(nof.Path) == p.DiskDir && (p.DiskDir != p.ImageDir ||
+		base == p.VMName+".qcow2" || base == p.VMName+".json" || strings.HasPrefix(base, "."+p.VMName+".")) {
+		name, dir = "DISK_DIR", p.DiskDir
+	}
+	return stage.BadInputf(name, dir, "%s is %s where image-fetch keeps a file of its own: refused, left as it is (remove it if it is not yours)", nof.Path, nof.Found)
+}
+
+func (s *Stage) apply(ctx context.Context, p Plan) error {
 	if _, err := exec.LookPath("qemu-img"); err != nil {
 		return fmt.Errorf("qemu-img is needed (Debian package qemu-utils): %w", err)
+	}
+	if err := p.checkVolumes(); err != nil {
+		return err
 	}
 	for _, d := range []struct{ name, dir string }{{"IMAGE_DIR", p.ImageDir}, {"DISK_DIR", p.DiskDir}} {
 		if err := os.MkdirAll(d.dir, 0o755); err != nil {
@@ -88,7 +166,7 @@ func (s *Stage) Apply(ctx context.Context, p Plan) error {
 	}
 	return overlay.Ensure(ctx, s.Log, overlay.Spec{
 		Path: p.OverlayPath(), RecordPath: p.OverlayRecordPath(),
-		Base:            overlay.Record{Base: p.Target, BasePath: base.Path, Format: base.Image.Format, SHA256: base.SHA256},
+		Base:            overlay.Record{Base: p.Target, BasePath: base.Path, Format: base.Image.Format, SHA256: base.SHA256, Source: RedactText(p.Source)},
 		BaseVirtualSize: base.Image.VirtualSize,
 		Size:            p.DiskSize,
 		SizeText:        p.DiskSizeText,
@@ -122,6 +200,12 @@ func (s *Stage) EnsureBase(ctx context.Context, p Plan, want, pinnedBy string) (
 	}
 
 	part := p.partPath()
+	for _, f := range []string{part, part + ".meta"} {
+		// The download and the copy write part; qemu-img reads it.
+		if err := fsutil.CheckOwnFile(f); err != nil {
+			return Base{}, err
+		}
+	}
 	var sum string
 	if p.Remote {
 		if sum, err = s.DL.Download(ctx, p.Source, part); err != nil {
@@ -135,24 +219,36 @@ func (s *Stage) EnsureBase(ctx context.Context, p Plan, want, pinnedBy string) (
 	}
 	if want != "" && sum != want {
 		removePart(part)
-		return Base{}, fmt.Errorf("sha256 of %s is %s, %s wants %s: the image was discarded", p.Source, sum, pinnedBy, want)
+		return Base{}, fmt.Errorf("sha256 of %s is %s, %s wants %s: the image was discarded", RedactText(p.Source), sum, pinnedBy, want)
+	}
+	if err := fsutil.CheckOwnFile(part); err != nil { // qemu-img follows symlinks
+		return Base{}, err
 	}
 	img, err := imgcheck.Check(ctx, part, s.QemuTimeout)
+	if err == nil {
+		err = imgcheck.CheckOverlaySize(part, img)
+	}
 	var refused *imgcheck.RefusedError
 	if errors.As(err, &refused) && refused.NotAnImage {
 		removePart(part) // perhaps an error page served instead of the image: retryable
-		return Base{}, fmt.Errorf("verify %s: %w (the download was discarded)", p.Source, err)
+		return Base{}, fmt.Errorf("verify %s: %w (the download was discarded)", RedactText(p.Source), err)
 	}
 	if errors.As(err, &refused) {
 		// The image at IMG_SOURCE can never be a base (a backing file, another format,
 		// encryption): bad input, exit 2, not a retryable failure.
 		removePart(part)
-		return Base{}, stage.BadInputf("IMG_SOURCE", p.Source, "not a usable base image: %s (the download was discarded)", refused.Reason)
+		return Base{}, stage.BadInputf("IMG_SOURCE", RedactText(p.Source), "not a usable base image: %s (the download was discarded)", refused.Reason)
 	}
 	if err != nil { // qemu-img failed to run: the file is kept, checked again next time
-		return Base{}, fmt.Errorf("verify %s: %w", p.Source, err)
+		return Base{}, fmt.Errorf("verify %s: %w", RedactText(p.Source), err)
 	}
-	if err := os.Chmod(part, 0o444); err != nil {
+	if p.DiskSize > 0 && p.DiskSize < img.VirtualSize {
+		// Known now, before the base is cached: no overlay of DISK_SIZE can be
+		// made on it (an overlay is never smaller than its base).
+		removePart(part)
+		return Base{}, stage.BadInputf("DISK_SIZE", p.DiskSizeText, "is %d bytes, smaller than the base image's virtual size %d bytes (the download was discarded)", p.DiskSize, img.VirtualSize)
+	}
+	if err := fsutil.Chmod(part, 0o444); err != nil {
 		removePart(part)
 		return Base{}, fmt.Errorf("base image: %w", err)
 	}
@@ -160,7 +256,9 @@ func (s *Stage) EnsureBase(ctx context.Context, p Plan, want, pinnedBy string) (
 		removePart(part)
 		return Base{}, fmt.Errorf("base image %s: %w", p.BasePath(), err)
 	}
-	_ = os.Remove(part + ".meta")
+	if err := fsutil.CheckOwnFile(part + ".meta"); err == nil {
+		_ = os.Remove(part + ".meta")
+	}
 	if err := writeRecord(p, sum); err != nil {
 		return Base{}, err
 	}
@@ -184,7 +282,7 @@ func (s *Stage) cached(ctx context.Context, p Plan) (Base, bool, error) {
 		return Base{}, false, fmt.Errorf("base image %s: %w", path, err)
 	}
 	if !fi.Mode().IsRegular() {
-		return Base{}, false, fmt.Errorf("base image %s is not a regular file (%s)", path, fi.Mode().Type())
+		return Base{}, false, fmt.Errorf("base image: %w", fsutil.CheckOwnFile(path))
 	}
 	recorded, recErr := readRecord(p)
 	var sum string
@@ -204,15 +302,26 @@ func (s *Stage) cached(ctx context.Context, p Plan) (Base, bool, error) {
 		}
 	case recErr != nil || recorded != sum:
 		s.Log.Warn("cached base image does not match its record: removing it and fetching again", "base", path, "recorded", recorded, "actual", sum, "err", recErr)
+		if err := fsutil.CheckOwnFile(path); err != nil {
+			return Base{}, false, err
+		}
 		if err := os.Remove(path); err != nil {
 			return Base{}, false, fmt.Errorf("remove corrupt base %s: %w", path, err)
 		}
 		_ = os.Remove(p.RecordPath())
 		return Base{}, false, nil
 	}
+	if err := fsutil.CheckOwnFile(path); err != nil { // qemu-img follows symlinks
+		return Base{}, false, err
+	}
 	img, err := imgcheck.Check(ctx, path, s.QemuTimeout)
 	if err != nil {
 		return Base{}, false, fmt.Errorf("cached base %s: %w", path, err)
+	}
+	if err := imgcheck.CheckOverlaySize(path, img); err != nil {
+		// Cached before image-fetch checked the size: never replaced (other
+		// pets may use it), so only a person can unblock this IMG_TARGET.
+		return Base{}, false, stage.BadInputf("IMG_TARGET", p.Target, "the cached base %v; remove %s (and its .sha256) from IMAGE_DIR if no pet uses it, or choose another IMG_TARGET", err, path)
 	}
 	return Base{Path: path, SHA256: sum, Image: img}, true, nil
 }
@@ -220,7 +329,7 @@ func (s *Stage) cached(ctx context.Context, p Plan) (Base, bool, error) {
 // unchangedSince reports whether the file (fi) was last changed (ctime) no
 // later than the record at recPath was last written (mtime).
 func unchangedSince(fi fs.FileInfo, recPath string) bool {
-	rfi, err := os.Stat(recPath)
+	rfi, err := os.Lstat(recPath)
 	if err != nil {
 		return false
 	}
@@ -234,7 +343,7 @@ func unchangedSince(fi fs.FileInfo, recPath string) bool {
 
 // readRecord reads IMG_TARGET.sha256 (sha256sum format: "<hex>  <name>").
 func readRecord(p Plan) (string, error) {
-	f, err := os.Open(p.RecordPath())
+	f, err := fsutil.Open(p.RecordPath())
 	if err != nil {
 		return "", err
 	}
@@ -254,13 +363,24 @@ func writeRecord(p Plan, sum string) error {
 
 // copyLocal copies a local image into part, hashing it on the way, and syncs.
 func copyLocal(ctx context.Context, src, part string) (string, error) {
-	in, err := os.Open(src)
+	// The source is read through symlinks (it may be a mounted ConfigMap-style
+	// link), but never blocks on a FIFO and must be a regular file.
+	in, err := os.OpenFile(src, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return "", fmt.Errorf("read IMG_SOURCE: %w", err)
 	}
 	defer in.Close()
+	if fi, err := in.Stat(); err != nil || !fi.Mode().IsRegular() {
+		return "", stage.BadInputf("IMG_SOURCE", src, "must be a regular file (%v)", err)
+	}
+	if err := syscall.SetNonblock(int(in.Fd()), false); err != nil {
+		return "", fmt.Errorf("read IMG_SOURCE: %w", err)
+	}
+	if err := fsutil.CheckOwnFile(part + ".meta"); err != nil {
+		return "", err
+	}
 	_ = os.Remove(part + ".meta")
-	out, err := os.OpenFile(part, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	out, err := fsutil.OpenFile(part, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
 	if err != nil {
 		return "", fmt.Errorf("copy %s: %w", src, err)
 	}

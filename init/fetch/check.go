@@ -17,6 +17,10 @@ import (
 // the image check; the pet disk exists, its record names this base, it is
 // backed by it, and it is at least DISK_SIZE. It returns every problem found.
 func Check(ctx context.Context, p Plan, timeout time.Duration) error {
+	return p.notOwn(check(ctx, p, timeout))
+}
+
+func check(ctx context.Context, p Plan, timeout time.Duration) error {
 	var problems []string
 	bad := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
 
@@ -35,7 +39,9 @@ func Check(ctx context.Context, p Plan, timeout time.Duration) error {
 	}
 	var img imgcheck.Image
 	if err == nil {
-		if img, err = imgcheck.Check(ctx, p.BasePath(), timeout); err != nil {
+		if err = fsutil.CheckOwnFile(p.BasePath()); err != nil { // qemu-img follows symlinks
+			bad("base: %v", err)
+		} else if img, err = imgcheck.Check(ctx, p.BasePath(), timeout); err != nil {
 			bad("%v", err)
 		}
 	}

@@ -2,15 +2,17 @@ package fetch
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
-	neturl "net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -68,7 +70,7 @@ func (e *redirectError) Error() string { return "redirect to " + e.To + ": " + e
 // checkRedirect follows only http(s) redirects, at most maxRedirects, never
 // back to a URL already visited.
 func checkRedirect(req *http.Request, via []*http.Request) error {
-	to := withoutQuery(req.URL)
+	to := RedactURL(req.URL)
 	if req.URL.Scheme != "http" && req.URL.Scheme != "https" {
 		return &redirectError{To: to, Reason: "only http:// and https:// redirects are followed"}
 	}
@@ -81,21 +83,6 @@ func checkRedirect(req *http.Request, via []*http.Request) error {
 		return &redirectError{To: to, Reason: fmt.Sprintf("more than %d redirects", maxRedirects)}
 	}
 	return nil
-}
-
-// withoutQuery is u without its query and fragment: a redirect target may
-// carry a signed token in its query, which must not reach the logs.
-func withoutQuery(u *neturl.URL) string {
-	c := *u
-	c.RawQuery, c.ForceQuery, c.Fragment, c.RawFragment = "", false, "", ""
-	if c.User != nil {
-		c.User = neturl.User("REDACTED")
-	}
-	s := c.String()
-	if u.RawQuery != "" {
-		s += "?..."
-	}
-	return s
 }
 
 func (d *Downloader) grabClient() *grab.Client {
@@ -122,7 +109,9 @@ func (d *Downloader) grabClient() *grab.Client {
 // partMeta is stored next to the partial file: what it is a prefix of. A
 // partial file is only continued when the server names the same version.
 type partMeta struct {
-	URL          string `json:"url"`
+	// URL is the sha256 of the URL, not the URL: a pre-signed URL's query is
+	// a secret, and the image cache is shared by every VM on the node.
+	URL          string `json:"url_sha256"`
 	ETag         string `json:"etag,omitempty"`
 	LastModified string `json:"last_modified,omitempty"`
 	Size         int64  `json:"size"` // total size of the body; -1 unknown
@@ -255,6 +244,9 @@ func (d *Downloader) Download(ctx context.Context, url, part string) (string, er
 			fol.reset()
 			continue
 		}
+		if errors.Is(err, fsutil.ErrNotOwnFile) {
+			return "", err // planted, not ours: no retry helps, nothing is removed
+		}
 		if serr := sourceError(err, url, part); serr != nil {
 			return "", serr
 		}
@@ -295,8 +287,21 @@ func removePart(part string) {
 	_ = os.Remove(part + ".meta")
 }
 
+// urlKey is what partMeta records of a URL.
+func urlKey(url string) string {
+	h := sha256.Sum256([]byte(url))
+	return hex.EncodeToString(h[:])
+}
+
+// readMeta reads part's .meta, never through a symlink nor from a FIFO, and
+// at most 64 KiB of it: anything else is no record (the download restarts).
 func readMeta(part string) (partMeta, bool) {
-	b, err := os.ReadFile(part + ".meta")
+	f, err := fsutil.Open(part + ".meta")
+	if err != nil {
+		return partMeta{}, false
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, 64<<10))
 	if err != nil {
 		return partMeta{}, false
 	}
@@ -315,12 +320,31 @@ func writeMeta(part string, m partMeta) error {
 // attempt is one GET (grab may send a HEAD first to learn the size and
 // whether ranges are served).
 func (d *Downloader) attempt(ctx context.Context, url, part string, fol *follower) (int64, error) {
+	n, err := d.attemptInto(ctx, url, part, fol)
+	if err != nil && !errors.Is(err, fsutil.ErrNotOwnFile) {
+		// The partial file is opened before the request: one still empty
+		// after a failure is nothing to continue (and none is said to be kept).
+		if fi, serr := os.Lstat(part); serr == nil && fi.Mode().IsRegular() && fi.Size() == 0 {
+			removePart(part)
+		}
+	}
+	return n, err
+}
+
+func (d *Downloader) attemptInto(ctx context.Context, url, part string, fol *follower) (int64, error) {
+	// A symlink, FIFO or directory planted at the partial file or its .meta
+	// is refused and left alone (not removed as a stale partial file).
+	for _, f := range []string{part, part + ".meta"} {
+		if err := fsutil.CheckOwnFile(f); err != nil {
+			return 0, err
+		}
+	}
 	var offset int64
 	meta, haveMeta := readMeta(part)
 	if fi, err := os.Stat(part); err == nil {
 		offset = fi.Size()
 	}
-	resume := offset > 0 && haveMeta && meta.URL == url && meta.validator() != "" && (meta.Size < 0 || offset <= meta.Size)
+	resume := offset > 0 && haveMeta && meta.URL == urlKey(url) && meta.validator() != "" && (meta.Size < 0 || offset <= meta.Size)
 	if offset > 0 && !resume {
 		d.Log.Info("partial file cannot be continued, starting from zero", "part", part, "bytes", offset)
 		removePart(part)
@@ -331,9 +355,18 @@ func (d *Downloader) attempt(ctx context.Context, url, part string, fol *followe
 		fol.reset()
 	}
 
+	// grab opens the file by name. It gets a name that cannot be redirected:
+	// the partial file is opened here without following a symlink (a link
+	// planted at .<IMG_TARGET>.part once made the download overwrite the pet
+	// disk), and grab reopens that very file through /proc/self/fd.
+	pf, err := fsutil.OpenFile(part, os.O_WRONLY|os.O_CREATE, 0o644)
+	if err != nil {
+		return 0, fmt.Errorf("download %s: %w", url, err)
+	}
+	defer pf.Close()
 	actx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	req, err := grab.NewRequest(part, url)
+	req, err := grab.NewRequest(fmt.Sprintf("/proc/self/fd/%d", pf.Fd()), url)
 	if err != nil {
 		return 0, fmt.Errorf("download %s: %w", url, err)
 	}
@@ -364,7 +397,7 @@ func (d *Downloader) attempt(ctx context.Context, url, part string, fol *followe
 		if err := checkSpace(filepath.Dir(part), hr.ContentLength, hr.ContentLength); err != nil {
 			return err
 		}
-		newMeta = partMeta{URL: url, ETag: hr.Header.Get("ETag"), LastModified: hr.Header.Get("Last-Modified"), Size: hr.ContentLength}
+		newMeta = partMeta{URL: urlKey(url), ETag: hr.Header.Get("ETag"), LastModified: hr.Header.Get("Last-Modified"), Size: hr.ContentLength}
 		// Recorded before the first byte is written: a partial file never
 		// exists without knowing what it is a prefix of.
 		return writeMeta(part, newMeta)

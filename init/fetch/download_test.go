@@ -21,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berth-vm/berth/common/fsutil"
 	"github.com/berth-vm/berth/common/roottest"
 	"github.com/berth-vm/berth/common/stage"
 )
@@ -641,7 +642,7 @@ func TestNoSpaceForTheRest(t *testing.T) {
 	if err := os.WriteFile(part, body[:len(body)/2], 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := writeMeta(part, partMeta{URL: srv.URL + "/image.raw", LastModified: modTime.Format(http.TimeFormat), Size: int64(len(body))}); err != nil {
+	if err := writeMeta(part, partMeta{URL: urlKey(srv.URL + "/image.raw"), LastModified: modTime.Format(http.TimeFormat), Size: int64(len(body))}); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(filepath.Join(p.ImageDir, "ballast"), make([]byte, 400<<10), 0o644); err != nil {
@@ -714,5 +715,48 @@ func TestProgressLogged(t *testing.T) {
 		if !strings.Contains(lines[0], want) {
 			t.Errorf("progress line lacks %s: %s", want, lines[0])
 		}
+	}
+}
+
+// The HTTP path opens the partial file itself without following a symlink:
+// a link planted at .<IMG_TARGET>.part between the stage's checks and the
+// request (a race the up-front check cannot close) is refused, its target
+// untouched, and no secret of the URL lands in .part.meta.
+func TestDownloadNeverWritesThroughSymlinkedPart(t *testing.T) {
+	body := rawImage(11, 256<<10)
+	srv := newServer(t, func(n int, w http.ResponseWriter, r *http.Request) { serveRange(w, r, body, modTime) })
+	p := testPlan(t, srv.URL+"/image.raw?X-Amz-Signature=sekrit", "")
+	victim := filepath.Join(t.TempDir(), "pet.qcow2")
+	if err := os.WriteFile(victim, []byte("the pet disk"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	part := p.partPath()
+	if err := os.Symlink(victim, part); err != nil {
+		t.Fatal(err)
+	}
+	s := testStage(t)
+	_, err := s.DL.attempt(context.Background(), p.Source, part, newFollower(part))
+	if !errors.Is(err, fsutil.ErrNotOwnFile) {
+		t.Fatalf("attempt through a symlinked .part: %v, want ErrNotOwnFile", err)
+	}
+	if b, _ := os.ReadFile(victim); string(b) != "the pet disk" {
+		t.Fatalf("the symlink's target was written: %q", b)
+	}
+	if fi, err := os.Lstat(part); err != nil || fi.Mode()&os.ModeSymlink == 0 {
+		t.Fatalf("the planted link was not left alone: %v %v", fi, err)
+	}
+
+	// The same download into a real partial file: its .meta keeps a hash of the URL, not the URL.
+	if err := os.Remove(part); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.DL.attempt(context.Background(), p.Source, part, newFollower(part)); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(part + ".meta"); err == nil && strings.Contains(string(b), "sekrit") {
+		t.Fatalf(".part.meta holds the URL's secret: %s", b)
+	}
+	if got, _ := os.ReadFile(part); !bytes.Equal(got, body) {
+		t.Fatalf("downloaded %d bytes, want the %d of the body", len(got), len(body))
 	}
 }

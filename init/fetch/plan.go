@@ -12,9 +12,11 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+	"unicode"
 
 	"github.com/berth-vm/berth/common/quantity"
 	"github.com/berth-vm/berth/common/stage"
+	"github.com/berth-vm/berth/init/imgcheck"
 )
 
 // Defaults of the contract (DESIGN.md, "Volumes").
@@ -28,9 +30,9 @@ var Vars = []stage.Var{
 	{Name: "IMG_SOURCE", Help: "base image: an http:// or https:// URL, or an absolute path in the container (required)"},
 	{Name: "IMG_TARGET", Default: "(the base name of IMG_SOURCE)", Help: "file name of the base image in IMAGE_DIR; a bare name, not hidden"},
 	{Name: "IMG_SHA256", Help: "expected sha256 of the base image, 64 hex digits (optional; pins the image)"},
-	{Name: "IMAGE_DIR", Default: DefaultImageDir, Help: "image cache: <IMG_TARGET> and <IMG_TARGET>.sha256; may be shared between pods"},
-	{Name: "DISK_DIR", Default: DefaultDiskDir, Help: "pet disk: <VM_NAME>.qcow2 (overlay on the base) and <VM_NAME>.json"},
-	{Name: "DISK_SIZE", Help: "virtual size of the overlay, e.g. 20Gi (optional; grows the disk, never shrinks it)"},
+	{Name: "IMAGE_DIR", Default: DefaultImageDir, Help: "image cache (absolute, clean path; not a symlink): <IMG_TARGET> and <IMG_TARGET>.sha256; may be shared between pods"},
+	{Name: "DISK_DIR", Default: DefaultDiskDir, Help: "pet disk (absolute, clean path; not a symlink): <VM_NAME>.qcow2 (overlay on the base) and <VM_NAME>.json"},
+	{Name: "DISK_SIZE", Help: "virtual size of the overlay, e.g. 20Gi, a multiple of 512, at most 2048Ti (optional; grows the disk, never shrinks it)"},
 
 	// The download policy (policy.go): how a failing, stalling or slow server is treated.
 	{Name: "IMG_FETCH_ATTEMPTS", Default: "6", Help: "attempts per run for retryable download failures (network errors, 408, 429, 5xx, stalls, too slow), 1 to 100"},
@@ -94,20 +96,25 @@ func PlanFromEnv(env stage.Env, stat func(string) error) (Plan, error) {
 	defTarget := ""
 	switch {
 	case strings.HasPrefix(src, "/"):
-		if filepath.Clean(src) != src {
-			return p, stage.BadInput("IMG_SOURCE", src, "a local path must be absolute and clean (no '.', '..' or '//')")
+		if err := stage.CheckPath("IMG_SOURCE", src); err != nil {
+			return p, stage.BadInput("IMG_SOURCE", src, "a local path "+stage.PathAllowed)
 		}
 		if err := stat(src); err != nil {
 			return p, stage.BadInputf("IMG_SOURCE", src, "local file not readable: %v", err)
 		}
 		defTarget = filepath.Base(src)
 	default:
+		for i := 0; i < len(src); i++ {
+			if src[i] <= ' ' || src[i] >= 0x7f {
+				return p, stage.BadInput("IMG_SOURCE", redactRaw(src), "a URL must be printable ASCII without spaces (percent-encode the rest)")
+			}
+		}
 		u, err := url.Parse(src)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Opaque != "" {
-			return p, stage.BadInput("IMG_SOURCE", src, "must be an http:// or https:// URL with a host, or an absolute path (no file://, ftp://, data:, s3:// ...)")
+			return p, stage.BadInput("IMG_SOURCE", redactRaw(src), "must be an http:// or https:// URL with a host, or an absolute path (no file://, ftp://, data:, s3:// ...)")
 		}
 		if u.User != nil {
-			return p, stage.BadInput("IMG_SOURCE", redact(u), "credentials in the URL are not supported (they would show in the logs)")
+			return p, stage.BadInput("IMG_SOURCE", RedactURL(u), "credentials in the URL are not supported (they would show in the logs)")
 		}
 		p.Remote = true
 		defTarget = path.Base(u.Path)
@@ -119,28 +126,30 @@ func PlanFromEnv(env stage.Env, stat func(string) error) (Plan, error) {
 	}
 	if err := CheckTarget(tv); err != nil {
 		if !set {
-			return p, stage.BadInputf("IMG_TARGET", tv, "the base name of IMG_SOURCE %q is not usable as IMG_TARGET (%v): set IMG_TARGET", src, err)
+			return p, stage.BadInputf("IMG_TARGET", tv, "the base name of IMG_SOURCE %q is not usable as IMG_TARGET (%v): set IMG_TARGET", RedactText(src), err)
 		}
 		return p, stage.BadInputf("IMG_TARGET", tv, "%v", err)
 	}
 	p.Target = tv
 
 	if h, ok := env.Lookup("IMG_SHA256"); ok {
-		h = strings.ToLower(strings.TrimSpace(h))
 		if b, err := hex.DecodeString(h); err != nil || len(b) != 32 {
-			return p, stage.BadInput("IMG_SHA256", h, "must be 64 hexadecimal digits (a sha256)")
+			return p, stage.BadInput("IMG_SHA256", h, "must be 64 hexadecimal digits (a sha256), nothing else (no spaces or newline)")
 		}
-		p.SHA256 = h
+		p.SHA256 = strings.ToLower(h)
 	}
 
-	p.ImageDir = env.String("IMAGE_DIR", DefaultImageDir)
-	p.DiskDir = env.String("DISK_DIR", DefaultDiskDir)
-	for _, d := range []struct{ name, val string }{{"IMAGE_DIR", p.ImageDir}, {"DISK_DIR", p.DiskDir}} {
-		if !filepath.IsAbs(d.val) {
-			return p, stage.BadInput(d.name, d.val, "must be an absolute path")
-		}
+	if p.ImageDir, err = env.Path("IMAGE_DIR", DefaultImageDir); err != nil {
+		return p, err
 	}
-	p.ImageDir, p.DiskDir = filepath.Clean(p.ImageDir), filepath.Clean(p.DiskDir)
+	if p.DiskDir, err = env.Path("DISK_DIR", DefaultDiskDir); err != nil {
+		return p, err
+	}
+	// Not read by image-fetch, but common to every stage and listed by -h: a
+	// bad value is refused here too rather than found by the next stage.
+	if _, err = env.Path("BERTH_RUN_DIR", stage.DefaultRunDir); err != nil {
+		return p, err
+	}
 
 	if p.ImageDir == p.DiskDir && (p.Target == p.VMName+".qcow2" || p.Target == p.VMName+".json") {
 		return p, stage.BadInputf("IMG_TARGET", p.Target, "is the pet disk's own file name in %s (IMAGE_DIR = DISK_DIR): choose another name", p.DiskDir)
@@ -148,11 +157,14 @@ func PlanFromEnv(env stage.Env, stat func(string) error) (Plan, error) {
 
 	if s, ok := env.Lookup("DISK_SIZE"); ok {
 		n, err := quantity.ParseBytes(s)
-		if err != nil || n == 0 {
+		if err != nil || n == 0 || strings.ContainsFunc(s, unicode.IsSpace) {
 			return p, stage.BadInput("DISK_SIZE", s, "must be a size greater than 0: "+quantity.Allowed)
 		}
 		if n%512 != 0 {
 			return p, stage.BadInputf("DISK_SIZE", s, "must be a multiple of 512 bytes (is %d)", n)
+		}
+		if n > imgcheck.MaxOverlaySize {
+			return p, stage.BadInputf("DISK_SIZE", s, "is %d bytes, more than a qcow2 overlay can hold (at most %d bytes = 2048Ti)", n, imgcheck.MaxOverlaySize)
 		}
 		p.DiskSize, p.DiskSizeText = n, s
 	}
@@ -187,13 +199,15 @@ func CheckTarget(name string) error {
 			return fmt.Errorf("must not contain control characters")
 		}
 	}
+	if name[0] == '-' {
+		return fmt.Errorf("must not start with '-'")
+	}
+	for i := 0; i < len(name); i++ {
+		if c := name[i]; c <= ' ' || c >= 0x7f || c == '"' || c == '\'' || c == '`' || c == '\\' {
+			return fmt.Errorf("must be printable ASCII without spaces, quotes or backslashes")
+		}
+	}
 	return nil
-}
-
-func redact(u *url.URL) string {
-	c := *u
-	c.User = url.User("REDACTED")
-	return c.String()
 }
 
 // String prints the plan for --dry-run and the log.
@@ -203,7 +217,7 @@ func (p Plan) String() string {
 	if p.Remote {
 		kind = "http download"
 	}
-	fmt.Fprintf(&b, "source:   %s (%s)\n", p.Source, kind)
+	fmt.Fprintf(&b, "source:   %s (%s)\n", RedactText(p.Source), kind)
 	if p.Remote {
 		fmt.Fprintf(&b, "download: %s\n", p.Fetch)
 	}

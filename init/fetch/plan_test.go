@@ -34,7 +34,7 @@ func TestPlanFromEnv(t *testing.T) {
 
 	p, err = PlanFromEnv(stage.MapEnv(map[string]string{"VM_NAME": "vm0", "IMG_SOURCE": "/images/a.qcow2",
 		"IMG_TARGET": "b.img", "IMG_SHA256": strings.Repeat("AB", 32), "DISK_SIZE": "4Gi",
-		"IMAGE_DIR": "/c/", "DISK_DIR": "/d"}), statOnly)
+		"IMAGE_DIR": "/c", "DISK_DIR": "/d"}), statOnly)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,7 +88,29 @@ func TestPlanFromEnvBadInputs(t *testing.T) {
 		{"image dir relative", map[string]string{"IMG_SOURCE": url, "IMAGE_DIR": "images"}, "IMAGE_DIR"},
 		{"disk dir relative", map[string]string{"IMG_SOURCE": url, "DISK_DIR": "disk"}, "DISK_DIR"},
 		{"vm name", map[string]string{"IMG_SOURCE": url, "VM_NAME": "A/B"}, "VM_NAME"},
-		{"target is the pet disk", map[string]string{"IMG_SOURCE": url, "IMG_TARGET": "vm0.qcow2", "IMAGE_DIR": "/d", "DISK_DIR": "/d/"}, "IMG_TARGET"},
+		// issue 15: hostile input; each refused with exit 2 naming the variable
+		{"disk size over qcow2's range", map[string]string{"IMG_SOURCE": url, "DISK_SIZE": "16000000Ti"}, "DISK_SIZE"},
+		{"disk size 512 over qcow2's range", map[string]string{"IMG_SOURCE": url, "DISK_SIZE": "2251799813685760"}, "DISK_SIZE"},
+		{"disk size newline", map[string]string{"IMG_SOURCE": url, "DISK_SIZE": "1Gi\n"}, "DISK_SIZE"},
+		{"disk size space", map[string]string{"IMG_SOURCE": url, "DISK_SIZE": " 1Gi"}, "DISK_SIZE"},
+		{"sha with newline", map[string]string{"IMG_SOURCE": url, "IMG_SHA256": strings.Repeat("a", 64) + "\n"}, "IMG_SHA256"},
+		{"sha with spaces", map[string]string{"IMG_SOURCE": url, "IMG_SHA256": " " + strings.Repeat("a", 64)}, "IMG_SHA256"},
+		{"image dir trailing slash", map[string]string{"IMG_SOURCE": url, "IMAGE_DIR": "/c/"}, "IMAGE_DIR"},
+		{"image dir dotdot", map[string]string{"IMG_SOURCE": url, "IMAGE_DIR": "/c/../d"}, "IMAGE_DIR"},
+		{"image dir newline", map[string]string{"IMG_SOURCE": url, "IMAGE_DIR": "/c\nd"}, "IMAGE_DIR"},
+		{"disk dir space", map[string]string{"IMG_SOURCE": url, "DISK_DIR": "/tmp/ x"}, "DISK_DIR"},
+		{"disk dir unicode", map[string]string{"IMG_SOURCE": url, "DISK_DIR": "/d\u00e9"}, "DISK_DIR"},
+		{"disk dir relative", map[string]string{"IMG_SOURCE": url, "DISK_DIR": "d"}, "DISK_DIR"},
+		{"run dir relative", map[string]string{"IMG_SOURCE": url, "BERTH_RUN_DIR": "run"}, "BERTH_RUN_DIR"},
+		{"target dashes", map[string]string{"IMG_SOURCE": url, "IMG_TARGET": "--x"}, "IMG_TARGET"},
+		{"target space", map[string]string{"IMG_SOURCE": url, "IMG_TARGET": "a b"}, "IMG_TARGET"},
+		{"target unicode", map[string]string{"IMG_SOURCE": url, "IMG_TARGET": "\u00e9.img"}, "IMG_TARGET"},
+		{"target quote", map[string]string{"IMG_SOURCE": url, "IMG_TARGET": "a\"b"}, "IMG_TARGET"},
+		{"url with space", map[string]string{"IMG_SOURCE": "http://h/x y"}, "IMG_SOURCE"},
+		{"url with unicode", map[string]string{"IMG_SOURCE": "http://h/\u00e9"}, "IMG_SOURCE"},
+		{"local source with space", map[string]string{"IMG_SOURCE": "/i/a b.img"}, "IMG_SOURCE"},
+		{"local source trailing slash", map[string]string{"IMG_SOURCE": "/i/"}, "IMG_SOURCE"},
+		{"target is the pet disk", map[string]string{"IMG_SOURCE": url, "IMG_TARGET": "vm0.qcow2", "IMAGE_DIR": "/d", "DISK_DIR": "/d"}, "IMG_TARGET"},
 		{"target is the pet record", map[string]string{"IMG_SOURCE": url, "IMG_TARGET": "vm0.json", "IMAGE_DIR": "/d", "DISK_DIR": "/d"}, "IMG_TARGET"},
 	}
 	for _, tt := range tests {

@@ -4,7 +4,10 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
+	"syscall"
 
+	"github.com/berth-vm/berth/common/fsutil"
 	"github.com/berth-vm/berth/common/stage"
 	"github.com/berth-vm/berth/init/imgcheck"
 	"github.com/berth-vm/berth/init/overlay"
@@ -19,22 +22,31 @@ func statFile(p string) error {
 	if !fi.Mode().IsRegular() {
 		return fmt.Errorf("not a regular file")
 	}
-	f, err := os.Open(p)
+	f, err := os.OpenFile(p, os.O_RDONLY|syscall.O_NONBLOCK, 0) // never blocks on a FIFO swapped in
 	if err != nil {
 		return err
 	}
 	return f.Close()
 }
 
-// Main is image-fetch: plan from the environment, print it on --dry-run, apply it.
+// Main is image-fetch: plan from the environment, print it on --dry-run, apply
+// it. Every URL it prints (logs, errors, the termination message, --dry-run)
+// is redacted: no userinfo, query or fragment.
 func Main(r stage.Run) error {
+	r.Log = RedactingLogger(r.Log)
+	return redactErr(run(r))
+}
+
+func run(r stage.Run) error {
 	p, err := PlanFromEnv(r.Env, statFile)
 	if err != nil {
 		return err
 	}
 	if r.DryRun {
-		fmt.Fprint(r.Stdout, p.String())
-		DescribeState(r.Stdout, p)
+		var b strings.Builder
+		b.WriteString(p.String())
+		DescribeState(&b, p)
+		fmt.Fprint(r.Stdout, RedactText(b.String()))
 		return nil
 	}
 	if r.Check {
@@ -44,7 +56,7 @@ func Main(r stage.Run) error {
 		fmt.Fprintf(r.Stdout, "ok: base %s verified, pet disk %s on it\n", p.BasePath(), p.OverlayPath())
 		return nil
 	}
-	r.Log.Info("image-fetch", "source", p.Source, "base", p.BasePath(), "overlay", p.OverlayPath(), "pinned_sha256", p.SHA256, "disk_size", p.DiskSize)
+	r.Log.Info("image-fetch", "source", RedactText(p.Source), "base", p.BasePath(), "overlay", p.OverlayPath(), "pinned_sha256", p.SHA256, "disk_size", p.DiskSize)
 	st := NewStage(r.Log)
 	p.Fetch.Apply(st.DL)
 	return st.Apply(r.Ctx, p)
@@ -54,13 +66,18 @@ func Main(r stage.Run) error {
 // only (no hashing, no qemu-img).
 func DescribeState(w io.Writer, p Plan) {
 	fmt.Fprintf(w, "now:\n")
-	if _, err := os.Stat(p.BasePath()); err == nil {
+	for _, f := range p.ownFiles() {
+		if err := fsutil.CheckOwnFile(f); err != nil {
+			fmt.Fprintf(w, "  refused: %v\n", err)
+		}
+	}
+	if fi, err := os.Lstat(p.BasePath()); err == nil && fi.Mode().IsRegular() {
 		sum, rerr := readRecord(p)
 		if rerr != nil {
 			sum = "no valid record: " + rerr.Error()
 		}
 		fmt.Fprintf(w, "  base cached (recorded sha256 %s): re-hashed and reused, nothing downloaded\n", sum)
-	} else if fi, err := os.Stat(p.partPath()); err == nil {
+	} else if fi, err := os.Lstat(p.partPath()); err == nil && fi.Mode().IsRegular() {
 		fmt.Fprintf(w, "  partial download of %d bytes: continued if the server still serves the same version\n", fi.Size())
 	} else {
 		fmt.Fprintf(w, "  base not cached: fetched into %s, verified, renamed into place\n", p.partPath())

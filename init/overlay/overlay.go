@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -24,11 +25,12 @@ import (
 
 // Record is DISK_DIR/<VM_NAME>.json.
 type Record struct {
-	Base     string `json:"base"`      // IMG_TARGET, the base's file name in IMAGE_DIR
-	BasePath string `json:"base_path"` // the absolute backing file path written in the overlay
-	Format   string `json:"format"`    // the base's format: qcow2 or raw (the overlay's backing_fmt)
-	SHA256   string `json:"sha256"`    // the base's sha256
-	Created  string `json:"created"`   // RFC 3339, UTC
+	Base     string `json:"base"`             // IMG_TARGET, the base's file name in IMAGE_DIR
+	BasePath string `json:"base_path"`        // the absolute backing file path written in the overlay
+	Format   string `json:"format"`           // the base's format: qcow2 or raw (the overlay's backing_fmt)
+	SHA256   string `json:"sha256"`           // the base's sha256
+	Source   string `json:"source,omitempty"` // IMG_SOURCE it was fetched from, redacted (no userinfo, query or fragment)
+	Created  string `json:"created"`          // RFC 3339, UTC
 }
 
 // ReadRecord returns the record of an existing overlay. exists is false when
@@ -41,7 +43,12 @@ func ReadRecord(overlayPath, recordPath string) (rec Record, exists bool, err er
 	} else if err != nil {
 		return Record{}, false, fmt.Errorf("pet disk %s: %w", overlayPath, err)
 	}
-	b, err := os.ReadFile(recordPath)
+	// qemu-img follows symlinks: a link (or a FIFO, a directory) where the pet
+	// disk belongs is refused, never opened.
+	if err := fsutil.CheckOwnFile(overlayPath); err != nil {
+		return Record{}, true, fmt.Errorf("pet disk: %w", err)
+	}
+	b, err := readSmall(recordPath)
 	if errors.Is(err, fs.ErrNotExist) {
 		return Record{}, true, fmt.Errorf("pet disk %s exists but its record %s does not: which base it was made from is unknown; "+
 			"write the record (base, format, sha256 of the base) or move the disk away", overlayPath, recordPath)
@@ -53,6 +60,27 @@ func ReadRecord(overlayPath, recordPath string) (rec Record, exists bool, err er
 		return Record{}, true, fmt.Errorf("pet disk record %s is not valid (want base, format, sha256): %v", recordPath, err)
 	}
 	return rec, true, nil
+}
+
+// maxRecord bounds the record read: it is a few hundred bytes.
+const maxRecord = 64 << 10
+
+// readSmall reads a record without following a symlink, without blocking on a
+// FIFO, and at most maxRecord bytes.
+func readSmall(path string) ([]byte, error) {
+	f, err := fsutil.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxRecord+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > maxRecord {
+		return nil, fmt.Errorf("%s is over %d bytes: not a record of Berth's", path, maxRecord)
+	}
+	return b, nil
 }
 
 // Spec is the overlay to ensure.
@@ -106,6 +134,9 @@ func Ensure(ctx context.Context, log *slog.Logger, s Spec) error {
 	case s.Size < cur:
 		return stage.BadInputf("DISK_SIZE", s.sizeText(), "is %d bytes, smaller than the pet disk's %d bytes: disks are never shrunk", s.Size, cur)
 	}
+	if err := fsutil.CheckOwnFile(s.Path); err != nil { // qemu-img follows symlinks
+		return fmt.Errorf("pet disk: %w", err)
+	}
 	if err := run(ctx, s.Timeout, "resize", "-q", "-f", "qcow2", s.Path, strconv.FormatUint(s.Size, 10)); err != nil {
 		return fmt.Errorf("grow pet disk %s to %d bytes: %w", s.Path, s.Size, err)
 	}
@@ -126,13 +157,25 @@ func create(ctx context.Context, log *slog.Logger, s Spec) error {
 	}
 	dir, name := filepath.Split(s.Path)
 	tmp := filepath.Join(dir, "."+name+".tmp")
-	_ = os.Remove(tmp) // left by a crash: never in place, safe to drop
+	// Left by a crash: never in place, safe to drop; but only if it is a
+	// regular file (qemu-img would write through a symlink).
+	if err := fsutil.CheckOwnFile(tmp); err != nil {
+		return fmt.Errorf("pet disk: %w", err)
+	}
+	_ = os.Remove(tmp)
 	ok := false
 	defer func() {
-		if !ok {
+		if !ok && fsutil.CheckOwnFile(tmp) == nil {
 			os.Remove(tmp)
 		}
 	}()
+	if err := fsutil.CheckOwnFile(s.Path); err != nil {
+		return fmt.Errorf("pet disk: %w", err)
+	}
+	// qemu-img create opens the backing file, and follows a symlink there.
+	if err := fsutil.CheckOwnFile(s.Base.BasePath); err != nil {
+		return fmt.Errorf("base image: %w", err)
+	}
 	if err := run(ctx, s.Timeout, "create", "-q", "-f", "qcow2", "-F", s.Base.Format, "-b", s.Base.BasePath, tmp, strconv.FormatUint(size, 10)); err != nil {
 		return fmt.Errorf("create pet disk %s: %w", s.Path, err)
 	}
@@ -170,6 +213,9 @@ type ImageInfo struct {
 // Info runs qemu-img info -f qcow2 on an overlay (the backing file is not
 // opened; --force-share: --check may run while QEMU has the disk open).
 func Info(ctx context.Context, path string, timeout time.Duration) (ImageInfo, error) {
+	if err := fsutil.CheckOwnFile(path); err != nil { // qemu-img follows symlinks
+		return ImageInfo{}, fmt.Errorf("pet disk: %w", err)
+	}
 	var out bytes.Buffer
 	if err := runOut(ctx, timeout, &out, "info", "-f", "qcow2", "--output=json", "--force-share", path); err != nil {
 		return ImageInfo{}, fmt.Errorf("pet disk %s: %w", path, err)

@@ -61,14 +61,17 @@ func ConfigFromEnv(env stage.Env) (Config, error) {
 		return Config{}, err
 	}
 	keys, _ := env.Lookup("SSH_AUTHORIZED_KEYS")
-	return Config{
-		VMName:       name,
-		Format:       format,
-		UserDataPath: env.String("USERDATA", "/userdata"),
-		MetaDataPath: env.String("METADATA", "/metadata"),
-		SSHKeys:      keys,
-		RunDir:       env.RunDir(),
-	}, nil
+	cfg := Config{VMName: name, Format: format, SSHKeys: keys}
+	if cfg.UserDataPath, err = env.Path("USERDATA", "/userdata"); err != nil {
+		return Config{}, err
+	}
+	if cfg.MetaDataPath, err = env.Path("METADATA", "/metadata"); err != nil {
+		return Config{}, err
+	}
+	if cfg.RunDir, err = env.Path("BERTH_RUN_DIR", stage.DefaultRunDir); err != nil {
+		return Config{}, err
+	}
+	return cfg, nil
 }
 
 // Inputs are the files read.

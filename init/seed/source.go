@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 
 	"github.com/berth-vm/berth/common/stage"
 )
@@ -58,21 +59,27 @@ func ReadSource(varName, path, key string) (Source, error) {
 				"a ConfigMap directory must hold the key %q or exactly one key, found %d: %s",
 				key, len(names), strings.Join(names, ", "))
 		}
-		if fi, err = os.Stat(file); err != nil {
-			return src, fmt.Errorf("read %s %s: %w", varName, file, err)
-		}
 	}
-	if !fi.Mode().IsRegular() {
-		return src, stage.BadInputf(varName, path, "must be a regular file or a ConfigMap directory, %s is %s", file, fi.Mode().Type())
-	}
-	if fi.Size() > MaxInputSize {
-		return src, stage.BadInputf(varName, path, "%s is %d bytes, at most %d (16 MiB) are allowed", file, fi.Size(), MaxInputSize)
-	}
-	f, err := os.Open(file)
+	// Inputs are read through symlinks (a ConfigMap's keys are links into
+	// ..data), but a FIFO must not hang the stage: opened non-blocking, and
+	// the type and size are checked on the opened file, not on the path.
+	f, err := os.OpenFile(file, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
 	if err != nil {
 		return src, fmt.Errorf("read %s %s: %w", varName, file, err)
 	}
 	defer f.Close()
+	if fi, err = f.Stat(); err != nil {
+		return src, fmt.Errorf("read %s %s: %w", varName, file, err)
+	}
+	if !fi.Mode().IsRegular() {
+		return src, stage.BadInputf(varName, path, "must be a regular file or a ConfigMap directory, %s is %s", file, describe(fi.Mode()))
+	}
+	if fi.Size() > MaxInputSize {
+		return src, stage.BadInputf(varName, path, "%s is %d bytes, at most %d (16 MiB) are allowed", file, fi.Size(), MaxInputSize)
+	}
+	if err := syscall.SetNonblock(int(f.Fd()), false); err != nil {
+		return src, fmt.Errorf("read %s %s: %w", varName, file, err)
+	}
 	data, err := io.ReadAll(io.LimitReader(f, MaxInputSize+1))
 	if err != nil {
 		return src, fmt.Errorf("read %s %s: %w", varName, file, err)
@@ -82,6 +89,20 @@ func ReadSource(varName, path, key string) (Source, error) {
 	}
 	src.File, src.Data, src.Present = file, data, true
 	return src, nil
+}
+
+func describe(m fs.FileMode) string {
+	switch {
+	case m&fs.ModeNamedPipe != 0:
+		return "a FIFO"
+	case m&fs.ModeSocket != 0:
+		return "a socket"
+	case m&fs.ModeDevice != 0:
+		return "a device"
+	case m.IsDir():
+		return "a directory"
+	}
+	return "not a regular file (" + m.Type().String() + ")"
 }
 
 // keys lists a ConfigMap directory's keys: entries not starting with "..".

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -29,6 +30,9 @@ var (
 // directory readable by uid 65534 (the permission test runs it as that uid).
 func build(t *testing.T) string {
 	t.Helper()
+	if b := os.Getenv("BERTH_TEST_IMAGE_FETCH"); b != "" {
+		return b // another build, e.g. an older one to see a regression test fail
+	}
 	buildOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "image-fetch-bin-")
 		if err != nil {
@@ -64,7 +68,11 @@ type result struct {
 
 func run(t *testing.T, bin string, env map[string]string, cred *syscall.Credential, args ...string) result {
 	t.Helper()
-	cmd := exec.Command(bin, args...)
+	// A hung binary (a FIFO opened for reading blocks forever) is killed and
+	// reported: generous, this is no timing assertion.
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
 	for k, v := range env {
 		cmd.Env = append(cmd.Env, k+"="+v)
@@ -75,6 +83,9 @@ func run(t *testing.T, bin string, env map[string]string, cred *syscall.Credenti
 	var so, se bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &so, &se
 	err := cmd.Run()
+	if ctx.Err() != nil {
+		t.Fatalf("%s hung (killed after 3 minutes); stderr:\n%s", bin, se.String())
+	}
 	code := 0
 	var ee *exec.ExitError
 	if errors.As(err, &ee) {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"os"
 	"os/exec"
@@ -9,6 +10,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/berth-vm/berth/common/roottest"
 	"github.com/berth-vm/berth/init/seed"
@@ -31,6 +33,10 @@ func TestMain(m *testing.M) {
 	binary = filepath.Join(dir, "seed-iso")
 	cmd := exec.Command("go", "build", "-o", binary, ".")
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if b := os.Getenv("BERTH_TEST_SEED_ISO"); b != "" {
+		binary = b // another build, e.g. an older one to see a regression test fail
+		cmd = exec.Command("true")
+	}
 	if out, err := cmd.CombinedOutput(); err != nil {
 		os.RemoveAll(dir)
 		panic("go build: " + err.Error() + "\n" + string(out))
@@ -47,14 +53,30 @@ type result struct {
 
 func runBinary(t *testing.T, env map[string]string, args ...string) result {
 	t.Helper()
-	cmd := exec.Command(binary, args...)
+	return runAs(t, env, nil, args...)
+}
+
+// runAs runs the binary as cred (nil: as the test).
+func runAs(t *testing.T, env map[string]string, cred *syscall.Credential, args ...string) result {
+	t.Helper()
+	// A hung binary (a FIFO opened for reading blocks forever) is killed and
+	// reported: generous, this is no timing assertion.
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, binary, args...)
 	cmd.Env = []string{"PATH=/usr/bin:/bin"}
 	for k, v := range env {
 		cmd.Env = append(cmd.Env, k+"="+v)
 	}
+	if cred != nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+	}
 	var so, se bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &so, &se
 	err := cmd.Run()
+	if ctx.Err() != nil {
+		t.Fatalf("seed-iso hung (killed after 3 minutes); stderr:\n%s", se.String())
+	}
 	var ee *exec.ExitError
 	code := 0
 	if errors.As(err, &ee) {
