@@ -81,7 +81,7 @@ var examples = map[string]string{
 	"VM_IP": "192.168.254.2", "VM_GW": "192.168.254.1", "NO_VNC": "false", "POD_IFACE": "eth0",
 	"BRIDGE": "br0", "TAP": "tap0", "TAP_UID": "107", "TAP_GID": "107", "IPTABLES_BACKEND": "auto",
 	"LOG_FORMAT": "text", "LOG_LEVEL": "info", "VM_NAME": "pet",
-	"IMG_TARGET": "base.qcow2", "IMG_SHA256": "", "DISK_SIZE": "1Gi", "SEED_FORMAT": "configdrive",
+	"IMG_TARGET": "base.qcow2", "IMG_SHA256": "", "DISK_SIZE": "64Mi", // the base's size: growing to it changes nothing "SEED_FORMAT": "configdrive",
 	"SSH_AUTHORIZED_KEYS": sshKey,
 	"VM_CPUS":             "1", "VM_MEMORY": "1Gi", "ACCEL": "tcg", "VNC_LISTEN": "127.0.0.1",
 	"SHUTDOWN_TIMEOUT": "60", "READY_TCP_PORT": "22", "QEMU": "qemu-system-x86_64",
@@ -160,9 +160,21 @@ var notApplicable = map[string]string{
 // validValues are classes whose value is a valid, different value for the
 // variable: accepted, the result rightly differs from the baseline's.
 var validValues = map[string]string{
-	"TAP_UID/zero": "uid 0 (root) is a valid owner of the tap",
-	"TAP_GID/zero": "gid 0 is a valid group of the tap",
+	"TAP_UID/zero":        "uid 0 (root) is a valid owner of the tap",
+	"TAP_GID/zero":        "gid 0 is a valid group of the tap",
+	"VM_NAME/empty":       "unset: the hostname, another VM's name (its own pet disk)",
+	"BERTH_RUN_DIR/empty": "unset: the default /run/berth (a tmpfs in the sweep)",
+	"RESOLV_CONF/empty":   "unset: the default /etc/resolv.conf, this host's",
 }
+
+// shapeChanging are variables whose valid values change the shape of QEMU's
+// command line (vmm's baseline has none set).
+var shapeChanging = map[string]string{
+	"VNC_PASSWORD_FILE": "a password file adds password=on to -vnc",
+}
+
+// ChangesShape returns why v may change QEMU's command line's shape, or "".
+func ChangesShape(v string) string { return shapeChanging[v] }
 
 // ValidValue returns why the class's value is valid for v, or "".
 func ValidValue(v, class string) string { return validValues[v+"/"+class] }

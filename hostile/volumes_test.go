@@ -77,6 +77,8 @@ func volumeCase(t *testing.T, st stageDef, vf VolumeFile, plant string) {
 			// dry-run reads; it need not look at the file
 		case o.code == 0 && replaced:
 			t.Logf("replaced, as declared: %s", why)
+		case o.code == 0 && vf.Idle[plant] != "":
+			t.Logf("left alone, as declared: %s", vf.Idle[plant]) // and nothing may change: below
 		case o.code == 2:
 			problems = append(problems, checkBadInputLine(st, vf.Var, ownLines(st, o.stderr), o)...)
 		default:
