@@ -18,6 +18,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -110,6 +111,9 @@ func setupShared() error {
 	if out, err := exec.Command("qemu-img", "create", "-q", "-f", "qcow2", baseImg, "64M").CombinedOutput(); err != nil {
 		return fmt.Errorf("qemu-img create: %v: %s", err, out)
 	}
+	if err := buildTemplate(); err != nil {
+		return err
+	}
 	nodeNS = "bnode-hostile-" + strconv.Itoa(os.Getpid())
 	if out, err := exec.Command("ip", "netns", "add", nodeNS).CombinedOutput(); err != nil {
 		nodeNS = ""
@@ -172,15 +176,38 @@ type sandbox struct {
 	dir, root, tlog, qrec string
 }
 
-func newSandbox(t *testing.T, st stageDef) *sandbox {
-	t.Helper()
-	dir := t.TempDir()
-	s := &sandbox{dir: dir, root: filepath.Join(dir, "root"), tlog: filepath.Join(dir, "termination-log"), qrec: filepath.Join(dir, "qemu-argv")}
+// caseN numbers the sandboxes: shared/c000001, c000002, ... All have the
+// template's path length, so a copy of the template is made by replacing
+// its path with the case's, byte for byte, in every file (the overlay's
+// backing file name, the pet disk's record) and symlink.
+var (
+	caseN    atomic.Int64
+	template *sandbox
+)
+
+func sandboxAt(n int64) *sandbox {
+	dir := filepath.Join(shared, fmt.Sprintf("c%06d", n))
+	return &sandbox{dir: dir, root: filepath.Join(dir, "root"), tlog: filepath.Join(dir, "termination-log"), qrec: filepath.Join(dir, "qemu-argv")}
+}
+
+// buildTemplate makes the sandbox every case starts from: a VM set up once
+// (the base in the cache, the pet overlay on it by the real image-fetch,
+// the seed by the real seed-iso, a lease), the stages' input files, a
+// canary and a stand-in /etc/passwd outside every volume, and the hostile
+// objects the path classes name.
+func buildTemplate() error {
+	s := sandboxAt(0)
+	var err error
+	mk := func(f func() error) {
+		if err == nil {
+			err = f()
+		}
+	}
 	for _, d := range []string{"run", "images", "disk", "outside", "hostile/dir", "cwd"} {
-		must(t, os.MkdirAll(filepath.Join(s.root, d), 0o755))
+		mk(func() error { return os.MkdirAll(filepath.Join(s.root, d), 0o755) })
 	}
 	write := func(rel, data string, mode os.FileMode) {
-		must(t, os.WriteFile(filepath.Join(s.root, rel), []byte(data), mode))
+		mk(func() error { return os.WriteFile(filepath.Join(s.root, rel), []byte(data), mode) })
 	}
 	write(Canary, "canary: nothing may change me\n", 0o644)
 	write(Passwd, "root:x:0:0:root:/root:/bin/bash\n", 0o644)
@@ -188,29 +215,70 @@ func newSandbox(t *testing.T, st stageDef) *sandbox {
 	write(HFile, "a regular file\n", 0o644)
 	write(HComma, "comma\n", 0o644)
 	write(HNewline, "newline\n", 0o644)
-	must(t, syscall.Mkfifo(filepath.Join(s.root, HFifo), 0o644))
-	must(t, os.Symlink(filepath.Join(s.root, PetDisk), filepath.Join(s.root, HLinkPet)))
-	must(t, os.Symlink(filepath.Join(s.root, Passwd), filepath.Join(s.root, HLinkPasswd)))
-	must(t, os.Symlink(filepath.Join(s.root, "hostile/nowhere"), filepath.Join(s.root, HDangling)))
+	mk(func() error { return syscall.Mkfifo(filepath.Join(s.root, HFifo), 0o644) })
+	mk(func() error { return os.Symlink(filepath.Join(s.root, PetDisk), filepath.Join(s.root, HLinkPet)) })
+	mk(func() error { return os.Symlink(filepath.Join(s.root, Passwd), filepath.Join(s.root, HLinkPasswd)) })
+	mk(func() error {
+		return os.Symlink(filepath.Join(s.root, "hostile/nowhere"), filepath.Join(s.root, HDangling))
+	})
 	write("resolv.conf", "search ns.svc.cluster.local svc.cluster.local cluster.local\nnameserver 10.96.0.10\noptions ndots:5\n", 0o644)
 	write("userdata", "#cloud-config\nhostname: pet\n", 0o644)
 	write("metadata", "local-hostname: pet\n", 0o644)
 	write("vnc-password", "secret\n", 0o600)
-	// The stages start from a VM that was set up once: the base in the
-	// cache and the pet overlay on it (for the stages that read them; the
-	// others get a stand-in pet disk, for the symlinks to point at), the
-	// seed, a lease.
-	setup := map[string][]string{"image-fetch": {"image-fetch"}, "vmm": {"image-fetch", "seed-iso"},
-		"seed-iso": {"seed-iso"}, "vmm probe ready": {"seed-iso"}, "vmm probe live": {"seed-iso"}}[st.Name]
-	if len(setup) == 0 || setup[0] != "image-fetch" {
-		write(PetDisk, "a stand-in: this stage does not read the pet disk\n", 0o644)
-	}
-	for _, b := range setup {
-		if out, err := s.direct(stageByName(b)).CombinedOutput(); err != nil {
-			t.Fatalf("setting up the sandbox: %s: %v: %s", b, err, out)
-		}
+	for _, b := range []string{"image-fetch", "seed-iso"} {
+		mk(func() error {
+			if out, err := s.direct(stageByName(b)).CombinedOutput(); err != nil {
+				return fmt.Errorf("setting up the template sandbox: %s: %v: %s", b, err, out)
+			}
+			return nil
+		})
 	}
 	write("run/"+stage.DnsmasqLeasesName, "1900000000 52:54:de:10:3b:1f 192.168.254.2 pet 01:52:54:de:10:3b:1f\n", 0o644)
+	template = s
+	return err
+}
+
+// newSandbox copies the template for one case; removed when the case ends.
+func newSandbox(t *testing.T, st stageDef) *sandbox {
+	t.Helper()
+	s := sandboxAt(caseN.Add(1))
+	t.Cleanup(func() { os.RemoveAll(s.dir) })
+	from, to := []byte(template.root), []byte(s.root)
+	err := filepath.WalkDir(template.root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(template.root, p)
+		dst := filepath.Join(s.root, rel)
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		switch {
+		case d.IsDir():
+			return os.MkdirAll(dst, fi.Mode().Perm())
+		case fi.Mode()&fs.ModeSymlink != 0:
+			target, err := os.Readlink(p)
+			if err != nil {
+				return err
+			}
+			return os.Symlink(strings.ReplaceAll(target, template.root, s.root), dst)
+		case fi.Mode()&fs.ModeNamedPipe != 0:
+			return syscall.Mkfifo(dst, uint32(fi.Mode().Perm()))
+		default:
+			b, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			if err := os.WriteFile(dst, bytes.ReplaceAll(b, from, to), fi.Mode().Perm()); err != nil {
+				return err
+			}
+			return os.Chmod(dst, fi.Mode().Perm()) // past the umask
+		}
+	})
+	if err != nil {
+		t.Fatalf("copy the template sandbox: %v", err)
+	}
 	return s
 }
 
