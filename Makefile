@@ -6,7 +6,7 @@ export CGO_ENABLED := 0
 # Root-only tests (network namespaces, iptables, loop devices) fail instead of skipping.
 export BERTH_REQUIRE_ROOT := 1
 
-MODULES  := common netsetup init vmm
+MODULES  := common netsetup init vmm hostile
 # module:binary
 BINARIES := netsetup:net-setup init:image-fetch init:seed-iso vmm:vmm
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
