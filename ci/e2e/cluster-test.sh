@@ -88,10 +88,10 @@ ssh-keygen -q -t ed25519 -N '' -C berth-e2e -f "$work/id" </dev/null
 web_console_prepare
 phase prerequisites
 
-ssh_vm() { # ssh_vm IP CMD...: SSH from the node (its network namespace) as the test guest's user
+ssh_vm() { # ssh_vm IP CMD...: SSH from the node (its network namespace) as the test guest's user (SSH_TIMEOUT s, 60)
 	local ip=$1
 	shift
-	innode timeout 60 ssh -i "$work/id" -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null \
+	innode timeout "${SSH_TIMEOUT:-60}" ssh -i "$work/id" -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null \
 		-o ConnectTimeout=5 -o LogLevel=ERROR "debian@$ip" "$*" </dev/null
 }
 vm_pod() { # vm_pod VM: the name of the pod running VM (it runs in container "vm" with VM_NAME, or is <...>VM-0)
@@ -216,7 +216,8 @@ run_cni() {
 	vmname=$(vm_name "$pod")
 	got=$(ssh_vm "$ip" hostname) || fail "ssh hostname"
 	[ "$got" = "$vmname" ] || fail "hostname: guest says '$got', the VM is '$vmname'"
-	ssh_vm "$ip" 'timeout 120 cloud-init status --wait >/dev/null; cat /var/tmp/berth-e2e-marker' | grep -x "$MARKER" >/dev/null ||
+	# ssh outlasts the guest's own wait (a loaded machine: cloud-init's final stage came after 60 s).
+	SSH_TIMEOUT=150 ssh_vm "$ip" 'timeout 120 cloud-init status --wait >/dev/null; cat /var/tmp/berth-e2e-marker' | grep -x "$MARKER" >/dev/null ||
 		fail "user-data marker $MARKER not in the guest's /var/tmp/berth-e2e-marker"
 	local podsearch guestsearch
 	# The pod's search domains as the kubelet writes them for every ClusterFirst pod of the namespace
