@@ -24,6 +24,11 @@ import (
 var hostileRefused = []struct {
 	name, values, msg string
 }{
+	// image-fetch's download policy
+	{"fetch.attempts 0", oneVM + "      fetch: {attempts: 0}\n", "attempts"},
+	{"fetch.minRate 64K", oneVM + "      fetch: {minRate: 64K}\n", "minRate"},
+	{"fetch.deadline without a unit", oneVM + "      fetch: {deadline: \"6\"}\n", "deadline"},
+	{"fetch: an unknown key", oneVM + "      fetch: {retries: 3}\n", "retries"},
 	// the node: imageCache.hostPath
 	{"hostPath /etc", oneVM + "    imageCache: {hostPath: /etc}\n", "hostPath"},
 	{"hostPath /", oneVM + "    imageCache: {hostPath: /}\n", "hostPath"},
@@ -154,6 +159,19 @@ var hostileAccepted = []hostileCase{
 		func(t *testing.T, r *Rendered) {
 			if _, err := r.StatefulSet("rel-" + strings.Repeat("a", 40)); err != nil {
 				t.Error(err) // 44 characters: the name earlier versions gave
+			}
+		}},
+	{"a download policy", "rel", "vms:\n  v: {image: {source: http://x/y, fetch: {attempts: 3, backoff: 500ms, maxBackoff: 1m, stallTimeout: 30s, minRate: 64Ki, rateWindow: 2m, deadline: 2h30m}}}\n",
+		func(t *testing.T, r *Rendered) {
+			s, err := r.StatefulSet("rel-v")
+			if err != nil {
+				t.Fatal(err)
+			}
+			env := kubeletEnv(container(t, s, "image-fetch"))
+			for k, want := range map[string]string{"IMG_FETCH_ATTEMPTS": "3", "IMG_FETCH_BACKOFF": "500ms", "IMG_FETCH_MIN_RATE": "64Ki", "IMG_FETCH_DEADLINE": "2h30m"} {
+				if env[k] != want {
+					t.Errorf("%s = %q, want %q", k, env[k], want)
+				}
 			}
 		}},
 	{"numeric VM name", "rel", "vms:\n  \"123\": {image: {source: http://x/y}, service: {enabled: true}}\n", nil},
@@ -415,6 +433,18 @@ func binDir(t *testing.T) string {
 // stageDryRun runs a stage's --dry-run with exactly the env its container gets, the pod's mount
 // points moved under dir (with the files the other stages would have made), and returns its
 // exit code and output.
+// plainTempDir is a temp dir whose path any stage takes: t.TempDir() holds the
+// test's name, whose commas and spaces the stages refuse in a path.
+func plainTempDir(t *testing.T) string {
+	t.Helper()
+	d, err := os.MkdirTemp("", "berth-stage-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(d) })
+	return d
+}
+
 func stageDryRun(t *testing.T, bin string, s *appsv1.StatefulSet, cm *corev1.ConfigMap, c corev1.Container, dir string) (int, string) {
 	t.Helper()
 	mounts := map[string]string{}
@@ -438,10 +468,22 @@ func stageDryRun(t *testing.T, bin string, s *appsv1.StatefulSet, cm *corev1.Con
 		envv = append(envv, k+"="+move(v))
 	}
 	vmName := e["VM_NAME"]
+	// what image-fetch would have made: a base in the image cache and the pet
+	// overlay on it (vmm checks both before it prints its plan)
+	if disk, images := move("/var/lib/berth/disk"), move("/var/lib/berth/images"); disk != "/var/lib/berth/disk" && images != "/var/lib/berth/images" {
+		base := filepath.Join(images, "base.qcow2")
+		for _, args := range [][]string{
+			{"create", "-q", "-f", "qcow2", base, "64M"},
+			{"create", "-q", "-f", "qcow2", "-b", base, "-F", "qcow2", filepath.Join(disk, vmName+".qcow2")},
+		} {
+			if out, err := exec.Command("qemu-img", args...).CombinedOutput(); err != nil {
+				t.Fatalf("qemu-img %v: %v: %s", args, err, out)
+			}
+		}
+	}
 	// what the earlier stages and the ConfigMaps would have put there
 	files := map[string]string{
-		"/var/lib/berth/disk/" + vmName + ".qcow2": "",
-		"/run/berth/seed.iso":                      "",
+		"/run/berth/seed.iso": "",
 		"/etc/berth/vnc/password":                  "secret",
 	}
 	if cm != nil {
@@ -495,7 +537,7 @@ func TestStagesAgree(t *testing.T) {
 					if c.Name == "vm" && runtime.NumCPU() < mustAtoi(t, kubeletEnv(c)["VM_CPUS"]) {
 						t.Fatalf("VM_CPUS %s is over this host's %d CPUs (vmm refuses that): use fewer in the case", kubeletEnv(c)["VM_CPUS"], runtime.NumCPU())
 					}
-					code, out := stageDryRun(t, filepath.Join(bins, b), s, cm, c, t.TempDir())
+					code, out := stageDryRun(t, filepath.Join(bins, b), s, cm, c, plainTempDir(t))
 					if code == 2 {
 						t.Errorf("%s %s --dry-run refuses what the chart accepted (exit 2):\n%s", o.Name, b, out)
 					}
@@ -516,7 +558,7 @@ func TestStageDryRunSeesRefusal(t *testing.T) {
 			vm.Env[i].Value = "8G"
 		}
 	}
-	if code, out := stageDryRun(t, filepath.Join(bins, "vmm"), s, nil, vm, t.TempDir()); code != 2 || !strings.Contains(out, "VM_MEMORY") {
+	if code, out := stageDryRun(t, filepath.Join(bins, "vmm"), s, nil, vm, plainTempDir(t)); code != 2 || !strings.Contains(out, "VM_MEMORY") {
 		t.Errorf("vmm with VM_MEMORY=8G: exit %d, want 2 naming VM_MEMORY:\n%s", code, out)
 	}
 }
