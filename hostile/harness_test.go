@@ -636,15 +636,18 @@ func scrub(v any, drop []string) {
 }
 
 // newTapNetns makes a namespace with the persistent tap net-setup would
-// have made (tap0, Berth's alias), for vmm to attach to; with vnet_hdr,
-// which vmm's attach sets on it (as after a first run of vmm).
+// have made (tap0, Berth's alias, up, on Berth's bridge br0), for vmm to
+// attach to; with vnet_hdr, which vmm's attach sets on it (as after a first
+// run of vmm).
 func newTapNetns() (string, func(), error) {
 	ns, del, err := roottest.NewNetns("bvmm-")
 	if err != nil {
 		return "", nil, err
 	}
 	cmd := exec.Command("ip", "-n", ns, "-batch", "-")
-	cmd.Stdin = strings.NewReader("tuntap add tap0 mode tap vnet_hdr\nlink set tap0 alias \"" + stage.TapAlias + "\"\n")
+	cmd.Stdin = strings.NewReader("link add br0 type bridge\nlink set br0 alias \"" + stage.BridgeAlias + "\"\n" +
+		"tuntap add tap0 mode tap vnet_hdr\nlink set tap0 alias \"" + stage.TapAlias + "\"\n" +
+		"link set tap0 master br0\nlink set br0 up\nlink set tap0 up\n")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		del()
 		return "", nil, fmt.Errorf("make tap0: %v: %s", err, out)

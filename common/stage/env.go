@@ -1,7 +1,9 @@
 package stage
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -163,4 +165,40 @@ func (e Env) Path(name, def string) (string, error) {
 		return "", err
 	}
 	return v, nil
+}
+
+// CheckVolumeDir checks that dir, named by the variable name, is a directory
+// that exists and is not a symlink: the mount point of a volume (the run
+// volume, the image cache, the pet disk's PVC). No stage creates one: a typo
+// in the variable, or a volume that is not mounted, would otherwise put
+// Berth's files — a pet disk — on the container's own filesystem, gone with
+// the container.
+func CheckVolumeDir(name, dir string) error {
+	fi, err := os.Lstat(dir)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return BadInput(name, dir, "does not exist: it must be the volume's mount point (no stage creates it; is the volume mounted there?)")
+	case err != nil:
+		return fmt.Errorf("%s %s: %w", name, dir, err)
+	case fi.Mode()&fs.ModeSymlink != 0:
+		return BadInput(name, dir, "is a symlink: it must be the directory itself (the volume's mount point), not a link to it")
+	case !fi.IsDir():
+		return BadInputf(name, dir, "is %s, not a directory", describeType(fi.Mode()))
+	}
+	return nil
+}
+
+func describeType(m fs.FileMode) string {
+	switch {
+	case m&fs.ModeNamedPipe != 0:
+		return "a FIFO"
+	case m&fs.ModeSocket != 0:
+		return "a socket"
+	case m&fs.ModeDevice != 0:
+		return "a device"
+	case m.IsRegular():
+		return "a regular file"
+	default:
+		return "not a directory"
+	}
 }

@@ -70,15 +70,8 @@ func (p Plan) ownFiles() []string {
 // nothing, not even a lock file, is created before the refusal.
 func (p Plan) checkVolumes() error {
 	for _, d := range []struct{ name, dir string }{{"IMAGE_DIR", p.ImageDir}, {"DISK_DIR", p.DiskDir}} {
-		fi, err := os.Lstat(d.dir)
-		switch {
-		case errors.Is(err, fs.ErrNotExist):
-		case err != nil:
-			return fmt.Errorf("%s %s: %w", d.name, d.dir, err)
-		case fi.Mode()&fs.ModeSymlink != 0:
-			return stage.BadInput(d.name, d.dir, "is a symlink: must be the directory itself (the volume's mount point), not a link to it")
-		case !fi.IsDir():
-			return stage.BadInputf(d.name, d.dir, "is %s, not a directory", fi.Mode().Type())
+		if err := stage.CheckVolumeDir(d.name, d.dir); err != nil {
+			return err
 		}
 	}
 	for _, f := range p.ownFiles() {
@@ -130,9 +123,6 @@ func (s *Stage) apply(ctx context.Context, p Plan) error {
 		return err
 	}
 	for _, d := range []struct{ name, dir string }{{"IMAGE_DIR", p.ImageDir}, {"DISK_DIR", p.DiskDir}} {
-		if err := os.MkdirAll(d.dir, 0o755); err != nil {
-			return fmt.Errorf("%s %s: %w", d.name, d.dir, err)
-		}
 		if err := syscall.Access(d.dir, 2 /* W_OK */); err != nil {
 			return fmt.Errorf("%s %s is not writable by uid %d gid %d: %w (the volume's owner or the pod's fsGroup must allow it)",
 				d.name, d.dir, os.Geteuid(), os.Getegid(), err)
@@ -153,6 +143,11 @@ func (s *Stage) apply(ctx context.Context, p Plan) error {
 	if petExists {
 		if rec.Base != p.Target {
 			return stage.BadInputf("IMG_TARGET", p.Target, "the pet disk %s was made from base %q: a pet disk is never paired with another base (set IMG_TARGET=%s, or move the disk away)", p.OverlayPath(), rec.Base, rec.Base)
+		}
+		if rec.BasePath != "" && rec.BasePath != p.BasePath() {
+			// Checked before any download: the overlay names its backing file
+			// by absolute path, so the base can only ever be where it was.
+			return stage.BadInputf("IMAGE_DIR", p.ImageDir, "the pet disk %s was made on the base %s (its backing file, written in the overlay): IMAGE_DIR must be %s, where the base was", p.OverlayPath(), rec.BasePath, filepath.Dir(rec.BasePath))
 		}
 		if want != "" && want != rec.SHA256 {
 			return stage.BadInputf("IMG_SHA256", want, "the pet disk %s was made from base sha256 %s: a pet disk is never paired with another base", p.OverlayPath(), rec.SHA256)

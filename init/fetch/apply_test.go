@@ -50,7 +50,7 @@ func makeQcow2(t *testing.T, path, size, marker string) []byte {
 func planFor(t *testing.T, dir string, env map[string]string) Plan {
 	t.Helper()
 	full := map[string]string{"VM_NAME": "vm0", "IMG_TARGET": "base.qcow2",
-		"IMAGE_DIR": filepath.Join(dir, "images"), "DISK_DIR": filepath.Join(dir, "disk")}
+		"IMAGE_DIR": mkd(t, dir, "images"), "DISK_DIR": mkd(t, dir, "disk")}
 	for k, v := range env {
 		full[k] = v
 	}
@@ -277,4 +277,14 @@ func TestBackingFileImageIsBadInput(t *testing.T) {
 			t.Errorf("%s left behind after a refused image", f)
 		}
 	}
+}
+
+// mkd makes dir/name, a volume's mount point (no stage creates one), and returns it.
+func mkd(t *testing.T, dir, name string) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.MkdirAll(p, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return p
 }

@@ -148,7 +148,7 @@ func testStage(t *testing.T) *Stage {
 func testPlan(t *testing.T, url, pin string) Plan {
 	dir := t.TempDir()
 	env := map[string]string{"VM_NAME": "vm0", "IMG_SOURCE": url, "IMG_TARGET": "base.img",
-		"IMAGE_DIR": filepath.Join(dir, "images"), "DISK_DIR": filepath.Join(dir, "disk")}
+		"IMAGE_DIR": mkd(t, dir, "images"), "DISK_DIR": mkd(t, dir, "disk")}
 	if pin != "" {
 		env["IMG_SHA256"] = pin
 	}

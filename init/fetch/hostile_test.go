@@ -164,9 +164,9 @@ func TestHostileServers(t *testing.T) {
 			srv := badserver.New(tt.mode, img, tt.tls)
 			defer srv.Close()
 			dir := t.TempDir()
-			images := filepath.Join(dir, "images")
+			images := mkd(t, dir, "images")
 			env := []string{"PATH=" + os.Getenv("PATH"), "VM_NAME=vm0", "IMG_SOURCE=" + srv.URL + "/" + base,
-				"IMAGE_DIR=" + images, "DISK_DIR=" + filepath.Join(dir, "disk"),
+				"IMAGE_DIR=" + images, "DISK_DIR=" + mkd(t, dir, "disk"),
 				"TERMINATION_LOG=" + filepath.Join(dir, "termination-log"), "LOG_LEVEL=debug",
 				"IMG_FETCH_ATTEMPTS=3", "IMG_FETCH_BACKOFF=100ms", "IMG_FETCH_MAX_BACKOFF=200ms",
 				"IMG_FETCH_STALL_TIMEOUT=1s", "IMG_FETCH_MIN_RATE=1Ki", "IMG_FETCH_RATE_WINDOW=2s", "IMG_FETCH_DEADLINE=60s"}
@@ -274,4 +274,14 @@ func TestHostileServers(t *testing.T) {
 			}
 		})
 	}
+}
+
+// mkd makes dir/name, a volume's mount point (no stage creates one), and returns it.
+func mkd(t *testing.T, dir, name string) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.MkdirAll(p, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return p
 }

@@ -20,6 +20,9 @@ import (
 // FIFO or a directory at p.Output (or a symlink as BERTH_RUN_DIR) is refused
 // with exit 2 and left alone.
 func (p *Plan) Apply() (changed bool, err error) {
+	if err := stage.CheckVolumeDir("BERTH_RUN_DIR", filepath.Dir(p.Output)); err != nil {
+		return false, err
+	}
 	old, err := p.readOutput()
 	switch {
 	case err == nil && bytes.Equal(old, p.Image):

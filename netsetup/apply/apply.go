@@ -69,9 +69,6 @@ func Apply(ctx context.Context, log *slog.Logger, o Outputs, b Backend, runDir s
 	} else if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(runDir, 0o755); err != nil {
-		return fmt.Errorf("make run dir %s: %w", runDir, err)
-	}
 	node := filepath.Join(runDir, TunNodeName)
 	if err := EnsureTunNode(node, p.TapUID, p.TapGID); err != nil {
 		return err
@@ -119,10 +116,8 @@ const MaxRunFile = 1 << 20
 // opened); the rendered dnsmasq.conf passes `dnsmasq --test`. Anything planted
 // in the run dir is bad input naming BERTH_RUN_DIR, and is left as it is.
 func Preflight(ctx context.Context, log *slog.Logger, o Outputs, runDir string) error {
-	if fi, err := os.Stat(runDir); err == nil && !fi.IsDir() {
-		return stage.BadInputf("BERTH_RUN_DIR", runDir, "is not a directory (%s)", fi.Mode().Type())
-	} else if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("stat run dir %s: %w", runDir, err)
+	if err := stage.CheckVolumeDir("BERTH_RUN_DIR", runDir); err != nil {
+		return err
 	}
 	for _, name := range runFiles {
 		if err := fsutil.CheckOwnFile(filepath.Join(runDir, name)); err != nil {

@@ -322,6 +322,7 @@ func TestHostileRunDir(t *testing.T) {
 	}
 	t.Run("run dir is a file", func(t *testing.T) {
 		e := newEnv(t, calico)
+		must(t, os.Remove(e.runDir))
 		must(t, os.WriteFile(e.runDir, nil, 0o644))
 		e.refused(nil, "BERTH_RUN_DIR")
 	})

@@ -106,7 +106,10 @@ func newEnv(t *testing.T, s shape) *env {
 	e := &env{t: t, node: "bn-" + suffix, pod: "bp-" + suffix, vm: "bv-" + suffix,
 		podIP: s.podIP, nodeIP: s.nodeIP, mtu: s.mtu}
 	dir := t.TempDir()
-	e.runDir = filepath.Join(dir, "run")
+	e.runDir = filepath.Join(dir, "run") // the run volume's mount point: net-setup never creates it
+	if err := os.Mkdir(e.runDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
 	e.resolvConf = filepath.Join(dir, "resolv.conf")
 	if err := os.WriteFile(e.resolvConf, []byte(resolvC), 0o644); err != nil {
 		t.Fatal(err)

@@ -106,7 +106,7 @@ func newWorld(t *testing.T, bin string, cred *syscall.Credential) world {
 	root := t.TempDir()
 	os.Chmod(filepath.Dir(root), 0o755) // t.TempDir's parent is 0700
 	os.Chmod(root, 0o755)
-	w := world{root: root, images: filepath.Join(root, "images"), disk: filepath.Join(root, "disk"),
+	w := world{root: root, images: mkd(t, root, "images"), disk: mkd(t, root, "disk"),
 		src: filepath.Join(root, "src", "base.qcow2"), tl: filepath.Join(root, "termination-log"), cred: cred}
 	for _, d := range []string{w.images, w.disk, filepath.Dir(w.src)} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
@@ -384,7 +384,7 @@ func TestBinaryUnoverlayableBase(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			d := t.TempDir()
-			images, disk, tl := filepath.Join(d, "images"), filepath.Join(d, "disk"), filepath.Join(d, "tl")
+			images, disk, tl := mkd(t, d, "images"), mkd(t, d, "disk"), filepath.Join(d, "tl")
 			os.MkdirAll(images, 0o755)
 			target := filepath.Base(tc.src)
 			if tc.precached {
@@ -446,7 +446,7 @@ func TestBinaryRedactsURLs(t *testing.T) {
 			t.Run(tc.name+"/"+format, func(t *testing.T) {
 				dir := t.TempDir()
 				env := map[string]string{"VM_NAME": "vm0", "IMG_SOURCE": tc.url, "IMG_TARGET": "guest.qcow2",
-					"IMAGE_DIR": filepath.Join(dir, "images"), "DISK_DIR": filepath.Join(dir, "disk"),
+					"IMAGE_DIR": mkd(t, dir, "images"), "DISK_DIR": mkd(t, dir, "disk"),
 					"TERMINATION_LOG": filepath.Join(dir, "tl"), "LOG_FORMAT": format}
 				dry := run(t, bin, env, nil, "--dry-run")
 				r := run(t, bin, env, nil)

@@ -160,8 +160,8 @@ func TestBinaryBadInput(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := t.TempDir()
-			env := map[string]string{"VM_NAME": "vm0", "IMAGE_DIR": filepath.Join(dir, "images"),
-				"DISK_DIR": filepath.Join(dir, "disk"), "TERMINATION_LOG": filepath.Join(dir, "termination-log")}
+			env := map[string]string{"VM_NAME": "vm0", "IMAGE_DIR": mkd(t, dir, "images"),
+				"DISK_DIR": mkd(t, dir, "disk"), "TERMINATION_LOG": filepath.Join(dir, "termination-log")}
 			for k, v := range tt.env {
 				env[k] = v
 			}
@@ -178,8 +178,9 @@ func TestBinaryBadInput(t *testing.T) {
 			if b, _ := os.ReadFile(env["TERMINATION_LOG"]); !strings.Contains(string(b), tt.wantVar) {
 				t.Errorf("termination log = %q", b)
 			}
-			if names := listDir(t, dir); len(names) != 1 { // only the termination log
-				t.Errorf("bad input created %v", names)
+			// only the termination log beside the (empty) volume directories
+			if names, imgs, disk := listDir(t, dir), listDir(t, env["IMAGE_DIR"]), listDir(t, env["DISK_DIR"]); len(names) != 3 || len(imgs)+len(disk) != 0 {
+				t.Errorf("bad input created %v (images %v, disk %v)", names, imgs, disk)
 			}
 		})
 	}
@@ -193,15 +194,15 @@ func TestBinaryHappyPath(t *testing.T) {
 	srv, gets := qcow2Server(t)
 	dir := t.TempDir()
 	env := map[string]string{"VM_NAME": "vm0", "IMG_SOURCE": srv.URL + "/guest.qcow2",
-		"IMAGE_DIR": filepath.Join(dir, "images"), "DISK_DIR": filepath.Join(dir, "disk"), "DISK_SIZE": "128Mi",
+		"IMAGE_DIR": mkd(t, dir, "images"), "DISK_DIR": mkd(t, dir, "disk"), "DISK_SIZE": "128Mi",
 		"LOG_FORMAT": "json"}
 
 	r := run(t, bin, env, nil, "--dry-run")
 	if r.code != 0 || !strings.Contains(r.stdout, "base not cached") || !strings.Contains(r.stdout, "guest.qcow2") {
 		t.Fatalf("dry-run exit %d:\n%s\n%s", r.code, r.stdout, r.stderr)
 	}
-	if _, err := os.Stat(dir + "/images"); err == nil || gets.Load() != 0 {
-		t.Fatalf("--dry-run changed something (images dir exists or %d GETs)", gets.Load())
+	if names := listDir(t, dir+"/images"); len(names) != 0 || gets.Load() != 0 {
+		t.Fatalf("--dry-run changed something (images dir holds %v, %d GETs)", names, gets.Load())
 	}
 
 	if r := run(t, bin, env, nil); r.code != 0 {
@@ -241,7 +242,7 @@ func TestBinaryHappyPath(t *testing.T) {
 
 	// Two processes, a fresh cache, one target.
 	gets.Store(0)
-	shared := filepath.Join(t.TempDir(), "images")
+	shared := mkd(t, t.TempDir(), "images")
 	var wg sync.WaitGroup
 	codes := make([]result, 2)
 	for i := range codes {
@@ -282,19 +283,19 @@ func TestBinaryPermissionDenied(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	os.Chown(filepath.Join(dir, "disk"), 65534, 65534)
+	os.Chown(mkd(t, dir, "disk"), 65534, 65534)
 	env := map[string]string{"VM_NAME": "vm0", "IMG_SOURCE": srv.URL + "/guest.qcow2",
-		"IMAGE_DIR": filepath.Join(dir, "images"), "DISK_DIR": filepath.Join(dir, "disk")}
+		"IMAGE_DIR": mkd(t, dir, "images"), "DISK_DIR": mkd(t, dir, "disk")}
 	r := run(t, bin, env, &syscall.Credential{Uid: 65534, Gid: 65534})
 	if r.code != 1 || !strings.Contains(r.stderr, "permission denied") {
 		t.Fatalf("exit %d, want 1 with permission denied:\n%s", r.code, r.stderr)
 	}
-	if names := listDir(t, filepath.Join(dir, "images")); len(names) != 0 {
+	if names := listDir(t, mkd(t, dir, "images")); len(names) != 0 {
 		t.Errorf("left in the image dir: %v", names)
 	}
 
 	// Owned by 65534: works without root.
-	os.Chown(filepath.Join(dir, "images"), 65534, 65534)
+	os.Chown(mkd(t, dir, "images"), 65534, 65534)
 	if r := run(t, bin, env, &syscall.Credential{Uid: 65534, Gid: 65534}); r.code != 0 {
 		t.Fatalf("as uid 65534 on its own dirs: exit %d\n%s", r.code, r.stderr)
 	}
@@ -307,7 +308,7 @@ func TestBinaryWithoutQemuImg(t *testing.T) {
 	dir := t.TempDir()
 	cmd := exec.Command(bin)
 	cmd.Env = []string{"PATH=" + t.TempDir(), "VM_NAME=vm0", "IMG_SOURCE=" + srv.URL + "/guest.qcow2",
-		"IMAGE_DIR=" + filepath.Join(dir, "images"), "DISK_DIR=" + filepath.Join(dir, "disk")}
+		"IMAGE_DIR=" + mkd(t, dir, "images"), "DISK_DIR=" + mkd(t, dir, "disk")}
 	out, err := cmd.CombinedOutput()
 	var ee *exec.ExitError
 	if !errors.As(err, &ee) || ee.ExitCode() != 1 || !strings.Contains(string(out), "qemu-utils") {
@@ -316,4 +317,14 @@ func TestBinaryWithoutQemuImg(t *testing.T) {
 	if gets.Load() != 0 {
 		t.Errorf("downloaded without qemu-img")
 	}
+}
+
+// mkd makes dir/name, a volume's mount point (no stage creates one), and returns it.
+func mkd(t *testing.T, dir, name string) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.MkdirAll(p, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
