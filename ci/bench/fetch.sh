@@ -135,7 +135,8 @@ PORT=$(head -1 "$WORK/port")
 URL=http://127.0.0.1:$PORT
 curl -fsS -o /dev/null --max-time 60 "$URL/image.raw" || fail "server does not serve"  # warm the page cache
 
-fetch_env() { # fetch_env DIR SOURCE
+fetch_env() { # fetch_env DIR SOURCE (makes DIR's images and disk: the volumes no stage creates)
+  mkdir -p "$1/images" "$1/disk"
   echo env -i PATH="$PATH" VM_NAME=bench IMG_SOURCE="$2" IMG_TARGET=image.raw \
     IMAGE_DIR="$1/images" DISK_DIR="$1/disk" TERMINATION_LOG="$1/termination-log"
 }
