@@ -645,8 +645,10 @@ func newTapNetns() (string, func(), error) {
 		return "", nil, err
 	}
 	cmd := exec.Command("ip", "-n", ns, "-batch", "-")
-	cmd.Stdin = strings.NewReader("link add br0 type bridge\nlink set br0 alias \"" + stage.BridgeAlias + "\"\n" +
-		"tuntap add tap0 mode tap vnet_hdr\nlink set tap0 alias \"" + stage.TapAlias + "\"\n" +
+	// addrgenmode none, as net-setup sets it: no IPv6 link-local address
+	// appears on them after the snapshot.
+	cmd.Stdin = strings.NewReader("link add br0 type bridge\nlink set br0 alias \"" + stage.BridgeAlias + "\" addrgenmode none\n" +
+		"tuntap add tap0 mode tap vnet_hdr\nlink set tap0 alias \"" + stage.TapAlias + "\" addrgenmode none\n" +
 		"link set tap0 master br0\nlink set br0 up\nlink set tap0 up\n")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		del()

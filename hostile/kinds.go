@@ -165,6 +165,11 @@ var validValues = map[string]string{
 	"VM_NAME/empty":       "unset: the hostname, another VM's name (its own pet disk)",
 	"BERTH_RUN_DIR/empty": "unset: the default /run/berth (a tmpfs in the sweep)",
 	"RESOLV_CONF/empty":   "unset: the default /etc/resolv.conf, this host's",
+	// RESOLV_CONF's content is filtered, never trusted: a regular file with no
+	// nameserver or search line gives the VM no DNS options, rightly.
+	"RESOLV_CONF/path-symlink-passwd": "a regular file (through a symlink, as a ConfigMap key is): its content is filtered, no nameserver line means no DNS option",
+	"RESOLV_CONF/path-proc-environ":   "a regular file: its content is filtered, no nameserver line means no DNS option",
+	"RESOLV_CONF/path-comma":          "a valid path to a regular file (commas are allowed in paths; what reaches dnsmasq.conf is filtered)",
 }
 
 // shapeChanging are variables whose valid values change the shape of QEMU's

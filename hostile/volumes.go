@@ -51,14 +51,24 @@ var VolumeFiles = []VolumeFile{
 	}},
 	{Stage: "image-fetch", Rel: "images/." + base + ".part", Var: "IMAGE_DIR",
 		Idle: all("read only while a download is under way: the sandbox's base is cached")},
-	{Stage: "image-fetch", Rel: "images/." + base + ".lock", Var: "IMAGE_DIR"},
+	{Stage: "image-fetch", Rel: "images/." + base + ".lock", Var: "IMAGE_DIR", Idle: map[string]string{
+		"foreign-owner": "lock files are shared by pods of any uid by design: opened read-only without following links, only flock'ed, never written",
+	}},
 	{Stage: "image-fetch", Rel: PetDisk, Var: "DISK_DIR"},
 	{Stage: "image-fetch", Rel: "disk/pet.json", Var: "DISK_DIR"},
-	{Stage: "image-fetch", Rel: "disk/.pet.lock", Var: "DISK_DIR"},
+	{Stage: "image-fetch", Rel: "disk/.pet.lock", Var: "DISK_DIR", Idle: map[string]string{
+		"foreign-owner": "lock files are shared by pods of any uid by design: opened read-only without following links, only flock'ed, never written",
+	}},
 	{Stage: "seed-iso", Rel: runDir(stage.SeedISOName), Var: "BERTH_RUN_DIR"},
-	{Stage: "vmm", Rel: runDir(stage.SeedISOName), Var: "BERTH_RUN_DIR"},
-	{Stage: "vmm", Rel: PetDisk, Var: "DISK_DIR"},
-	{Stage: "vmm", Rel: "images/" + base, Var: "IMAGE_DIR"},
+	{Stage: "vmm", Rel: runDir(stage.SeedISOName), Var: "BERTH_RUN_DIR", Idle: map[string]string{
+		"foreign-owner": vmmReadsOtherOwners,
+	}},
+	{Stage: "vmm", Rel: PetDisk, Var: "DISK_DIR", Idle: map[string]string{
+		"foreign-owner": vmmReadsOtherOwners,
+	}},
+	{Stage: "vmm", Rel: "images/" + base, Var: "IMAGE_DIR", Idle: map[string]string{
+		"foreign-owner": vmmReadsOtherOwners,
+	}},
 	{Stage: "vmm", Rel: runDir(stage.QMPSocketName), Var: "BERTH_RUN_DIR", Replaced: map[string]string{
 		"symlink-pet-disk": "a stale socket is unlinked before QEMU listens: a symlink is removed, never followed",
 		"symlink-canary":   "as above", "dangling-symlink": "as above", "fifo": "as above", "foreign-owner": "as above",
@@ -68,6 +78,12 @@ var VolumeFiles = []VolumeFile{
 	}},
 	{Stage: "vmm probe live", Rel: runDir(stage.QMPSocketName), Var: "BERTH_RUN_DIR"},
 }
+
+// vmmReadsOtherOwners: vmm only reads the seed, the pet disk and the base
+// and hands them to QEMU; their owner is image-fetch's and seed-iso's uid,
+// which a root vmm (the kvm.privileged or tun.mode privileged opt-ins) is not.
+// An unprivileged vmm cannot open another user's 0600 file: QEMU fails.
+const vmmReadsOtherOwners = "vmm only reads it and hands it to QEMU; its owner is another stage's uid, which a root vmm (a privileged opt-in) legitimately is not"
 
 // Plants are what the sweep puts in place of each VolumeFile.
 var Plants = []string{"symlink-pet-disk", "symlink-canary", "dangling-symlink", "fifo", "directory", "foreign-owner"}

@@ -28,7 +28,7 @@ type NotOwnFileError struct {
 }
 
 func (e *NotOwnFileError) Error() string {
-	return fmt.Sprintf("%s is %s, not a regular file: refusing to use it (left as it is; remove it if it is not yours)", e.Path, e.Found)
+	return fmt.Sprintf("%s is %s, not a regular file of this stage's own: refusing to use it (left as it is; remove it if it is not yours)", e.Path, e.Found)
 }
 
 func (e *NotOwnFileError) Unwrap() error { return ErrNotOwnFile }
@@ -117,6 +117,27 @@ func Chmod(path string, mode os.FileMode) error {
 	defer f.Close()
 	if err := f.Chmod(mode); err != nil {
 		return fmt.Errorf("chmod %s: %w", path, err)
+	}
+	return nil
+}
+
+// CheckOwnFileOf is CheckOwnFile that also wants the file, when there is one,
+// owned by uid: a file of another user where a stage keeps its own (planted
+// by another container of the pod, or left by a release with another vmUID)
+// is refused, not used or replaced.
+func CheckOwnFileOf(path string, uid int) error {
+	if err := CheckOwnFile(path); err != nil {
+		return err
+	}
+	fi, err := os.Lstat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("stat %s: %w", path, err)
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) != uid {
+		return &NotOwnFileError{Path: path, Found: fmt.Sprintf("a file of uid %d (this stage runs as uid %d)", st.Uid, uid)}
 	}
 	return nil
 }

@@ -75,7 +75,13 @@ func (p Plan) checkVolumes() error {
 		}
 	}
 	for _, f := range p.ownFiles() {
-		if err := fsutil.CheckOwnFile(f); err != nil {
+		check := func(f string) error { return fsutil.CheckOwnFileOf(f, os.Geteuid()) }
+		if f == p.lockPath() || f == p.diskLockPath() {
+			// Lock files are shared by pods of any uid by design: opened
+			// read-only, never written, only flock'ed.
+			check = fsutil.CheckOwnFile
+		}
+		if err := check(f); err != nil {
 			return err
 		}
 		// A file of another uid that this one cannot use (a root-owned 0600

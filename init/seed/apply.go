@@ -56,6 +56,9 @@ func (p *Plan) readOutput() ([]byte, error) {
 	if fi, err := os.Lstat(dir); err == nil && fi.Mode()&fs.ModeSymlink != 0 {
 		return nil, stage.BadInput("BERTH_RUN_DIR", dir, "is a symlink: must be the directory itself (the run volume's mount point), not a link to it")
 	}
+	if err := fsutil.CheckOwnFileOf(p.Output, os.Geteuid()); err != nil {
+		return nil, p.notOwn(err)
+	}
 	f, err := fsutil.Open(p.Output)
 	if err != nil {
 		return nil, p.notOwn(err)

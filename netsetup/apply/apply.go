@@ -120,7 +120,9 @@ func Preflight(ctx context.Context, log *slog.Logger, o Outputs, runDir string) 
 		return err
 	}
 	for _, name := range runFiles {
-		if err := fsutil.CheckOwnFile(filepath.Join(runDir, name)); err != nil {
+		// net-setup's own files, written by its uid: a file of another user
+		// there (planted by a container of the pod) is refused, not replaced.
+		if err := fsutil.CheckOwnFileOf(filepath.Join(runDir, name), os.Geteuid()); err != nil {
 			return runDirError(runDir, err)
 		}
 	}

@@ -65,8 +65,8 @@ func ConfigFromEnv(env stage.Env) (Config, error) {
 	if err := CheckRunDir(c.RunDir); err != nil {
 		return Config{}, stage.BadInput("BERTH_RUN_DIR", c.RunDir, err.Error())
 	}
-	if !filepath.IsAbs(c.Resolv) {
-		return Config{}, stage.BadInput("RESOLV_CONF", c.Resolv, "must be an absolute path to the pod's resolv.conf")
+	if err := stage.CheckPath("RESOLV_CONF", c.Resolv); err != nil {
+		return Config{}, stage.BadInput("RESOLV_CONF", c.Resolv, "the pod's resolv.conf: "+stage.PathAllowed)
 	}
 	var err error
 	if c.VMIP, err = ipv4(env, "VM_IP", DefaultVMIP); err != nil {

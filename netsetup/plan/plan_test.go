@@ -126,7 +126,7 @@ func TestConfigFromEnvDefaults(t *testing.T) {
 		{"TAP": "tap0.5", "BRIDGE": "B_r-0"},
 		{"TAP": "0123456789abcde"},
 		{"TAP_UID": "0", "TAP_GID": "4294967294"},
-		{"RESOLV_CONF": "/etc/../etc/resolv.conf"},
+		{"RESOLV_CONF": "/run/pod,1/resolv.conf"}, // a comma is a path's: only the content reaches dnsmasq.conf
 	} {
 		if _, err := ConfigFromEnv(stage.MapEnv(env)); err != nil {
 			t.Errorf("%v: %v", env, err)
