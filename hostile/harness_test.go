@@ -147,8 +147,8 @@ var stages = []stageDef{
 	{Name: "image-fetch", Bin: "image-fetch", Help: []string{"-h"}, ByHelp: true},
 	{Name: "seed-iso", Bin: "seed-iso", Help: []string{"-h"}, ByHelp: true},
 	{Name: "vmm", Bin: "vmm", Netns: "tap", Help: []string{"-h"}, ByHelp: true},
-	{Name: "vmm probe ready", Bin: "vmm", Args: []string{"probe", "ready"}, Probe: true, Help: []string{"probe"}},
-	{Name: "vmm probe live", Bin: "vmm", Args: []string{"probe", "live"}, Probe: true, Help: []string{"probe"}},
+	{Name: "vmm probe ready", Bin: "vmm", Args: []string{"probe", "ready"}, Probe: true, Help: []string{"probe", "-h"}},
+	{Name: "vmm probe live", Bin: "vmm", Args: []string{"probe", "live"}, Probe: true, Help: []string{"probe", "-h"}},
 }
 
 // Vars lists the stage's variables from the real binary.

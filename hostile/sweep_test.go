@@ -279,8 +279,8 @@ func checkBadInputLine(st stageDef, v string, lines []string, o outcome) []strin
 	line := lines[0]
 	var got string
 	if st.Probe {
-		// The probes' form: "vmm probe ready: VAR=...: what is allowed".
-		if m := regexp.MustCompile(`^` + regexp.QuoteMeta(st.Name) + `: ([A-Z_][A-Z0-9_]*)=`).FindStringSubmatch(line); m != nil {
+		// The probes' form: "vmm probe ready: bad input: VAR=...: what is allowed".
+		if m := regexp.MustCompile(`^` + regexp.QuoteMeta(st.Name) + `: bad input: ([A-Z_][A-Z0-9_]*)=`).FindStringSubmatch(line); m != nil {
 			got = m[1]
 		}
 	} else if m := badLine.FindStringSubmatch(line); m != nil && m[1] == st.Name {

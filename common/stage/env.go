@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -201,4 +202,29 @@ func describeType(m fs.FileMode) string {
 	default:
 		return "not a directory"
 	}
+}
+
+// HostIPv4Allowed says what HostIPv4 accepts.
+const HostIPv4Allowed = "must be a unicast IPv4 address (not loopback, link-local, multicast, 0.0.0.0/8 or 240.0.0.0/4)"
+
+// thisNetwork (0.0.0.0/8) and reservedNet (240.0.0.0/4, with the limited
+// broadcast 255.255.255.255) cannot be a host's address (RFC 1122, RFC 1112).
+var (
+	thisNetwork = netip.MustParsePrefix("0.0.0.0/8")
+	reservedNet = netip.MustParsePrefix("240.0.0.0/4")
+)
+
+// HostIPv4 reads the variable name (default def) as an IPv4 address a host
+// can have: VM_IP and VM_GW, the one rule for net-setup and vmm.
+func (e Env) HostIPv4(name, def string) (netip.Addr, error) {
+	v := e.String(name, def)
+	a, err := netip.ParseAddr(v)
+	if err != nil || !a.Is4() {
+		return netip.Addr{}, BadInput(name, v, "must be an IPv4 address like "+def)
+	}
+	if a.IsLoopback() || a.IsMulticast() || a.IsUnspecified() || a.IsLinkLocalUnicast() ||
+		thisNetwork.Contains(a) || reservedNet.Contains(a) {
+		return netip.Addr{}, BadInput(name, v, HostIPv4Allowed)
+	}
+	return a, nil
 }

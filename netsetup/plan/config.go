@@ -116,20 +116,11 @@ func ConfigFromEnv(env stage.Env) (Config, error) {
 }
 
 func ipv4(env stage.Env, name, def string) (netip.Addr, error) {
-	v := env.String(name, def)
-	a, err := netip.ParseAddr(v)
-	if err != nil || !a.Is4() {
-		return netip.Addr{}, stage.BadInput(name, v, "must be an IPv4 address like "+def)
-	}
-	if a.IsLoopback() || a.IsMulticast() || a.IsUnspecified() || a.IsLinkLocalUnicast() ||
-		thisNetwork.Contains(a) || reserved.Contains(a) {
-		return netip.Addr{}, stage.BadInput(name, v, "must be a unicast IPv4 address (not loopback, link-local, multicast, 0.0.0.0/8 or 240.0.0.0/4)")
-	}
-	return a, nil
+	return env.HostIPv4(name, def)
 }
 
-// thisNetwork (0.0.0.0/8) and reserved (240.0.0.0/4, with the limited broadcast
-// 255.255.255.255) cannot be a host's address (RFC 1122, RFC 1112).
+// thisNetwork (0.0.0.0/8) and reserved (240.0.0.0/4): no host's address, nor
+// a pod network's (plan.go).
 var (
 	thisNetwork = netip.MustParsePrefix("0.0.0.0/8")
 	reserved    = netip.MustParsePrefix("240.0.0.0/4")

@@ -253,14 +253,10 @@ func Bool(env stage.Env, name string, def bool) (bool, error) {
 	return false, stage.BadInput(name, v, "must be true or false")
 }
 
-// VMIP reads VM_IP: an IPv4 address.
+// VMIP reads VM_IP as net-setup does (stage.HostIPv4): an address net-setup
+// refuses is refused here too, not waited for as a lease that never comes.
 func VMIP(env stage.Env) (netip.Addr, error) {
-	v := env.String("VM_IP", "192.168.254.2")
-	ip, err := netip.ParseAddr(v)
-	if err != nil || !ip.Is4() {
-		return ip, stage.BadInput("VM_IP", v, "must be an IPv4 address, e.g. 192.168.254.2")
-	}
-	return ip, nil
+	return env.HostIPv4("VM_IP", "192.168.254.2")
 }
 
 func qemuBinary(env stage.Env) (string, error) {

@@ -8,7 +8,6 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -53,27 +52,30 @@ func TestReady(t *testing.T) {
 	}
 }
 
+// mainLeaseLine leases the default VM_IP: Main reads VM_IP as net-setup does,
+// so no loopback address (TestReady dials one through Ready itself).
+const mainLeaseLine = "1795648632 52:54:2f:66:76:20 192.168.254.2 berth-local ff:2f:66:76:20\n"
+
 func TestMainExitCodes(t *testing.T) {
 	dir := t.TempDir()
-	os.WriteFile(filepath.Join(dir, "dnsmasq.leases"), []byte(leaseLine), 0o644)
+	os.WriteFile(filepath.Join(dir, "dnsmasq.leases"), []byte(mainLeaseLine), 0o644)
 	env := func(kv ...string) stage.Env {
-		m := map[string]string{"BERTH_RUN_DIR": dir, "VM_IP": "127.0.0.1"}
+		m := map[string]string{"BERTH_RUN_DIR": dir, "VM_IP": "192.168.254.2"}
 		for i := 0; i < len(kv); i += 2 {
 			m[kv[i]] = kv[i+1]
 		}
 		return stage.MapEnv(m)
 	}
-	l, _ := net.Listen("tcp", "127.0.0.1:0")
-	defer l.Close()
-	port := strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
 	tests := []struct {
 		args []string
 		env  stage.Env
 		want int
 	}{
 		{[]string{"ready"}, env(), 0},
-		{[]string{"ready"}, env("READY_TCP_PORT", port), 0},
-		{[]string{"ready"}, env("VM_IP", "127.0.0.9"), 1},
+		{[]string{"ready"}, env("VM_IP", "192.168.254.6"), 1},
+		{[]string{"ready"}, env("VM_IP", "127.0.0.1"), 2},   // net-setup refuses it: no lease can ever come
+		{[]string{"ready"}, env("VM_IP", "169.254.1.1"), 2}, // link-local, as above
+		{[]string{"ready"}, env("VM_IP", "224.0.0.1"), 2},   // multicast, as above
 		{[]string{"ready"}, env("VM_IP", "nope"), 2},
 		{[]string{"live"}, env(), 1}, // no QMP socket
 		{[]string{"dead"}, env(), 2},
@@ -91,7 +93,7 @@ func TestMainExitCodes(t *testing.T) {
 // exit 2; -h is the usage on stdout, exit 0.
 func TestMainBadInput(t *testing.T) {
 	dir := t.TempDir()
-	os.WriteFile(filepath.Join(dir, "dnsmasq.leases"), []byte(leaseLine), 0o644)
+	os.WriteFile(filepath.Join(dir, "dnsmasq.leases"), []byte(mainLeaseLine), 0o644)
 	tests := []struct {
 		args []string
 		env  map[string]string
@@ -111,7 +113,7 @@ func TestMainBadInput(t *testing.T) {
 		{[]string{"-h"}, nil, ""},
 	}
 	for _, tt := range tests {
-		m := map[string]string{"BERTH_RUN_DIR": dir, "VM_IP": "127.0.0.1"}
+		m := map[string]string{"BERTH_RUN_DIR": dir, "VM_IP": "192.168.254.2"}
 		for k, v := range tt.env {
 			m[k] = v
 		}
@@ -135,9 +137,9 @@ func TestMainBadInput(t *testing.T) {
 func TestLeasesNotFollowed(t *testing.T) {
 	dir := t.TempDir()
 	elsewhere := filepath.Join(t.TempDir(), "leases")
-	os.WriteFile(elsewhere, []byte(leaseLine), 0o644)
+	os.WriteFile(elsewhere, []byte(mainLeaseLine), 0o644)
 	leases := filepath.Join(dir, "dnsmasq.leases")
-	env := stage.MapEnv(map[string]string{"BERTH_RUN_DIR": dir, "VM_IP": "127.0.0.1"})
+	env := stage.MapEnv(map[string]string{"BERTH_RUN_DIR": dir, "VM_IP": "192.168.254.2"})
 	run := func() (int, string) {
 		done := make(chan struct{})
 		var code int
