@@ -483,8 +483,8 @@ func stageDryRun(t *testing.T, bin string, s *appsv1.StatefulSet, cm *corev1.Con
 	}
 	// what the earlier stages and the ConfigMaps would have put there
 	files := map[string]string{
-		"/run/berth/seed.iso": "",
-		"/etc/berth/vnc/password":                  "secret",
+		"/run/berth/seed.iso":     "",
+		"/etc/berth/vnc/password": "secret",
 	}
 	if cm != nil {
 		files["/userdata/user-data"] = string(cm.BinaryData["user-data"])
