@@ -60,7 +60,7 @@ func Rename(old, new string) error {
 		return fmt.Errorf("rename into place: %w", err)
 	}
 	if !fi.Mode().IsRegular() {
-		return fmt.Errorf("rename into place: %w", &NotOwnFileError{Path: old, Found: describeMode(fi.Mode())})
+		return fmt.Errorf("rename into place: %w", &NotOwnFileError{Path: old, Found: Describe(fi.Mode())})
 	}
 	if err := CheckOwnFile(new); err != nil {
 		return fmt.Errorf("rename into place: %w", err)

@@ -33,8 +33,10 @@ func (e *NotOwnFileError) Error() string {
 
 func (e *NotOwnFileError) Unwrap() error { return ErrNotOwnFile }
 
-// describeMode names a file type for an error message.
-func describeMode(m fs.FileMode) string {
+// Describe names a file's type for an error message: "a symlink", "a FIFO",
+// "a socket", "a device", "a directory", "a regular file". The one wording of
+// every stage.
+func Describe(m fs.FileMode) string {
 	switch {
 	case m&fs.ModeSymlink != 0:
 		return "a symlink"
@@ -46,8 +48,10 @@ func describeMode(m fs.FileMode) string {
 		return "a device"
 	case m.IsDir():
 		return "a directory"
+	case m.IsRegular():
+		return "a regular file"
 	default:
-		return "not a regular file"
+		return "not a regular file (" + m.Type().String() + ")"
 	}
 }
 
@@ -64,7 +68,7 @@ func OpenFile(path string, flag int, perm os.FileMode) (*os.File, error) {
 		if errors.As(err, &pe) && (errors.Is(pe.Err, syscall.ELOOP) || errors.Is(pe.Err, syscall.EISDIR) ||
 			errors.Is(pe.Err, syscall.ENXIO) || errors.Is(pe.Err, syscall.EWOULDBLOCK)) {
 			if fi, lerr := os.Lstat(path); lerr == nil && !fi.Mode().IsRegular() {
-				return nil, &NotOwnFileError{Path: path, Found: describeMode(fi.Mode())}
+				return nil, &NotOwnFileError{Path: path, Found: Describe(fi.Mode())}
 			}
 		}
 		return nil, err
@@ -76,7 +80,7 @@ func OpenFile(path string, flag int, perm os.FileMode) (*os.File, error) {
 	}
 	if !fi.Mode().IsRegular() {
 		f.Close()
-		return nil, &NotOwnFileError{Path: path, Found: describeMode(fi.Mode())}
+		return nil, &NotOwnFileError{Path: path, Found: Describe(fi.Mode())}
 	}
 	// O_NONBLOCK is only there for the open; a regular file ignores it, but
 	// clear it so the descriptor behaves like any other.
@@ -102,7 +106,7 @@ func CheckOwnFile(path string) error {
 		return fmt.Errorf("stat %s: %w", path, err)
 	}
 	if !fi.Mode().IsRegular() {
-		return &NotOwnFileError{Path: path, Found: describeMode(fi.Mode())}
+		return &NotOwnFileError{Path: path, Found: Describe(fi.Mode())}
 	}
 	return nil
 }

@@ -3,6 +3,7 @@ package stage
 import (
 	"errors"
 	"fmt"
+	"github.com/berth-vm/berth/common/fsutil"
 	"io/fs"
 	"net/netip"
 	"os"
@@ -184,24 +185,9 @@ func CheckVolumeDir(name, dir string) error {
 	case fi.Mode()&fs.ModeSymlink != 0:
 		return BadInput(name, dir, "is a symlink: it must be the directory itself (the volume's mount point), not a link to it")
 	case !fi.IsDir():
-		return BadInputf(name, dir, "is %s, not a directory", describeType(fi.Mode()))
+		return BadInputf(name, dir, "is %s, not a directory", fsutil.Describe(fi.Mode()))
 	}
 	return nil
-}
-
-func describeType(m fs.FileMode) string {
-	switch {
-	case m&fs.ModeNamedPipe != 0:
-		return "a FIFO"
-	case m&fs.ModeSocket != 0:
-		return "a socket"
-	case m&fs.ModeDevice != 0:
-		return "a device"
-	case m.IsRegular():
-		return "a regular file"
-	default:
-		return "not a directory"
-	}
 }
 
 // HostIPv4Allowed says what HostIPv4 accepts.

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/berth-vm/berth/common/fsutil"
 	"github.com/berth-vm/berth/common/stage"
 )
 
@@ -72,7 +73,7 @@ func ReadSource(varName, path, key string) (Source, error) {
 		return src, fmt.Errorf("read %s %s: %w", varName, file, err)
 	}
 	if !fi.Mode().IsRegular() {
-		return src, stage.BadInputf(varName, path, "must be a regular file or a ConfigMap directory, %s is %s", file, describe(fi.Mode()))
+		return src, stage.BadInputf(varName, path, "must be a regular file or a ConfigMap directory, %s is %s", file, fsutil.Describe(fi.Mode()))
 	}
 	if fi.Size() > MaxInputSize {
 		return src, stage.BadInputf(varName, path, "%s is %d bytes, at most %d (16 MiB) are allowed", file, fi.Size(), MaxInputSize)
@@ -89,20 +90,6 @@ func ReadSource(varName, path, key string) (Source, error) {
 	}
 	src.File, src.Data, src.Present = file, data, true
 	return src, nil
-}
-
-func describe(m fs.FileMode) string {
-	switch {
-	case m&fs.ModeNamedPipe != 0:
-		return "a FIFO"
-	case m&fs.ModeSocket != 0:
-		return "a socket"
-	case m&fs.ModeDevice != 0:
-		return "a device"
-	case m.IsDir():
-		return "a directory"
-	}
-	return "not a regular file (" + m.Type().String() + ")"
 }
 
 // keys lists a ConfigMap directory's keys: entries not starting with "..".

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/berth-vm/berth/common/fsutil"
 	"github.com/berth-vm/berth/common/stage"
 	"github.com/berth-vm/berth/netsetup/apply"
 	"github.com/berth-vm/berth/netsetup/plan"
@@ -93,7 +94,7 @@ func readResolv(path string) (resolv.Config, error) {
 	case err != nil:
 		return resolv.Config{}, fmt.Errorf("RESOLV_CONF: %w", err)
 	case !fi.Mode().IsRegular():
-		return resolv.Config{}, bad("must be the pod's resolv.conf, a regular file (it is a %s)", kind(fi.Mode()))
+		return resolv.Config{}, bad("must be the pod's resolv.conf, a regular file (it is %s)", fsutil.Describe(fi.Mode()))
 	}
 	// O_NONBLOCK: should a FIFO be swapped in after the Stat, the open does
 	// not wait for a writer; the type is checked again on the descriptor.
@@ -105,7 +106,7 @@ func readResolv(path string) (resolv.Config, error) {
 	if fi, err = f.Stat(); err != nil {
 		return resolv.Config{}, fmt.Errorf("RESOLV_CONF: %w", err)
 	} else if !fi.Mode().IsRegular() {
-		return resolv.Config{}, bad("must be the pod's resolv.conf, a regular file (it is a %s)", kind(fi.Mode()))
+		return resolv.Config{}, bad("must be the pod's resolv.conf, a regular file (it is %s)", fsutil.Describe(fi.Mode()))
 	}
 	b, err := io.ReadAll(io.LimitReader(f, MaxResolvConf+1))
 	if err != nil {
@@ -115,20 +116,6 @@ func readResolv(path string) (resolv.Config, error) {
 		return resolv.Config{}, bad("must be the pod's resolv.conf, at most %d bytes", MaxResolvConf)
 	}
 	return resolv.Parse(bytes.NewReader(b))
-}
-
-func kind(m os.FileMode) string {
-	switch {
-	case m.IsDir():
-		return "directory"
-	case m&os.ModeNamedPipe != 0:
-		return "FIFO"
-	case m&os.ModeSocket != 0:
-		return "socket"
-	case m&os.ModeDevice != 0:
-		return "device"
-	}
-	return "special file"
 }
 
 func printPlan(w io.Writer, o apply.Outputs, runDir string) error {
