@@ -74,6 +74,11 @@ func checkRedirect(req *http.Request, via []*http.Request) error {
 	if req.URL.Scheme != "http" && req.URL.Scheme != "https" {
 		return &redirectError{To: to, Reason: "only http:// and https:// redirects are followed"}
 	}
+	if req.URL.Scheme == "http" && len(via) > 0 && via[0].URL.Scheme == "https" {
+		// As apt refuses it: a download asked for over TLS never goes on in
+		// the clear, where anyone on the path could serve another image.
+		return &redirectError{To: to, Reason: "a redirect from https:// to http:// is refused (the image would travel unauthenticated)"}
+	}
 	for _, v := range via {
 		if v.URL.String() == req.URL.String() {
 			return &redirectError{To: to, Reason: fmt.Sprintf("a redirect loop (visited before, after %d redirects)", len(via))}

@@ -760,3 +760,40 @@ func TestDownloadNeverWritesThroughSymlinkedPart(t *testing.T) {
 		t.Fatalf("downloaded %d bytes, want the %d of the body", len(got), len(body))
 	}
 }
+
+func TestCheckRedirect(t *testing.T) {
+	req := func(u string) *http.Request {
+		r, err := http.NewRequest(http.MethodGet, u, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	tests := []struct {
+		name string
+		via  []string
+		to   string
+		want string // "" = followed
+	}{
+		{"https to https", []string{"https://a.example/x"}, "https://b.example/x", ""},
+		{"http to https", []string{"http://a.example/x"}, "https://b.example/x", ""},
+		{"http to http", []string{"http://a.example/x"}, "http://b.example/x", ""},
+		{"https to http", []string{"https://a.example/x"}, "http://b.example/x", "https:// to http://"},
+		{"https, https, then http", []string{"https://a.example/x", "https://b.example/x"}, "http://c.example/x", "https:// to http://"},
+		{"to file", []string{"http://a.example/x"}, "file:///etc/passwd", "only http:// and https://"},
+		{"a loop", []string{"http://a.example/x", "http://b.example/x"}, "http://a.example/x", "loop"},
+	}
+	for _, tt := range tests {
+		var via []*http.Request
+		for _, v := range tt.via {
+			via = append(via, req(v))
+		}
+		err := checkRedirect(req(tt.to), via)
+		switch {
+		case tt.want == "" && err != nil:
+			t.Errorf("%s: refused: %v", tt.name, err)
+		case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
+			t.Errorf("%s: got %v, want a refusal saying %q", tt.name, err, tt.want)
+		}
+	}
+}
