@@ -316,6 +316,13 @@ func (s *Stage) cached(ctx context.Context, p Plan) (Base, bool, error) {
 		return Base{}, false, err
 	}
 	img, err := imgcheck.Check(ctx, path, s.QemuTimeout)
+	var refused *imgcheck.RefusedError
+	if errors.As(err, &refused) {
+		// A cached base that fails today's checks (a truncated qcow2 cached
+		// by a build before qemu-img check): never replaced (other pets may
+		// use it), so no retry helps; only a person can unblock this IMG_TARGET.
+		return Base{}, false, stage.BadInputf("IMG_TARGET", p.Target, "the cached base %s is refused: %s; remove it (and its .sha256) from IMAGE_DIR if no pet uses it, or choose another IMG_TARGET", path, refused.Reason)
+	}
 	if err != nil {
 		return Base{}, false, fmt.Errorf("cached base %s: %w", path, err)
 	}
