@@ -134,6 +134,24 @@ func (m partMeta) validator() string {
 type statusError struct {
 	URL  string
 	Code int
+	// RetryAfter is the server's Retry-After (429, 503), 0 when it gave none.
+	RetryAfter time.Duration
+}
+
+// retryAfter reads a Retry-After header: delay-seconds or an HTTP date
+// (RFC 9110 10.2.3); 0 when absent, unreadable or in the past.
+func retryAfter(h http.Header, now time.Time) time.Duration {
+	v := strings.TrimSpace(h.Get("Retry-After"))
+	if v == "" {
+		return 0
+	}
+	if n, err := strconv.ParseUint(v, 10, 32); err == nil {
+		return time.Duration(n) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil && t.After(now) {
+		return t.Sub(now)
+	}
+	return 0
 }
 
 func (e *statusError) Error() string {
@@ -269,11 +287,17 @@ func (d *Downloader) Download(ctx context.Context, url, part string) (string, er
 			}
 			return "", fmt.Errorf("download %s: giving up after %d attempts (IMG_FETCH_ATTEMPTS): %w; %s", url, attempt, err, partNote(part))
 		}
-		d.Log.Warn("download attempt failed, retrying", "url", url, "attempt", fmt.Sprintf("%d/%d", attempt, d.Attempts), "reason", err.Error(), "wait", backoff)
+		wait := backoff
+		var se *statusError
+		if errors.As(err, &se) && se.RetryAfter > wait {
+			// The server's Retry-After, as far as IMG_FETCH_MAX_BACKOFF allows.
+			wait = min(se.RetryAfter, max(d.MaxBackoff, backoff))
+		}
+		d.Log.Warn("download attempt failed, retrying", "url", url, "attempt", fmt.Sprintf("%d/%d", attempt, d.Attempts), "reason", err.Error(), "wait", wait)
 		select {
 		case <-ctx.Done():
 			return "", interrupted()
-		case <-time.After(backoff):
+		case <-time.After(wait):
 		}
 		attempt++
 		backoff = min(backoff*2, d.MaxBackoff)
@@ -424,7 +448,11 @@ func (d *Downloader) attemptInto(ctx context.Context, url, part string, fol *fol
 				// The partial file is not a prefix of what the server has now.
 				return 0, fmt.Errorf("GET %s: 416 to a Range request: %w", url, errRestart)
 			}
-			return 0, &statusError{URL: url, Code: int(sc)}
+			se := &statusError{URL: url, Code: int(sc)}
+			if hr := resp.HTTPResponse; hr != nil {
+				se.RetryAfter = retryAfter(hr.Header, time.Now())
+			}
+			return 0, se
 		}
 		if errors.Is(err, grab.ErrBadLength) {
 			return 0, fmt.Errorf("GET %s: %w: %w", url, err, errRestart)

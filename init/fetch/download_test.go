@@ -797,3 +797,59 @@ func TestCheckRedirect(t *testing.T) {
 		}
 	}
 }
+
+func TestRetryAfter(t *testing.T) {
+	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	for _, tt := range []struct {
+		v    string
+		want time.Duration
+	}{
+		{"", 0},
+		{"7", 7 * time.Second},
+		{" 120 ", 120 * time.Second},
+		{"-1", 0},
+		{"soon", 0},
+		{now.Add(90 * time.Second).Format(http.TimeFormat), 90 * time.Second},
+		{now.Add(-time.Hour).Format(http.TimeFormat), 0},
+	} {
+		h := http.Header{}
+		if tt.v != "" {
+			h.Set("Retry-After", tt.v)
+		}
+		if got := retryAfter(h, now); got != tt.want {
+			t.Errorf("Retry-After %q: %s, want %s", tt.v, got, tt.want)
+		}
+	}
+}
+
+// A 503 with Retry-After is retried after the server's wait (bounded by
+// MaxBackoff), not the shorter backoff.
+func TestRetryAfterHonoured(t *testing.T) {
+	body := rawImage(12, 64<<10)
+	var firstAt, secondAt atomic.Int64
+	srv := newServer(t, func(n int, w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodHead {
+			serveRange(w, r, body, modTime)
+			return
+		}
+		if firstAt.Load() == 0 {
+			firstAt.Store(time.Now().UnixNano())
+			w.Header().Set("Retry-After", "1")
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		secondAt.CompareAndSwap(0, time.Now().UnixNano())
+		serveRange(w, r, body, modTime)
+	})
+	p := testPlan(t, srv.URL+"/image.raw", "")
+	s := testStage(t)
+	s.DL.Backoff, s.DL.MaxBackoff = 10*time.Millisecond, 5*time.Second
+	if _, err := s.DL.Download(context.Background(), p.Source, p.partPath()); err != nil {
+		t.Fatal(err)
+	}
+	gap := time.Duration(secondAt.Load() - firstAt.Load())
+	t.Logf("second GET %s after the 503 (Retry-After: 1, backoff 10ms)", gap)
+	if gap < 900*time.Millisecond {
+		t.Errorf("retried %s after a 503 with Retry-After: 1: the server's wait was not honoured", gap)
+	}
+}
