@@ -208,9 +208,15 @@ func (e Env) HostIPv4(name, def string) (netip.Addr, error) {
 	if err != nil || !a.Is4() {
 		return netip.Addr{}, BadInput(name, v, "must be an IPv4 address like "+def)
 	}
-	if a.IsLoopback() || a.IsMulticast() || a.IsUnspecified() || a.IsLinkLocalUnicast() ||
-		thisNetwork.Contains(a) || reservedNet.Contains(a) {
+	if !IsHostIPv4(a) {
 		return netip.Addr{}, BadInput(name, v, HostIPv4Allowed)
 	}
 	return a, nil
+}
+
+// IsHostIPv4 reports whether a is an IPv4 address a host can have (see
+// HostIPv4Allowed): the VM's, its gateway's, the pod's.
+func IsHostIPv4(a netip.Addr) bool {
+	return a.Is4() && !a.IsLoopback() && !a.IsMulticast() && !a.IsUnspecified() && !a.IsLinkLocalUnicast() &&
+		!thisNetwork.Contains(a) && !reservedNet.Contains(a)
 }

@@ -162,3 +162,20 @@ func TestCheckPath(t *testing.T) {
 		}
 	}
 }
+
+func TestHostIPv4(t *testing.T) {
+	for v, ok := range map[string]bool{
+		"192.168.254.2": true, "10.244.7.5": true, "100.64.0.1": true,
+		"127.0.0.1": false, "169.254.1.1": false, "224.0.0.1": false, "0.0.0.0": false, "0.1.2.3": false,
+		"240.0.0.1": false, "255.255.255.255": false, "::1": false, "fe80::1": false, "10.0.0.2,x": false,
+		" 10.0.0.2": false, "": false,
+	} {
+		_, err := MapEnv(map[string]string{"VM_IP": v}).HostIPv4("VM_IP", "192.168.254.2")
+		if v == "" {
+			continue // unset: the default
+		}
+		if (err == nil) != ok || (err != nil && !IsBadInput(err)) {
+			t.Errorf("VM_IP=%q: %v, want ok=%v", v, err, ok)
+		}
+	}
+}

@@ -119,13 +119,6 @@ func ipv4(env stage.Env, name, def string) (netip.Addr, error) {
 	return env.HostIPv4(name, def)
 }
 
-// thisNetwork (0.0.0.0/8) and reserved (240.0.0.0/4): no host's address, nor
-// a pod network's (plan.go).
-var (
-	thisNetwork = netip.MustParsePrefix("0.0.0.0/8")
-	reserved    = netip.MustParsePrefix("240.0.0.0/4")
-)
-
 // subnet checks that ip and gw share one /30 and are its two host addresses.
 func subnet(ip, gw netip.Addr) (netip.Prefix, error) {
 	p := netip.PrefixFrom(ip, 30).Masked()

@@ -149,10 +149,7 @@ func Build(c Config, f Facts, r resolv.Config) (Plan, error) {
 
 // IsGlobal4 reports whether a is an IPv4 address a VM can take over: not
 // loopback, link-local, multicast or unspecified.
-func IsGlobal4(a netip.Addr) bool {
-	return a.Is4() && !a.IsLoopback() && !a.IsLinkLocalUnicast() && !a.IsMulticast() && !a.IsUnspecified() &&
-		!thisNetwork.Contains(a) && !reserved.Contains(a)
-}
+func IsGlobal4(a netip.Addr) bool { return stage.IsHostIPv4(a) }
 
 // describe names a link for a refusal: its kind and its ifalias.
 func describe(l Link) string {
