@@ -80,6 +80,9 @@ const BridgeTempPrefix = "berth-"
 // next run would have to refuse. A run killed before the rename leaves a down,
 // address-less bridge named berth-XXXXXXXX, which nothing uses.
 func makeBridge(p plan.Plan) (netlink.Link, error) {
+	if err := removeTempBridges(); err != nil {
+		return nil, err
+	}
 	var rnd [4]byte
 	if _, err := rand.Read(rnd[:]); err != nil {
 		return nil, fmt.Errorf("create bridge %s: %w", p.Bridge, err)
@@ -108,6 +111,48 @@ func makeBridge(p plan.Plan) (netlink.Link, error) {
 		return nil, fmt.Errorf("look up bridge %s: %w", p.Bridge, err)
 	}
 	return br, nil
+}
+
+// isTempBridgeName reports whether name is one makeBridge gives a new bridge
+// before its rename: BridgeTempPrefix and 8 hex digits, a name reserved to
+// net-setup (docs/net-setup.md).
+func isTempBridgeName(name string) bool {
+	rest, ok := strings.CutPrefix(name, BridgeTempPrefix)
+	if !ok || len(rest) != 8 {
+		return false
+	}
+	_, err := hex.DecodeString(rest)
+	return err == nil
+}
+
+// removeTempBridges deletes what a run killed inside makeBridge left: a
+// bridge of a reserved temporary name, with no alias but Berth's, no port and
+// down. So a re-run after a crash at any point converges to a clean run's
+// state.
+func removeTempBridges() error {
+	links, err := retryDump("links", netlink.LinkList)
+	if err != nil {
+		return err
+	}
+	for _, l := range links {
+		a := l.Attrs()
+		if l.Type() != plan.KindBridge || !isTempBridgeName(a.Name) || (a.Alias != "" && a.Alias != stage.BridgeAlias) || a.Flags&net.FlagUp != 0 {
+			continue
+		}
+		ports := 0
+		for _, o := range links {
+			if o.Attrs().MasterIndex == a.Index {
+				ports++
+			}
+		}
+		if ports > 0 {
+			continue
+		}
+		if err := netlink.LinkDel(l); err != nil && !errors.Is(err, unix.ENODEV) {
+			return fmt.Errorf("remove %s, left by a net-setup killed while making the bridge: %w", a.Name, err)
+		}
+	}
+	return nil
 }
 
 // checkOwn refuses a link that is not of net-setup's kind with its alias:

@@ -381,3 +381,24 @@ func TestHostileEnv(t *testing.T) {
 		e.refused(map[string]string{tc.name: tc.value}, tc.name)
 	}
 }
+
+// TestTempBridgeLeftByAKill: a net-setup killed between making its bridge
+// under the temporary name and renaming it leaves a down, port-less
+// berth-XXXXXXXX bridge (TestConverges met one); the next run removes it, and
+// only such a bridge: one of another name, up, or with a port stays.
+func TestTempBridgeLeftByAKill(t *testing.T) {
+	e := newEnv(t, calico)
+	e.ip("-n", e.pod, "link", "add", "berth-0a1b2c3d", "type", "bridge")           // a kill before the alias
+	e.ip("-n", e.pod, "link", "add", "berth-4e5f6071", "type", "bridge")           // a kill before the rename
+	e.ip("-n", e.pod, "link", "set", "berth-4e5f6071", "alias", stage.BridgeAlias) //
+	e.ip("-n", e.pod, "link", "add", "berth-notmine", "type", "bridge")            // not the reserved name
+	e.ip("-n", e.pod, "link", "add", "berth-8a9b0c1d", "type", "bridge")           // up: in use by someone
+	e.ip("-n", e.pod, "link", "set", "berth-8a9b0c1d", "up")                       //
+	e.mustNetSetup(nil)
+	links := e.run(e.pod, "ip", "-o", "link", "show")
+	for name, want := range map[string]bool{"berth-0a1b2c3d": false, "berth-4e5f6071": false, "berth-notmine": true, "berth-8a9b0c1d": true} {
+		if got := strings.Contains(links, " "+name+":"); got != want {
+			t.Errorf("%s present %v, want %v:\n%s", name, got, want, links)
+		}
+	}
+}
