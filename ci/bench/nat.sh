@@ -40,7 +40,7 @@ wait_tcp "$NODE_NS" "$VM_IP" 5201 10
 wait_tcp "$NODE_NS" "$POD_IP" 7000 10
 # Prove the NAT path really is NAT: a connection to the pod IP shows up DNATed in the pod's conntrack.
 in_node "$RTT" connect -n 1 -warmup 0 "$POD_IP:7000" >/dev/null
-ip netns exec "$POD_NS" conntrack -L -p tcp --dport 7000 --orig-dst "$POD_IP" 2>/dev/null | grep -q "dst=$POD_IP .* src=$VM_IP " ||
+grep -q "dst=$POD_IP .* src=$VM_IP " <<<"$(ip netns exec "$POD_NS" conntrack -L -p tcp --dport 7000 --orig-dst "$POD_IP" 2>/dev/null)" ||
   fail "no DNAT entry for $POD_IP:7000 → $VM_IP in the pod's conntrack"
 
 # jq-free JSON reads with python3 (stdlib only).

@@ -30,7 +30,7 @@ ctrn() { ctr --address "$CONTAINERD_SOCK" -n k8s.io "$@"; }
 
 # ours PID: PID is alive and is one of ours (its command line names our state directory), so a
 # recorded pid that the kernel reused for something else is never signalled.
-ours() { [ -r "/proc/$1/cmdline" ] && tr '\0' ' ' <"/proc/$1/cmdline" | grep -qF -- "$CLUSTER_DIR"; }
+ours() { [ -r "/proc/$1/cmdline" ] && grep -qF -- "$CLUSTER_DIR" <<<"$(tr '\0' ' ' <"/proc/$1/cmdline")"; }
 
 # wait_for SECONDS WHAT CMD...: poll CMD every second until it succeeds or SECONDS pass.
 wait_for() {
