@@ -291,7 +291,7 @@ func TestInitContainerOrder(t *testing.T) {
 	}
 }
 
-// Volumes and mounts exactly as DESIGN.md's table: run (emptyDir) everywhere, images (hostPath or
+// Volumes and mounts exactly as docs/design.md's table: run (emptyDir) everywhere, images (hostPath or
 // emptyDir) for image-fetch and vm, disk (the PVC) for image-fetch and vm.
 func TestSharedVolumes(t *testing.T) {
 	r := render(t, oneVM+`    class_name: fast-ssd
@@ -379,7 +379,7 @@ func TestSharedVolumes(t *testing.T) {
 	}
 }
 
-// The environment DESIGN.md names, per stage, from the values.
+// The environment docs/design.md names, per stage, from the values.
 func TestEnvironment(t *testing.T) {
 	r := render(t, `
 vms:

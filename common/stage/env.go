@@ -19,7 +19,7 @@ type Var struct {
 	Help    string
 }
 
-// CommonVars are read by every stage (DESIGN.md, "Environment").
+// CommonVars are read by every stage (docs/design.md, "Environment").
 var commonVars = []Var{
 	{Name: "VM_NAME", Default: "(the hostname)", Help: "name of the VM: names the pet disk, the MAC, the instance id"},
 	{Name: "BERTH_RUN_DIR", Default: "/run/berth", Help: "run volume shared by the pod's containers"},

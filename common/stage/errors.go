@@ -36,7 +36,7 @@ func IsBadInput(err error) bool {
 	return errors.As(err, &ie)
 }
 
-// Exit codes shared by every stage (DESIGN.md, "Exit codes and errors").
+// Exit codes shared by every stage (docs/design.md, "Exit codes and errors").
 const (
 	ExitOK       = 0
 	ExitFailure  = 1 // retryable: Kubernetes restarts the container

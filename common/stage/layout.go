@@ -1,7 +1,7 @@
 package stage
 
 // The files in the run volume ($BERTH_RUN_DIR) that pass between the stages
-// (DESIGN.md, "Volumes"): one name each, for the stage that writes the file
+// (docs/design.md, "Volumes"): one name each, for the stage that writes the file
 // and the ones that read it.
 const (
 	DnsmasqConfName   = "dnsmasq.conf"   // net-setup writes, the dnsmasq sidecar reads

@@ -19,7 +19,7 @@ import (
 	"github.com/berth-vm/berth/init/imgcheck"
 )
 
-// Defaults of the contract (DESIGN.md, "Volumes").
+// Defaults of the contract (docs/design.md, "Volumes").
 const (
 	DefaultImageDir = "/var/lib/berth/images"
 	DefaultDiskDir  = "/var/lib/berth/disk"

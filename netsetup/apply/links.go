@@ -351,7 +351,7 @@ func txChecksum(name string) (bool, error) {
 }
 
 // TunNodeName is the tun device node net-setup makes in the run dir for a vm
-// container that has no /dev/net/tun (DESIGN.md, "Devices and privilege").
+// container that has no /dev/net/tun (docs/design.md, "Devices and privilege").
 const TunNodeName = stage.TunNodeName
 
 // tunDev is the tun device's number (Documentation/admin-guide/devices.txt).

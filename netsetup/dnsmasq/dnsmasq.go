@@ -13,7 +13,7 @@ import (
 	"github.com/berth-vm/berth/netsetup/plan"
 )
 
-// ConfName and LeasesName are the files in the run directory (DESIGN.md).
+// ConfName and LeasesName are the files in the run directory (docs/design.md).
 const (
 	ConfName   = stage.DnsmasqConfName
 	LeasesName = stage.DnsmasqLeasesName

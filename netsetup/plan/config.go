@@ -1,5 +1,5 @@
 // Package plan turns net-setup's environment and the pod's network facts into
-// the network plan of DESIGN.md. It is pure: no syscalls, table-tested.
+// the network plan of docs/design.md. It is pure: no syscalls, table-tested.
 package plan
 
 import (
@@ -12,7 +12,7 @@ import (
 	"github.com/berth-vm/berth/common/stage"
 )
 
-// Defaults from DESIGN.md.
+// Defaults from docs/design.md.
 const (
 	DefaultVMIP   = "192.168.254.2"
 	DefaultVMGW   = "192.168.254.1"
