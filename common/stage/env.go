@@ -22,7 +22,7 @@ type Var struct {
 // CommonVars are read by every stage (docs/design.md, "Environment").
 var commonVars = []Var{
 	{Name: "VM_NAME", Default: "(the hostname)", Help: "name of the VM: names the pet disk, the MAC, the instance id"},
-	{Name: "BERTH_RUN_DIR", Default: "/run/berth", Help: "run volume shared by the pod's containers"},
+	{Name: "BERTH_RUN_DIR", Default: DefaultRunDir, Help: "run volume shared by the pod's containers"},
 	{Name: "LOG_FORMAT", Default: "text", Help: "log format: text or json"},
 	{Name: "LOG_LEVEL", Default: "info", Help: "log level: debug, info, warn or error"},
 	{Name: "TERMINATION_LOG", Default: "/dev/termination-log", Help: "file the failure reason is written to, when writable"},
@@ -135,8 +135,6 @@ func CheckVMName(name string) error {
 	return nil
 }
 
-// DefaultRunDir is BERTH_RUN_DIR's default.
-const DefaultRunDir = "/run/berth"
 
 // RunDir returns BERTH_RUN_DIR (default /run/berth), unchecked (see Path).
 func (e Env) RunDir() string { return e.String("BERTH_RUN_DIR", DefaultRunDir) }

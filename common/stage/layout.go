@@ -1,5 +1,17 @@
 package stage
 
+// The contract's defaults (docs/design.md, "Environment"): the one place for a
+// value that more than one stage reads, so the stages cannot disagree on it.
+const (
+	DefaultRunDir   = "/run/berth"            // BERTH_RUN_DIR: the run volume
+	DefaultImageDir = "/var/lib/berth/images" // IMAGE_DIR: the base-image cache
+	DefaultDiskDir  = "/var/lib/berth/disk"   // DISK_DIR: the VM's PVC, the pet overlay
+	DefaultVMIP     = "192.168.254.2"         // VM_IP: the guest's address on the /30
+	DefaultVMGW     = "192.168.254.1"         // VM_GW: the bridge's address, the guest's gateway
+	DefaultBridge   = "br0"                   // BRIDGE
+	DefaultTap      = "tap0"                  // TAP
+)
+
 // The files in the run volume ($BERTH_RUN_DIR) that pass between the stages
 // (docs/design.md, "Volumes"): one name each, for the stage that writes the file
 // and the ones that read it.

@@ -19,9 +19,36 @@ type Spec struct {
 	Summary string // one paragraph for -h
 	Vars    []Var  // the binary's own variables; the common ones are added
 	// Check adds a --check flag: verify the live state, change nothing.
+	// Main (the Stage shape) always has it; only Legacy reads this.
 	Check bool
 	// Flags registers extra flags on the binary's flag set.
 	Flags func(*flag.FlagSet)
+}
+
+// Stage is the one shape of every Berth binary (docs/design.md, "One stage
+// shape"): Plan decides everything from the environment and what the stage is
+// handed, changing nothing; then Main prints the plan (--dry-run), compares the
+// live state with it (--check) or applies it.
+type Stage struct {
+	Spec
+	// Plan reads the environment (r.Env) and the stage's inputs and decides
+	// what the stage will do. It changes nothing; bad input is an *InputError
+	// (exit 2) and is found here, before the first change.
+	Plan func(r Run) (Plan, error)
+}
+
+// Plan is a stage's decision, made before anything changes.
+type Plan interface {
+	// Print writes the plan for --dry-run. It changes nothing.
+	Print(w io.Writer) error
+	// Check compares the live state with the plan for --check: one line per
+	// difference, naming the resource and the property that differs; none
+	// when they agree. An error means the live state could not be read.
+	// It changes nothing.
+	Check(r Run) ([]string, error)
+	// Apply makes the live state match the plan. It is idempotent: a second
+	// Apply changes nothing.
+	Apply(r Run) error
 }
 
 // Run is what a binary does once flags, environment and logging are wired.
@@ -35,14 +62,60 @@ type Run struct {
 	Stdout io.Writer
 }
 
-// Main parses flags and environment, sets up logging and signals, calls run and
-// exits with the contract's code. It never returns.
-func Main(spec Spec, run func(Run) error) {
-	os.Exit(MainArgs(spec, os.Args[1:], OSEnv(), os.Stdout, os.Stderr, run))
+// Main runs a stage: it parses flags and environment, sets up logging and
+// signals, makes the plan and prints, checks or applies it, and exits with the
+// contract's code. It never returns.
+func Main(s Stage) {
+	os.Exit(MainArgs(s, os.Args[1:], OSEnv(), os.Stdout, os.Stderr))
 }
 
 // MainArgs is Main without the exit, for tests.
-func MainArgs(spec Spec, args []string, env Env, stdout, stderr io.Writer, run func(Run) error) int {
+func MainArgs(s Stage, args []string, env Env, stdout, stderr io.Writer) int {
+	spec := s.Spec
+	spec.Check = true
+	return legacyArgs(spec, args, env, stdout, stderr, func(r Run) error { return Drive(s, r) })
+}
+
+// Drive makes the stage's plan and prints (r.DryRun), checks (r.Check) or
+// applies it. A --check that finds differences prints each as "differs: ..."
+// on r.Stdout and fails (exit 1) naming how many there are and the first.
+func Drive(s Stage, r Run) error {
+	p, err := s.Plan(r)
+	if err != nil {
+		return err
+	}
+	switch {
+	case r.DryRun:
+		return p.Print(r.Stdout)
+	case r.Check:
+		diffs, err := p.Check(r)
+		if err != nil {
+			return err
+		}
+		for _, d := range diffs {
+			fmt.Fprintln(r.Stdout, "differs:", d)
+		}
+		if len(diffs) > 0 {
+			return fmt.Errorf("the live state differs from the plan in %d places (first: %s)", len(diffs), diffs[0])
+		}
+		fmt.Fprintf(r.Stdout, "%s: the live state matches the plan\n", s.Name)
+		return nil
+	}
+	return p.Apply(r)
+}
+
+// Legacy is the old entry point (a run function instead of a Stage), kept
+// only while the stages move to the Stage shape. Deprecated: use Main.
+func Legacy(spec Spec, run func(Run) error) {
+	os.Exit(legacyArgs(spec, os.Args[1:], OSEnv(), os.Stdout, os.Stderr, run))
+}
+
+// LegacyArgs is Legacy without the exit. Deprecated: use MainArgs.
+func LegacyArgs(spec Spec, args []string, env Env, stdout, stderr io.Writer, run func(Run) error) int {
+	return legacyArgs(spec, args, env, stdout, stderr, run)
+}
+
+func legacyArgs(spec Spec, args []string, env Env, stdout, stderr io.Writer, run func(Run) error) int {
 	fs := flag.NewFlagSet(spec.Name, flag.ContinueOnError)
 	// A bad flag is bad input like any other: one line naming it, exit 2 and
 	// the termination log (below), not the flag package's usage dump.

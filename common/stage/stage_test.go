@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -72,7 +73,7 @@ func TestMainArgsExitCodesAndTerminationLog(t *testing.T) {
 	spec := Spec{Name: "x", Summary: "test", Vars: []Var{{Name: "FOO", Help: "foo"}}}
 
 	var out, errb bytes.Buffer
-	code := MainArgs(spec, nil, env, &out, &errb, func(Run) error { return BadInput("FOO", "bar", "must be baz") })
+	code := LegacyArgs(spec, nil, env, &out, &errb, func(Run) error { return BadInput("FOO", "bar", "must be baz") })
 	if code != 2 {
 		t.Fatalf("bad input exit = %d, want 2", code)
 	}
@@ -86,7 +87,7 @@ func TestMainArgsExitCodesAndTerminationLog(t *testing.T) {
 
 	out.Reset()
 	errb.Reset()
-	if code := MainArgs(spec, []string{"-h"}, env, &out, &errb, nil); code != 0 {
+	if code := LegacyArgs(spec, []string{"-h"}, env, &out, &errb, nil); code != 0 {
 		t.Fatalf("-h exit = %d", code)
 	}
 	if errb.Len() != 0 || strings.Count(out.String(), "Environment:") != 1 {
@@ -98,13 +99,13 @@ func TestMainArgsExitCodesAndTerminationLog(t *testing.T) {
 		}
 	}
 
-	if code := MainArgs(spec, nil, env, &out, &errb, func(Run) error { return errors.New("boom") }); code != 1 {
+	if code := LegacyArgs(spec, nil, env, &out, &errb, func(Run) error { return errors.New("boom") }); code != 1 {
 		t.Errorf("failure exit = %d, want 1", code)
 	}
 	for _, args := range [][]string{{"--nope"}, {"--dry-run", "extra"}} {
 		errb.Reset()
 		os.Remove(tlog)
-		if code := MainArgs(spec, args, env, &out, &errb, func(Run) error { return nil }); code != 2 {
+		if code := LegacyArgs(spec, args, env, &out, &errb, func(Run) error { return nil }); code != 2 {
 			t.Errorf("%q: exit = %d, want 2", args, code)
 		}
 		if lines := strings.Count(errb.String(), "\n"); lines != 1 || !strings.Contains(errb.String(), "flags=") {
@@ -115,11 +116,11 @@ func TestMainArgsExitCodesAndTerminationLog(t *testing.T) {
 		}
 	}
 	bad := MapEnv(map[string]string{"LOG_FORMAT": "xml", "TERMINATION_LOG": tlog})
-	if code := MainArgs(spec, nil, bad, &out, &errb, func(Run) error { return nil }); code != 2 {
+	if code := LegacyArgs(spec, nil, bad, &out, &errb, func(Run) error { return nil }); code != 2 {
 		t.Errorf("LOG_FORMAT=xml exit = %d, want 2", code)
 	}
 	var dry bool
-	MainArgs(spec, []string{"--dry-run"}, env, &out, &errb, func(r Run) error { dry = r.DryRun; return nil })
+	LegacyArgs(spec, []string{"--dry-run"}, env, &out, &errb, func(r Run) error { dry = r.DryRun; return nil })
 	if !dry {
 		t.Errorf("--dry-run not passed to run")
 	}
@@ -176,6 +177,59 @@ func TestHostIPv4(t *testing.T) {
 		}
 		if (err == nil) != ok || (err != nil && !IsBadInput(err)) {
 			t.Errorf("VM_IP=%q: %v, want ok=%v", v, err, ok)
+		}
+	}
+}
+
+// fakePlan records which of its methods Main called.
+type fakePlan struct {
+	called *[]string
+	diffs  []string
+}
+
+func (p fakePlan) Print(w io.Writer) error {
+	*p.called = append(*p.called, "print")
+	_, err := io.WriteString(w, "the plan\n")
+	return err
+}
+func (p fakePlan) Check(Run) ([]string, error) { *p.called = append(*p.called, "check"); return p.diffs, nil }
+func (p fakePlan) Apply(Run) error             { *p.called = append(*p.called, "apply"); return nil }
+
+func TestMainDrivesTheStage(t *testing.T) {
+	for _, tc := range []struct {
+		args     []string
+		diffs    []string
+		planErr  error
+		want     string
+		wantCode int
+		wantOut  string
+	}{
+		{args: nil, want: "plan apply"},
+		{args: []string{"--dry-run"}, want: "plan print", wantOut: "the plan\n"},
+		{args: []string{"--check"}, want: "plan check", wantOut: "fake: the live state matches the plan\n"},
+		{args: []string{"--check"}, diffs: []string{"a: b", "c: d"}, want: "plan check", wantCode: 1, wantOut: "differs: a: b\ndiffers: c: d\n"},
+		{args: nil, planErr: BadInput("FOO", "x", "must be y"), want: "plan", wantCode: 2},
+		{args: []string{"--check"}, planErr: BadInput("FOO", "x", "must be y"), want: "plan", wantCode: 2},
+	} {
+		var called []string
+		s := Stage{Spec: Spec{Name: "fake", Summary: "a fake stage"}, Plan: func(Run) (Plan, error) {
+			called = append(called, "plan")
+			if tc.planErr != nil {
+				return nil, tc.planErr
+			}
+			return fakePlan{called: &called, diffs: tc.diffs}, nil
+		}}
+		var out, errb bytes.Buffer
+		env := MapEnv(map[string]string{"TERMINATION_LOG": filepath.Join(t.TempDir(), "tl")})
+		code := MainArgs(s, tc.args, env, &out, &errb)
+		if got := strings.Join(called, " "); got != tc.want || code != tc.wantCode {
+			t.Errorf("%v: called %q exit %d, want %q exit %d (stderr %q)", tc.args, got, code, tc.want, tc.wantCode, errb.String())
+		}
+		if tc.wantOut != "" && out.String() != tc.wantOut {
+			t.Errorf("%v: stdout %q, want %q", tc.args, out.String(), tc.wantOut)
+		}
+		if tc.diffs != nil && !strings.Contains(errb.String(), "differs from the plan in 2 places (first: a: b)") {
+			t.Errorf("%v: stderr %q does not count the differences", tc.args, errb.String())
 		}
 	}
 }

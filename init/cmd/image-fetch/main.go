@@ -8,7 +8,7 @@ import (
 )
 
 func main() {
-	stage.Main(stage.Spec{
+	stage.Legacy(stage.Spec{
 		Name: "image-fetch",
 		Summary: "Fetch the base image (http(s) or a local path) into IMAGE_DIR, resumably, verify its sha256\n" +
 			"and that qemu-img sees a self-contained qcow2 or raw image, then make the pet overlay\n" +

@@ -9,7 +9,7 @@ import (
 )
 
 func main() {
-	stage.Main(stage.Spec{
+	stage.Legacy(stage.Spec{
 		Name: "seed-iso",
 		Summary: "Writes $BERTH_RUN_DIR/seed.iso, the cloud-init seed of the VM: a config-drive (label config-2)\n" +
 			"or a NoCloud seed (label cidata) holding user-data, meta-data, the instance id and SSH keys.\n" +

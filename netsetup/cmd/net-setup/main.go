@@ -9,7 +9,7 @@ import (
 )
 
 func main() {
-	stage.Main(stage.Spec{
+	stage.Legacy(stage.Spec{
 		Name: "net-setup",
 		Summary: "Builds the VM's network inside the pod's network namespace (docs/design.md): bridge BRIDGE " +
 			"with VM_GW/30, persistent tap TAP owned by TAP_UID, NAT of the pod IP to VM_IP (all but TCP 5900 " +
