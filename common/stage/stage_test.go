@@ -192,8 +192,11 @@ func (p fakePlan) Print(w io.Writer) error {
 	_, err := io.WriteString(w, "the plan\n")
 	return err
 }
-func (p fakePlan) Check(Run) ([]string, error) { *p.called = append(*p.called, "check"); return p.diffs, nil }
-func (p fakePlan) Apply(Run) error             { *p.called = append(*p.called, "apply"); return nil }
+func (p fakePlan) Check(Run) ([]string, error) {
+	*p.called = append(*p.called, "check")
+	return p.diffs, nil
+}
+func (p fakePlan) Apply(Run) error { *p.called = append(*p.called, "apply"); return nil }
 
 func TestMainDrivesTheStage(t *testing.T) {
 	for _, tc := range []struct {
