@@ -20,7 +20,7 @@ import (
 
 // Run is net-setup's body.
 func Run(r stage.Run) error {
-	cfg, err := plan.ConfigFromEnv(r.Env)
+	cfg, err := plan.FromEnv(r.Env)
 	if err != nil {
 		return err
 	}

@@ -24,7 +24,7 @@ func Calico(env map[string]string, resolvConf string) (plan.Plan, error) {
 }
 
 func build(env map[string]string, resolvConf string, f plan.Facts) (plan.Plan, error) {
-	c, err := plan.ConfigFromEnv(stage.MapEnv(env))
+	c, err := plan.FromEnv(stage.MapEnv(env))
 	if err != nil {
 		return plan.Plan{}, err
 	}
