@@ -1,5 +1,6 @@
-// Package testplan builds the plans the golden tests render: a Calico-shaped
-// pod and a bridge-CNI pod.
+// Package testplan builds the plan the golden tests of rules and dnsmasq
+// render: a Calico-shaped pod's (the e2e tests run the bridge CNI's shape too,
+// against the real binary).
 package testplan
 
 import (
