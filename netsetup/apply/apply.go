@@ -49,16 +49,40 @@ func Render(p plan.Plan, backend string, runDir string) (Outputs, error) {
 	return Outputs{Plan: p, Rules: set, Dnsmasq: conf, NetJSON: append(js, '\n')}, nil
 }
 
-// resources returns what net-setup owns, in the order Apply ensures it, in
-// three groups: the links (with the sysctls and the tun node they need), the
-// iptables chains, the run volume's files.
-func resources(o Outputs, b Backend, runDir string) [3][]resource {
+// A step is a group of resources Apply ensures in order, and what it logs
+// when they are ready.
+type step struct {
+	resources []resource
+	ready     func(log *slog.Logger)
+}
+
+// steps are what net-setup owns, in the order Apply ensures it: the links
+// (with the sysctls and the tun node they need), the iptables chains, the run
+// volume's files.
+func steps(o Outputs, b Backend, runDir string) []step {
+	p := o.Plan
 	node := filepath.Join(runDir, TunNodeName)
-	return [3][]resource{
-		{ipForward(), bridgeNF(), tunNode{path: node, uid: o.Plan.TapUID, gid: o.Plan.TapGID},
-			bridge{plan: o.Plan}, tap{plan: o.Plan, tunNode: node}},
-		chainSets(b, o.Rules),
-		runFiles(o, runDir),
+	return []step{
+		{
+			resources: []resource{ipForward(), bridgeNF(), tunNode{path: node, uid: p.TapUID, gid: p.TapGID},
+				bridge{plan: p}, tap{plan: p, tunNode: node}},
+			ready: func(log *slog.Logger) {
+				log.Info("links ready", "bridge", p.Bridge, "gateway", netip.PrefixFrom(p.VMGW, p.Subnet.Bits()), "tap", p.Tap,
+					"owner", fmt.Sprintf("%d:%d", p.TapUID, p.TapGID), "mtu", p.MTU, "tunNode", node)
+			},
+		},
+		{
+			resources: chainSets(b, o.Rules),
+			ready: func(log *slog.Logger) {
+				log.Info("rules ready", "backend", b.Name, "podIP", p.PodIP, "vmIP", p.VMIP, "vncStaysInPod", !p.NoVNC)
+			},
+		},
+		{
+			resources: runFiles(o, runDir),
+			ready: func(log *slog.Logger) {
+				log.Info("wrote sidecar config", "dnsmasqConf", filepath.Join(runDir, dnsmasq.ConfName), "plan", filepath.Join(runDir, NetJSONName))
+			},
+		},
 	}
 }
 
@@ -68,27 +92,13 @@ func resources(o Outputs, b Backend, runDir string) [3][]resource {
 // run. The caller runs Preflight first (setup's plan does): whatever it
 // refuses, nothing has changed.
 func Apply(ctx context.Context, log *slog.Logger, o Outputs, b Backend, runDir string) error {
-	p := o.Plan
-	groups := resources(o, b, runDir)
-	done := [3]func(){
-		func() {
-			log.Info("links ready", "bridge", p.Bridge, "gateway", netip.PrefixFrom(p.VMGW, p.Subnet.Bits()), "tap", p.Tap,
-				"owner", fmt.Sprintf("%d:%d", p.TapUID, p.TapGID), "mtu", p.MTU, "tunNode", filepath.Join(runDir, TunNodeName))
-		},
-		func() {
-			log.Info("rules ready", "backend", b.Name, "podIP", p.PodIP, "vmIP", p.VMIP, "vncStaysInPod", !p.NoVNC)
-		},
-		func() {
-			log.Info("wrote sidecar config", "dnsmasqConf", filepath.Join(runDir, dnsmasq.ConfName), "plan", filepath.Join(runDir, NetJSONName))
-		},
-	}
-	for i, g := range groups {
-		for _, r := range g {
+	for _, s := range steps(o, b, runDir) {
+		for _, r := range s.resources {
 			if err := r.ensure(ctx, log); err != nil {
 				return err
 			}
 		}
-		done[i]()
+		s.ready(log)
 	}
 	return nil
 }
@@ -97,8 +107,8 @@ func Apply(ctx context.Context, log *slog.Logger, o Outputs, b Backend, runDir s
 // every difference, resource by resource; none means --check passes.
 func Check(o Outputs, b Backend, runDir string) ([]string, error) {
 	var out []string
-	for _, g := range resources(o, b, runDir) {
-		for _, r := range g {
+	for _, s := range steps(o, b, runDir) {
+		for _, r := range s.resources {
 			d, err := r.diff()
 			if err != nil {
 				return nil, err

@@ -56,6 +56,9 @@ func (t tap) ensure(context.Context, *slog.Logger) error {
 		if l, err = netlink.LinkByName(p.Tap); err != nil {
 			return fmt.Errorf("look up tap %s: %w", p.Tap, err)
 		}
+		if d := shapeDiff(l); d != "" {
+			return fmt.Errorf("make tap %s: %s", p.Tap, d)
+		}
 	}
 	return repair(t.properties(l))
 }
