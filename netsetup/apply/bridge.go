@@ -29,14 +29,12 @@ func (b bridge) what() string { return "bridge " + b.plan.Bridge }
 
 func (b bridge) ensure(context.Context, *slog.Logger) error {
 	p := b.plan
-	br, err := netlink.LinkByName(p.Bridge)
-	switch {
-	case isNotFound(err):
-		if br, err = makeBridge(p); err != nil {
-			return err
-		}
-	case err != nil:
-		return fmt.Errorf("look up bridge %s: %w", p.Bridge, err)
+	br, err := lookup(p.Bridge, b.what())
+	if err == nil && br == nil {
+		br, err = makeBridge(p)
+	}
+	if err != nil {
+		return err
 	}
 	if err := checkOwn(br, "BRIDGE", plan.KindBridge, stage.BridgeAlias); err != nil {
 		return err
@@ -46,12 +44,12 @@ func (b bridge) ensure(context.Context, *slog.Logger) error {
 
 func (b bridge) diff() ([]string, error) {
 	p := b.plan
-	br, err := netlink.LinkByName(p.Bridge)
+	br, err := lookup(p.Bridge, b.what())
 	switch {
-	case isNotFound(err):
-		return []string{b.what() + " is missing"}, nil
 	case err != nil:
-		return nil, fmt.Errorf("look up bridge %s: %w", p.Bridge, err)
+		return nil, err
+	case br == nil:
+		return []string{b.what() + " is missing"}, nil
 	case br.Type() != plan.KindBridge:
 		return []string{fmt.Sprintf("%s is a %s, not a bridge", p.Bridge, br.Type())}, nil
 	}

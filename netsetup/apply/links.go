@@ -39,10 +39,18 @@ func checkOwn(l netlink.Link, envVar, kind, alias string) error {
 	return nil
 }
 
-// isNotFound reports whether err is netlink's "no link of that name".
-func isNotFound(err error) bool {
+// lookup returns the link of that name, nil when there is none; what names
+// it in an error ("bridge br0").
+func lookup(name, what string) (netlink.Link, error) {
+	l, err := netlink.LinkByName(name)
 	var nf netlink.LinkNotFoundError
-	return errors.As(err, &nf)
+	if errors.As(err, &nf) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("look up %s: %w", what, err)
+	}
+	return l, nil
 }
 
 // mtuProperty: the link has the pod's MTU.

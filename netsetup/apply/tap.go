@@ -1,7 +1,9 @@
 package apply
 
 import (
+	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -30,13 +32,11 @@ func (t tap) what() string { return "tap " + t.plan.Tap }
 
 func (t tap) ensure(context.Context, *slog.Logger) error {
 	p := t.plan
-	l, err := netlink.LinkByName(p.Tap)
-	switch {
-	case isNotFound(err):
-		l = nil
-	case err != nil:
-		return fmt.Errorf("look up tap %s: %w", p.Tap, err)
-	default:
+	l, err := lookup(p.Tap, t.what())
+	if err != nil {
+		return err
+	}
+	if l != nil {
 		if err := checkOwn(l, "TAP", plan.KindTap, stage.TapAlias); err != nil {
 			return err
 		}
@@ -53,8 +53,8 @@ func (t tap) ensure(context.Context, *slog.Logger) error {
 		if err := t.persist(); err != nil {
 			return err
 		}
-		if l, err = netlink.LinkByName(p.Tap); err != nil {
-			return fmt.Errorf("look up tap %s: %w", p.Tap, err)
+		if l, err = lookup(p.Tap, t.what()); err != nil || l == nil {
+			return fmt.Errorf("make tap %s: %w", p.Tap, cmp.Or(err, errors.New("gone after TUNSETIFF")))
 		}
 		if d := shapeDiff(l); d != "" {
 			return fmt.Errorf("make tap %s: %s", p.Tap, d)
@@ -65,12 +65,9 @@ func (t tap) ensure(context.Context, *slog.Logger) error {
 
 func (t tap) diff() ([]string, error) {
 	p := t.plan
-	l, err := netlink.LinkByName(p.Tap)
-	switch {
-	case isNotFound(err):
-		return []string{t.what() + " is missing"}, nil
-	case err != nil:
-		return nil, fmt.Errorf("look up tap %s: %w", p.Tap, err)
+	l, err := lookup(p.Tap, t.what())
+	if err != nil || l == nil {
+		return []string{t.what() + " is missing"}, err
 	}
 	if d := shapeDiff(l); d != "" {
 		return []string{d}, nil
