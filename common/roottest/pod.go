@@ -64,7 +64,7 @@ func NewPod(node string) (pod string, del func(), err error) {
 	if err != nil {
 		return "", nil, err
 	}
-	peer := "p" + strings.TrimPrefix(pod, "bpod-") // 9 bytes, unique in node
+	peer := PodPeer(pod)
 	if err := run(node, "link add "+peer+" mtu 1450 type veth peer name eth0 mtu 1450 netns "+pod, "link set "+peer+" up"); err != nil {
 		del()
 		return "", nil, err

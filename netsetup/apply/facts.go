@@ -1,6 +1,7 @@
 // Package apply reads the pod's network and builds, checks and reports the
-// plan in the live network namespace: links, sysctl, tun node, iptables and
-// the sidecar's files. Every step is ensure-style and safe to repeat.
+// plan in the live network namespace: links, sysctls, tun node, iptables and
+// the sidecar's files, one type per resource (resource.go) whose ensure and
+// diff share one statement of each property. Every ensure is safe to repeat.
 package apply
 
 import (

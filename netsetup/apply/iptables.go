@@ -9,8 +9,6 @@ import (
 	"time"
 
 	"github.com/coreos/go-iptables/iptables"
-
-	"github.com/berth-vm/berth/netsetup/rules"
 )
 
 // Backend is one iptables implementation: its main and restore binaries.
@@ -110,91 +108,4 @@ func (b Backend) iptables() (*iptables.IPTables, error) {
 		return nil, fmt.Errorf("use %s: %w", path, err)
 	}
 	return ipt, nil
-}
-
-// ApplyRules flushes and refills Berth's chains, one atomic iptables-restore
-// per table, then makes sure each built-in chain jumps to Berth's chain once,
-// first. Running it again changes nothing.
-func ApplyRules(ctx context.Context, b Backend, set rules.Set) error {
-	for _, t := range set.Tables() {
-		if _, err := run(ctx, set.Restore(t), b.Restore, "--noflush", "--wait"); err != nil {
-			return fmt.Errorf("fill Berth's %s chains: %w", t, err)
-		}
-	}
-	ipt, err := b.iptables()
-	if err != nil {
-		return err
-	}
-	for _, c := range set {
-		n, err := countJumps(ipt, c)
-		if err != nil {
-			return err
-		}
-		if n == 0 {
-			if err := ipt.Insert(c.Table, c.From, 1, c.Jump()...); err != nil {
-				return fmt.Errorf("add jump %s -> %s in table %s: %w", c.From, c.Name, c.Table, err)
-			}
-		}
-		for ; n > 1; n-- { // left by someone else's copy of the rule: keep exactly one
-			if err := ipt.Delete(c.Table, c.From, c.Jump()...); err != nil {
-				return fmt.Errorf("remove duplicate jump %s -> %s in table %s: %w", c.From, c.Name, c.Table, err)
-			}
-		}
-	}
-	return nil
-}
-
-// countJumps counts the rules in c's built-in chain that equal c's jump.
-func countJumps(ipt *iptables.IPTables, c rules.Chain) (int, error) {
-	live, err := ipt.List(c.Table, c.From)
-	if err != nil {
-		return 0, fmt.Errorf("list %s in table %s: %w", c.From, c.Table, err)
-	}
-	want := "-A " + c.From + " " + strings.Join(c.Jump(), " ")
-	n := 0
-	for _, l := range live {
-		if l == want {
-			n++
-		}
-	}
-	return n, nil
-}
-
-// CheckRules reports every difference between the live chains and the set.
-func CheckRules(b Backend, set rules.Set) ([]string, error) {
-	ipt, err := b.iptables()
-	if err != nil {
-		return nil, err
-	}
-	var diffs []string
-	for _, c := range set {
-		n, err := countJumps(ipt, c)
-		if err != nil {
-			return nil, err
-		}
-		if n != 1 {
-			diffs = append(diffs, fmt.Sprintf("table %s: %s jumps to %s %d times, want once", c.Table, c.From, c.Name, n))
-		}
-		exists, err := ipt.ChainExists(c.Table, c.Name)
-		if err != nil {
-			return nil, fmt.Errorf("check chain %s: %w", c.Name, err)
-		}
-		if !exists {
-			diffs = append(diffs, fmt.Sprintf("table %s: chain %s is missing", c.Table, c.Name))
-			continue
-		}
-		live, err := ipt.List(c.Table, c.Name)
-		if err != nil {
-			return nil, fmt.Errorf("list chain %s: %w", c.Name, err)
-		}
-		want := []string{"-N " + c.Name}
-		for _, r := range c.Rules {
-			want = append(want, "-A "+c.Name+" "+strings.Join(r, " "))
-		}
-		if strings.Join(live, "\n") != strings.Join(want, "\n") {
-			diffs = append(diffs, fmt.Sprintf("table %s: chain %s is\n  %s\nwant\n  %s", c.Table, c.Name,
-				strings.Join(live, "\n  "), strings.Join(want, "\n  ")))
-		}
-	}
-	return diffs, nil
 }

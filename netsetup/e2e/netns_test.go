@@ -7,8 +7,6 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"os"
 	"os/exec"
@@ -49,46 +47,28 @@ const (
 	resolvC = "search berth-test.svc.cluster.local svc.cluster.local cluster.local\nnameserver 10.96.0.10\nnameserver 10.96.0.11\noptions ndots:5\n"
 )
 
-// shape is how the CNI wired the pod.
+// shape is how the CNI wired the pod: make returns the node and the pod
+// namespaces, deleted when the test ends.
 type shape struct {
 	name   string
 	podIP  string
 	nodeIP string
 	mtu    int
-	wire   func(t *testing.T, e *env)
+	make   func(t *testing.T) (node, pod string)
 }
 
-// calico: pod /32, default via 169.254.1.1 onlink, proxy ARP on the host
-// veth, a /32 route to the pod on the node.
-var calico = shape{name: "calico", podIP: "10.244.7.5", nodeIP: "10.244.0.1", mtu: 1450, wire: func(t *testing.T, e *env) {
-	e.ip("-n", e.node, "link", "add", "cali0", "mtu", "1450", "type", "veth", "peer", "name", "eth0", "mtu", "1450", "netns", e.pod)
-	e.ip("-n", e.node, "addr", "add", e.nodeIP+"/32", "dev", "lo")
-	e.ip("-n", e.node, "link", "set", "cali0", "up")
-	e.run(e.node, "sysctl", "-qw", "net.ipv4.conf.cali0.proxy_arp=1", "net.ipv4.ip_forward=1")
-	e.ip("-n", e.node, "route", "add", e.podIP+"/32", "dev", "cali0")
-	// Proxy ARP answers for 169.254.1.1 only if the node routes it elsewhere:
-	// like a real node, it has an uplink with the default route.
-	e.ip("-n", e.node, "link", "add", "uplink", "type", "veth", "peer", "name", "uplink-peer")
-	e.ip("-n", e.node, "addr", "add", "10.255.255.1/30", "dev", "uplink")
-	e.ip("-n", e.node, "link", "set", "uplink", "up")
-	e.ip("-n", e.node, "link", "set", "uplink-peer", "up")
-	e.ip("-n", e.node, "route", "add", "default", "via", "10.255.255.2")
-	e.ip("-n", e.pod, "addr", "add", e.podIP+"/32", "dev", "eth0")
-	e.ip("-n", e.pod, "link", "set", "eth0", "up")
-	e.ip("-n", e.pod, "route", "add", "169.254.1.1", "dev", "eth0", "scope", "link")
-	e.ip("-n", e.pod, "route", "add", "default", "via", "169.254.1.1", "dev", "eth0", "onlink")
-}}
+// calico: common/roottest's Calico-shaped pod (/32, default via 169.254.1.1
+// onlink), routed by its node (proxy ARP, a /32 route to the pod).
+var calico = shape{name: "calico", podIP: roottest.PodIP, nodeIP: roottest.NodeIP, mtu: 1450,
+	make: func(t *testing.T) (string, string) { return roottest.RoutedPod(t) }}
 
 // bridgeCNI: the node's bridge holds the gateway of a /24.
-var bridgeCNI = shape{name: "bridge", podIP: "10.88.0.7", nodeIP: "10.88.0.1", mtu: 1500, wire: func(t *testing.T, e *env) {
-	e.ip("-n", e.node, "link", "add", "cni0", "type", "bridge")
-	e.ip("-n", e.node, "addr", "add", e.nodeIP+"/24", "dev", "cni0")
-	e.ip("-n", e.node, "link", "set", "cni0", "up")
-	e.ip("-n", e.node, "link", "add", "veth0", "type", "veth", "peer", "name", "eth0", "netns", e.pod)
-	e.ip("-n", e.node, "link", "set", "veth0", "master", "cni0", "up")
-	e.ip("-n", e.pod, "addr", "add", e.podIP+"/24", "dev", "eth0")
-	e.ip("-n", e.pod, "link", "set", "eth0", "up")
-	e.ip("-n", e.pod, "route", "add", "default", "via", e.nodeIP)
+var bridgeCNI = shape{name: "bridge", podIP: "10.88.0.7", nodeIP: "10.88.0.1", mtu: 1500, make: func(t *testing.T) (string, string) {
+	node, pod := roottest.Netns(t, "bnode-"), roottest.Netns(t, "bpod-")
+	roottest.IPBatch(t, node, "link add cni0 type bridge", "addr add 10.88.0.1/24 dev cni0", "link set cni0 up",
+		"link add veth0 type veth peer name eth0 netns "+pod, "link set veth0 master cni0 up")
+	roottest.IPBatch(t, pod, "addr add 10.88.0.7/24 dev eth0", "link set eth0 up", "route add default via 10.88.0.1")
+	return node, pod
 }}
 
 // env is one test's namespaces and files.
@@ -102,9 +82,7 @@ type env struct {
 
 func newEnv(t *testing.T, s shape) *env {
 	roottest.Require(t)
-	suffix := randHex(4)
-	e := &env{t: t, node: "bn-" + suffix, pod: "bp-" + suffix, vm: "bv-" + suffix,
-		podIP: s.podIP, nodeIP: s.nodeIP, mtu: s.mtu}
+	e := &env{t: t, podIP: s.podIP, nodeIP: s.nodeIP, mtu: s.mtu}
 	dir := t.TempDir()
 	e.runDir = filepath.Join(dir, "run") // the run volume's mount point: net-setup never creates it
 	if err := os.Mkdir(e.runDir, 0o755); err != nil {
@@ -114,29 +92,14 @@ func newEnv(t *testing.T, s shape) *env {
 	if err := os.WriteFile(e.resolvConf, []byte(resolvC), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	for _, ns := range []string{e.node, e.pod, e.vm} {
-		e.ip("netns", "add", ns)
-		ns := ns
-		t.Cleanup(func() { roottest.KillNetnsProcesses(ns); exec.Command("ip", "netns", "del", ns).Run() })
-		e.ip("-n", ns, "link", "set", "lo", "up")
-	}
-	s.wire(t, e)
+	e.node, e.pod = s.make(t)
+	e.vm = roottest.Netns(t, "bvm-")
 	return e
-}
-
-func randHex(n int) string {
-	b := make([]byte, n)
-	if _, err := rand.Read(b); err != nil {
-		panic(err)
-	}
-	return hex.EncodeToString(b)
 }
 
 func (e *env) ip(args ...string) {
 	e.t.Helper()
-	if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
-		e.t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
-	}
+	roottest.IP(e.t, args...)
 }
 
 // run runs a command in a namespace and returns its stdout; fails the test on error.

@@ -5,19 +5,15 @@ package plan
 import (
 	"fmt"
 	"net/netip"
-	"path/filepath"
 	"strconv"
 	"strings"
 
 	"github.com/berth-vm/berth/common/stage"
 )
 
-// Defaults from docs/design.md.
+// net-setup's own defaults; the contract's (VM_IP, VM_GW, BRIDGE, TAP,
+// BERTH_RUN_DIR) are common/stage's.
 const (
-	DefaultVMIP   = "192.168.254.2"
-	DefaultVMGW   = "192.168.254.1"
-	DefaultBridge = "br0"
-	DefaultTap    = "tap0"
 	// DefaultTapOwner is the uid and gid of Debian's libvirt-qemu user, the
 	// usual non-root QEMU user; the chart sets TAP_UID to the vm container's uid.
 	DefaultTapOwner = 107
@@ -45,12 +41,12 @@ type Config struct {
 // Vars documents the variables for -h.
 func Vars() []stage.Var {
 	return []stage.Var{
-		{Name: "VM_IP", Default: DefaultVMIP, Help: "the VM's address, handed out by dnsmasq; in one /30 with VM_GW"},
-		{Name: "VM_GW", Default: DefaultVMGW, Help: "the bridge's address, the VM's gateway"},
+		{Name: "VM_IP", Default: stage.DefaultVMIP, Help: "the VM's address, handed out by dnsmasq; in one /30 with VM_GW"},
+		{Name: "VM_GW", Default: stage.DefaultVMGW, Help: "the bridge's address, the VM's gateway"},
 		{Name: "NO_VNC", Default: "false", Help: "true: forward TCP 5900 to the VM too (no VNC in the pod)"},
 		{Name: "POD_IFACE", Default: "(the default route's interface)", Help: "the pod's interface whose global IPv4 address the VM takes over (not loopback)"},
-		{Name: "BRIDGE", Default: DefaultBridge, Help: "bridge name (1-15 bytes of [A-Za-z0-9._-]); an existing link of that name must be net-setup's (ifalias)"},
-		{Name: "TAP", Default: DefaultTap, Help: "persistent tap name for QEMU (1-15 bytes of [A-Za-z0-9._-]); an existing link of that name must be net-setup's (ifalias)"},
+		{Name: "BRIDGE", Default: stage.DefaultBridge, Help: "bridge name (1-15 bytes of [A-Za-z0-9._-]); an existing link of that name must be net-setup's (ifalias)"},
+		{Name: "TAP", Default: stage.DefaultTap, Help: "persistent tap name for QEMU (1-15 bytes of [A-Za-z0-9._-]); an existing link of that name must be net-setup's (ifalias)"},
 		{Name: "TAP_UID", Default: strconv.Itoa(DefaultTapOwner), Help: "uid owning the tap and the tun node: the uid QEMU runs as"},
 		{Name: "TAP_GID", Default: "(TAP_UID)", Help: "gid owning the tap and the tun node"},
 		{Name: "RESOLV_CONF", Default: DefaultResolv, Help: "the pod's resolv.conf (an absolute path to a regular file): nameservers and search domains for the VM"},
@@ -58,21 +54,21 @@ func Vars() []stage.Var {
 	}
 }
 
-// ConfigFromEnv reads and validates the environment. Every error is a bad
-// input (exit 2) naming the variable.
-func ConfigFromEnv(env stage.Env) (Config, error) {
-	c := Config{RunDir: env.RunDir(), Resolv: env.String("RESOLV_CONF", DefaultResolv)}
-	if err := CheckRunDir(c.RunDir); err != nil {
-		return Config{}, stage.BadInput("BERTH_RUN_DIR", c.RunDir, err.Error())
+// FromEnv reads and validates the environment. Every error is a bad input
+// (exit 2) naming the variable.
+func FromEnv(env stage.Env) (Config, error) {
+	c := Config{Resolv: env.String("RESOLV_CONF", DefaultResolv)}
+	var err error
+	if c.RunDir, err = runDir(env); err != nil {
+		return Config{}, err
 	}
 	if err := stage.CheckPath("RESOLV_CONF", c.Resolv); err != nil {
 		return Config{}, stage.BadInput("RESOLV_CONF", c.Resolv, "the pod's resolv.conf: "+stage.PathAllowed)
 	}
-	var err error
-	if c.VMIP, err = ipv4(env, "VM_IP", DefaultVMIP); err != nil {
+	if c.VMIP, err = ipv4(env, "VM_IP", stage.DefaultVMIP); err != nil {
 		return Config{}, err
 	}
-	if c.VMGW, err = ipv4(env, "VM_GW", DefaultVMGW); err != nil {
+	if c.VMGW, err = ipv4(env, "VM_GW", stage.DefaultVMGW); err != nil {
 		return Config{}, err
 	}
 	if c.Subnet, err = subnet(c.VMIP, c.VMGW); err != nil {
@@ -87,10 +83,10 @@ func ConfigFromEnv(env stage.Env) (Config, error) {
 		}
 		c.PodIface = v
 	}
-	if c.Bridge, err = linkName(env, "BRIDGE", DefaultBridge); err != nil {
+	if c.Bridge, err = linkName(env, "BRIDGE", stage.DefaultBridge); err != nil {
 		return Config{}, err
 	}
-	if c.Tap, err = linkName(env, "TAP", DefaultTap); err != nil {
+	if c.Tap, err = linkName(env, "TAP", stage.DefaultTap); err != nil {
 		return Config{}, err
 	}
 	if c.Bridge == c.Tap {
@@ -174,28 +170,29 @@ func CheckLinkName(s string) error {
 // (108 bytes with the terminating NUL): vmm's QMP socket lives there.
 const MaxRunDirLen = 107 - len("/qmp.sock")
 
-// CheckRunDir accepts a run directory net-setup can write and name in
-// dnsmasq.conf (dhcp-leasefile=) without quoting: an absolute, clean path
-// other than "/", of at most MaxRunDirLen bytes of ASCII letters, digits, '/',
-// '-', '_' and '.'. Commas, '#', spaces, quotes, newlines and other
-// control bytes or non-ASCII bytes are what dnsmasq's config cannot carry.
-func CheckRunDir(s string) error {
-	if !strings.HasPrefix(s, "/") || s == "/" {
-		return fmt.Errorf("must be an absolute path other than /")
+// runDir reads BERTH_RUN_DIR by every stage's rule for a path
+// (stage.CheckPath), and what net-setup needs beyond it to name the directory
+// in dnsmasq.conf (dhcp-leasefile=) without quoting: not "/", at most
+// MaxRunDirLen bytes, only ASCII letters, digits, '/', '-', '_' and '.'
+// (dnsmasq's config cannot carry a comma, '#' or '=' in a value).
+func runDir(env stage.Env) (string, error) {
+	dir, err := env.Path("BERTH_RUN_DIR", stage.DefaultRunDir)
+	if err != nil {
+		return "", err
 	}
-	if len(s) > MaxRunDirLen {
-		return fmt.Errorf("must be at most %d bytes (so $BERTH_RUN_DIR/qmp.sock fits a unix socket address)", MaxRunDirLen)
+	bad := func(format string, args ...any) error { return stage.BadInputf("BERTH_RUN_DIR", dir, format, args...) }
+	if dir == "/" {
+		return "", bad("must be an absolute path other than /")
 	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '/' || c == '-' || c == '_' || c == '.') {
-			return fmt.Errorf("has %q: only ASCII letters, digits, '/', '-', '_' and '.' are allowed", c)
+	if len(dir) > MaxRunDirLen {
+		return "", bad("must be at most %d bytes (so $BERTH_RUN_DIR/qmp.sock fits a unix socket address)", MaxRunDirLen)
+	}
+	for i := 0; i < len(dir); i++ {
+		if c := dir[i]; !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '/' || c == '-' || c == '_' || c == '.') {
+			return "", bad("has %q: only ASCII letters, digits, '/', '-', '_' and '.' are allowed (dnsmasq.conf names it)", c)
 		}
 	}
-	if filepath.Clean(s) != s {
-		return fmt.Errorf("must be a clean path (no \"//\", \".\" or \"..\" components, no trailing '/'; %s)", filepath.Clean(s))
-	}
-	return nil
+	return dir, nil
 }
 
 func id(env stage.Env, name string, def int) (int, error) {

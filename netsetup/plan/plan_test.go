@@ -15,7 +15,7 @@ import (
 // '=', ',' or a newline, equal to each other; POD_IFACE equal to BRIDGE;
 // TAP_UID/TAP_GID not a number, negative, 2^32-1; NO_VNC not a boolean;
 // IPTABLES_BACKEND unknown.
-func TestConfigFromEnvBadInput(t *testing.T) {
+func TestFromEnvBadInput(t *testing.T) {
 	tests := []struct {
 		env  map[string]string
 		name string // the variable the error must name
@@ -91,7 +91,7 @@ func TestConfigFromEnvBadInput(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name+"="+tt.env[tt.name], func(t *testing.T) {
-			_, err := ConfigFromEnv(stage.MapEnv(tt.env))
+			_, err := FromEnv(stage.MapEnv(tt.env))
 			if !stage.IsBadInput(err) {
 				t.Fatalf("err = %v, want a bad input", err)
 			}
@@ -102,13 +102,13 @@ func TestConfigFromEnvBadInput(t *testing.T) {
 	}
 }
 
-func TestConfigFromEnvDefaults(t *testing.T) {
-	c, err := ConfigFromEnv(stage.MapEnv(map[string]string{"TAP_UID": "65534"}))
+func TestFromEnvDefaults(t *testing.T) {
+	c, err := FromEnv(stage.MapEnv(map[string]string{"TAP_UID": "65534"}))
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := Config{
-		VMIP: netip.MustParseAddr(DefaultVMIP), VMGW: netip.MustParseAddr(DefaultVMGW),
+		VMIP: netip.MustParseAddr(stage.DefaultVMIP), VMGW: netip.MustParseAddr(stage.DefaultVMGW),
 		Subnet: netip.MustParsePrefix("192.168.254.0/30"), Bridge: "br0", Tap: "tap0",
 		TapUID: 65534, TapGID: 65534, Resolv: "/etc/resolv.conf", Backend: "auto", RunDir: "/run/berth",
 	}
@@ -116,7 +116,7 @@ func TestConfigFromEnvDefaults(t *testing.T) {
 		t.Fatalf("config = %+v\nwant %+v", c, want)
 	}
 	// Swapped roles within the /30 are fine.
-	if _, err := ConfigFromEnv(stage.MapEnv(map[string]string{"VM_IP": "10.9.0.1", "VM_GW": "10.9.0.2"})); err != nil {
+	if _, err := FromEnv(stage.MapEnv(map[string]string{"VM_IP": "10.9.0.1", "VM_GW": "10.9.0.2"})); err != nil {
 		t.Fatal(err)
 	}
 	// The edges of what is allowed stay allowed.
@@ -128,7 +128,7 @@ func TestConfigFromEnvDefaults(t *testing.T) {
 		{"TAP_UID": "0", "TAP_GID": "4294967294"},
 		{"RESOLV_CONF": "/run/pod,1/resolv.conf"}, // a comma is a path's: only the content reaches dnsmasq.conf
 	} {
-		if _, err := ConfigFromEnv(stage.MapEnv(env)); err != nil {
+		if _, err := FromEnv(stage.MapEnv(env)); err != nil {
 			t.Errorf("%v: %v", env, err)
 		}
 	}
@@ -175,7 +175,7 @@ func withRoute(f Facts, link string) Facts {
 }
 
 func TestBuild(t *testing.T) {
-	def, _ := ConfigFromEnv(stage.MapEnv(nil))
+	def, _ := FromEnv(stage.MapEnv(nil))
 	rc := resolv.Config{Nameservers: []netip.Addr{netip.MustParseAddr("10.96.0.10")}, Search: []string{"cluster.local"}}
 	tests := []struct {
 		name    string
@@ -221,7 +221,7 @@ func TestBuild(t *testing.T) {
 			c := def
 			if tt.env != nil {
 				var err error
-				if c, err = ConfigFromEnv(stage.MapEnv(tt.env)); err != nil {
+				if c, err = FromEnv(stage.MapEnv(tt.env)); err != nil {
 					t.Fatal(err)
 				}
 			}

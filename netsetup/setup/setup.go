@@ -1,5 +1,5 @@
-// Package setup is net-setup's sequence: environment → plan → print, check or
-// apply. cmd/net-setup only wires it to stage.Main.
+// Package setup is net-setup's stage: environment → plan → print, check or
+// apply (stage.Drive). cmd/net-setup only hands Stage to stage.Main.
 package setup
 
 import (
@@ -18,63 +18,82 @@ import (
 	"github.com/berth-vm/berth/netsetup/resolv"
 )
 
-// Run is net-setup's body.
-func Run(r stage.Run) error {
-	cfg, err := plan.ConfigFromEnv(r.Env)
+// Stage is net-setup: its -h, and the plan it makes from the environment and
+// the pod's live network.
+func Stage() stage.Stage {
+	return stage.Stage{
+		Spec: stage.Spec{
+			Name: "net-setup",
+			Summary: "Builds the VM's network inside the pod's network namespace (docs/design.md): bridge BRIDGE " +
+				"with VM_GW/30, persistent tap TAP owned by TAP_UID, NAT of the pod IP to VM_IP (all but TCP 5900 " +
+				"unless NO_VNC), $BERTH_RUN_DIR/dnsmasq.conf and net.json. --dry-run prints the plan; --check " +
+				"exits 0 only when the live state matches it.",
+			Vars: plan.Vars(),
+		},
+		Plan: makePlan,
+	}
+}
+
+// netPlan is net-setup's plan: what it renders, for which iptables backend
+// and run dir. It is a stage.Plan.
+type netPlan struct {
+	out     apply.Outputs
+	backend apply.Backend
+	runDir  string
+}
+
+// makePlan reads the environment, the pod's resolv.conf and its links and
+// routes, and decides everything; nothing changes. Before an apply it also
+// runs the preflight validation that needs the live system (the run dir's
+// contents, dnsmasq --test), so bad input is found before the first change.
+func makePlan(r stage.Run) (stage.Plan, error) {
+	cfg, err := plan.FromEnv(r.Env)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	rc, err := readResolv(cfg.Resolv)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	for _, d := range rc.Dropped {
 		r.Log.Warn("left out of the VM's DNS settings", "from", cfg.Resolv, "entry", d)
 	}
 	facts, err := apply.ReadFacts()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	p, err := plan.Build(cfg, facts, rc)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	backend, err := apply.DetectBackend(r.Ctx, cfg.Backend)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	out, err := apply.Render(p, backend.Name, cfg.RunDir)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if !r.DryRun && !r.Check {
 		// The last validation, before the first change (and before the plan
 		// is logged: bad input is one line).
 		if err := apply.Preflight(r.Ctx, r.Log, out, cfg.RunDir); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	r.Log.Info("plan", "podIface", p.PodIface, "podIP", p.PodIP, "mtu", p.MTU, "vmIP", p.VMIP, "vmGW", p.VMGW,
 		"bridge", p.Bridge, "tap", p.Tap, "noVNC", p.NoVNC, "nameservers", p.Nameservers, "search", p.Search,
 		"iptables", backend.Cmd)
-	switch {
-	case r.DryRun:
-		return printPlan(r.Stdout, out, cfg.RunDir)
-	case r.Check:
-		diffs, err := apply.Check(out, backend, cfg.RunDir)
-		if err != nil {
-			return err
-		}
-		for _, d := range diffs {
-			fmt.Fprintln(r.Stdout, "differs:", d)
-		}
-		if len(diffs) > 0 {
-			return fmt.Errorf("live network differs from the plan in %d places", len(diffs))
-		}
-		fmt.Fprintln(r.Stdout, "net-setup: the live network matches the plan")
-		return nil
-	}
-	return apply.Apply(r.Ctx, r.Log, out, backend, cfg.RunDir)
+	return netPlan{out: out, backend: backend, runDir: cfg.RunDir}, nil
+}
+
+// Check returns what differs between the live network and run volume and the
+// plan, one line per property of a resource.
+func (n netPlan) Check(stage.Run) ([]string, error) { return apply.Check(n.out, n.backend, n.runDir) }
+
+// Apply builds the plan; a second Apply changes nothing.
+func (n netPlan) Apply(r stage.Run) error {
+	return apply.Apply(r.Ctx, r.Log, n.out, n.backend, n.runDir)
 }
 
 // MaxResolvConf bounds how much of RESOLV_CONF is read: a pod's resolv.conf
@@ -118,7 +137,10 @@ func readResolv(path string) (resolv.Config, error) {
 	return resolv.Parse(bytes.NewReader(b))
 }
 
-func printPlan(w io.Writer, o apply.Outputs, runDir string) error {
+// Print writes the plan for --dry-run: net.json, dnsmasq.conf, the
+// iptables-restore input of each table and the links.
+func (n netPlan) Print(w io.Writer) error {
+	o, runDir := n.out, n.runDir
 	var b strings.Builder
 	fmt.Fprintf(&b, "# net-setup --dry-run: nothing was changed.\n# %s/%s:\n%s\n", runDir, apply.NetJSONName, o.NetJSON)
 	fmt.Fprintf(&b, "# %s/dnsmasq.conf:\n%s\n", runDir, o.Dnsmasq)

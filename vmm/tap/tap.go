@@ -11,6 +11,8 @@ import (
 	"runtime"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/berth-vm/berth/common/tuntap"
 )
 
 // Flags as net-setup creates the tap: a TAP (Ethernet frames) without the
@@ -19,8 +21,8 @@ import (
 // attaching file's choice), and with it QEMU gets checksum and segmentation
 // offloads (QEMU reads the flag back with TUNGETIFF when given fd=).
 const (
-	BaseFlags = unix.IFF_TAP | unix.IFF_NO_PI
-	VnetHdr   = unix.IFF_VNET_HDR
+	BaseFlags = tuntap.Flags
+	VnetHdr   = tuntap.VnetHdr
 )
 
 // Devices lists the tun clone devices to try, in order: /dev/net/tun (a
@@ -39,7 +41,7 @@ const (
 var ErrNotTunDevice = errors.New("not the tun device")
 
 // iffPersist is IFF_PERSIST as TUNGETIFF reports it.
-const iffPersist = 0x0800
+const iffPersist = tuntap.Persist
 
 // Open opens dev (a tun clone device) and attaches it to the existing tap
 // name with flags. The file is close-on-exec; ExtraFiles passes it anyway.

@@ -1,5 +1,6 @@
-// Package testplan builds the plans the golden tests render: a Calico-shaped
-// pod and a bridge-CNI pod.
+// Package testplan builds the plan the golden tests of rules and dnsmasq
+// render: a Calico-shaped pod's (the e2e tests run the bridge CNI's shape too,
+// against the real binary).
 package testplan
 
 import (
@@ -24,7 +25,7 @@ func Calico(env map[string]string, resolvConf string) (plan.Plan, error) {
 }
 
 func build(env map[string]string, resolvConf string, f plan.Facts) (plan.Plan, error) {
-	c, err := plan.ConfigFromEnv(stage.MapEnv(env))
+	c, err := plan.FromEnv(stage.MapEnv(env))
 	if err != nil {
 		return plan.Plan{}, err
 	}
