@@ -21,5 +21,5 @@ func main() {
 	if len(os.Args) > 1 && os.Args[1] == "probe" {
 		os.Exit(probe.Main(os.Args[2:], stage.OSEnv(), os.Stdout, os.Stderr))
 	}
-	stage.Legacy(stage.Spec{Name: "vmm", Summary: summary, Vars: config.Vars}, vmm.Run)
+	stage.Legacy(stage.Spec{Name: "vmm", Summary: summary, Vars: config.Vars()}, vmm.Run)
 }
