@@ -55,8 +55,8 @@ func Stage() stage.Stage {
 // Plan is vmm's decision, made before QEMU starts: the command line and what
 // starting it needs.
 type Plan struct {
-	QEMU qemu.Plan
-	Args []qemu.Arg
+	QEMU qemu.Plan  // the config, the accelerator, vhost and the VNC password's presence
+	Args []qemu.Arg // QEMU's command line, each option with why it is there
 
 	bin      string   // the QEMU binary found in PATH (apply only)
 	link     tap.Link // the tap net-setup made, checked (apply only)
