@@ -143,7 +143,6 @@ func CheckVMName(name string) error {
 	return nil
 }
 
-
 // RunDir returns BERTH_RUN_DIR (default /run/berth), unchecked (see Path).
 func (e Env) RunDir() string { return e.String("BERTH_RUN_DIR", DefaultRunDir) }
 
