@@ -62,13 +62,15 @@ func (e Env) String(name, def string) string {
 	return def
 }
 
-// Bool parses true/false (also 1/0, yes/no); unset gives def.
+// Bool parses true or false (also 1/0, yes/no, on/off), lower case, exactly:
+// nothing is trimmed or folded ("TRUE", " true", "true\n" are refused). Unset
+// or empty gives def.
 func (e Env) Bool(name string, def bool) (bool, error) {
 	v, ok := e.Lookup(name)
 	if !ok {
 		return def, nil
 	}
-	switch strings.ToLower(strings.TrimSpace(v)) {
+	switch v {
 	case "true", "1", "yes", "on":
 		return true, nil
 	case "false", "0", "no", "off":
@@ -77,15 +79,21 @@ func (e Env) Bool(name string, def bool) (bool, error) {
 	return false, BadInput(name, v, "must be true or false")
 }
 
-// Int parses a decimal integer within [min, max]; unset gives def.
+// Int parses a whole number within [min, max] written in decimal digits only:
+// no sign, no spaces, no newline, nothing trimmed (" 5", "+5", "5\n" are
+// refused), so a negative number cannot be given. Unset or empty gives def.
 func (e Env) Int(name string, def, min, max int) (int, error) {
 	v, ok := e.Lookup(name)
 	if !ok {
 		return def, nil
 	}
-	n, err := strconv.Atoi(strings.TrimSpace(v))
+	bad := BadInput(name, v, fmt.Sprintf("must be a whole number from %d to %d (decimal digits only)", min, max))
+	if strings.IndexFunc(v, func(r rune) bool { return r < '0' || r > '9' }) >= 0 {
+		return 0, bad
+	}
+	n, err := strconv.Atoi(v)
 	if err != nil || n < min || n > max {
-		return 0, BadInput(name, v, fmt.Sprintf("must be a whole number from %d to %d", min, max))
+		return 0, bad
 	}
 	return n, nil
 }

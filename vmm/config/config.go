@@ -13,7 +13,6 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -37,20 +36,22 @@ const MinMemory = 128 << 20
 const MaxMemory = 4 << 40
 
 // Vars documents vmm's own variables for -h.
-var Vars = []stage.Var{
-	{Name: "VM_CPUS", Default: "1", Help: "virtual CPUs: a whole number from 1 to the host's CPU count"},
-	{Name: "VM_MEMORY", Default: "1Gi", Help: "guest memory with a binary suffix, e.g. 1Gi, 1536Mi (Ki, Mi, Gi, Ti or plain bytes; 1G is refused); 128Mi to 4Ti, whole MiB"},
-	{Name: "ACCEL", Default: "auto", Help: "auto (KVM when /dev/kvm really runs a guest, else TCG with a warning), kvm (fail without it) or tcg"},
-	{Name: "DISK_DIR", Default: "/var/lib/berth/disk", Help: "holds the pet overlay <VM_NAME>.qcow2 made by image-fetch (an absolute path of " + PathChars + ")"},
-	{Name: "IMAGE_DIR", Default: "/var/lib/berth/images", Help: "holds the overlay's base image (QEMU opens it through the overlay); the overlay's backing file must be in it"},
-	{Name: "TAP", Default: "tap0", Help: "persistent tap made by net-setup (ifalias \"" + stage.TapAlias + "\", owned by vmm's uid, on net-setup's bridge); vmm attaches to it, never creates one, and hands QEMU the fd"},
-	{Name: "NO_VNC", Default: "false", Help: "true: no VNC server at all"},
-	{Name: "VNC_LISTEN", Default: "127.0.0.1", Help: "address QEMU's VNC (port 5900) listens on; a non-loopback address needs VNC_PASSWORD_FILE"},
-	{Name: "VNC_PASSWORD_FILE", Help: "absolute path of a file whose first line is the VNC password (VNC uses at most 8 characters)"},
-	{Name: "SHUTDOWN_TIMEOUT", Default: "60", Help: "seconds from SIGTERM until QEMU is told to quit if the guest has not powered off; keep it below terminationGracePeriodSeconds"},
-	{Name: "VM_IP", Default: "192.168.254.2", Help: "the guest's address (probe ready looks for its lease)"},
-	{Name: "READY_TCP_PORT", Help: "probe ready also needs this TCP port on the guest to accept"},
-	{Name: "QEMU", Default: "qemu-system-x86_64", Help: "QEMU binary: a name in PATH or an absolute path"},
+func Vars() []stage.Var {
+	return []stage.Var{
+		{Name: "VM_CPUS", Default: "1", Help: "virtual CPUs: a whole number from 1 to the host's CPU count"},
+		{Name: "VM_MEMORY", Default: "1Gi", Help: "guest memory with a binary suffix, e.g. 1Gi, 1536Mi (Ki, Mi, Gi, Ti or plain bytes; 1G is refused); 128Mi to 4Ti, whole MiB"},
+		{Name: "ACCEL", Default: "auto", Help: "auto (KVM when /dev/kvm really runs a guest, else TCG with a warning), kvm (fail without it) or tcg"},
+		{Name: "DISK_DIR", Default: stage.DefaultDiskDir, Help: "holds the pet overlay <VM_NAME>.qcow2 made by image-fetch (an absolute path of " + PathChars + ")"},
+		{Name: "IMAGE_DIR", Default: stage.DefaultImageDir, Help: "holds the overlay's base image (QEMU opens it through the overlay); the overlay's backing file must be in it"},
+		{Name: "TAP", Default: stage.DefaultTap, Help: "persistent tap made by net-setup (ifalias \"" + stage.TapAlias + "\", owned by vmm's uid, on net-setup's bridge); vmm attaches to it, never creates one, and hands QEMU the fd"},
+		{Name: "NO_VNC", Default: "false", Help: "true: no VNC server at all"},
+		{Name: "VNC_LISTEN", Default: "127.0.0.1", Help: "address QEMU's VNC (port 5900) listens on; a non-loopback address needs VNC_PASSWORD_FILE"},
+		{Name: "VNC_PASSWORD_FILE", Help: "absolute path of a file whose first line is the VNC password (VNC uses at most 8 characters)"},
+		{Name: "SHUTDOWN_TIMEOUT", Default: "60", Help: "seconds from SIGTERM until QEMU is told to quit if the guest has not powered off; keep it below terminationGracePeriodSeconds"},
+		{Name: "VM_IP", Default: stage.DefaultVMIP, Help: "the guest's address (probe ready looks for its lease)"},
+		{Name: "READY_TCP_PORT", Help: "probe ready also needs this TCP port on the guest to accept"},
+		{Name: "QEMU", Default: "qemu-system-x86_64", Help: "QEMU binary: a name in PATH or an absolute path"},
+	}
 }
 
 // Config is everything vmm needs from its environment.
@@ -123,10 +124,10 @@ func FromEnv(env stage.Env, host Host) (Config, error) {
 	if c.RunDir, err = RunDir(env); err != nil {
 		return c, err
 	}
-	if c.DiskDir, err = AbsPath(env, "DISK_DIR", "/var/lib/berth/disk"); err != nil {
+	if c.DiskDir, err = AbsPath(env, "DISK_DIR", stage.DefaultDiskDir); err != nil {
 		return c, err
 	}
-	if c.ImageDir, err = AbsPath(env, "IMAGE_DIR", "/var/lib/berth/images"); err != nil {
+	if c.ImageDir, err = AbsPath(env, "IMAGE_DIR", stage.DefaultImageDir); err != nil {
 		return c, err
 	}
 	if c.QEMU, err = qemuBinary(env); err != nil {
@@ -145,7 +146,7 @@ func FromEnv(env stage.Env, host Host) (Config, error) {
 		return c, err
 	}
 
-	noVNC, err := Bool(env, "NO_VNC", false)
+	noVNC, err := env.Bool("NO_VNC", false)
 	if err != nil {
 		return c, err
 	}
@@ -156,7 +157,7 @@ func FromEnv(env stage.Env, host Host) (Config, error) {
 		}
 	}
 
-	secs, err := Int(env, "SHUTDOWN_TIMEOUT", 60, 1, 86400)
+	secs, err := env.Int("SHUTDOWN_TIMEOUT", 60, 1, 86400)
 	if err != nil {
 		return c, err
 	}
@@ -165,7 +166,7 @@ func FromEnv(env stage.Env, host Host) (Config, error) {
 	if c.VMIP, err = VMIP(env); err != nil {
 		return c, err
 	}
-	if c.ReadyTCPPort, err = Int(env, "READY_TCP_PORT", 0, 1, 65535); err != nil {
+	if c.ReadyTCPPort, err = ReadyTCPPort(env); err != nil {
 		return c, err
 	}
 	return c, nil
@@ -184,33 +185,29 @@ func pathChar(r rune) bool {
 // (108 bytes with the terminating NUL).
 const MaxSocketPath = 107
 
-// AbsPath reads a path variable: absolute, clean (no "..", "//" or trailing
-// "/"), of PathChars only, at most 1024 bytes.
+// PathAllowed says what AbsPath accepts: stage.CheckPath's paths of PathChars only.
+const PathAllowed = "must be an absolute, clean path (no '.', '..', '//' or trailing '/') of the characters " + PathChars +
+	" only (no commas, colons, spaces, newlines or non-ASCII: they would change QEMU's options), at most 1024 bytes"
+
+// AbsPath reads a path variable (def when unset or empty): a path
+// stage.CheckPath accepts (absolute, clean, at most 1024 bytes) of PathChars
+// only, since vmm writes it into QEMU's options.
 func AbsPath(env stage.Env, name, def string) (string, error) {
 	v := env.String(name, def)
-	if err := checkPath(v); err != nil {
-		return "", stage.BadInput(name, v, "must be "+err.Error())
+	if !qemuSafePath(name, v) {
+		return "", stage.BadInput(name, v, PathAllowed)
 	}
 	return v, nil
 }
 
-func checkPath(v string) error {
-	switch {
-	case !strings.HasPrefix(v, "/"):
-		return errors.New("an absolute path")
-	case len(v) > 1024:
-		return errors.New("an absolute path of at most 1024 bytes")
-	case strings.IndexFunc(v, func(r rune) bool { return !pathChar(r) }) >= 0:
-		return errors.New("an absolute path of the characters " + PathChars + " only (no commas, colons, spaces, newlines or non-ASCII: they would change QEMU's options)")
-	case filepath.Clean(v) != v:
-		return errors.New("a clean absolute path (no \"..\", \".\", \"//\" or trailing \"/\")")
-	}
-	return nil
+// qemuSafePath: v passes stage.CheckPath (named name) and is of PathChars only.
+func qemuSafePath(name, v string) bool {
+	return stage.CheckPath(name, v) == nil && strings.IndexFunc(v, func(r rune) bool { return !pathChar(r) }) < 0
 }
 
 // RunDir reads BERTH_RUN_DIR, checked as AbsPath and short enough for qmp.sock.
 func RunDir(env stage.Env) (string, error) {
-	v, err := AbsPath(env, "BERTH_RUN_DIR", "/run/berth")
+	v, err := AbsPath(env, "BERTH_RUN_DIR", stage.DefaultRunDir)
 	if err != nil {
 		return "", err
 	}
@@ -220,50 +217,22 @@ func RunDir(env stage.Env) (string, error) {
 	return v, nil
 }
 
-// Int reads a whole number within [min, max]: decimal digits only (no sign,
-// no spaces, no newline); unset or empty gives def.
-func Int(env stage.Env, name string, def, min, max int) (int, error) {
-	v, ok := env.Lookup(name)
-	if !ok {
-		return def, nil
-	}
-	bad := stage.BadInput(name, v, fmt.Sprintf("must be a whole number from %d to %d (decimal digits only)", min, max))
-	if len(v) > 9 || strings.IndexFunc(v, func(r rune) bool { return r < '0' || r > '9' }) >= 0 {
-		return 0, bad
-	}
-	n, err := strconv.Atoi(v)
-	if err != nil || n < min || n > max {
-		return 0, bad
-	}
-	return n, nil
-}
-
-// Bool reads true or false (also 1/0, yes/no, on/off), lower case, exactly.
-func Bool(env stage.Env, name string, def bool) (bool, error) {
-	v, ok := env.Lookup(name)
-	if !ok {
-		return def, nil
-	}
-	switch v {
-	case "true", "1", "yes", "on":
-		return true, nil
-	case "false", "0", "no", "off":
-		return false, nil
-	}
-	return false, stage.BadInput(name, v, "must be true or false")
-}
-
 // VMIP reads VM_IP as net-setup does (stage.HostIPv4): an address net-setup
 // refuses is refused here too, not waited for as a lease that never comes.
 func VMIP(env stage.Env) (netip.Addr, error) {
-	return env.HostIPv4("VM_IP", "192.168.254.2")
+	return env.HostIPv4("VM_IP", stage.DefaultVMIP)
+}
+
+// ReadyTCPPort reads READY_TCP_PORT (0: unset), as vmm and `vmm probe ready` do.
+func ReadyTCPPort(env stage.Env) (int, error) {
+	return env.Int("READY_TCP_PORT", 0, 1, 65535)
 }
 
 func qemuBinary(env stage.Env) (string, error) {
 	v := env.String("QEMU", "qemu-system-x86_64")
 	if strings.HasPrefix(v, "/") {
-		if err := checkPath(v); err != nil {
-			return "", stage.BadInput("QEMU", v, "must be a binary name in PATH or "+err.Error())
+		if !qemuSafePath("QEMU", v) {
+			return "", stage.BadInput("QEMU", v, "must be a binary name in PATH or "+strings.TrimPrefix(PathAllowed, "must be "))
 		}
 		return v, nil
 	}
@@ -274,7 +243,7 @@ func qemuBinary(env stage.Env) (string, error) {
 }
 
 func tapName(env stage.Env) (string, error) {
-	v := env.String("TAP", "tap0")
+	v := env.String("TAP", stage.DefaultTap)
 	if len(v) > 15 || v == "." || v == ".." || v[0] == '-' || strings.IndexFunc(v, func(r rune) bool {
 		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-')
 	}) >= 0 {
@@ -333,7 +302,7 @@ func cause(err error) error {
 }
 
 func cpus(env stage.Env, numCPU int) (int, error) {
-	n, err := Int(env, "VM_CPUS", 1, 1, 1024)
+	n, err := env.Int("VM_CPUS", 1, 1, 1024)
 	if err != nil {
 		return 0, err
 	}

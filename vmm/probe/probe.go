@@ -83,7 +83,7 @@ func readyEnv(env stage.Env) (netip.Addr, int, error) {
 	if err != nil {
 		return ip, 0, err
 	}
-	port, err := config.Int(env, "READY_TCP_PORT", 0, 1, 65535)
+	port, err := config.ReadyTCPPort(env)
 	return ip, port, err
 }
 

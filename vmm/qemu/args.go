@@ -18,8 +18,18 @@ const (
 	SeedFD = 4
 )
 
-// seedFDSet is the fd set (-add-fd) that holds the seed ISO's descriptor.
-const seedFDSet = 1
+// SeedFDSet is the fd set (-add-fd) that holds the seed ISO's descriptor.
+const SeedFDSet = 1
+
+// DiskDrive and SeedDrive are the ids of the overlay's and the seed's drives
+// (-drive id=), the names QEMU reports them by (query-block).
+const (
+	DiskDrive = "disk0"
+	SeedDrive = "seed"
+)
+
+// SeedFile is the seed drive's file: the fd set, not a path in the run volume.
+func SeedFile() string { return fmt.Sprintf("/dev/fdset/%d", SeedFDSet) }
 
 // Plan is the Config plus what vmm found out about the machine.
 type Plan struct {
@@ -59,15 +69,15 @@ func Args(p Plan) []Arg {
 	add("-smp", fmt.Sprint(p.CPUs), "VM_CPUS virtual CPUs")
 	add("-m", fmt.Sprintf("%dM", p.Memory>>20), "VM_MEMORY of guest memory")
 
-	add("-drive", "if=none,id=disk0,file="+optEscape(p.Overlay())+",format=qcow2,discard=unmap,detect-zeroes=unmap",
+	add("-drive", "if=none,id="+DiskDrive+",file="+optEscape(p.Overlay())+",format=qcow2,discard=unmap,detect-zeroes=unmap",
 		"the pet overlay, format given (never probed); QEMU opens its base in IMAGE_DIR read-only through the overlay's backing file and backing_fmt")
-	add("-device", "virtio-blk-pci,drive=disk0,bootindex=0", "the overlay as a virtio disk, booted first")
-	add("-add-fd", fmt.Sprintf("fd=%d,set=%d,opaque=%s", SeedFD, seedFDSet, optEscape(p.SeedISO())),
+	add("-device", "virtio-blk-pci,drive="+DiskDrive+",bootindex=0", "the overlay as a virtio disk, booted first")
+	add("-add-fd", fmt.Sprintf("fd=%d,set=%d,opaque=%s", SeedFD, SeedFDSet, optEscape(p.SeedISO())),
 		"the seed ISO, opened by vmm without following a symlink (the run volume is shared: a planted link to the pet disk must not become the CD-ROM) and inherited as fd 4")
-	add("-drive", fmt.Sprintf("if=none,id=seed,file=/dev/fdset/%d,format=raw,media=cdrom,readonly=on", seedFDSet),
+	add("-drive", "if=none,id="+SeedDrive+",file="+SeedFile()+",format=raw,media=cdrom,readonly=on",
 		"the seed ISO made by seed-iso (cloud-init's config-drive or NoCloud), raw and read-only, from that fd set: QEMU opens no path in the run volume")
 	add("-device", "virtio-scsi-pci,id=scsi0", "SCSI controller for the seed CD-ROM: Debian's cloud kernels have virtio-scsi and sr_mod but no AHCI driver")
-	add("-device", "scsi-cd,bus=scsi0.0,drive=seed", "the seed as a CD-ROM (/dev/sr0), where cloud-init looks for its config-drive or NoCloud volume")
+	add("-device", "scsi-cd,bus=scsi0.0,drive="+SeedDrive, "the seed as a CD-ROM (/dev/sr0), where cloud-init looks for its config-drive or NoCloud volume")
 
 	netdev := fmt.Sprintf("tap,id=net0,fd=%d", TapFD)
 	why := "the persistent tap made by net-setup, opened by vmm (TUNSETIFF) and inherited as fd 3: no scripts, no privileges in QEMU"

@@ -189,6 +189,18 @@ func (c *Client) QueryStatus(ctx context.Context) (Status, error) {
 	return s, nil
 }
 
+// Query runs a command without arguments and decodes its "return" value into out.
+func (c *Client) Query(ctx context.Context, cmd string, out any) error {
+	ret, err := c.Execute(ctx, cmd, nil)
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(ret, out); err != nil {
+		return fmt.Errorf("%s reply: %w", cmd, err)
+	}
+	return nil
+}
+
 // Do dials, runs one command and closes: the way vmm and the probes use QMP,
 // so the socket is free for the next client.
 func Do(ctx context.Context, path, cmd string, args any) (json.RawMessage, error) {

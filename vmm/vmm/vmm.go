@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -35,66 +36,104 @@ const (
 	VhostDevice = "/dev/vhost-net"
 )
 
-// Run is vmm's main, called by stage.Main.
-func Run(r stage.Run) error {
+// Summary is vmm's -h paragraph.
+const Summary = "Runs the VM: builds QEMU's command line from the environment and runs qemu-system-x86_64 as its\n" +
+	"child (console on stdout, QMP on $BERTH_RUN_DIR/qmp.sock); SIGTERM powers the guest down over ACPI.\n" +
+	"--check asks the running QEMU over QMP whether it is the VM of the plan.\n" +
+	"`vmm probe ready` and `vmm probe live` are the pod's exec probes (they write no termination log)."
+
+// Stage is vmm as a stage.Stage: the plan is QEMU's command line, --dry-run
+// prints it, --check compares the running QEMU with it, and applying it runs
+// and supervises QEMU until the guest powers off or vmm is told to stop.
+func Stage() stage.Stage {
+	return stage.Stage{
+		Spec: stage.Spec{Name: "vmm", Summary: Summary, Vars: config.Vars()},
+		Plan: makePlan,
+	}
+}
+
+// Plan is vmm's decision, made before QEMU starts: the command line and what
+// starting it needs.
+type Plan struct {
+	QEMU qemu.Plan  // the config, the accelerator, vhost and the VNC password's presence
+	Args []qemu.Arg // QEMU's command line, each option with why it is there
+
+	bin      string   // the QEMU binary found in PATH (apply only)
+	link     tap.Link // the tap net-setup made, checked (apply only)
+	password string   // the VNC password, "" for none
+}
+
+// makePlan reads the environment, checks every input and decides the
+// accelerator: everything before QEMU starts. It changes nothing; the KVM
+// probe (a child running a tiny guest) is its only side effect. The QEMU
+// binary and the tap are looked at only when the plan is to be applied:
+// --dry-run prints the command line anywhere, and --check asks the running
+// QEMU, which holds the tap.
+func makePlan(r stage.Run) (stage.Plan, error) {
 	host := config.Host{NumCPU: runtime.NumCPU(), Stat: os.Stat}
 	c, err := config.FromEnv(r.Env, host)
 	if err != nil {
-		return err
+		return nil, err
 	}
+	apply := !r.DryRun && !r.Check
 	// Every check of the input comes before the first log line and the first
 	// change: bad input is one line and exit 2, and nothing has started.
 	if err := config.CheckFiles(c); err != nil {
-		return err
+		return nil, err
 	}
 	standalone, err := checkDisk(c)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if err := checkQMPSocket(c); err != nil {
-		return err
+		return nil, err
 	}
-	var bin string
-	if !r.DryRun {
-		if bin, err = exec.LookPath(c.QEMU); err != nil {
-			return stage.BadInputf("QEMU", c.QEMU, "no such QEMU binary (%v)", errUnwrap(err))
+	p := &Plan{}
+	if apply {
+		if p.bin, err = exec.LookPath(c.QEMU); err != nil {
+			return nil, stage.BadInputf("QEMU", c.QEMU, "no such QEMU binary (%v)", errUnwrap(err))
 		}
 	}
-	var password string
 	if c.VNC && c.VNCPasswordFile != "" {
-		if password, err = config.VNCPassword(c.VNCPasswordFile); err != nil {
-			return err
+		if p.password, err = config.VNCPassword(c.VNCPasswordFile); err != nil {
+			return nil, err
 		}
 	}
-	var link tap.Link
-	if !r.DryRun {
-		if link, err = checkTap(c); err != nil {
-			return err
+	if apply {
+		if p.link, err = checkTap(c); err != nil {
+			return nil, err
 		}
 	}
 
 	if standalone {
 		r.Log.Warn("the overlay has no backing file: booting it as a standalone disk", "overlay", c.Overlay())
 	}
-	if len(password) > 8 {
+	if len(p.password) > 8 {
 		r.Log.Warn("VNC passwords are at most 8 characters: only the first 8 count")
 	}
 	accel, err := chooseAccel(r.Ctx, r.Log, c.Accel)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	p := qemu.Plan{Config: c, Accel: accel, Vhost: canOpen(VhostDevice), VNCPassword: password != ""}
-	args := qemu.Args(p)
-	if r.DryRun {
-		_, err := fmt.Fprint(r.Stdout, qemu.Explain(c.QEMU, args))
-		return err
-	}
+	p.QEMU = qemu.Plan{Config: c, Accel: accel, Vhost: canOpen(VhostDevice), VNCPassword: p.password != ""}
+	p.Args = qemu.Args(p.QEMU)
+	return p, nil
+}
 
+// Print writes the command line and why each option is there (--dry-run).
+func (p *Plan) Print(w io.Writer) error {
+	_, err := fmt.Fprint(w, qemu.Explain(p.QEMU.QEMU, p.Args))
+	return err
+}
+
+// Apply attaches to the tap, starts QEMU and supervises it until it ends.
+func (p *Plan) Apply(r stage.Run) error {
+	c := p.QEMU.Config
 	if r.Ctx.Err() != nil {
 		r.Log.Info("stop requested before QEMU started: nothing to shut down")
 		return nil
 	}
-	tapFile, err := attachTap(r.Log, c, link, p.Vhost)
+	tapFile, err := attachTap(r.Log, c, p.link, p.QEMU.Vhost)
 	if err != nil {
 		return err
 	}
@@ -112,7 +151,7 @@ func Run(r stage.Run) error {
 		seed.Close()
 		return err
 	}
-	cmd := exec.Command(bin, qemu.Strings(args)...)
+	cmd := exec.Command(p.bin, qemu.Strings(p.Args)...)
 	cmd.ExtraFiles = []*os.File{tapFile, seed} // fd 3 = qemu.TapFD, fd 4 = qemu.SeedFD
 	cmd.Stdout = r.Stdout                      // the guest console
 	// QEMU's stdio chardev reads the serial port's input from stdin: /dev/null in a plain pod; the
@@ -121,8 +160,8 @@ func Run(r stage.Run) error {
 	cmd.Stdin = os.Stdin
 	// QEMU dies with vmm, even when vmm is killed: no VM outlives its supervisor.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	r.Log.Info("starting QEMU", "accel", accel, "console", consoleDesc(os.Stdin), "cpus", c.CPUs, "memory", fmt.Sprintf("%dMi", c.Memory>>20),
-		"mac", c.MAC().String(), "vnc", vncDesc(p))
+	r.Log.Info("starting QEMU", "accel", p.QEMU.Accel, "console", consoleDesc(os.Stdin), "cpus", c.CPUs, "memory", fmt.Sprintf("%dMi", c.Memory>>20),
+		"mac", c.MAC().String(), "vnc", vncDesc(p.QEMU))
 
 	sup := &Supervisor{
 		Log:             r.Log,
@@ -130,7 +169,8 @@ func Run(r stage.Run) error {
 		ShutdownTimeout: c.ShutdownTimeout,
 		Reap:            os.Getpid() == 1,
 	}
-	if p.VNCPassword {
+	if p.QEMU.VNCPassword {
+		password := p.password
 		sup.AfterStart = func(ctx context.Context) error {
 			ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 			defer cancel()

@@ -44,6 +44,10 @@ func TestBinaryVNCPassword(t *testing.T) {
 			t.Errorf("VNC auth with %q: err = %v, want ok=%v", tc.password, err, tc.ok)
 		}
 	}
+	// --check with the same environment: VNC on every address, with a password, as planned.
+	if code, stdout, stderr := p.check(t, env); code != 0 {
+		t.Errorf("--check: exit %d, stdout %q, stderr %q; want the match", code, stdout, stderr)
+	}
 	v.cmd.Process.Signal(unix.SIGTERM)
 	v.exit(t, 30*time.Second)
 }

@@ -6,20 +6,15 @@ import (
 	"os"
 
 	"github.com/berth-vm/berth/common/stage"
-	"github.com/berth-vm/berth/vmm/config"
 	"github.com/berth-vm/berth/vmm/kvm"
 	"github.com/berth-vm/berth/vmm/probe"
 	"github.com/berth-vm/berth/vmm/vmm"
 )
-
-const summary = "Runs the VM: builds QEMU's command line from the environment and runs qemu-system-x86_64 as its\n" +
-	"child (console on stdout, QMP on $BERTH_RUN_DIR/qmp.sock); SIGTERM powers the guest down over ACPI.\n" +
-	"`vmm probe ready` and `vmm probe live` are the pod's exec probes (they write no termination log)."
 
 func main() {
 	kvm.ChildMain() // the KVM probe re-executes vmm; in that child this runs the test guest and exits
 	if len(os.Args) > 1 && os.Args[1] == "probe" {
 		os.Exit(probe.Main(os.Args[2:], stage.OSEnv(), os.Stdout, os.Stderr))
 	}
-	stage.Legacy(stage.Spec{Name: "vmm", Summary: summary, Vars: config.Vars}, vmm.Run)
+	stage.Main(vmm.Stage())
 }

@@ -1,0 +1,242 @@
+package vmm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/netip"
+	"syscall"
+	"time"
+
+	"github.com/berth-vm/berth/common/stage"
+	"github.com/berth-vm/berth/vmm/config"
+	"github.com/berth-vm/berth/vmm/qemu"
+	"github.com/berth-vm/berth/vmm/qmp"
+)
+
+// CheckTimeout bounds --check's whole conversation with QEMU. QMP serves one
+// client at a time: a check must not keep vmm's own power-down waiting long.
+const CheckTimeout = 5 * time.Second
+
+// Check asks the running QEMU over QMP ($BERTH_RUN_DIR/qmp.sock, a socket, never
+// through a symlink) what it runs and compares that with the plan: one line
+// per difference. No QEMU to ask is an error (exit 1), not a difference.
+func (p *Plan) Check(r stage.Run) ([]string, error) {
+	ctx, cancel := context.WithTimeout(r.Ctx, CheckTimeout)
+	defer cancel()
+	l, err := QueryLive(ctx, p.QEMU.QMPSocket())
+	if err != nil {
+		return nil, err
+	}
+	return Differences(p.QEMU, l), nil
+}
+
+// Live is what the running QEMU reports about itself over QMP.
+type Live struct {
+	Name   string           // query-name
+	KVM    bool             // query-kvm: KVM enabled (else TCG)
+	Memory uint64           // query-memory-size-summary: base-memory, bytes
+	CPUs   int              // query-cpus-fast: how many
+	Drives map[string]Drive // query-block: the drives with a medium, by id
+	FDSets map[int][]string // query-fdsets: each set's descriptors' labels (opaque)
+	Status string           // query-status: running, paused, prelaunch, ...
+	VNC    VNC              // query-vnc
+}
+
+// Drive is a drive's medium as query-block reports it.
+type Drive struct {
+	File     string `json:"file"`
+	Format   string `json:"drv"`
+	ReadOnly bool   `json:"ro"`
+}
+
+// VNC is QEMU's VNC server as query-vnc reports it.
+type VNC struct {
+	Enabled bool   `json:"enabled"`
+	Host    string `json:"host"`
+	Service string `json:"service"`
+	Auth    string `json:"auth"`
+}
+
+// QueryLive connects to QEMU's QMP socket and asks it. No socket, or one
+// nobody answers on, is an error saying there is no QEMU to ask.
+func QueryLive(ctx context.Context, sock string) (Live, error) {
+	c, err := qmp.Dial(ctx, sock)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return Live{}, fmt.Errorf("no QEMU to ask: %s does not exist (QEMU makes it when vmm starts it; is vmm running?)", sock)
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return Live{}, fmt.Errorf("no QEMU to ask: nothing answers on %s (the socket of a QEMU that has ended)", sock)
+	case err != nil:
+		return Live{}, fmt.Errorf("ask QEMU: %w", err)
+	}
+	defer c.Close()
+
+	var (
+		name struct {
+			Name string `json:"name"`
+		}
+		kvm struct {
+			Enabled bool `json:"enabled"`
+		}
+		mem struct {
+			Base uint64 `json:"base-memory"`
+		}
+		cpus  []struct{}
+		block []struct {
+			Device   string `json:"device"`
+			Inserted *Drive `json:"inserted"`
+		}
+		fdsets []struct {
+			ID  int `json:"fdset-id"`
+			FDs []struct {
+				Opaque string `json:"opaque"`
+			} `json:"fds"`
+		}
+		status qmp.Status
+		l      Live
+	)
+	for _, q := range []struct {
+		cmd string
+		out any
+	}{
+		{"query-name", &name},
+		{"query-kvm", &kvm},
+		{"query-memory-size-summary", &mem},
+		{"query-cpus-fast", &cpus},
+		{"query-block", &block},
+		{"query-fdsets", &fdsets},
+		{"query-status", &status},
+		{"query-vnc", &l.VNC},
+	} {
+		if err := c.Query(ctx, q.cmd, q.out); err != nil {
+			return Live{}, fmt.Errorf("ask QEMU on %s: %w", sock, err)
+		}
+	}
+	l.Name, l.KVM, l.Memory, l.CPUs, l.Status = name.Name, kvm.Enabled, mem.Base, len(cpus), status.Status
+	l.Drives = map[string]Drive{}
+	for _, b := range block {
+		if b.Inserted != nil {
+			l.Drives[b.Device] = *b.Inserted
+		}
+	}
+	l.FDSets = map[int][]string{}
+	for _, s := range fdsets {
+		for _, fd := range s.FDs {
+			l.FDSets[s.ID] = append(l.FDSets[s.ID], fd.Opaque)
+		}
+	}
+	return l, nil
+}
+
+// Differences compares the running QEMU with the plan: one line per property
+// that differs, naming it and, where one decides it, the variable.
+func Differences(p qemu.Plan, l Live) []string {
+	var d []string
+	add := func(format string, args ...any) { d = append(d, fmt.Sprintf(format, args...)) }
+
+	if l.Name != p.Name {
+		add("QEMU runs the VM named %q, want %q (VM_NAME)", l.Name, p.Name)
+	}
+	if accel := liveAccel(l); accel != p.Accel {
+		add("QEMU's accelerator is %s, want %s (%s)", accel, p.Accel, accelReason(p))
+	}
+	if l.Memory != p.Memory {
+		add("QEMU's guest memory is %s, want %s (VM_MEMORY)", size(l.Memory), size(p.Memory))
+	}
+	if l.CPUs != p.CPUs {
+		add("QEMU has %d vCPUs, want %d (VM_CPUS)", l.CPUs, p.CPUs)
+	}
+
+	if disk, ok := l.Drives[qemu.DiskDrive]; !ok {
+		add("QEMU has no medium in drive %s, want the pet overlay %s", qemu.DiskDrive, p.Overlay())
+	} else {
+		if disk.File != p.Overlay() {
+			add("QEMU's drive %s is %s, want the pet overlay %s (DISK_DIR, VM_NAME)", qemu.DiskDrive, disk.File, p.Overlay())
+		}
+		if disk.Format != "qcow2" {
+			add("QEMU's drive %s has format %s, want qcow2", qemu.DiskDrive, disk.Format)
+		}
+		if disk.ReadOnly {
+			add("QEMU's drive %s is read-only, want writable", qemu.DiskDrive)
+		}
+	}
+	if seed, ok := l.Drives[qemu.SeedDrive]; !ok {
+		add("QEMU has no medium in drive %s, want the seed ISO %s", qemu.SeedDrive, p.SeedISO())
+	} else {
+		if seed.File != qemu.SeedFile() {
+			add("QEMU's drive %s is %s, want %s (the seed ISO vmm opened)", qemu.SeedDrive, seed.File, qemu.SeedFile())
+		}
+		if seed.Format != "raw" {
+			add("QEMU's drive %s has format %s, want raw", qemu.SeedDrive, seed.Format)
+		}
+		if !seed.ReadOnly {
+			add("QEMU's drive %s is writable, want read-only", qemu.SeedDrive)
+		}
+	}
+	if got := l.FDSets[qemu.SeedFDSet]; len(got) != 1 || got[0] != p.SeedISO() {
+		add("QEMU's fd set %d holds %q, want the seed ISO %s (BERTH_RUN_DIR)", qemu.SeedFDSet, got, p.SeedISO())
+	}
+
+	if l.Status != "running" {
+		add("QEMU's status is %q, want \"running\"", l.Status)
+	}
+
+	switch {
+	case !p.VNC && l.VNC.Enabled:
+		add("QEMU serves VNC on %s port %s, want no VNC (NO_VNC=true)", l.VNC.Host, l.VNC.Service)
+	case p.VNC && !l.VNC.Enabled:
+		add("QEMU serves no VNC, want VNC on %s port 5900 (NO_VNC, VNC_LISTEN)", p.VNCListen)
+	case p.VNC:
+		if !sameAddr(l.VNC.Host, p.VNCListen) {
+			add("QEMU's VNC listens on %s, want %s (VNC_LISTEN)", l.VNC.Host, p.VNCListen)
+		}
+		if l.VNC.Service != "5900" {
+			add("QEMU's VNC is on port %s, want 5900", l.VNC.Service)
+		}
+		want := "none"
+		if p.VNCPassword {
+			want = "vnc"
+		}
+		if l.VNC.Auth != want {
+			add("QEMU's VNC authentication is %s, want %s (VNC_PASSWORD_FILE)", l.VNC.Auth, want)
+		}
+	}
+	return d
+}
+
+func liveAccel(l Live) string {
+	if l.KVM {
+		return config.AccelKVM
+	}
+	return config.AccelTCG
+}
+
+// accelReason says why the plan has its accelerator.
+func accelReason(p qemu.Plan) string {
+	switch {
+	case p.Config.Accel != config.AccelAuto:
+		return "ACCEL=" + p.Config.Accel
+	case p.Accel == config.AccelKVM:
+		return "ACCEL=auto, and the KVM probe runs a guest now"
+	}
+	return "ACCEL=auto, and the KVM probe does not run a guest now"
+}
+
+func sameAddr(a, b string) bool {
+	x, errX := netip.ParseAddr(a)
+	y, errY := netip.ParseAddr(b)
+	if errX != nil || errY != nil {
+		return a == b
+	}
+	return x == y
+}
+
+// size writes bytes as MiB when whole, else as bytes.
+func size(b uint64) string {
+	if b%(1<<20) == 0 {
+		return fmt.Sprintf("%dMi", b>>20)
+	}
+	return fmt.Sprintf("%d bytes", b)
+}
