@@ -19,6 +19,7 @@ import (
 	"github.com/berth-vm/berth/common/stage"
 	"github.com/berth-vm/berth/init/imgcheck"
 	"github.com/berth-vm/berth/init/overlay"
+	"github.com/berth-vm/berth/init/qemuimg"
 )
 
 // Stage applies a Plan.
@@ -31,7 +32,7 @@ type Stage struct {
 
 // NewStage returns a Stage with the production defaults.
 func NewStage(log *slog.Logger) *Stage {
-	return &Stage{Log: log, DL: NewDownloader(log), QemuTimeout: imgcheck.DefaultTimeout, LockPoll: 200 * time.Millisecond}
+	return &Stage{Log: log, DL: NewDownloader(log), QemuTimeout: qemuimg.DefaultTimeout, LockPoll: 200 * time.Millisecond}
 }
 
 // Base is the verified base image in the cache.

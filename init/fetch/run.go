@@ -9,8 +9,8 @@ import (
 
 	"github.com/berth-vm/berth/common/fsutil"
 	"github.com/berth-vm/berth/common/stage"
-	"github.com/berth-vm/berth/init/imgcheck"
 	"github.com/berth-vm/berth/init/overlay"
+	"github.com/berth-vm/berth/init/qemuimg"
 )
 
 // statFile checks that a local source is a readable regular file.
@@ -50,7 +50,7 @@ func run(r stage.Run) error {
 		return nil
 	}
 	if r.Check {
-		if err := Check(r.Ctx, p, imgcheck.DefaultTimeout); err != nil {
+		if err := Check(r.Ctx, p, qemuimg.DefaultTimeout); err != nil {
 			return err
 		}
 		fmt.Fprintf(r.Stdout, "ok: base %s verified, pet disk %s on it\n", p.BasePath(), p.OverlayPath())

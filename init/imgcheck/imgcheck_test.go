@@ -11,6 +11,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/berth-vm/berth/common/qcow2"
+	"github.com/berth-vm/berth/init/qemuimg"
 )
 
 func qemuImg(t *testing.T, args ...string) {
@@ -76,7 +79,7 @@ func TestCheckRealImages(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.file, func(t *testing.T) {
-			img, err := Check(context.Background(), p(tt.file), DefaultTimeout)
+			img, err := Check(context.Background(), p(tt.file), qemuimg.DefaultTimeout)
 			if tt.wantFormat != "" {
 				if err != nil {
 					t.Fatalf("refused: %v", err)
@@ -107,7 +110,7 @@ func TestCheckInfoRealJSON(t *testing.T) {
 	qemuImg(t, "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", base, backed)
 	qemuImg(t, "create", "-q", "-f", "qcow2", "-o", "data_file="+filepath.Join(dir, "d.raw"), df, "1M")
 	for _, c := range []struct{ path, reason string }{{backed, "backing file"}, {df, "external data file"}} {
-		out, err := Info(context.Background(), c.path, QCOW2, DefaultTimeout)
+		out, err := Info(context.Background(), c.path, QCOW2, qemuimg.DefaultTimeout)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -115,7 +118,7 @@ func TestCheckInfoRealJSON(t *testing.T) {
 			t.Errorf("%s: CheckInfo err = %v, want %q", c.path, err, c.reason)
 		}
 	}
-	out, err := Info(context.Background(), base, QCOW2, DefaultTimeout)
+	out, err := Info(context.Background(), base, QCOW2, qemuimg.DefaultTimeout)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -215,7 +218,7 @@ func FuzzSniffFormat(f *testing.F) {
 			if be.Uint64(hdr[8:]) != 0 {
 				t.Fatalf("accepted a backing file offset")
 			}
-			if be.Uint32(hdr[4:]) == 3 && be.Uint64(hdr[72:])&incompatDataFile != 0 {
+			if be.Uint32(hdr[4:]) == 3 && be.Uint64(hdr[72:])&qcow2.IncompatDataFile != 0 {
 				t.Fatalf("accepted the external data file bit")
 			}
 		}
@@ -245,7 +248,7 @@ func TestRefusedNotAnImage(t *testing.T) {
 		path       string
 		notAnImage bool
 	}{{child, false}, {vmdk, false}, {html, true}, {odd, true}} {
-		_, err := Check(context.Background(), tc.path, DefaultTimeout)
+		_, err := Check(context.Background(), tc.path, qemuimg.DefaultTimeout)
 		var r *RefusedError
 		if !errors.As(err, &r) {
 			t.Fatalf("%s: err = %v, want a RefusedError", tc.path, err)
@@ -277,20 +280,20 @@ func TestCheckTruncatedQcow2(t *testing.T) {
 			if err := os.WriteFile(p, b[:cut], 0o644); err != nil {
 				t.Fatal(err)
 			}
-			if _, err := Info(context.Background(), p, QCOW2, DefaultTimeout); err != nil {
+			if _, err := Info(context.Background(), p, QCOW2, qemuimg.DefaultTimeout); err != nil {
 				t.Fatalf("qemu-img info already refuses the cut file (the test shows nothing): %v", err)
 			}
-			_, err := Check(context.Background(), p, DefaultTimeout)
+			_, err := Check(context.Background(), p, qemuimg.DefaultTimeout)
 			var re *RefusedError
 			if !errors.As(err, &re) || !re.NotAnImage || !strings.Contains(re.Reason, "truncated") {
 				t.Fatalf("Check(%d of %d bytes) = %v, want a refusal as truncated (NotAnImage)", cut, len(b), err)
 			}
-			if len(re.Reason) > 2*maxStderr {
+			if len(re.Reason) > 2*qemuimg.MaxStderr {
 				t.Errorf("reason is %d bytes: qemu-img's stderr is not bounded", len(re.Reason))
 			}
 		})
 	}
-	if img, err := Check(context.Background(), whole, DefaultTimeout); err != nil || img.Format != QCOW2 {
+	if img, err := Check(context.Background(), whole, qemuimg.DefaultTimeout); err != nil || img.Format != QCOW2 {
 		t.Fatalf("whole image: %v %v", img, err)
 	}
 }
