@@ -223,7 +223,7 @@ func TestBinaryHappyPath(t *testing.T) {
 	if r := run(t, bin, env, nil); r.code != 0 || gets.Load() != 1 {
 		t.Fatalf("second run: exit %d, %d GETs (want 1)\n%s", r.code, gets.Load(), r.stderr)
 	}
-	if r := run(t, bin, env, nil, "--check"); r.code != 0 || !strings.Contains(r.stdout, "ok:") {
+	if r := run(t, bin, env, nil, "--check"); r.code != 0 || r.stdout != "image-fetch: the live state matches the plan\n" {
 		t.Errorf("--check on a done state: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	bigger := map[string]string{"DISK_SIZE": "1Gi"}
@@ -232,8 +232,8 @@ func TestBinaryHappyPath(t *testing.T) {
 			bigger[k] = v
 		}
 	}
-	if r := run(t, bin, bigger, nil, "--check"); r.code != 1 || !strings.Contains(r.stderr, "DISK_SIZE") {
-		t.Errorf("--check with a larger DISK_SIZE: exit %d, want 1 naming DISK_SIZE\n%s", r.code, r.stderr)
+	if r := run(t, bin, bigger, nil, "--check"); r.code != 1 || !strings.HasPrefix(r.stdout, "differs: ") || !strings.Contains(r.stdout, "DISK_SIZE") {
+		t.Errorf("--check with a larger DISK_SIZE: exit %d, want 1 and a difference naming DISK_SIZE\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	r = run(t, bin, env, nil, "--dry-run")
 	if !strings.Contains(r.stdout, "pet disk exists") || !strings.Contains(r.stdout, "base cached") {

@@ -205,11 +205,12 @@ func TestHappyPath(t *testing.T) {
 	before, _ := os.Stat(out)
 
 	// --check agrees, and disagrees once the file is changed
-	if r = runBinary(t, env, "--check"); r.code != 0 {
-		t.Errorf("--check after a run: exit %d: %s", r.code, r.stderr)
+	if r = runBinary(t, env, "--check"); r.code != 0 || r.stdout != "seed-iso: the live state matches the plan\n" {
+		t.Errorf("--check after a run: exit %d: %s%s", r.code, r.stdout, r.stderr)
 	}
-	if r = runBinary(t, map[string]string{"VM_NAME": "vm-1", "BERTH_RUN_DIR": runDir, "USERDATA": env["USERDATA"], "METADATA": env["METADATA"]}, "--check"); r.code != 1 {
-		t.Errorf("--check with another VM_NAME: exit %d, want 1: %s", r.code, r.stderr)
+	if r = runBinary(t, map[string]string{"VM_NAME": "vm-1", "BERTH_RUN_DIR": runDir, "USERDATA": env["USERDATA"], "METADATA": env["METADATA"]}, "--check"); r.code != 1 ||
+		!strings.HasPrefix(r.stdout, "differs: "+out+" differs from the seed the inputs give") {
+		t.Errorf("--check with another VM_NAME: exit %d, want 1 and the difference: %s%s", r.code, r.stdout, r.stderr)
 	}
 
 	// a re-run (the pod restarted) leaves the identical file alone
