@@ -4,33 +4,27 @@ import (
 	"encoding/binary"
 	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
-)
 
-func qemuImg(t testing.TB, args ...string) {
-	t.Helper()
-	if out, err := exec.Command("qemu-img", args...).CombinedOutput(); err != nil {
-		t.Fatalf("qemu-img %v: %v\n%s", args, err, out)
-	}
-}
+	"github.com/berth-vm/berth/common/stagetest"
+)
 
 // TestReadRealImages reads headers qemu-img made and checks each field the
 // stages decide on.
 func TestReadRealImages(t *testing.T) {
 	dir := t.TempDir()
 	p := func(n string) string { return filepath.Join(dir, n) }
-	qemuImg(t, "create", "-q", "-f", "qcow2", p("base.qcow2"), "4M")
-	qemuImg(t, "create", "-q", "-f", "qcow2", "-o", "compat=0.10", p("v2.qcow2"), "4M")
-	qemuImg(t, "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", p("base.qcow2"), p("backed.qcow2"))
-	qemuImg(t, "create", "-q", "-f", "qcow2", "-F", "raw", "-b", "rel.raw", "-u", p("relative.qcow2"), "4M")
-	qemuImg(t, "create", "-q", "-f", "qcow2", "-o", "data_file="+p("data.raw"), p("datafile.qcow2"), "4M")
-	qemuImg(t, "create", "-q", "--object", "secret,id=s0,data=pass", "-f", "qcow2",
-		"-o", "encrypt.format=luks,encrypt.key-secret=s0", p("luks.qcow2"), "4M")
-	qemuImg(t, "create", "-q", "-f", "raw", p("disk.raw"), "4M")
+	stagetest.QemuImg(t, "create", "-q", "-f", "qcow2", p("base.qcow2"), "4M")
+	stagetest.QemuImg(t, "create", "-q", "-f", "qcow2", "-o", "compat=0.10", p("v2.qcow2"), "4M")
+	stagetest.QemuImg(t, "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", p("base.qcow2"), p("backed.qcow2"))
+	stagetest.QemuImg(t, "create", "-q", "-f", "qcow2", "-F", "raw", "-b", "rel.raw", "-u", p("relative.qcow2"), "4M")
+	stagetest.QemuImg(t, "create", "-q", "-f", "qcow2", "-o", "data_file="+p("data.raw"), p("datafile.qcow2"), "4M")
+	stagetest.QemuImg(t, "create", "-q", "--object", "secret,id=s0,data=pass", "-f", "qcow2",
+		"-o", "encrypt.format=luks,encrypt.key-secret=s0,encrypt.iter-time=10", p("luks.qcow2"), "4M")
+	stagetest.QemuImg(t, "create", "-q", "-f", "raw", p("disk.raw"), "4M")
 
 	tests := []struct {
 		file    string
@@ -77,7 +71,7 @@ func TestReadRealImages(t *testing.T) {
 func TestReadRefusesLinks(t *testing.T) {
 	dir := t.TempDir()
 	img := filepath.Join(dir, "base.qcow2")
-	qemuImg(t, "create", "-q", "-f", "qcow2", img, "1M")
+	stagetest.QemuImg(t, "create", "-q", "-f", "qcow2", img, "1M")
 	link, fifo := filepath.Join(dir, "link"), filepath.Join(dir, "fifo")
 	if err := os.Symlink(img, link); err != nil {
 		t.Fatal(err)
@@ -191,7 +185,7 @@ func FuzzParse(f *testing.F) {
 		{"-o", "compression_type=zstd"}, {"-F", "raw", "-u", "-b", "/images/base.raw"},
 	} {
 		p := filepath.Join(dir, "s"+string(rune('0'+i))+".qcow2")
-		qemuImg(f, append(append([]string{"create", "-q", "-f", "qcow2"}, args...), p, "1M")...)
+		stagetest.QemuImg(f, append(append([]string{"create", "-q", "-f", "qcow2"}, args...), p, "1M")...)
 		b, _ := os.ReadFile(p)
 		f.Add(b[:min(len(b), 4096)])
 	}

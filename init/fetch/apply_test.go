@@ -6,7 +6,6 @@ import (
 	"errors"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -14,31 +13,23 @@ import (
 	"time"
 
 	"github.com/berth-vm/berth/common/stage"
+	"github.com/berth-vm/berth/common/stagetest"
 	"github.com/berth-vm/berth/init/overlay"
 )
-
-func qemuImg(t *testing.T, args ...string) string {
-	t.Helper()
-	out, err := exec.Command("qemu-img", args...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("qemu-img %v: %v\n%s", args, err, out)
-	}
-	return string(out)
-}
 
 // makeQcow2 makes a qcow2 base of the given size with a marker written into
 // it (so two bases differ), and returns its bytes.
 func makeQcow2(t *testing.T, path, size, marker string) []byte {
 	t.Helper()
 	raw := path + ".raw"
-	qemuImg(t, "create", "-q", "-f", "raw", raw, size)
+	stagetest.QemuImg(t, "create", "-q", "-f", "raw", raw, size)
 	f, err := os.OpenFile(raw, os.O_WRONLY, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	f.WriteString(marker)
 	f.Close()
-	qemuImg(t, "convert", "-q", "-f", "raw", "-O", "qcow2", raw, path)
+	stagetest.QemuImg(t, "convert", "-q", "-f", "raw", "-O", "qcow2", raw, path)
 	os.Remove(raw)
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -50,7 +41,7 @@ func makeQcow2(t *testing.T, path, size, marker string) []byte {
 func planFor(t *testing.T, dir string, env map[string]string) Plan {
 	t.Helper()
 	full := map[string]string{"VM_NAME": "vm0", "IMG_TARGET": "base.qcow2",
-		"IMAGE_DIR": mkd(t, dir, "images"), "DISK_DIR": mkd(t, dir, "disk")}
+		"IMAGE_DIR": stagetest.VolumeDir(t, dir, "images"), "DISK_DIR": stagetest.VolumeDir(t, dir, "disk")}
 	for k, v := range env {
 		full[k] = v
 	}
@@ -73,7 +64,7 @@ func inode(t *testing.T, path string) uint64 {
 func overlayInfo(t *testing.T, path string) overlay.ImageInfo {
 	t.Helper()
 	var info overlay.ImageInfo
-	if err := json.Unmarshal([]byte(qemuImg(t, "info", "-f", "qcow2", "--output=json", path)), &info); err != nil {
+	if err := json.Unmarshal([]byte(stagetest.QemuImg(t, "info", "-f", "qcow2", "--output=json", path)), &info); err != nil {
 		t.Fatal(err)
 	}
 	return info
@@ -212,7 +203,7 @@ func TestOverlayEdgeCases(t *testing.T) {
 	t.Run("overlay without record", func(t *testing.T) {
 		p := planFor(t, t.TempDir(), map[string]string{"IMG_SOURCE": src})
 		os.MkdirAll(p.DiskDir, 0o755)
-		qemuImg(t, "create", "-q", "-f", "qcow2", p.OverlayPath(), "8M")
+		stagetest.QemuImg(t, "create", "-q", "-f", "qcow2", p.OverlayPath(), "8M")
 		before, _ := os.ReadFile(p.OverlayPath())
 		if err := testApplier(t).Apply(ctx, p); err == nil || !strings.Contains(err.Error(), "record") {
 			t.Fatalf("err = %v, want a missing record error", err)
@@ -262,7 +253,7 @@ func TestBackingFileImageIsBadInput(t *testing.T) {
 	parent := filepath.Join(dir, "parent.qcow2")
 	makeQcow2(t, parent, "8M", "parent")
 	src := filepath.Join(dir, "child.qcow2")
-	qemuImg(t, "create", "-q", "-f", "qcow2", "-b", parent, "-F", "qcow2", src)
+	stagetest.QemuImg(t, "create", "-q", "-f", "qcow2", "-b", parent, "-F", "qcow2", src)
 	p := planFor(t, dir, map[string]string{"IMG_SOURCE": src})
 	err := testApplier(t).Apply(context.Background(), p)
 	var ie *stage.InputError
@@ -277,14 +268,4 @@ func TestBackingFileImageIsBadInput(t *testing.T) {
 			t.Errorf("%s left behind after a refused image", f)
 		}
 	}
-}
-
-// mkd makes dir/name, a volume's mount point (no stage creates one), and returns it.
-func mkd(t *testing.T, dir, name string) string {
-	t.Helper()
-	p := filepath.Join(dir, name)
-	if err := os.MkdirAll(p, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	return p
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/berth-vm/berth/common/fsutil"
 	"github.com/berth-vm/berth/common/roottest"
 	"github.com/berth-vm/berth/common/stage"
+	"github.com/berth-vm/berth/common/stagetest"
 )
 
 // rawImage returns n bytes of a raw disk image (any bytes are one) whose first
@@ -148,7 +149,7 @@ func testApplier(t *testing.T) *Applier {
 func testPlan(t *testing.T, url, pin string) Plan {
 	dir := t.TempDir()
 	env := map[string]string{"VM_NAME": "vm0", "IMG_SOURCE": url, "IMG_TARGET": "base.img",
-		"IMAGE_DIR": mkd(t, dir, "images"), "DISK_DIR": mkd(t, dir, "disk")}
+		"IMAGE_DIR": stagetest.VolumeDir(t, dir, "images"), "DISK_DIR": stagetest.VolumeDir(t, dir, "disk")}
 	if pin != "" {
 		env["IMG_SHA256"] = pin
 	}
