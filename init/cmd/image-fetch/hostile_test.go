@@ -354,7 +354,7 @@ func TestBinaryUnoverlayableBase(t *testing.T) {
 
 // TestBinaryRedactsURLs: a pre-signed URL's query (and a fragment) never
 // shows: not in the logs (text and json), the error, the termination
-// message, --dry-run, nor the pet disk's record.
+// message, --dry-run, --check, nor the pet disk's record.
 func TestBinaryRedactsURLs(t *testing.T) {
 	bin := imageFetch.Path(t)
 	srv, _ := qcow2Server(t)
@@ -366,13 +366,14 @@ func TestBinaryRedactsURLs(t *testing.T) {
 	for _, tc := range []struct {
 		name, url string
 		wantCode  int
+		checkCode int // of --check after the run
 	}{
-		{"query, served", srv.URL + "/guest.qcow2?X-Amz-Signature=" + secret + "&X-Amz-Credential=" + secret, 0},
-		{"query and fragment, served", srv.URL + "/guest.qcow2?t=" + secret + "#" + secret, 0},
-		{"query, 403", forbidden.URL + "/guest.qcow2?X-Amz-Signature=" + secret, 2}, // a 403 is permanent: exit 2 at once
-		{"userinfo", "https://user:" + secret + "@h/guest.qcow2", 2},
-		{"bad URL with a query", "http://h/a b?sig=" + secret, 2},
-		{"no host", "http:///x?sig=" + secret, 2},
+		{"query, served", srv.URL + "/guest.qcow2?X-Amz-Signature=" + secret + "&X-Amz-Credential=" + secret, 0, 0},
+		{"query and fragment, served", srv.URL + "/guest.qcow2?t=" + secret + "#" + secret, 0, 0},
+		{"query, 403", forbidden.URL + "/guest.qcow2?X-Amz-Signature=" + secret, 2, 1}, // a 403 is permanent: exit 2 at once; nothing in place
+		{"userinfo", "https://user:" + secret + "@h/guest.qcow2", 2, 2},
+		{"bad URL with a query", "http://h/a b?sig=" + secret, 2, 2},
+		{"no host", "http:///x?sig=" + secret, 2, 2},
 	} {
 		for _, format := range []string{"text", "json"} {
 			t.Run(tc.name+"/"+format, func(t *testing.T) {
@@ -385,8 +386,12 @@ func TestBinaryRedactsURLs(t *testing.T) {
 				if r.Code != tc.wantCode {
 					t.Fatalf("exit %d, want %d:\n%s", r.Code, tc.wantCode, r.Stderr)
 				}
+				chk := run(t, bin, env, nil, "--check") // last: the termination log is its own
+				if chk.Code != tc.checkCode {
+					t.Errorf("--check exit %d, want %d:\n%s%s", chk.Code, tc.checkCode, chk.Stdout, chk.Stderr)
+				}
 				channels := map[string]string{"dry-run stdout": dry.Stdout, "dry-run stderr": dry.Stderr,
-					"stdout": r.Stdout, "stderr": r.Stderr}
+					"stdout": r.Stdout, "stderr": r.Stderr, "check stdout": chk.Stdout, "check stderr": chk.Stderr}
 				filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 					if err == nil && d.Type().IsRegular() && !strings.HasSuffix(p, ".qcow2") {
 						b, _ := os.ReadFile(p)
