@@ -17,7 +17,7 @@ func statOnly(p string) error {
 	return fs.ErrNotExist
 }
 
-func TestPlanFromEnv(t *testing.T) {
+func TestFromEnv(t *testing.T) {
 	base := map[string]string{"VM_NAME": "vm0", "IMG_SOURCE": "https://example.org/img/debian-12.qcow2?x=1"}
 	p, err := FromEnv(stage.MapEnv(base), statOnly)
 	if err != nil {
@@ -50,7 +50,7 @@ func TestPlanFromEnv(t *testing.T) {
 // IMG_TARGET; IMG_SHA256 too short, too long, not hex; DISK_SIZE unparsable, zero, negative, not a
 // multiple of 512; IMAGE_DIR/DISK_DIR relative; VM_NAME invalid; IMG_TARGET equal to the pet disk's
 // or its record's name when IMAGE_DIR = DISK_DIR.
-func TestPlanFromEnvBadInputs(t *testing.T) {
+func TestFromEnvBadInputs(t *testing.T) {
 	const url = "http://h/x.qcow2"
 	tests := []struct {
 		name    string

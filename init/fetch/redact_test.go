@@ -76,7 +76,7 @@ func TestRedactChannels(t *testing.T) {
 }
 
 // The refusal of userinfo in FromEnv prints the URL redacted too.
-func TestPlanFromEnvRedacts(t *testing.T) {
+func TestFromEnvRedacts(t *testing.T) {
 	for _, src := range []string{"https://u:SECRET@h/x", "https://h/x y?sig=SECRET", "ftp://h/x?sig=SECRET"} {
 		_, err := FromEnv(stage.MapEnv(map[string]string{"VM_NAME": "vm0", "IMG_SOURCE": src}), statOnly)
 		if err == nil || strings.Contains(err.Error(), "SECRET") {
