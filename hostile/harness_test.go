@@ -2,11 +2,9 @@ package hostile
 
 import (
 	"bytes"
-	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io/fs"
@@ -25,6 +23,7 @@ import (
 
 	"github.com/berth-vm/berth/common/roottest"
 	"github.com/berth-vm/berth/common/stage"
+	"github.com/berth-vm/berth/common/stagetest"
 )
 
 // RunTimeout bounds every run of a binary: a stage that blocks (on a FIFO,
@@ -367,25 +366,9 @@ func (s *sandbox) run(t *testing.T, st stageDef, env map[string]string, args []s
 	argv = append(argv, filepath.Join(binDir, st.Bin))
 	argv = append(argv, st.Args...)
 	argv = append(argv, args...)
-	ctx, cancel := context.WithTimeout(context.Background(), RunTimeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
-	cmd.Dir = filepath.Join(s.root, "cwd")
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	cmd.WaitDelay = 2 * time.Second
-	err := cmd.Run()
+	r := stagetest.Run(t, argv[0], stagetest.Cmd{Args: argv[1:], Dir: filepath.Join(s.root, "cwd"), Timeout: RunTimeout, MayHang: true})
 	// The sandbox's path is long and says nothing: messages show it as $ROOT.
-	o := outcome{stdout: strings.ReplaceAll(stdout.String(), s.root, "$ROOT"), stderr: strings.ReplaceAll(stderr.String(), s.root, "$ROOT")}
-	var ee *exec.ExitError
-	switch {
-	case ctx.Err() != nil:
-		o.hung, o.code = true, -1
-	case errors.As(err, &ee):
-		o.code = ee.ExitCode()
-	case err != nil:
-		t.Fatalf("run %s: %v", st.Name, err)
-	}
+	o := outcome{code: r.Code, hung: r.Hung, stdout: strings.ReplaceAll(r.Stdout, s.root, "$ROOT"), stderr: strings.ReplaceAll(r.Stderr, s.root, "$ROOT")}
 	if b, err := os.ReadFile(s.tlog); err == nil {
 		o.tlog, o.tlogWritten = strings.ReplaceAll(string(b), s.root, "$ROOT"), true
 	}

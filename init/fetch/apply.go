@@ -19,19 +19,20 @@ import (
 	"github.com/berth-vm/berth/common/stage"
 	"github.com/berth-vm/berth/init/imgcheck"
 	"github.com/berth-vm/berth/init/overlay"
+	"github.com/berth-vm/berth/init/qemuimg"
 )
 
-// Stage applies a Plan.
-type Stage struct {
+// Applier applies a Plan.
+type Applier struct {
 	Log         *slog.Logger
 	DL          *Downloader
 	QemuTimeout time.Duration // bounds each qemu-img run
 	LockPoll    time.Duration
 }
 
-// NewStage returns a Stage with the production defaults.
-func NewStage(log *slog.Logger) *Stage {
-	return &Stage{Log: log, DL: NewDownloader(log), QemuTimeout: imgcheck.DefaultTimeout, LockPoll: 200 * time.Millisecond}
+// NewApplier returns an Applier with the production defaults.
+func NewApplier(log *slog.Logger) *Applier {
+	return &Applier{Log: log, DL: NewDownloader(log), QemuTimeout: qemuimg.DefaultTimeout, LockPoll: 200 * time.Millisecond}
 }
 
 // Base is the verified base image in the cache.
@@ -47,7 +48,7 @@ func (p Plan) diskLockPath() string { return filepath.Join(p.DiskDir, "."+p.VMNa
 
 // Apply makes the plan true: the verified base in IMAGE_DIR, the pet overlay in
 // DISK_DIR. Re-running it after a crash at any point converges.
-func (s *Stage) Apply(ctx context.Context, p Plan) error {
+func (s *Applier) Apply(ctx context.Context, p Plan) error {
 	return p.notOwn(s.apply(ctx, p))
 }
 
@@ -121,7 +122,7 @@ func (p Plan) notOwn(err error) error {
 	return stage.BadInputf(name, dir, "%s is %s where image-fetch keeps a file of its own: refused, left as it is (remove it if it is not yours)", nof.Path, nof.Found)
 }
 
-func (s *Stage) apply(ctx context.Context, p Plan) error {
+func (s *Applier) apply(ctx context.Context, p Plan) error {
 	if _, err := exec.LookPath("qemu-img"); err != nil {
 		return fmt.Errorf("qemu-img is needed (Debian package qemu-utils): %w", err)
 	}
@@ -180,7 +181,7 @@ func (s *Stage) apply(ctx context.Context, p Plan) error {
 // want ("" = any) is the sha256 the base must have; pinnedBy says who wants it.
 // A verified base in the cache is never replaced by another image: overlays of
 // other VMs may be backed by it.
-func (s *Stage) EnsureBase(ctx context.Context, p Plan, want, pinnedBy string) (Base, error) {
+func (s *Applier) EnsureBase(ctx context.Context, p Plan, want, pinnedBy string) (Base, error) {
 	lock, err := fsutil.LockFile(ctx, s.Log, p.lockPath(), s.LockPoll)
 	if err != nil {
 		return Base{}, err
@@ -273,7 +274,7 @@ func (s *Stage) EnsureBase(ctx context.Context, p Plan, want, pinnedBy string) (
 // removed (it is fetched again). A base without a record (a crash between the
 // rename and the record) is hashed and recorded: only verified files are ever
 // renamed into place.
-func (s *Stage) cached(ctx context.Context, p Plan) (Base, bool, error) {
+func (s *Applier) cached(ctx context.Context, p Plan) (Base, bool, error) {
 	path := p.BasePath()
 	fi, err := os.Lstat(path)
 	if errors.Is(err, fs.ErrNotExist) {

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -14,31 +13,23 @@ import (
 	"time"
 
 	"github.com/berth-vm/berth/common/stage"
+	"github.com/berth-vm/berth/common/stagetest"
 	"github.com/berth-vm/berth/init/overlay"
 )
-
-func qemuImg(t *testing.T, args ...string) string {
-	t.Helper()
-	out, err := exec.Command("qemu-img", args...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("qemu-img %v: %v\n%s", args, err, out)
-	}
-	return string(out)
-}
 
 // makeQcow2 makes a qcow2 base of the given size with a marker written into
 // it (so two bases differ), and returns its bytes.
 func makeQcow2(t *testing.T, path, size, marker string) []byte {
 	t.Helper()
 	raw := path + ".raw"
-	qemuImg(t, "create", "-q", "-f", "raw", raw, size)
+	stagetest.QemuImg(t, "create", "-q", "-f", "raw", raw, size)
 	f, err := os.OpenFile(raw, os.O_WRONLY, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	f.WriteString(marker)
 	f.Close()
-	qemuImg(t, "convert", "-q", "-f", "raw", "-O", "qcow2", raw, path)
+	stagetest.QemuImg(t, "convert", "-q", "-f", "raw", "-O", "qcow2", raw, path)
 	os.Remove(raw)
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -50,11 +41,11 @@ func makeQcow2(t *testing.T, path, size, marker string) []byte {
 func planFor(t *testing.T, dir string, env map[string]string) Plan {
 	t.Helper()
 	full := map[string]string{"VM_NAME": "vm0", "IMG_TARGET": "base.qcow2",
-		"IMAGE_DIR": mkd(t, dir, "images"), "DISK_DIR": mkd(t, dir, "disk")}
+		"IMAGE_DIR": stagetest.VolumeDir(t, dir, "images"), "DISK_DIR": stagetest.VolumeDir(t, dir, "disk")}
 	for k, v := range env {
 		full[k] = v
 	}
-	p, err := PlanFromEnv(stage.MapEnv(full), statFile)
+	p, err := FromEnv(stage.MapEnv(full), statFile)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,7 +64,7 @@ func inode(t *testing.T, path string) uint64 {
 func overlayInfo(t *testing.T, path string) overlay.ImageInfo {
 	t.Helper()
 	var info overlay.ImageInfo
-	if err := json.Unmarshal([]byte(qemuImg(t, "info", "-f", "qcow2", "--output=json", path)), &info); err != nil {
+	if err := json.Unmarshal([]byte(stagetest.QemuImg(t, "info", "-f", "qcow2", "--output=json", path)), &info); err != nil {
 		t.Fatal(err)
 	}
 	return info
@@ -88,7 +79,7 @@ func TestOverlayLifecycle(t *testing.T) {
 	p := planFor(t, dir, map[string]string{"IMG_SOURCE": src})
 	ctx := context.Background()
 
-	if err := testStage(t).Apply(ctx, p); err != nil {
+	if err := testApplier(t).Apply(ctx, p); err != nil {
 		t.Fatal(err)
 	}
 	info := overlayInfo(t, p.OverlayPath())
@@ -100,14 +91,14 @@ func TestOverlayLifecycle(t *testing.T) {
 		t.Fatalf("record = %+v, %v, %v", rec, exists, err)
 	}
 	ino := inode(t, p.OverlayPath())
-	if err := Check(ctx, p, time.Minute); err != nil {
-		t.Fatalf("Check after Apply: %v", err)
+	if diffs, err := p.check(ctx, time.Minute); err != nil || len(diffs) > 0 {
+		t.Fatalf("check after Apply: %q, %v", diffs, err)
 	}
 	// The guest writes into its disk.
 	petBefore, _ := os.ReadFile(p.OverlayPath())
 
 	// Second run: same overlay file, untouched.
-	if err := testStage(t).Apply(ctx, p); err != nil {
+	if err := testApplier(t).Apply(ctx, p); err != nil {
 		t.Fatal(err)
 	}
 	if inode(t, p.OverlayPath()) != ino {
@@ -119,14 +110,14 @@ func TestOverlayLifecycle(t *testing.T) {
 
 	// Grow to 16M; a smaller size is bad input and changes nothing.
 	p16 := planFor(t, dir, map[string]string{"IMG_SOURCE": src, "DISK_SIZE": "16Mi"})
-	if err := testStage(t).Apply(ctx, p16); err != nil {
+	if err := testApplier(t).Apply(ctx, p16); err != nil {
 		t.Fatal(err)
 	}
 	if got := overlayInfo(t, p.OverlayPath()).VirtualSize; got != 16<<20 {
 		t.Fatalf("virtual size %d after growing, want 16 MiB", got)
 	}
 	p12 := planFor(t, dir, map[string]string{"IMG_SOURCE": src, "DISK_SIZE": "12Mi"})
-	if err := testStage(t).Apply(ctx, p12); !stage.IsBadInput(err) || !strings.Contains(err.Error(), "DISK_SIZE") {
+	if err := testApplier(t).Apply(ctx, p12); !stage.IsBadInput(err) || !strings.Contains(err.Error(), "DISK_SIZE") {
 		t.Fatalf("shrink: err = %v, want bad input DISK_SIZE", err)
 	}
 	if got := overlayInfo(t, p.OverlayPath()).VirtualSize; got != 16<<20 {
@@ -138,12 +129,12 @@ func TestOverlayLifecycle(t *testing.T) {
 
 	// IMG_SHA256 pinning another base than the pet's: bad input, nothing changes.
 	pPin := planFor(t, dir, map[string]string{"IMG_SOURCE": src, "IMG_SHA256": strings.Repeat("0", 64)})
-	if err := testStage(t).Apply(ctx, pPin); !stage.IsBadInput(err) || !strings.Contains(err.Error(), "IMG_SHA256") {
+	if err := testApplier(t).Apply(ctx, pPin); !stage.IsBadInput(err) || !strings.Contains(err.Error(), "IMG_SHA256") {
 		t.Fatalf("pin of another base: err = %v, want bad input IMG_SHA256", err)
 	}
 	// IMG_TARGET renamed under an existing pet: bad input.
 	pTarget := planFor(t, dir, map[string]string{"IMG_SOURCE": src, "IMG_TARGET": "other.qcow2"})
-	if err := testStage(t).Apply(ctx, pTarget); !stage.IsBadInput(err) || !strings.Contains(err.Error(), "IMG_TARGET") {
+	if err := testApplier(t).Apply(ctx, pTarget); !stage.IsBadInput(err) || !strings.Contains(err.Error(), "IMG_TARGET") {
 		t.Fatalf("other target: err = %v, want bad input IMG_TARGET", err)
 	}
 
@@ -153,7 +144,7 @@ func TestOverlayLifecycle(t *testing.T) {
 	makeQcow2(t, src, "8M", "base two")
 	os.Remove(p.BasePath())
 	os.Remove(p.RecordPath())
-	err = testStage(t).Apply(ctx, p)
+	err = testApplier(t).Apply(ctx, p)
 	if err == nil || !strings.Contains(err.Error(), "pet disk") || !strings.Contains(err.Error(), rec.SHA256) {
 		t.Fatalf("changed base: err = %v, want a mismatch naming the pet disk and its base", err)
 	}
@@ -162,16 +153,16 @@ func TestOverlayLifecycle(t *testing.T) {
 	if inode(t, p.OverlayPath()) != ino {
 		t.Fatal("overlay replaced")
 	}
-	if err := Check(ctx, p, time.Minute); err == nil || !strings.Contains(err.Error(), "base") {
-		t.Fatalf("Check without the base: err = %v", err)
+	if diffs, err := p.check(ctx, time.Minute); err != nil || len(diffs) == 0 || !strings.HasPrefix(diffs[0], "base") {
+		t.Fatalf("check without the base: %q, %v", diffs, err)
 	}
 
 	// The cache holds the other image (another pod fetched it): refused, kept.
 	pOther := planFor(t, t.TempDir(), map[string]string{"IMG_SOURCE": src, "IMAGE_DIR": p.ImageDir})
-	if _, err := testStage(t).EnsureBase(ctx, pOther, "", "IMG_SHA256"); err != nil {
+	if _, err := testApplier(t).EnsureBase(ctx, pOther, "", "IMG_SHA256"); err != nil {
 		t.Fatal(err)
 	}
-	if err := testStage(t).Apply(ctx, p); !stage.IsBadInput(err) || !strings.Contains(err.Error(), "never paired") {
+	if err := testApplier(t).Apply(ctx, p); !stage.IsBadInput(err) || !strings.Contains(err.Error(), "never paired") {
 		t.Fatalf("cache holds another base: err = %v, want bad input", err)
 	}
 
@@ -182,7 +173,7 @@ func TestOverlayLifecycle(t *testing.T) {
 	if err := os.WriteFile(src, baseBytes, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := testStage(t).Apply(ctx, p); err != nil {
+	if err := testApplier(t).Apply(ctx, p); err != nil {
 		t.Fatalf("same base again: %v", err)
 	}
 	assertInPlace(t, p, baseBytes)
@@ -202,7 +193,7 @@ func TestOverlayEdgeCases(t *testing.T) {
 
 	t.Run("size below the base", func(t *testing.T) {
 		p := planFor(t, t.TempDir(), map[string]string{"IMG_SOURCE": src, "DISK_SIZE": "4Mi"})
-		if err := testStage(t).Apply(ctx, p); !stage.IsBadInput(err) {
+		if err := testApplier(t).Apply(ctx, p); !stage.IsBadInput(err) {
 			t.Fatalf("err = %v, want bad input", err)
 		}
 		if _, err := os.Stat(p.OverlayPath()); err == nil {
@@ -212,9 +203,9 @@ func TestOverlayEdgeCases(t *testing.T) {
 	t.Run("overlay without record", func(t *testing.T) {
 		p := planFor(t, t.TempDir(), map[string]string{"IMG_SOURCE": src})
 		os.MkdirAll(p.DiskDir, 0o755)
-		qemuImg(t, "create", "-q", "-f", "qcow2", p.OverlayPath(), "8M")
+		stagetest.QemuImg(t, "create", "-q", "-f", "qcow2", p.OverlayPath(), "8M")
 		before, _ := os.ReadFile(p.OverlayPath())
-		if err := testStage(t).Apply(ctx, p); err == nil || !strings.Contains(err.Error(), "record") {
+		if err := testApplier(t).Apply(ctx, p); err == nil || !strings.Contains(err.Error(), "record") {
 			t.Fatalf("err = %v, want a missing record error", err)
 		}
 		if after, _ := os.ReadFile(p.OverlayPath()); string(after) != string(before) {
@@ -226,7 +217,7 @@ func TestOverlayEdgeCases(t *testing.T) {
 		os.MkdirAll(p.DiskDir, 0o755)
 		os.WriteFile(p.OverlayRecordPath(), []byte(`{"base":"x","sha256":"y"}`), 0o644)
 		os.WriteFile(filepath.Join(p.DiskDir, ".vm0.qcow2.tmp"), []byte("junk"), 0o644)
-		if err := testStage(t).Apply(ctx, p); err != nil {
+		if err := testApplier(t).Apply(ctx, p); err != nil {
 			t.Fatal(err)
 		}
 		rec, _, err := overlay.ReadRecord(p.OverlayPath(), p.OverlayRecordPath())
@@ -244,7 +235,7 @@ func TestOverlayEdgeCases(t *testing.T) {
 		if p.Target != "disk.img" {
 			t.Fatalf("target %q, want the URL's base name", p.Target)
 		}
-		if err := testStage(t).Apply(ctx, p); err != nil {
+		if err := testApplier(t).Apply(ctx, p); err != nil {
 			t.Fatal(err)
 		}
 		info := overlayInfo(t, p.OverlayPath())
@@ -262,9 +253,9 @@ func TestBackingFileImageIsBadInput(t *testing.T) {
 	parent := filepath.Join(dir, "parent.qcow2")
 	makeQcow2(t, parent, "8M", "parent")
 	src := filepath.Join(dir, "child.qcow2")
-	qemuImg(t, "create", "-q", "-f", "qcow2", "-b", parent, "-F", "qcow2", src)
+	stagetest.QemuImg(t, "create", "-q", "-f", "qcow2", "-b", parent, "-F", "qcow2", src)
 	p := planFor(t, dir, map[string]string{"IMG_SOURCE": src})
-	err := testStage(t).Apply(context.Background(), p)
+	err := testApplier(t).Apply(context.Background(), p)
 	var ie *stage.InputError
 	if !errors.As(err, &ie) || ie.Var != "IMG_SOURCE" || ie.Value != src || !strings.Contains(err.Error(), "backing file") {
 		t.Fatalf("err = %v, want bad input IMG_SOURCE=%s naming the backing file", err, src)
@@ -277,14 +268,4 @@ func TestBackingFileImageIsBadInput(t *testing.T) {
 			t.Errorf("%s left behind after a refused image", f)
 		}
 	}
-}
-
-// mkd makes dir/name, a volume's mount point (no stage creates one), and returns it.
-func mkd(t *testing.T, dir, name string) string {
-	t.Helper()
-	p := filepath.Join(dir, name)
-	if err := os.MkdirAll(p, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	return p
 }

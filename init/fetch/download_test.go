@@ -24,6 +24,7 @@ import (
 	"github.com/berth-vm/berth/common/fsutil"
 	"github.com/berth-vm/berth/common/roottest"
 	"github.com/berth-vm/berth/common/stage"
+	"github.com/berth-vm/berth/common/stagetest"
 )
 
 // rawImage returns n bytes of a raw disk image (any bytes are one) whose first
@@ -131,11 +132,11 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-// testStage returns a Stage with short timeouts and backoffs (no timing is
+// testApplier returns an Applier with short timeouts and backoffs (no timing is
 // asserted: they only keep the tests short).
-func testStage(t *testing.T) *Stage {
+func testApplier(t *testing.T) *Applier {
 	log, _ := testLog(t)
-	s := NewStage(log)
+	s := NewApplier(log)
 	s.DL.Backoff, s.DL.MaxBackoff = 10*time.Millisecond, 50*time.Millisecond
 	s.DL.IdleTimeout = 500 * time.Millisecond
 	s.DL.ConnectTimeout = 2 * time.Second
@@ -148,11 +149,11 @@ func testStage(t *testing.T) *Stage {
 func testPlan(t *testing.T, url, pin string) Plan {
 	dir := t.TempDir()
 	env := map[string]string{"VM_NAME": "vm0", "IMG_SOURCE": url, "IMG_TARGET": "base.img",
-		"IMAGE_DIR": mkd(t, dir, "images"), "DISK_DIR": mkd(t, dir, "disk")}
+		"IMAGE_DIR": stagetest.VolumeDir(t, dir, "images"), "DISK_DIR": stagetest.VolumeDir(t, dir, "disk")}
 	if pin != "" {
 		env["IMG_SHA256"] = pin
 	}
-	p, err := PlanFromEnv(stage.MapEnv(env), statFile)
+	p, err := FromEnv(stage.MapEnv(env), statFile)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -385,7 +386,7 @@ func TestDownloadCases(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			srv := newServer(t, tt.handler)
 			p := testPlan(t, srv.URL+"/image.raw", tt.pin)
-			s := testStage(t)
+			s := testApplier(t)
 			b, err := s.EnsureBase(context.Background(), p, p.SHA256, "IMG_SHA256")
 			if tt.want != nil {
 				if err != nil {
@@ -430,7 +431,7 @@ func stall(w http.ResponseWriter, r *http.Request, body []byte) {
 }
 
 // TestResumeAcrossRestarts: a run killed half-way leaves a partial file; the
-// next run (a new process: a new Stage) continues it with one Range request
+// next run (a new process: a new Applier) continues it with one Range request
 // and fetches only the rest.
 func TestResumeAcrossRestarts(t *testing.T) {
 	body := rawImage(3, 1<<20)
@@ -444,7 +445,7 @@ func TestResumeAcrossRestarts(t *testing.T) {
 		serveRange(cw, r, body, modTime)
 	})
 	p := testPlan(t, srv.URL+"/image.raw", "")
-	s := testStage(t)
+	s := testApplier(t)
 	s.DL.Attempts = 1 // the first run gives up at once, like a killed container
 	if _, err := s.EnsureBase(context.Background(), p, "", "IMG_SHA256"); err == nil {
 		t.Fatal("first run succeeded, want a failure after the drop")
@@ -457,7 +458,7 @@ func TestResumeAcrossRestarts(t *testing.T) {
 	assertNothingInPlace(t, p)
 
 	sent.Store(0)
-	if _, err := testStage(t).EnsureBase(context.Background(), p, "", "IMG_SHA256"); err != nil {
+	if _, err := testApplier(t).EnsureBase(context.Background(), p, "", "IMG_SHA256"); err != nil {
 		t.Fatal(err)
 	}
 	assertInPlace(t, p, body)
@@ -500,7 +501,7 @@ func TestConcurrentRunsDownloadOnce(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_, errs[i] = testStage(t).EnsureBase(context.Background(), p, "", "IMG_SHA256")
+			_, errs[i] = testApplier(t).EnsureBase(context.Background(), p, "", "IMG_SHA256")
 		}()
 	}
 	wg.Wait()
@@ -522,7 +523,7 @@ func TestCachedBaseReused(t *testing.T) {
 	srv := newServer(t, func(n int, w http.ResponseWriter, r *http.Request) { serveRange(w, r, body, modTime) })
 	p := testPlan(t, srv.URL+"/image.raw", "")
 	for range 2 {
-		if _, err := testStage(t).EnsureBase(context.Background(), p, "", "IMG_SHA256"); err != nil {
+		if _, err := testApplier(t).EnsureBase(context.Background(), p, "", "IMG_SHA256"); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -541,7 +542,7 @@ func TestCachedBaseReused(t *testing.T) {
 	if err := os.WriteFile(p.BasePath(), rawImage(6, 1<<20), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := testStage(t).EnsureBase(context.Background(), p, "", "IMG_SHA256"); err != nil {
+	if _, err := testApplier(t).EnsureBase(context.Background(), p, "", "IMG_SHA256"); err != nil {
 		t.Fatal(err)
 	}
 	if g := srv.gets.Load(); g != 2 {
@@ -550,7 +551,7 @@ func TestCachedBaseReused(t *testing.T) {
 	assertInPlace(t, p, body)
 
 	// A pin that differs from the cached verified base: never replaced, exit 2.
-	_, err := testStage(t).EnsureBase(context.Background(), p, sum(rawImage(7, 512)), "IMG_SHA256")
+	_, err := testApplier(t).EnsureBase(context.Background(), p, sum(rawImage(7, 512)), "IMG_SHA256")
 	if !stage.IsBadInput(err) {
 		t.Errorf("pin of another image over a cached base: err = %v, want bad input", err)
 	}
@@ -594,7 +595,7 @@ func TestLocalWriteErrors(t *testing.T) {
 				t.Fatalf("mount tmpfs: %v: %s", err, out)
 			}
 			t.Cleanup(func() { exec.Command("umount", p.ImageDir).Run() })
-			_, err := testStage(t).EnsureBase(context.Background(), p, "", "IMG_SHA256")
+			_, err := testApplier(t).EnsureBase(context.Background(), p, "", "IMG_SHA256")
 			for _, want := range c.wantErr {
 				if err == nil || !strings.Contains(err.Error(), want) {
 					t.Fatalf("err = %v, want %q", err, want)
@@ -648,7 +649,7 @@ func TestNoSpaceForTheRest(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(p.ImageDir, "ballast"), make([]byte, 400<<10), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	_, err = testStage(t).EnsureBase(context.Background(), p, "", "IMG_SHA256")
+	_, err = testApplier(t).EnsureBase(context.Background(), p, "", "IMG_SHA256")
 	if err == nil || !strings.Contains(err.Error(), "the image needs 0.5 MiB more (1.0 MiB in all); nothing was written") {
 		t.Fatalf("err = %v, want the rest (0.5 MiB of 1.0 MiB) refused", err)
 	}
@@ -695,7 +696,7 @@ func TestProgressLogged(t *testing.T) {
 	})
 	p := testPlan(t, srv.URL+"/image.raw", "")
 	log, buf := testLog(t)
-	s := testStage(t)
+	s := testApplier(t)
 	s.Log, s.DL.Log = log, log
 	s.DL.IdleTimeout = 200 * time.Millisecond // watch ticks every ~50 ms
 	s.DL.ProgressEvery = 100 * time.Millisecond
@@ -734,7 +735,7 @@ func TestDownloadNeverWritesThroughSymlinkedPart(t *testing.T) {
 	if err := os.Symlink(victim, part); err != nil {
 		t.Fatal(err)
 	}
-	s := testStage(t)
+	s := testApplier(t)
 	_, err := s.DL.attempt(context.Background(), p.Source, part, newFollower(part))
 	if !errors.Is(err, fsutil.ErrNotOwnFile) {
 		t.Fatalf("attempt through a symlinked .part: %v, want ErrNotOwnFile", err)
@@ -842,7 +843,7 @@ func TestRetryAfterHonoured(t *testing.T) {
 		serveRange(w, r, body, modTime)
 	})
 	p := testPlan(t, srv.URL+"/image.raw", "")
-	s := testStage(t)
+	s := testApplier(t)
 	s.DL.Backoff, s.DL.MaxBackoff = 10*time.Millisecond, 5*time.Second
 	if _, err := s.DL.Download(context.Background(), p.Source, p.partPath()); err != nil {
 		t.Fatal(err)

@@ -1,62 +1,27 @@
 package fetch_test
 
 import (
-	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/berth-vm/berth/common/stagetest"
 	"github.com/berth-vm/berth/init/fetch/internal/badserver"
 )
 
-var (
-	buildOnce sync.Once
-	binPath   string
-	buildErr  error
-)
+// imageFetch is the real image-fetch binary, built once;
+// $BERTH_TEST_IMAGE_FETCH names another build to test instead (an older one,
+// to see the test fail).
+var imageFetch = stagetest.NewBinary("image-fetch", "github.com/berth-vm/berth/init/cmd/image-fetch")
 
 // TestMain removes the binary imageFetch built.
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if binPath != "" {
-		os.RemoveAll(filepath.Dir(binPath))
-	}
-	os.Exit(code)
-}
-
-// imageFetch builds the real image-fetch binary once. IMAGE_FETCH_BIN names
-// another build to test instead (an older one, to see the test fail).
-func imageFetch(t *testing.T) string {
-	t.Helper()
-	if b := os.Getenv("IMAGE_FETCH_BIN"); b != "" {
-		return b
-	}
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "image-fetch-hostile-")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		binPath = filepath.Join(dir, "image-fetch")
-		cmd := exec.Command("go", "build", "-o", binPath, "github.com/berth-vm/berth/init/cmd/image-fetch")
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = errors.New(err.Error() + ": " + string(out))
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return binPath
-}
+func TestMain(m *testing.M) { stagetest.Main(m, imageFetch) }
 
 // realQcow2 is a qcow2 made by qemu-img with data written at two places (not
 // all zeros: a truncated copy loses clusters that matter).
@@ -86,7 +51,7 @@ func sha(b []byte) string { h := sha256.Sum256(b); return hex.EncodeToString(h[:
 // bytes against the real file, and what is left in IMAGE_DIR. Small
 // IMG_FETCH_* values keep it to seconds; timings are logged, not asserted.
 func TestHostileServers(t *testing.T) {
-	bin := imageFetch(t)
+	bin := imageFetch.Path(t)
 	img := realQcow2(t)
 	const (
 		base   = "guest.qcow2"
@@ -164,43 +129,28 @@ func TestHostileServers(t *testing.T) {
 			srv := badserver.New(tt.mode, img, tt.tls)
 			defer srv.Close()
 			dir := t.TempDir()
-			images := mkd(t, dir, "images")
-			env := []string{"PATH=" + os.Getenv("PATH"), "VM_NAME=vm0", "IMG_SOURCE=" + srv.URL + "/" + base,
-				"IMAGE_DIR=" + images, "DISK_DIR=" + mkd(t, dir, "disk"),
-				"TERMINATION_LOG=" + filepath.Join(dir, "termination-log"), "LOG_LEVEL=debug",
-				"IMG_FETCH_ATTEMPTS=3", "IMG_FETCH_BACKOFF=100ms", "IMG_FETCH_MAX_BACKOFF=200ms",
-				"IMG_FETCH_STALL_TIMEOUT=1s", "IMG_FETCH_MIN_RATE=1Ki", "IMG_FETCH_RATE_WINDOW=2s", "IMG_FETCH_DEADLINE=60s"}
+			images := stagetest.VolumeDir(t, dir, "images")
+			env := map[string]string{"VM_NAME": "vm0", "IMG_SOURCE": srv.URL + "/" + base,
+				"IMAGE_DIR": images, "DISK_DIR": stagetest.VolumeDir(t, dir, "disk"),
+				"TERMINATION_LOG": filepath.Join(dir, "termination-log"), "LOG_LEVEL": "debug",
+				"IMG_FETCH_ATTEMPTS": "3", "IMG_FETCH_BACKOFF": "100ms", "IMG_FETCH_MAX_BACKOFF": "200ms",
+				"IMG_FETCH_STALL_TIMEOUT": "1s", "IMG_FETCH_MIN_RATE": "1Ki", "IMG_FETCH_RATE_WINDOW": "2s", "IMG_FETCH_DEADLINE": "60s"}
 			for k, v := range tt.env {
-				env = append(env, k+"="+v)
+				env[k] = v
 			}
 			if tt.trust {
 				ca := filepath.Join(dir, "ca.pem")
 				if err := os.WriteFile(ca, srv.CertPEM(), 0o644); err != nil {
 					t.Fatal(err)
 				}
-				env = append(env, "SSL_CERT_FILE="+ca)
+				env["SSL_CERT_FILE"] = ca
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-			defer cancel()
-			cmd := exec.CommandContext(ctx, bin)
-			cmd.Env = env
-			var stderr strings.Builder
-			cmd.Stderr = &stderr
-			start := time.Now()
-			err := cmd.Run()
-			el := time.Since(start)
-			code := 0
-			var ee *exec.ExitError
-			if errors.As(err, &ee) {
-				code = ee.ExitCode()
-			} else if err != nil {
-				t.Fatal(err)
-			}
-			msg, _ := os.ReadFile(filepath.Join(dir, "termination-log"))
-			t.Logf("%s: exit %d after %s: %s", tt.mode, code, el.Round(time.Millisecond), msg)
+			r := stagetest.Run(t, bin, stagetest.Cmd{Env: env, Timeout: 90 * time.Second})
+			code, msg := r.Code, r.TerminationLog
+			t.Logf("%s: exit %d after %s: %s", tt.mode, code, r.Elapsed.Round(time.Millisecond), msg)
 			defer func() {
 				if t.Failed() {
-					t.Logf("stderr:\n%s", stderr.String())
+					t.Logf("stderr:\n%s", r.Stderr)
 				}
 			}()
 			if code != tt.code {
@@ -218,7 +168,7 @@ func TestHostileServers(t *testing.T) {
 				t.Errorf("the message says a partial file is kept: %v; left: %v", strings.Contains(string(msg), "partial file ("), tt.left)
 			}
 			for _, s := range tt.log {
-				if !strings.Contains(stderr.String(), s) {
+				if !strings.Contains(r.Stderr, s) {
 					t.Errorf("stderr does not contain %q", s)
 				}
 			}
@@ -276,26 +226,16 @@ func TestHostileServers(t *testing.T) {
 	}
 }
 
-// mkd makes dir/name, a volume's mount point (no stage creates one), and returns it.
-func mkd(t *testing.T, dir, name string) string {
-	t.Helper()
-	p := filepath.Join(dir, name)
-	if err := os.MkdirAll(p, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
-
 // A truncated qcow2 that a build without qemu-img check cached (with its
 // record) is exit 2 naming IMG_TARGET at every start, left in place (other
 // pets may use it): only a person can unblock that name. It was exit 1, a
 // restart loop that never ends.
 func TestTruncatedBaseCachedBefore(t *testing.T) {
-	bin := imageFetch(t)
+	bin := imageFetch.Path(t)
 	img := realQcow2(t)
 	half := img[:len(img)/2]
 	dir := t.TempDir()
-	images := mkd(t, dir, "images")
+	images := stagetest.VolumeDir(t, dir, "images")
 	base := filepath.Join(images, "guest.qcow2")
 	if err := os.WriteFile(base, half, 0o444); err != nil {
 		t.Fatal(err)
@@ -304,16 +244,13 @@ func TestTruncatedBaseCachedBefore(t *testing.T) {
 		t.Fatal(err)
 	}
 	tl := filepath.Join(dir, "termination-log")
-	cmd := exec.Command(bin)
-	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "VM_NAME=vm0", "IMG_SOURCE=http://127.0.0.1:1/guest.qcow2",
-		"IMAGE_DIR=" + images, "DISK_DIR=" + mkd(t, dir, "disk"), "TERMINATION_LOG=" + tl}
-	out, err := cmd.CombinedOutput()
-	var ee *exec.ExitError
-	if !errors.As(err, &ee) || ee.ExitCode() != 2 {
-		t.Fatalf("exit %v, want 2:\n%s", err, out)
+	r := stagetest.Run(t, bin, stagetest.Cmd{Env: map[string]string{"VM_NAME": "vm0", "IMG_SOURCE": "http://127.0.0.1:1/guest.qcow2",
+		"IMAGE_DIR": images, "DISK_DIR": stagetest.VolumeDir(t, dir, "disk"), "TERMINATION_LOG": tl}})
+	if r.Code != 2 {
+		t.Fatalf("exit %d, want 2:\n%s", r.Code, r.Stderr)
 	}
-	if msg, _ := os.ReadFile(tl); !strings.HasPrefix(string(msg), "image-fetch: bad input: IMG_TARGET=") {
-		t.Errorf("termination message %q, want one naming IMG_TARGET", msg)
+	if !strings.HasPrefix(r.TerminationLog, "image-fetch: bad input: IMG_TARGET=") {
+		t.Errorf("termination message %q, want one naming IMG_TARGET", r.TerminationLog)
 	}
 	if b, err := os.ReadFile(base); err != nil || sha(b) != sha(half) {
 		t.Errorf("the cached base was not left as it was: %v", err)

@@ -32,7 +32,7 @@ func TestEnsureBaseRefusesSymlinkedPart(t *testing.T) {
 			if err := os.Symlink(victim, link); err != nil {
 				t.Fatal(err)
 			}
-			s := NewStage(slog.New(slog.NewTextHandler(io.Discard, nil)))
+			s := NewApplier(slog.New(slog.NewTextHandler(io.Discard, nil)))
 			_, err := s.EnsureBase(context.Background(), p, "", "IMG_SHA256")
 			if !errors.Is(err, fsutil.ErrNotOwnFile) {
 				t.Fatalf("EnsureBase = %v, want ErrNotOwnFile", err)

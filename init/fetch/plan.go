@@ -1,8 +1,9 @@
 // Package fetch is the image-fetch stage: it puts a verified base image into the
 // image cache (IMAGE_DIR) and makes the VM's pet overlay in DISK_DIR.
 //
-// The stage is plan → print (--dry-run) → apply: PlanFromEnv is pure and only
-// validates input; Apply changes files, idempotently.
+// The stage is plan → print (--dry-run) → apply, or check (--check): FromEnv
+// is pure and only validates input; Apply changes files, idempotently; Stage
+// is the whole stage for stage.Main.
 package fetch
 
 import (
@@ -19,29 +20,25 @@ import (
 	"github.com/berth-vm/berth/init/imgcheck"
 )
 
-// Defaults of the contract (docs/design.md, "Volumes").
-const (
-	DefaultImageDir = "/var/lib/berth/images"
-	DefaultDiskDir  = "/var/lib/berth/disk"
-)
-
 // Vars are the variables image-fetch reads (besides the common ones), for -h.
-var Vars = []stage.Var{
-	{Name: "IMG_SOURCE", Help: "base image: an http:// or https:// URL, or an absolute path in the container (required)"},
-	{Name: "IMG_TARGET", Default: "(the base name of IMG_SOURCE)", Help: "file name of the base image in IMAGE_DIR; a bare name, not hidden"},
-	{Name: "IMG_SHA256", Help: "expected sha256 of the base image, 64 hex digits (optional; pins the image)"},
-	{Name: "IMAGE_DIR", Default: DefaultImageDir, Help: "image cache (absolute, clean path; not a symlink): <IMG_TARGET> and <IMG_TARGET>.sha256; may be shared between pods"},
-	{Name: "DISK_DIR", Default: DefaultDiskDir, Help: "pet disk (absolute, clean path; not a symlink): <VM_NAME>.qcow2 (overlay on the base) and <VM_NAME>.json"},
-	{Name: "DISK_SIZE", Help: "virtual size of the overlay, e.g. 20Gi, a multiple of 512, at most 2048Ti (optional; grows the disk, never shrinks it)"},
+func Vars() []stage.Var {
+	return []stage.Var{
+		{Name: "IMG_SOURCE", Help: "base image: an http:// or https:// URL, or an absolute path in the container (required)"},
+		{Name: "IMG_TARGET", Default: "(the base name of IMG_SOURCE)", Help: "file name of the base image in IMAGE_DIR; a bare name, not hidden"},
+		{Name: "IMG_SHA256", Help: "expected sha256 of the base image, 64 hex digits (optional; pins the image)"},
+		{Name: "IMAGE_DIR", Default: stage.DefaultImageDir, Help: "image cache (absolute, clean path; not a symlink): <IMG_TARGET> and <IMG_TARGET>.sha256; may be shared between pods"},
+		{Name: "DISK_DIR", Default: stage.DefaultDiskDir, Help: "pet disk (absolute, clean path; not a symlink): <VM_NAME>.qcow2 (overlay on the base) and <VM_NAME>.json"},
+		{Name: "DISK_SIZE", Help: "virtual size of the overlay, e.g. 20Gi, a multiple of 512, at most 2048Ti (optional; grows the disk, never shrinks it)"},
 
-	// The download policy (policy.go): how a failing, stalling or slow server is treated.
-	{Name: "IMG_FETCH_ATTEMPTS", Default: "6", Help: "attempts per run for retryable download failures (network errors, 408, 429, 5xx, stalls, too slow), 1 to 100"},
-	{Name: "IMG_FETCH_BACKOFF", Default: "2s", Help: "wait after the first failed attempt, doubled after each (Go duration: 500ms, 2s, 1m), 0 to 1h"},
-	{Name: "IMG_FETCH_MAX_BACKOFF", Default: "30s", Help: "longest wait between attempts, from IMG_FETCH_BACKOFF to 1h"},
-	{Name: "IMG_FETCH_STALL_TIMEOUT", Default: "60s", Help: "an attempt fails when no response headers or no body byte came for this long, 1s to 1h"},
-	{Name: "IMG_FETCH_MIN_RATE", Default: "16Ki", Help: "an attempt fails when fewer bytes per second than this came over IMG_FETCH_RATE_WINDOW (bytes, or Ki/Mi/Gi); 0: no minimum"},
-	{Name: "IMG_FETCH_RATE_WINDOW", Default: "60s", Help: "the window IMG_FETCH_MIN_RATE is averaged over, 1s to 1h"},
-	{Name: "IMG_FETCH_DEADLINE", Default: "6h", Help: "the download gives up after this long in all (the partial file is kept), 1s to 720h"},
+		// The download policy (policy.go): how a failing, stalling or slow server is treated.
+		{Name: "IMG_FETCH_ATTEMPTS", Default: "6", Help: "attempts per run for retryable download failures (network errors, 408, 429, 5xx, stalls, too slow), 1 to 100"},
+		{Name: "IMG_FETCH_BACKOFF", Default: "2s", Help: "wait after the first failed attempt, doubled after each (Go duration: 500ms, 2s, 1m), 0 to 1h"},
+		{Name: "IMG_FETCH_MAX_BACKOFF", Default: "30s", Help: "longest wait between attempts, from IMG_FETCH_BACKOFF to 1h"},
+		{Name: "IMG_FETCH_STALL_TIMEOUT", Default: "60s", Help: "an attempt fails when no response headers or no body byte came for this long, 1s to 1h"},
+		{Name: "IMG_FETCH_MIN_RATE", Default: "16Ki", Help: "an attempt fails when fewer bytes per second than this came over IMG_FETCH_RATE_WINDOW (bytes, or Ki/Mi/Gi); 0: no minimum"},
+		{Name: "IMG_FETCH_RATE_WINDOW", Default: "60s", Help: "the window IMG_FETCH_MIN_RATE is averaged over, 1s to 1h"},
+		{Name: "IMG_FETCH_DEADLINE", Default: "6h", Help: "the download gives up after this long in all (the partial file is kept), 1s to 720h"},
+	}
 }
 
 // Plan is what image-fetch will do, computed from the environment alone.
@@ -78,10 +75,10 @@ func (p Plan) OverlayPath() string { return filepath.Join(p.DiskDir, p.VMName+".
 // OverlayRecordPath records which base the pet disk was made from.
 func (p Plan) OverlayRecordPath() string { return filepath.Join(p.DiskDir, p.VMName+".json") }
 
-// PlanFromEnv validates the environment and returns the plan. Every error is an
+// FromEnv validates the environment and returns the plan. Every error is an
 // *stage.InputError (exit 2); nothing is read from or written to disk except
 // the existence check of a local IMG_SOURCE.
-func PlanFromEnv(env stage.Env, stat func(string) error) (Plan, error) {
+func FromEnv(env stage.Env, stat func(string) error) (Plan, error) {
 	var p Plan
 	var err error
 	if p.VMName, err = env.VMName(); err != nil {
@@ -139,10 +136,10 @@ func PlanFromEnv(env stage.Env, stat func(string) error) (Plan, error) {
 		p.SHA256 = strings.ToLower(h)
 	}
 
-	if p.ImageDir, err = env.Path("IMAGE_DIR", DefaultImageDir); err != nil {
+	if p.ImageDir, err = env.Path("IMAGE_DIR", stage.DefaultImageDir); err != nil {
 		return p, err
 	}
-	if p.DiskDir, err = env.Path("DISK_DIR", DefaultDiskDir); err != nil {
+	if p.DiskDir, err = env.Path("DISK_DIR", stage.DefaultDiskDir); err != nil {
 		return p, err
 	}
 	// Not read by image-fetch, but common to every stage and listed by -h: a

@@ -17,14 +17,14 @@ func statOnly(p string) error {
 	return fs.ErrNotExist
 }
 
-func TestPlanFromEnv(t *testing.T) {
+func TestFromEnv(t *testing.T) {
 	base := map[string]string{"VM_NAME": "vm0", "IMG_SOURCE": "https://example.org/img/debian-12.qcow2?x=1"}
-	p, err := PlanFromEnv(stage.MapEnv(base), statOnly)
+	p, err := FromEnv(stage.MapEnv(base), statOnly)
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := Plan{VMName: "vm0", Source: base["IMG_SOURCE"], Remote: true, Target: "debian-12.qcow2",
-		ImageDir: DefaultImageDir, DiskDir: DefaultDiskDir, Fetch: DefaultPolicy()}
+		ImageDir: stage.DefaultImageDir, DiskDir: stage.DefaultDiskDir, Fetch: DefaultPolicy()}
 	if p != want {
 		t.Errorf("plan = %+v\nwant %+v", p, want)
 	}
@@ -32,7 +32,7 @@ func TestPlanFromEnv(t *testing.T) {
 		t.Errorf("paths: %s %s", p.OverlayPath(), p.RecordPath())
 	}
 
-	p, err = PlanFromEnv(stage.MapEnv(map[string]string{"VM_NAME": "vm0", "IMG_SOURCE": "/images/a.qcow2",
+	p, err = FromEnv(stage.MapEnv(map[string]string{"VM_NAME": "vm0", "IMG_SOURCE": "/images/a.qcow2",
 		"IMG_TARGET": "b.img", "IMG_SHA256": strings.Repeat("AB", 32), "DISK_SIZE": "4Gi",
 		"IMAGE_DIR": "/c", "DISK_DIR": "/d"}), statOnly)
 	if err != nil {
@@ -50,7 +50,7 @@ func TestPlanFromEnv(t *testing.T) {
 // IMG_TARGET; IMG_SHA256 too short, too long, not hex; DISK_SIZE unparsable, zero, negative, not a
 // multiple of 512; IMAGE_DIR/DISK_DIR relative; VM_NAME invalid; IMG_TARGET equal to the pet disk's
 // or its record's name when IMAGE_DIR = DISK_DIR.
-func TestPlanFromEnvBadInputs(t *testing.T) {
+func TestFromEnvBadInputs(t *testing.T) {
 	const url = "http://h/x.qcow2"
 	tests := []struct {
 		name    string
@@ -118,7 +118,7 @@ func TestPlanFromEnvBadInputs(t *testing.T) {
 			if _, ok := tt.env["VM_NAME"]; !ok {
 				tt.env["VM_NAME"] = "vm0"
 			}
-			_, err := PlanFromEnv(stage.MapEnv(tt.env), statOnly)
+			_, err := FromEnv(stage.MapEnv(tt.env), statOnly)
 			var ie *stage.InputError
 			if !errors.As(err, &ie) {
 				t.Fatalf("err = %v, want bad input", err)

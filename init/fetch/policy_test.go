@@ -30,7 +30,7 @@ func TestPolicyFromEnv(t *testing.T) {
 }
 
 // TestPolicyBadInputs: each bad value is exit 2 naming the variable, also
-// through PlanFromEnv (so the run changes nothing).
+// through FromEnv (so the run changes nothing).
 func TestPolicyBadInputs(t *testing.T) {
 	tests := []struct{ name, val string }{
 		{"IMG_FETCH_ATTEMPTS", "0"},
@@ -52,7 +52,7 @@ func TestPolicyBadInputs(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name+"="+tt.val, func(t *testing.T) {
 			env := map[string]string{"VM_NAME": "vm0", "IMG_SOURCE": "http://h/x.qcow2", tt.name: tt.val}
-			_, err := PlanFromEnv(stage.MapEnv(env), statOnly)
+			_, err := FromEnv(stage.MapEnv(env), statOnly)
 			var ie *stage.InputError
 			if !errors.As(err, &ie) || ie.Var != tt.name {
 				t.Fatalf("err = %v, want bad input naming %s", err, tt.name)

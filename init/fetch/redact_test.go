@@ -75,10 +75,10 @@ func TestRedactChannels(t *testing.T) {
 	}
 }
 
-// The refusal of userinfo in PlanFromEnv prints the URL redacted too.
-func TestPlanFromEnvRedacts(t *testing.T) {
+// The refusal of userinfo in FromEnv prints the URL redacted too.
+func TestFromEnvRedacts(t *testing.T) {
 	for _, src := range []string{"https://u:SECRET@h/x", "https://h/x y?sig=SECRET", "ftp://h/x?sig=SECRET"} {
-		_, err := PlanFromEnv(stage.MapEnv(map[string]string{"VM_NAME": "vm0", "IMG_SOURCE": src}), statOnly)
+		_, err := FromEnv(stage.MapEnv(map[string]string{"VM_NAME": "vm0", "IMG_SOURCE": src}), statOnly)
 		if err == nil || strings.Contains(err.Error(), "SECRET") {
 			t.Errorf("IMG_SOURCE=%q: %v", src, err)
 		}

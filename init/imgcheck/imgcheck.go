@@ -11,18 +11,18 @@
 package imgcheck
 
 import (
-	"bytes"
 	"context"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"strings"
 	"time"
+
+	"github.com/berth-vm/berth/common/qcow2"
+	"github.com/berth-vm/berth/init/qemuimg"
 )
 
 // Formats accepted for a base image.
@@ -61,9 +61,6 @@ func (e *RefusedError) Error() string {
 func refused(path, format string, args ...any) error {
 	return &RefusedError{Path: path, Reason: fmt.Sprintf(format, args...)}
 }
-
-// DefaultTimeout bounds one qemu-img run.
-const DefaultTimeout = 60 * time.Second
 
 // Check decides the format from the header, refuses what names other files,
 // then validates `qemu-img info -f <format> --output=json` (bounded by timeout).
@@ -108,23 +105,6 @@ func Check(ctx context.Context, path string, timeout time.Duration) (Image, erro
 	return img, nil
 }
 
-// maxStderr bounds what is kept of qemu-img's stderr: a truncated image makes
-// qemu-img check print one line per cluster past the end.
-const maxStderr = 4 << 10
-
-// capped keeps the first max bytes written to it and drops the rest.
-type capped struct {
-	buf bytes.Buffer
-	max int
-}
-
-func (c *capped) Write(p []byte) (int, error) {
-	if room := c.max - c.buf.Len(); room > 0 {
-		c.buf.Write(p[:min(len(p), room)])
-	}
-	return len(p), nil
-}
-
 // checkReport is the part of `qemu-img check --output=json` that is used.
 type checkReport struct {
 	Corruptions int64 `json:"corruptions"`
@@ -148,33 +128,23 @@ type checkReport struct {
 // truncated copy; another download may be whole). A qemu-img that cannot run
 // or does not answer within timeout is a plain error.
 func CheckQcow2Consistency(ctx context.Context, path string, timeout time.Duration) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "qemu-img", "check", "-f", QCOW2, "--output=json", "--force-share", path)
-	var stdout bytes.Buffer
-	stderr := &capped{max: maxStderr}
-	cmd.Stdout, cmd.Stderr = &stdout, stderr
-	cmd.WaitDelay = 5 * time.Second
-	err := cmd.Run()
-	if ctx.Err() != nil {
-		return fmt.Errorf("qemu-img check %s: no answer within %s: %w", path, timeout, ctx.Err())
+	out, err := qemuimg.Run(ctx, timeout, "check", "-f", QCOW2, "--output=json", "--force-share", path)
+	var ee *qemuimg.ExitError
+	if err != nil && !errors.As(err, &ee) {
+		return err
 	}
 	firstLine := func() string {
-		l, _, _ := strings.Cut(strings.TrimSpace(stderr.buf.String()), "\n")
+		l, _, _ := strings.Cut(out.Stderr, "\n")
 		return l
-	}
-	var ee *exec.ExitError
-	if err != nil && !(errors.As(err, &ee) && ee.Exited()) {
-		return fmt.Errorf("qemu-img check -f qcow2 %s: %w: %s", path, err, firstLine())
 	}
 	// Exit status (qemu-img(1)): 0 consistent, 1 check not completed (an
 	// error), 2 corrupted, 3 leaks only, 63 checks not supported.
 	code := 0
 	if ee != nil {
-		code = ee.ExitCode()
+		code = ee.Code
 	}
 	var rep checkReport
-	if jerr := json.Unmarshal(stdout.Bytes(), &rep); jerr != nil {
+	if jerr := json.Unmarshal(out.Stdout, &rep); jerr != nil {
 		if code == 0 || code == 3 {
 			return fmt.Errorf("qemu-img check %s: output: %w", path, jerr)
 		}
@@ -198,41 +168,17 @@ func CheckQcow2Consistency(ctx context.Context, path string, timeout time.Durati
 // timeout and returns its stdout. --force-share: a base in a shared cache may
 // be open by another VM's QEMU (read-only); info only reads.
 func Info(ctx context.Context, path, format string, timeout time.Duration) ([]byte, error) {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "qemu-img", "info", "-f", format, "--output=json", "--force-share", path)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	cmd.WaitDelay = 5 * time.Second
-	if err := cmd.Run(); err != nil {
-		if ctx.Err() != nil {
-			return nil, fmt.Errorf("qemu-img info %s: no answer within %s: %w", path, timeout, ctx.Err())
-		}
-		var ee *exec.ExitError
-		if errors.As(err, &ee) && ee.Exited() {
-			// qemu-img ran and could not open the image: the image's fault.
-			return nil, refused(path, "qemu-img info -f %s: %s", format, strings.TrimSpace(stderr.String()))
-		}
-		return nil, fmt.Errorf("qemu-img info -f %s %s: %w: %s", format, path, err, strings.TrimSpace(stderr.String()))
+	out, err := qemuimg.Run(ctx, timeout, "info", "-f", format, "--output=json", "--force-share", path)
+	var ee *qemuimg.ExitError
+	switch {
+	case errors.As(err, &ee):
+		// qemu-img ran and could not open the image: the image's fault.
+		return nil, refused(path, "qemu-img info -f %s: %s", format, ee.Stderr)
+	case err != nil:
+		return nil, err
 	}
-	return stdout.Bytes(), nil
+	return out.Stdout, nil
 }
-
-// qcow2 header fields (docs/interop/qcow2.txt in QEMU), big-endian.
-const (
-	qcowMagic         = 0x514649fb // "QFI\xfb"
-	incompatDirty     = 1 << 0
-	incompatCorrupt   = 1 << 1
-	incompatDataFile  = 1 << 2
-	incompatCompress  = 1 << 3
-	incompatExtL2     = 1 << 4
-	incompatKnown     = incompatDirty | incompatCorrupt | incompatDataFile | incompatCompress | incompatExtL2
-	extEnd            = 0x00000000
-	extDataFile       = 0x44415441
-	extBackingFormat  = 0xe2792aca
-	extCryptoHeader   = 0x0537be77
-	maxHeaderExtBytes = 64 << 10
-)
 
 // foreign magics: formats QEMU would probe and open, refused here by name.
 var foreign = []struct {
@@ -266,7 +212,7 @@ var foreign = []struct {
 // does not know. A file that is another disk format, a text or HTML page, or
 // whose size is not whole 512-byte sectors is refused. Anything else is raw.
 func SniffFormat(hdr []byte, size int64) (string, error) {
-	if len(hdr) >= 4 && binary.BigEndian.Uint32(hdr) == qcowMagic {
+	if qcow2.IsQcow2(hdr) {
 		return QCOW2, checkQcow2Header(hdr)
 	}
 	for _, m := range foreign {
@@ -286,58 +232,31 @@ func SniffFormat(hdr []byte, size int64) (string, error) {
 	return Raw, nil
 }
 
-func checkQcow2Header(h []byte) error {
-	be := binary.BigEndian
-	if len(h) < 72 {
-		return fmt.Errorf("qcow2 header truncated")
-	}
-	version := be.Uint32(h[4:])
-	if version != 2 && version != 3 {
-		return fmt.Errorf("qcow2 version %d: only 2 and 3 exist", version)
-	}
-	if off, n := be.Uint64(h[8:]), be.Uint32(h[16:]); off != 0 || n != 0 {
+// checkQcow2Header refuses a qcow2 header that names another file, is
+// encrypted, is marked corrupt or has features QEMU does not know.
+func checkQcow2Header(b []byte) error {
+	h, err := qcow2.Parse(b)
+	switch {
+	case err != nil:
+		return err
+	case h.HasBackingFile():
 		return fmt.Errorf("qcow2 has a backing file: a base image must be self-contained")
+	case h.CryptMethod != 0:
+		return fmt.Errorf("qcow2 is encrypted (method %d): QEMU would need a secret", h.CryptMethod)
+	case h.IncompatibleFeatures&qcow2.IncompatDataFile != 0:
+		return fmt.Errorf("qcow2 has an external data file: a base image must be self-contained")
+	case h.Corrupt():
+		return fmt.Errorf("qcow2 is marked corrupt")
+	case h.UnknownIncompatible() != 0:
+		return fmt.Errorf("qcow2 has unknown incompatible features %#x", h.UnknownIncompatible())
+	case h.DataFileExt:
+		return fmt.Errorf("qcow2 names an external data file: a base image must be self-contained")
+	case h.BackingFormatExt:
+		return fmt.Errorf("qcow2 names a backing format: a base image must be self-contained")
+	case h.CryptoHeaderExt:
+		return fmt.Errorf("qcow2 is encrypted: QEMU would need a secret")
 	}
-	if crypt := be.Uint32(h[32:]); crypt != 0 {
-		return fmt.Errorf("qcow2 is encrypted (method %d): QEMU would need a secret", crypt)
-	}
-	extStart := uint64(72)
-	if version == 3 {
-		if len(h) < 104 {
-			return fmt.Errorf("qcow2 v3 header truncated")
-		}
-		incompat := be.Uint64(h[72:])
-		switch {
-		case incompat&incompatDataFile != 0:
-			return fmt.Errorf("qcow2 has an external data file: a base image must be self-contained")
-		case incompat&incompatCorrupt != 0:
-			return fmt.Errorf("qcow2 is marked corrupt")
-		case incompat&^uint64(incompatKnown) != 0:
-			return fmt.Errorf("qcow2 has unknown incompatible features %#x", incompat&^uint64(incompatKnown))
-		}
-		extStart = uint64(be.Uint32(h[100:]))
-		if extStart < 104 {
-			return fmt.Errorf("qcow2 header length %d too small", extStart)
-		}
-	}
-	// Header extensions: type u32, length u32, data padded to 8 bytes.
-	for off := extStart; ; {
-		if off+8 > uint64(len(h)) || off > maxHeaderExtBytes {
-			return fmt.Errorf("qcow2 header extensions run past %d bytes", len(h))
-		}
-		typ, n := be.Uint32(h[off:]), uint64(be.Uint32(h[off+4:]))
-		switch typ {
-		case extEnd:
-			return nil
-		case extDataFile:
-			return fmt.Errorf("qcow2 names an external data file: a base image must be self-contained")
-		case extBackingFormat:
-			return fmt.Errorf("qcow2 names a backing format: a base image must be self-contained")
-		case extCryptoHeader:
-			return fmt.Errorf("qcow2 is encrypted: QEMU would need a secret")
-		}
-		off += 8 + (n+7)&^7
-	}
+	return nil
 }
 
 // info is the part of `qemu-img info --output=json` that is checked. Unknown

@@ -11,29 +11,26 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-)
 
-func qemuImg(t *testing.T, args ...string) {
-	t.Helper()
-	if out, err := exec.Command("qemu-img", args...).CombinedOutput(); err != nil {
-		t.Fatalf("qemu-img %v: %v\n%s", args, err, out)
-	}
-}
+	"github.com/berth-vm/berth/common/qcow2"
+	"github.com/berth-vm/berth/common/stagetest"
+	"github.com/berth-vm/berth/init/qemuimg"
+)
 
 // TestCheckRealImages makes images with the real qemu-img and checks each is
 // accepted or refused, with the reason.
 func TestCheckRealImages(t *testing.T) {
 	dir := t.TempDir()
 	p := func(n string) string { return filepath.Join(dir, n) }
-	qemuImg(t, "create", "-q", "-f", "qcow2", p("base.qcow2"), "4M")
-	qemuImg(t, "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", p("base.qcow2"), p("backed.qcow2"))
-	qemuImg(t, "create", "-q", "-f", "qcow2", "-o", "data_file="+p("data.raw"), p("datafile.qcow2"), "4M")
-	qemuImg(t, "create", "-q", "-f", "qcow2", "-o", "data_file="+p("data2.raw")+",data_file_raw=on", p("datafileraw.qcow2"), "4M")
-	qemuImg(t, "create", "-q", "-f", "raw", p("disk.raw"), "4M")
-	qemuImg(t, "create", "-q", "-f", "vmdk", p("disk.vmdk"), "4M")
-	qemuImg(t, "create", "-q", "-f", "vmdk", "-o", "subformat=monolithicFlat", p("flat.vmdk"), "4M")
-	qemuImg(t, "create", "-q", "-f", "vpc", p("disk.vhd"), "4M")
-	qemuImg(t, "create", "-q", "-f", "qcow2", "-o", "compat=0.10", p("v2.qcow2"), "4M")
+	stagetest.QemuImg(t, "create", "-q", "-f", "qcow2", p("base.qcow2"), "4M")
+	stagetest.QemuImg(t, "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", p("base.qcow2"), p("backed.qcow2"))
+	stagetest.QemuImg(t, "create", "-q", "-f", "qcow2", "-o", "data_file="+p("data.raw"), p("datafile.qcow2"), "4M")
+	stagetest.QemuImg(t, "create", "-q", "-f", "qcow2", "-o", "data_file="+p("data2.raw")+",data_file_raw=on", p("datafileraw.qcow2"), "4M")
+	stagetest.QemuImg(t, "create", "-q", "-f", "raw", p("disk.raw"), "4M")
+	stagetest.QemuImg(t, "create", "-q", "-f", "vmdk", p("disk.vmdk"), "4M")
+	stagetest.QemuImg(t, "create", "-q", "-f", "vmdk", "-o", "subformat=monolithicFlat", p("flat.vmdk"), "4M")
+	stagetest.QemuImg(t, "create", "-q", "-f", "vpc", p("disk.vhd"), "4M")
+	stagetest.QemuImg(t, "create", "-q", "-f", "qcow2", "-o", "compat=0.10", p("v2.qcow2"), "4M")
 	if err := os.WriteFile(p("notes.txt"), []byte("this is not a disk image\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -42,7 +39,7 @@ func TestCheckRealImages(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A qcow2 with an impossible cluster size: qemu-img cannot open it.
-	qemuImg(t, "create", "-q", "-f", "qcow2", p("broken.qcow2"), "4M")
+	stagetest.QemuImg(t, "create", "-q", "-f", "qcow2", p("broken.qcow2"), "4M")
 	if f, err := os.OpenFile(p("broken.qcow2"), os.O_WRONLY, 0); err == nil {
 		f.WriteAt([]byte{0, 0, 0, 40}, 20) // cluster_bits
 		f.Close()
@@ -76,7 +73,7 @@ func TestCheckRealImages(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.file, func(t *testing.T) {
-			img, err := Check(context.Background(), p(tt.file), DefaultTimeout)
+			img, err := Check(context.Background(), p(tt.file), qemuimg.DefaultTimeout)
 			if tt.wantFormat != "" {
 				if err != nil {
 					t.Fatalf("refused: %v", err)
@@ -103,11 +100,11 @@ func TestCheckRealImages(t *testing.T) {
 func TestCheckInfoRealJSON(t *testing.T) {
 	dir := t.TempDir()
 	base, backed, df := filepath.Join(dir, "b.qcow2"), filepath.Join(dir, "o.qcow2"), filepath.Join(dir, "d.qcow2")
-	qemuImg(t, "create", "-q", "-f", "qcow2", base, "1M")
-	qemuImg(t, "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", base, backed)
-	qemuImg(t, "create", "-q", "-f", "qcow2", "-o", "data_file="+filepath.Join(dir, "d.raw"), df, "1M")
+	stagetest.QemuImg(t, "create", "-q", "-f", "qcow2", base, "1M")
+	stagetest.QemuImg(t, "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", base, backed)
+	stagetest.QemuImg(t, "create", "-q", "-f", "qcow2", "-o", "data_file="+filepath.Join(dir, "d.raw"), df, "1M")
 	for _, c := range []struct{ path, reason string }{{backed, "backing file"}, {df, "external data file"}} {
-		out, err := Info(context.Background(), c.path, QCOW2, DefaultTimeout)
+		out, err := Info(context.Background(), c.path, QCOW2, qemuimg.DefaultTimeout)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -115,7 +112,7 @@ func TestCheckInfoRealJSON(t *testing.T) {
 			t.Errorf("%s: CheckInfo err = %v, want %q", c.path, err, c.reason)
 		}
 	}
-	out, err := Info(context.Background(), base, QCOW2, DefaultTimeout)
+	out, err := Info(context.Background(), base, QCOW2, qemuimg.DefaultTimeout)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -215,7 +212,7 @@ func FuzzSniffFormat(f *testing.F) {
 			if be.Uint64(hdr[8:]) != 0 {
 				t.Fatalf("accepted a backing file offset")
 			}
-			if be.Uint32(hdr[4:]) == 3 && be.Uint64(hdr[72:])&incompatDataFile != 0 {
+			if be.Uint32(hdr[4:]) == 3 && be.Uint64(hdr[72:])&qcow2.IncompatDataFile != 0 {
 				t.Fatalf("accepted the external data file bit")
 			}
 		}
@@ -228,11 +225,11 @@ func FuzzSniffFormat(f *testing.F) {
 func TestRefusedNotAnImage(t *testing.T) {
 	dir := t.TempDir()
 	parent := filepath.Join(dir, "parent.qcow2")
-	qemuImg(t, "create", "-q", "-f", "qcow2", parent, "1M")
+	stagetest.QemuImg(t, "create", "-q", "-f", "qcow2", parent, "1M")
 	child := filepath.Join(dir, "child.qcow2")
-	qemuImg(t, "create", "-q", "-f", "qcow2", "-b", parent, "-F", "qcow2", child)
+	stagetest.QemuImg(t, "create", "-q", "-f", "qcow2", "-b", parent, "-F", "qcow2", child)
 	vmdk := filepath.Join(dir, "x.vmdk")
-	qemuImg(t, "create", "-q", "-f", "vmdk", vmdk, "1M")
+	stagetest.QemuImg(t, "create", "-q", "-f", "vmdk", vmdk, "1M")
 	html := filepath.Join(dir, "page.img")
 	if err := os.WriteFile(html, []byte("<!DOCTYPE html><html><body>404 Not Found</body></html>"+strings.Repeat(" ", 512*2-54)), 0o644); err != nil {
 		t.Fatal(err)
@@ -245,7 +242,7 @@ func TestRefusedNotAnImage(t *testing.T) {
 		path       string
 		notAnImage bool
 	}{{child, false}, {vmdk, false}, {html, true}, {odd, true}} {
-		_, err := Check(context.Background(), tc.path, DefaultTimeout)
+		_, err := Check(context.Background(), tc.path, qemuimg.DefaultTimeout)
 		var r *RefusedError
 		if !errors.As(err, &r) {
 			t.Fatalf("%s: err = %v, want a RefusedError", tc.path, err)
@@ -263,7 +260,7 @@ func TestRefusedNotAnImage(t *testing.T) {
 func TestCheckTruncatedQcow2(t *testing.T) {
 	dir := t.TempDir()
 	whole := filepath.Join(dir, "whole.qcow2")
-	qemuImg(t, "create", "-q", "-f", "qcow2", whole, "64M")
+	stagetest.QemuImg(t, "create", "-q", "-f", "qcow2", whole, "64M")
 	if out, err := exec.Command("qemu-io", "-f", "qcow2", "-c", "write -P 0xab 0 4M", "-c", "write -P 0xcd 32M 4M", whole).CombinedOutput(); err != nil {
 		t.Fatalf("qemu-io: %v %s", err, out)
 	}
@@ -277,20 +274,20 @@ func TestCheckTruncatedQcow2(t *testing.T) {
 			if err := os.WriteFile(p, b[:cut], 0o644); err != nil {
 				t.Fatal(err)
 			}
-			if _, err := Info(context.Background(), p, QCOW2, DefaultTimeout); err != nil {
+			if _, err := Info(context.Background(), p, QCOW2, qemuimg.DefaultTimeout); err != nil {
 				t.Fatalf("qemu-img info already refuses the cut file (the test shows nothing): %v", err)
 			}
-			_, err := Check(context.Background(), p, DefaultTimeout)
+			_, err := Check(context.Background(), p, qemuimg.DefaultTimeout)
 			var re *RefusedError
 			if !errors.As(err, &re) || !re.NotAnImage || !strings.Contains(re.Reason, "truncated") {
 				t.Fatalf("Check(%d of %d bytes) = %v, want a refusal as truncated (NotAnImage)", cut, len(b), err)
 			}
-			if len(re.Reason) > 2*maxStderr {
+			if len(re.Reason) > 2*qemuimg.MaxStderr {
 				t.Errorf("reason is %d bytes: qemu-img's stderr is not bounded", len(re.Reason))
 			}
 		})
 	}
-	if img, err := Check(context.Background(), whole, DefaultTimeout); err != nil || img.Format != QCOW2 {
+	if img, err := Check(context.Background(), whole, qemuimg.DefaultTimeout); err != nil || img.Format != QCOW2 {
 		t.Fatalf("whole image: %v %v", img, err)
 	}
 }

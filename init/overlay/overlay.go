@@ -4,7 +4,6 @@
 package overlay
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -13,14 +12,13 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/berth-vm/berth/common/fsutil"
 	"github.com/berth-vm/berth/common/stage"
+	"github.com/berth-vm/berth/init/qemuimg"
 )
 
 // Record is DISK_DIR/<VM_NAME>.json.
@@ -137,7 +135,7 @@ func Ensure(ctx context.Context, log *slog.Logger, s Spec) error {
 	if err := fsutil.CheckOwnFile(s.Path); err != nil { // qemu-img follows symlinks
 		return fmt.Errorf("pet disk: %w", err)
 	}
-	if err := run(ctx, s.Timeout, "resize", "-q", "-f", "qcow2", s.Path, strconv.FormatUint(s.Size, 10)); err != nil {
+	if _, err := qemuimg.Run(ctx, s.Timeout, "resize", "-q", "-f", "qcow2", s.Path, strconv.FormatUint(s.Size, 10)); err != nil {
 		return fmt.Errorf("grow pet disk %s to %d bytes: %w", s.Path, s.Size, err)
 	}
 	if err := fsutil.SyncFile(s.Path); err != nil {
@@ -176,7 +174,7 @@ func create(ctx context.Context, log *slog.Logger, s Spec) error {
 	if err := fsutil.CheckOwnFile(s.Base.BasePath); err != nil {
 		return fmt.Errorf("base image: %w", err)
 	}
-	if err := run(ctx, s.Timeout, "create", "-q", "-f", "qcow2", "-F", s.Base.Format, "-b", s.Base.BasePath, tmp, strconv.FormatUint(size, 10)); err != nil {
+	if _, err := qemuimg.Run(ctx, s.Timeout, "create", "-q", "-f", "qcow2", "-F", s.Base.Format, "-b", s.Base.BasePath, tmp, strconv.FormatUint(size, 10)); err != nil {
 		return fmt.Errorf("create pet disk %s: %w", s.Path, err)
 	}
 	if err := fsutil.SyncFile(tmp); err != nil {
@@ -216,36 +214,13 @@ func Info(ctx context.Context, path string, timeout time.Duration) (ImageInfo, e
 	if err := fsutil.CheckOwnFile(path); err != nil { // qemu-img follows symlinks
 		return ImageInfo{}, fmt.Errorf("pet disk: %w", err)
 	}
-	var out bytes.Buffer
-	if err := runOut(ctx, timeout, &out, "info", "-f", "qcow2", "--output=json", "--force-share", path); err != nil {
+	out, err := qemuimg.Run(ctx, timeout, "info", "-f", "qcow2", "--output=json", "--force-share", path)
+	if err != nil {
 		return ImageInfo{}, fmt.Errorf("pet disk %s: %w", path, err)
 	}
 	var info ImageInfo
-	if err := json.Unmarshal(out.Bytes(), &info); err != nil {
+	if err := json.Unmarshal(out.Stdout, &info); err != nil {
 		return ImageInfo{}, fmt.Errorf("pet disk %s: qemu-img info: %w", path, err)
 	}
 	return info, nil
-}
-
-func run(ctx context.Context, timeout time.Duration, args ...string) error {
-	return runOut(ctx, timeout, nil, args...)
-}
-
-func runOut(ctx context.Context, timeout time.Duration, stdout *bytes.Buffer, args ...string) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "qemu-img", args...)
-	var stderr bytes.Buffer
-	if stdout != nil {
-		cmd.Stdout = stdout
-	}
-	cmd.Stderr = &stderr
-	cmd.WaitDelay = 5 * time.Second
-	if err := cmd.Run(); err != nil {
-		if ctx.Err() != nil {
-			return fmt.Errorf("qemu-img %s: no answer within %s", args[0], timeout)
-		}
-		return fmt.Errorf("qemu-img %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
-	}
-	return nil
 }

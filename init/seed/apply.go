@@ -13,13 +13,25 @@ import (
 	"github.com/berth-vm/berth/common/stage"
 )
 
-// Apply writes the plan's image to p.Output unless the file already holds
+// Apply writes the seed (write) and logs what it wrote.
+func (p *Plan) Apply(r stage.Run) error {
+	changed, err := p.write()
+	if err != nil {
+		return err
+	}
+	r.Log.Info("seed ready", "path", p.Output, "changed", changed, "format", p.Format,
+		"label", p.Label, "instance_id", p.InstanceID, "hostname", p.Hostname,
+		"ssh_keys", len(p.Keys), "user_data", p.UserData, "bytes", len(p.Image))
+	return nil
+}
+
+// write writes the plan's image to p.Output unless the file already holds
 // exactly these bytes. It writes a temporary file in the same directory,
 // fsyncs it and renames it over the output, so a crash never leaves a
 // half-written seed.iso. It reports whether the file changed. A symlink, a
 // FIFO or a directory at p.Output (or a symlink as BERTH_RUN_DIR) is refused
 // with exit 2 and left alone.
-func (p *Plan) Apply() (changed bool, err error) {
+func (p *Plan) write() (changed bool, err error) {
 	if err := stage.CheckVolumeDir("BERTH_RUN_DIR", filepath.Dir(p.Output)); err != nil {
 		return false, err
 	}
@@ -36,16 +48,21 @@ func (p *Plan) Apply() (changed bool, err error) {
 	return true, nil
 }
 
-// Check verifies that p.Output holds exactly the plan's image.
-func (p *Plan) Check() error {
+// Check compares p.Output with the plan's image: one difference when it is
+// missing or holds other bytes. Anything but a regular file there (or a
+// symlink as BERTH_RUN_DIR) is bad input, as for Apply; a file that cannot be
+// read is an error.
+func (p *Plan) Check(stage.Run) ([]string, error) {
 	got, err := p.readOutput()
-	if err != nil {
-		return fmt.Errorf("check %s: %w", p.Output, err)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return []string{fmt.Sprintf("%s does not exist; run seed-iso to write it", p.Output)}, nil
+	case err != nil:
+		return nil, fmt.Errorf("check %s: %w", p.Output, err)
+	case !bytes.Equal(got, p.Image):
+		return []string{fmt.Sprintf("%s differs from the seed the inputs give (%d bytes, want %d); run seed-iso to rewrite it", p.Output, len(got), len(p.Image))}, nil
 	}
-	if !bytes.Equal(got, p.Image) {
-		return fmt.Errorf("check %s: it differs from the seed the inputs give (%d bytes, want %d); run seed-iso to rewrite it", p.Output, len(got), len(p.Image))
-	}
-	return nil
+	return nil, nil
 }
 
 // readOutput reads the current seed.iso without following a symlink, without

@@ -28,9 +28,9 @@ func testConfig(t testing.TB, m map[string]string) Config {
 	for k, v := range m {
 		full[k] = v
 	}
-	cfg, err := ConfigFromEnv(stage.MapEnv(full))
+	cfg, err := FromEnv(stage.MapEnv(full))
 	if err != nil {
-		t.Fatalf("ConfigFromEnv: %v", err)
+		t.Fatalf("FromEnv: %v", err)
 	}
 	return cfg
 }

@@ -43,15 +43,24 @@ type Config struct {
 }
 
 // Vars documents the variables seed-iso reads (besides the common ones).
-var Vars = []stage.Var{
-	{Name: "USERDATA", Default: "/userdata", Help: "user-data: a file, or a ConfigMap directory (key user-data, or its only key); missing = none"},
-	{Name: "METADATA", Default: "/metadata", Help: "meta-data YAML mapping: a file, or a ConfigMap directory (key meta-data, or its only key); missing = none"},
-	{Name: "SSH_AUTHORIZED_KEYS", Help: "SSH public keys for the default user, one a line; blank and # lines ignored"},
-	{Name: "SEED_FORMAT", Default: "configdrive", Help: "configdrive (label config-2, openstack/latest/...) or nocloud (label cidata, meta-data and user-data)"},
+func Vars() []stage.Var {
+	return []stage.Var{
+		{Name: "USERDATA", Default: DefaultUserData, Help: "user-data: a file, or a ConfigMap directory (key user-data, or its only key); missing = none"},
+		{Name: "METADATA", Default: DefaultMetaData, Help: "meta-data YAML mapping: a file, or a ConfigMap directory (key meta-data, or its only key); missing = none"},
+		{Name: "SSH_AUTHORIZED_KEYS", Help: "SSH public keys for the default user, one a line; blank and # lines ignored"},
+		{Name: "SEED_FORMAT", Default: FormatConfigDrive, Help: "configdrive (label config-2, openstack/latest/...) or nocloud (label cidata, meta-data and user-data)"},
+	}
 }
 
-// ConfigFromEnv reads the environment.
-func ConfigFromEnv(env stage.Env) (Config, error) {
+// Where the chart mounts the user-data and meta-data ConfigMaps (USERDATA,
+// METADATA): seed-iso's own defaults, read by no other stage.
+const (
+	DefaultUserData = "/userdata"
+	DefaultMetaData = "/metadata"
+)
+
+// FromEnv reads the environment.
+func FromEnv(env stage.Env) (Config, error) {
 	name, err := env.VMName()
 	if err != nil {
 		return Config{}, err
@@ -62,10 +71,10 @@ func ConfigFromEnv(env stage.Env) (Config, error) {
 	}
 	keys, _ := env.Lookup("SSH_AUTHORIZED_KEYS")
 	cfg := Config{VMName: name, Format: format, SSHKeys: keys}
-	if cfg.UserDataPath, err = env.Path("USERDATA", "/userdata"); err != nil {
+	if cfg.UserDataPath, err = env.Path("USERDATA", DefaultUserData); err != nil {
 		return Config{}, err
 	}
-	if cfg.MetaDataPath, err = env.Path("METADATA", "/metadata"); err != nil {
+	if cfg.MetaDataPath, err = env.Path("METADATA", DefaultMetaData); err != nil {
 		return Config{}, err
 	}
 	if cfg.RunDir, err = env.Path("BERTH_RUN_DIR", stage.DefaultRunDir); err != nil {
@@ -269,7 +278,8 @@ func noCloudFiles(p *Plan, md map[string]any, in Inputs) ([]isowrite.File, error
 }
 
 // Print writes the plan for --dry-run.
-func (p *Plan) Print(w io.Writer) {
+func (p *Plan) Print(out io.Writer) error {
+	w := &strings.Builder{} // one write to out, its error returned
 	sum := sha256.Sum256(p.Image)
 	fmt.Fprintf(w, "seed-iso plan\n")
 	fmt.Fprintf(w, "  output:      %s (%d bytes, sha256 %s)\n", p.Output, len(p.Image), hex.EncodeToString(sum[:]))
@@ -287,6 +297,8 @@ func (p *Plan) Print(w io.Writer) {
 	for _, f := range files {
 		fmt.Fprintf(w, "    /%-34s %d bytes\n", f.Path, len(f.Data))
 	}
+	_, err := io.WriteString(out, w.String())
+	return err
 }
 
 // keySummary shows a key's type, fingerprint and comment, not all its bytes.

@@ -112,7 +112,7 @@ func TestUserDataAccepted(t *testing.T) {
 	}
 }
 
-func TestConfigFromEnvBad(t *testing.T) {
+func TestFromEnvBad(t *testing.T) {
 	// bad values tried: an unknown format, the label instead of the format,
 	// a VM name that is not a DNS label
 	for _, m := range []map[string]string{
@@ -120,7 +120,7 @@ func TestConfigFromEnvBad(t *testing.T) {
 		{"VM_NAME": "vm-0", "SEED_FORMAT": "config-2"},
 		{"VM_NAME": "VM_0"},
 	} {
-		if _, err := ConfigFromEnv(stage.MapEnv(m)); !stage.IsBadInput(err) {
+		if _, err := FromEnv(stage.MapEnv(m)); !stage.IsBadInput(err) {
 			t.Errorf("%v: err = %v, want bad input", m, err)
 		}
 	}
@@ -282,7 +282,7 @@ func TestApplyIdempotent(t *testing.T) {
 	p := goldenPlan(t, 1)
 	dir := t.TempDir()
 	p.Output = filepath.Join(dir, "seed.iso")
-	changed, err := p.Apply()
+	changed, err := p.write()
 	if err != nil || !changed {
 		t.Fatalf("first apply: changed=%v err=%v", changed, err)
 	}
@@ -290,7 +290,7 @@ func TestApplyIdempotent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	changed, err = p.Apply()
+	changed, err = p.write()
 	if err != nil || changed {
 		t.Fatalf("second apply: changed=%v err=%v, want an untouched file", changed, err)
 	}
@@ -301,7 +301,7 @@ func TestApplyIdempotent(t *testing.T) {
 	// another seed replaces it, through a rename
 	q := goldenPlan(t, 0)
 	q.Output = p.Output
-	if changed, err := q.Apply(); err != nil || !changed {
+	if changed, err := q.write(); err != nil || !changed {
 		t.Fatalf("apply of another seed: changed=%v err=%v", changed, err)
 	}
 	got, _ := os.ReadFile(p.Output)

@@ -19,6 +19,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/berth-vm/berth/common/fsutil"
+	"github.com/berth-vm/berth/common/qcow2"
 	"github.com/berth-vm/berth/common/stage"
 	"github.com/berth-vm/berth/vmm/config"
 	"github.com/berth-vm/berth/vmm/kvm"
@@ -308,14 +309,14 @@ func checkDisk(c config.Config) (standalone bool, err error) {
 	badDisk := func(format string, args ...any) error {
 		return stage.BadInputf("DISK_DIR", c.DiskDir, "pet overlay %s: "+format+" (image-fetch makes the overlay)", append([]any{c.Overlay()}, args...)...)
 	}
-	h, err := qemu.ReadHeader(c.Overlay())
+	h, err := qcow2.Read(c.Overlay())
 	if err != nil {
 		return false, badDisk("%v", err)
 	}
 	switch {
-	case h.Encrypted:
+	case h.Encrypted():
 		return false, badDisk("is encrypted")
-	case h.DataFile:
+	case h.HasDataFile():
 		return false, badDisk("has an external data file")
 	case h.BackingFile == "":
 		return true, nil
@@ -333,11 +334,11 @@ func checkDisk(c config.Config) (standalone bool, err error) {
 		return false, stage.BadInputf("IMAGE_DIR", c.ImageDir, "the overlay's base image %s is %s, not a regular file: refused, left as it is", base, describe(fi.Mode()))
 	}
 	if h.BackingFormat == "qcow2" {
-		bh, err := qemu.ReadHeader(base)
+		bh, err := qcow2.Read(base)
 		if err != nil {
 			return false, stage.BadInputf("IMAGE_DIR", c.ImageDir, "the overlay's base image %s: %v (its backing format is qcow2)", base, err)
 		}
-		if bh.BackingFile != "" || bh.DataFile || bh.Encrypted {
+		if bh.BackingFile != "" || bh.HasDataFile() || bh.Encrypted() {
 			return false, stage.BadInputf("IMAGE_DIR", c.ImageDir, "the overlay's base image %s is not self-contained (a backing file, a data file or encryption): image-fetch never caches such an image", base)
 		}
 	}

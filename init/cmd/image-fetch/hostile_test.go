@@ -3,19 +3,18 @@ package main
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"fmt"
 	"io/fs"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strings"
 	"syscall"
 	"testing"
 
 	"github.com/berth-vm/berth/common/roottest"
+	"github.com/berth-vm/berth/common/stagetest"
 )
 
 // Issue 15, "Hostile input": what another pod (or a person) can leave in the
@@ -25,66 +24,6 @@ import (
 // termination message is written, nothing in the volumes changed (a tree
 // snapshot: names, modes, owners, sizes, sha256, link targets) and the pet
 // disk's bytes are the same.
-
-// snapshot describes every entry under the roots, without following links
-// and without opening anything but regular files.
-func snapshot(t *testing.T, roots ...string) map[string]string {
-	t.Helper()
-	snap := map[string]string{}
-	for _, root := range roots {
-		filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
-			if err != nil {
-				snap[path] = "error " + err.Error()
-				return nil
-			}
-			fi, err := os.Lstat(path)
-			if err != nil {
-				snap[path] = "error " + err.Error()
-				return nil
-			}
-			st := fi.Sys().(*syscall.Stat_t)
-			desc := fmt.Sprintf("%v uid=%d size=%d", fi.Mode(), st.Uid, fi.Size())
-			switch {
-			case fi.Mode()&fs.ModeSymlink != 0:
-				target, _ := os.Readlink(path)
-				desc += " -> " + target
-			case fi.Mode().IsRegular():
-				desc += " sha256=" + fileSum(t, path)
-			}
-			snap[path] = desc
-			return nil
-		})
-	}
-	return snap
-}
-
-func fileSum(t *testing.T, path string) string {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return "unreadable: " + err.Error()
-	}
-	s := sha256.Sum256(b)
-	return hex.EncodeToString(s[:])
-}
-
-func diffSnap(a, b map[string]string) string {
-	var out []string
-	for k, v := range a {
-		if w, ok := b[k]; !ok {
-			out = append(out, "removed "+k+": "+v)
-		} else if v != w {
-			out = append(out, "changed "+k+": "+v+" => "+w)
-		}
-	}
-	for k, v := range b {
-		if _, ok := a[k]; !ok {
-			out = append(out, "created "+k+": "+v)
-		}
-	}
-	sort.Strings(out)
-	return strings.Join(out, "\n")
-}
 
 // world is a pod's volumes after one successful image-fetch: the base cached
 // in images/, the pet disk vm0.qcow2 (with data written into it) in disk/.
@@ -106,7 +45,7 @@ func newWorld(t *testing.T, bin string, cred *syscall.Credential) world {
 	root := t.TempDir()
 	os.Chmod(filepath.Dir(root), 0o755) // t.TempDir's parent is 0700
 	os.Chmod(root, 0o755)
-	w := world{root: root, images: mkd(t, root, "images"), disk: mkd(t, root, "disk"),
+	w := world{root: root, images: stagetest.VolumeDir(t, root, "images"), disk: stagetest.VolumeDir(t, root, "disk"),
 		src: filepath.Join(root, "src", "base.qcow2"), tl: filepath.Join(root, "termination-log"), cred: cred}
 	for _, d := range []string{w.images, w.disk, filepath.Dir(w.src)} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
@@ -116,27 +55,20 @@ func newWorld(t *testing.T, bin string, cred *syscall.Credential) world {
 			os.Chown(d, int(cred.Uid), int(cred.Gid))
 		}
 	}
-	qemuImg(t, "create", "-q", "-f", "qcow2", w.src, "16M")
+	stagetest.QemuImg(t, "create", "-q", "-f", "qcow2", w.src, "16M")
 	os.Chmod(w.src, 0o644)
 	if err := os.WriteFile(w.outside(), []byte("a file of someone else's\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	w.env = map[string]string{"VM_NAME": "vm0", "IMG_SOURCE": w.src, "IMAGE_DIR": w.images, "DISK_DIR": w.disk, "TERMINATION_LOG": w.tl}
-	if r := run(t, bin, w.env, cred); r.code != 0 {
-		t.Fatalf("first run: exit %d\n%s", r.code, r.stderr)
+	if r := run(t, bin, w.env, cred); r.Code != 0 {
+		t.Fatalf("first run: exit %d\n%s", r.Code, r.Stderr)
 	}
 	// The guest's data: bytes only the pet disk holds.
 	if out, err := exec.Command("qemu-io", "-f", "qcow2", "-c", "write -P 0x5a 0 64k", w.pet()).CombinedOutput(); err != nil {
 		t.Fatalf("qemu-io: %v\n%s", err, out)
 	}
 	return w
-}
-
-func qemuImg(t *testing.T, args ...string) {
-	t.Helper()
-	if out, err := exec.Command("qemu-img", args...).CombinedOutput(); err != nil {
-		t.Fatalf("qemu-img %v: %v\n%s", args, err, out)
-	}
 }
 
 // uncache removes the cached base (as a corrupt base is removed): the next
@@ -152,9 +84,9 @@ func (w world) expectRefused(t *testing.T, bin string, env map[string]string, wa
 	t.Helper()
 	petBefore := ""
 	if fi, err := os.Lstat(w.pet()); err == nil && fi.Mode().IsRegular() {
-		petBefore = fileSum(t, w.pet())
+		petBefore = stagetest.FileSum(w.pet())
 	}
-	before := snapshot(t, w.images, w.disk, w.outside())
+	before := stagetest.Snapshot(t, w.images, w.disk, w.outside())
 	// Kubernetes provides the termination log file; the binary only writes it.
 	os.WriteFile(w.tl, nil, 0o644)
 	os.Truncate(w.tl, 0)
@@ -162,21 +94,21 @@ func (w world) expectRefused(t *testing.T, bin string, env map[string]string, wa
 		os.Chown(w.tl, int(w.cred.Uid), int(w.cred.Gid))
 	}
 	r := run(t, bin, env, w.cred)
-	if wantCode < 0 && r.code == 0 || wantCode >= 0 && r.code != wantCode {
-		t.Errorf("exit %d, want %d\nstderr: %s", r.code, wantCode, r.stderr)
+	if wantCode < 0 && r.Code == 0 || wantCode >= 0 && r.Code != wantCode {
+		t.Errorf("exit %d, want %d\nstderr: %s", r.Code, wantCode, r.Stderr)
 	}
 	for _, s := range wantInMsg {
-		if !strings.Contains(r.stderr, s) {
-			t.Errorf("message does not name %q:\n%s", s, r.stderr)
+		if !strings.Contains(r.Stderr, s) {
+			t.Errorf("message does not name %q:\n%s", s, r.Stderr)
 		}
 	}
 	if tl, err := os.ReadFile(w.tl); err != nil || !strings.Contains(string(tl), "image-fetch: ") {
 		t.Errorf("termination message not written: %q %v", tl, err)
 	}
-	if d := diffSnap(before, snapshot(t, w.images, w.disk, w.outside())); d != "" {
+	if d := stagetest.DiffSnapshots(before, stagetest.Snapshot(t, w.images, w.disk, w.outside())); d != "" {
 		t.Errorf("the volumes changed:\n%s", d)
 	}
-	if petBefore != "" && fileSum(t, w.pet()) != petBefore {
+	if petBefore != "" && stagetest.FileSum(w.pet()) != petBefore {
 		t.Errorf("the pet disk's bytes changed")
 	}
 }
@@ -216,7 +148,7 @@ func directory(t *testing.T, _ world, path string) {
 // overwrite the pet disk with the base (mode 0444), or any file it pointed at.
 func TestBinaryHostileFiles(t *testing.T) {
 	roottest.Require(t) // mkfifo, and the snapshot reads every file
-	bin := build(t)
+	bin := imageFetch.Path(t)
 	files := []struct {
 		name, dirVar string
 		path         func(world) string
@@ -264,7 +196,7 @@ func TestBinaryHostileFiles(t *testing.T) {
 // naming the path, no hang, the file left alone.
 func TestBinaryForeignFiles(t *testing.T) {
 	roottest.Require(t)
-	bin := build(t)
+	bin := imageFetch.Path(t)
 	cred := &syscall.Credential{Uid: 65534, Gid: 65534}
 	for _, name := range []string{".base.qcow2.part", ".base.qcow2.part.meta", ".base.qcow2.lock", "base.qcow2.sha256"} {
 		t.Run(name, func(t *testing.T) {
@@ -298,7 +230,7 @@ func TestBinaryForeignFiles(t *testing.T) {
 // message, nothing changed.
 func TestBinaryHostileEnv(t *testing.T) {
 	roottest.Require(t)
-	bin := build(t)
+	bin := imageFetch.Path(t)
 	w := newWorld(t, bin, nil)
 	imgLink := filepath.Join(w.root, "images-link")
 	diskLink := filepath.Join(w.root, "disk-link")
@@ -368,12 +300,12 @@ func TestBinaryHostileEnv(t *testing.T) {
 // IMG_SOURCE, the .part removed); one cached before is exit 2 naming
 // IMG_TARGET; a DISK_SIZE smaller than a new base is refused before caching.
 func TestBinaryUnoverlayableBase(t *testing.T) {
-	bin := build(t)
+	bin := imageFetch.Path(t)
 	dir := t.TempDir()
 	huge := filepath.Join(dir, "huge.qcow2")
-	qemuImg(t, "create", "-q", "-f", "qcow2", "-o", "cluster_size=2M", huge, "100P")
+	stagetest.QemuImg(t, "create", "-q", "-f", "qcow2", "-o", "cluster_size=2M", huge, "100P")
 	small := filepath.Join(dir, "small.qcow2")
-	qemuImg(t, "create", "-q", "-f", "qcow2", small, "64M")
+	stagetest.QemuImg(t, "create", "-q", "-f", "qcow2", small, "64M")
 	for _, tc := range []struct {
 		name, src, size, wantVar string
 		precached                bool
@@ -384,7 +316,7 @@ func TestBinaryUnoverlayableBase(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			d := t.TempDir()
-			images, disk, tl := mkd(t, d, "images"), mkd(t, d, "disk"), filepath.Join(d, "tl")
+			images, disk, tl := stagetest.VolumeDir(t, d, "images"), stagetest.VolumeDir(t, d, "disk"), filepath.Join(d, "tl")
 			os.MkdirAll(images, 0o755)
 			target := filepath.Base(tc.src)
 			if tc.precached {
@@ -399,8 +331,8 @@ func TestBinaryUnoverlayableBase(t *testing.T) {
 			}
 			for i := 0; i < 2; i++ { // and again: the same answer, not stuck in another way
 				r := run(t, bin, env, nil)
-				if r.code != 2 || !strings.Contains(r.stderr, tc.wantVar) {
-					t.Fatalf("run %d: exit %d, want 2 naming %s:\n%s", i, r.code, tc.wantVar, r.stderr)
+				if r.Code != 2 || !strings.Contains(r.Stderr, tc.wantVar) {
+					t.Fatalf("run %d: exit %d, want 2 naming %s:\n%s", i, r.Code, tc.wantVar, r.Stderr)
 				}
 				if b, _ := os.ReadFile(tl); !strings.Contains(string(b), tc.wantVar) {
 					t.Errorf("termination message %q", b)
@@ -422,9 +354,9 @@ func TestBinaryUnoverlayableBase(t *testing.T) {
 
 // TestBinaryRedactsURLs: a pre-signed URL's query (and a fragment) never
 // shows: not in the logs (text and json), the error, the termination
-// message, --dry-run, nor the pet disk's record.
+// message, --dry-run, --check, nor the pet disk's record.
 func TestBinaryRedactsURLs(t *testing.T) {
-	bin := build(t)
+	bin := imageFetch.Path(t)
 	srv, _ := qcow2Server(t)
 	forbidden := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "signature expired", http.StatusForbidden)
@@ -434,27 +366,32 @@ func TestBinaryRedactsURLs(t *testing.T) {
 	for _, tc := range []struct {
 		name, url string
 		wantCode  int
+		checkCode int // of --check after the run
 	}{
-		{"query, served", srv.URL + "/guest.qcow2?X-Amz-Signature=" + secret + "&X-Amz-Credential=" + secret, 0},
-		{"query and fragment, served", srv.URL + "/guest.qcow2?t=" + secret + "#" + secret, 0},
-		{"query, 403", forbidden.URL + "/guest.qcow2?X-Amz-Signature=" + secret, 2}, // a 403 is permanent: exit 2 at once
-		{"userinfo", "https://user:" + secret + "@h/guest.qcow2", 2},
-		{"bad URL with a query", "http://h/a b?sig=" + secret, 2},
-		{"no host", "http:///x?sig=" + secret, 2},
+		{"query, served", srv.URL + "/guest.qcow2?X-Amz-Signature=" + secret + "&X-Amz-Credential=" + secret, 0, 0},
+		{"query and fragment, served", srv.URL + "/guest.qcow2?t=" + secret + "#" + secret, 0, 0},
+		{"query, 403", forbidden.URL + "/guest.qcow2?X-Amz-Signature=" + secret, 2, 1}, // a 403 is permanent: exit 2 at once; nothing in place
+		{"userinfo", "https://user:" + secret + "@h/guest.qcow2", 2, 2},
+		{"bad URL with a query", "http://h/a b?sig=" + secret, 2, 2},
+		{"no host", "http:///x?sig=" + secret, 2, 2},
 	} {
 		for _, format := range []string{"text", "json"} {
 			t.Run(tc.name+"/"+format, func(t *testing.T) {
 				dir := t.TempDir()
 				env := map[string]string{"VM_NAME": "vm0", "IMG_SOURCE": tc.url, "IMG_TARGET": "guest.qcow2",
-					"IMAGE_DIR": mkd(t, dir, "images"), "DISK_DIR": mkd(t, dir, "disk"),
+					"IMAGE_DIR": stagetest.VolumeDir(t, dir, "images"), "DISK_DIR": stagetest.VolumeDir(t, dir, "disk"),
 					"TERMINATION_LOG": filepath.Join(dir, "tl"), "LOG_FORMAT": format}
 				dry := run(t, bin, env, nil, "--dry-run")
 				r := run(t, bin, env, nil)
-				if r.code != tc.wantCode {
-					t.Fatalf("exit %d, want %d:\n%s", r.code, tc.wantCode, r.stderr)
+				if r.Code != tc.wantCode {
+					t.Fatalf("exit %d, want %d:\n%s", r.Code, tc.wantCode, r.Stderr)
 				}
-				channels := map[string]string{"dry-run stdout": dry.stdout, "dry-run stderr": dry.stderr,
-					"stdout": r.stdout, "stderr": r.stderr}
+				chk := run(t, bin, env, nil, "--check") // last: the termination log is its own
+				if chk.Code != tc.checkCode {
+					t.Errorf("--check exit %d, want %d:\n%s%s", chk.Code, tc.checkCode, chk.Stdout, chk.Stderr)
+				}
+				channels := map[string]string{"dry-run stdout": dry.Stdout, "dry-run stderr": dry.Stderr,
+					"stdout": r.Stdout, "stderr": r.Stderr, "check stdout": chk.Stdout, "check stderr": chk.Stderr}
 				filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 					if err == nil && d.Type().IsRegular() && !strings.HasSuffix(p, ".qcow2") {
 						b, _ := os.ReadFile(p)

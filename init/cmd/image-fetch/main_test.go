@@ -2,9 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
-	"errors"
-	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -18,82 +15,18 @@ import (
 	"time"
 
 	"github.com/berth-vm/berth/common/roottest"
+	"github.com/berth-vm/berth/common/stagetest"
 )
 
-var (
-	buildOnce sync.Once
-	binPath   string
-	buildErr  error
-)
+// imageFetch is the real binary, built once for the package's tests.
+var imageFetch = stagetest.NewBinary("image-fetch", ".")
 
-// build compiles the real binary once for the package's tests, into a temp
-// directory readable by uid 65534 (the permission test runs it as that uid).
-func build(t *testing.T) string {
+func TestMain(m *testing.M) { stagetest.Main(m, imageFetch) }
+
+// run runs bin with exactly env (and the test's PATH), as cred (nil: as the test).
+func run(t *testing.T, bin string, env map[string]string, cred *syscall.Credential, args ...string) stagetest.Result {
 	t.Helper()
-	if b := os.Getenv("BERTH_TEST_IMAGE_FETCH"); b != "" {
-		return b // another build, e.g. an older one to see a regression test fail
-	}
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "image-fetch-bin-")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		os.Chmod(dir, 0o755)
-		binPath = filepath.Join(dir, "image-fetch")
-		cmd := exec.Command("go", "build", "-o", binPath, ".")
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return binPath
-}
-
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if binPath != "" {
-		os.RemoveAll(filepath.Dir(binPath))
-	}
-	os.Exit(code)
-}
-
-type result struct {
-	code           int
-	stdout, stderr string
-}
-
-func run(t *testing.T, bin string, env map[string]string, cred *syscall.Credential, args ...string) result {
-	t.Helper()
-	// A hung binary (a FIFO opened for reading blocks forever) is killed and
-	// reported: generous, this is no timing assertion.
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, args...)
-	cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
-	for k, v := range env {
-		cmd.Env = append(cmd.Env, k+"="+v)
-	}
-	if cred != nil {
-		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
-	}
-	var so, se bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &so, &se
-	err := cmd.Run()
-	if ctx.Err() != nil {
-		t.Fatalf("%s hung (killed after 3 minutes); stderr:\n%s", bin, se.String())
-	}
-	code := 0
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatal(err)
-	}
-	return result{code, so.String(), se.String()}
+	return stagetest.Run(t, bin, stagetest.Cmd{Env: env, Cred: cred, Args: args})
 }
 
 // qcow2Server serves a small qcow2 made by qemu-img and counts GETs.
@@ -136,7 +69,7 @@ func listDir(t *testing.T, dir string) []string {
 // path; IMG_TARGET "..", "/", hidden, a path; IMG_SHA256 not 64 hex; DISK_SIZE
 // unparsable; an unknown flag.
 func TestBinaryBadInput(t *testing.T) {
-	bin := build(t)
+	bin := imageFetch.Path(t)
 	tests := []struct {
 		name, wantVar string
 		env           map[string]string
@@ -160,20 +93,20 @@ func TestBinaryBadInput(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := t.TempDir()
-			env := map[string]string{"VM_NAME": "vm0", "IMAGE_DIR": mkd(t, dir, "images"),
-				"DISK_DIR": mkd(t, dir, "disk"), "TERMINATION_LOG": filepath.Join(dir, "termination-log")}
+			env := map[string]string{"VM_NAME": "vm0", "IMAGE_DIR": stagetest.VolumeDir(t, dir, "images"),
+				"DISK_DIR": stagetest.VolumeDir(t, dir, "disk"), "TERMINATION_LOG": filepath.Join(dir, "termination-log")}
 			for k, v := range tt.env {
 				env[k] = v
 			}
 			r := run(t, bin, env, nil, tt.args...)
-			if r.code != 2 {
-				t.Fatalf("exit %d, want 2\n%s", r.code, r.stderr)
+			if r.Code != 2 {
+				t.Fatalf("exit %d, want 2\n%s", r.Code, r.Stderr)
 			}
 			if tt.wantVar == "" {
 				return
 			}
-			if strings.Count(r.stderr, "\n") != 1 || !strings.Contains(r.stderr, tt.wantVar+"=") {
-				t.Errorf("stderr = %q, want one line naming %s", r.stderr, tt.wantVar)
+			if strings.Count(r.Stderr, "\n") != 1 || !strings.Contains(r.Stderr, tt.wantVar+"=") {
+				t.Errorf("stderr = %q, want one line naming %s", r.Stderr, tt.wantVar)
 			}
 			if b, _ := os.ReadFile(env["TERMINATION_LOG"]); !strings.Contains(string(b), tt.wantVar) {
 				t.Errorf("termination log = %q", b)
@@ -190,41 +123,41 @@ func TestBinaryBadInput(t *testing.T) {
 // --dry-run that changes nothing, and two concurrent processes on a fresh
 // target that download once (flock between processes).
 func TestBinaryHappyPath(t *testing.T) {
-	bin := build(t)
+	bin := imageFetch.Path(t)
 	srv, gets := qcow2Server(t)
 	dir := t.TempDir()
 	env := map[string]string{"VM_NAME": "vm0", "IMG_SOURCE": srv.URL + "/guest.qcow2",
-		"IMAGE_DIR": mkd(t, dir, "images"), "DISK_DIR": mkd(t, dir, "disk"), "DISK_SIZE": "128Mi",
+		"IMAGE_DIR": stagetest.VolumeDir(t, dir, "images"), "DISK_DIR": stagetest.VolumeDir(t, dir, "disk"), "DISK_SIZE": "128Mi",
 		"LOG_FORMAT": "json"}
 
 	r := run(t, bin, env, nil, "--dry-run")
-	if r.code != 0 || !strings.Contains(r.stdout, "base not cached") || !strings.Contains(r.stdout, "guest.qcow2") {
-		t.Fatalf("dry-run exit %d:\n%s\n%s", r.code, r.stdout, r.stderr)
+	if r.Code != 0 || !strings.Contains(r.Stdout, "base not cached") || !strings.Contains(r.Stdout, "guest.qcow2") {
+		t.Fatalf("dry-run exit %d:\n%s\n%s", r.Code, r.Stdout, r.Stderr)
 	}
 	if names := listDir(t, dir+"/images"); len(names) != 0 || gets.Load() != 0 {
 		t.Fatalf("--dry-run changed something (images dir holds %v, %d GETs)", names, gets.Load())
 	}
 
-	if r := run(t, bin, env, nil); r.code != 0 {
-		t.Fatalf("exit %d\n%s", r.code, r.stderr)
+	if r := run(t, bin, env, nil); r.Code != 0 {
+		t.Fatalf("exit %d\n%s", r.Code, r.Stderr)
 	}
 	for _, f := range []string{"images/guest.qcow2", "images/guest.qcow2.sha256", "disk/vm0.qcow2", "disk/vm0.json"} {
 		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
 			t.Errorf("missing %s", f)
 		}
 	}
-	if r := run(t, bin, map[string]string{"VM_NAME": "vm0", "IMG_SOURCE": env["IMG_SOURCE"], "IMAGE_DIR": t.TempDir(), "DISK_DIR": t.TempDir()}, nil, "--check"); r.code != 1 {
-		t.Errorf("--check on an empty state: exit %d, want 1", r.code)
+	if r := run(t, bin, map[string]string{"VM_NAME": "vm0", "IMG_SOURCE": env["IMG_SOURCE"], "IMAGE_DIR": t.TempDir(), "DISK_DIR": t.TempDir()}, nil, "--check"); r.Code != 1 {
+		t.Errorf("--check on an empty state: exit %d, want 1", r.Code)
 	}
 	sumOut, err := exec.Command("sh", "-c", "cd "+dir+"/images && sha256sum -c guest.qcow2.sha256").CombinedOutput()
 	if err != nil {
 		t.Errorf("sha256sum -c on the record: %v %s", err, sumOut)
 	}
-	if r := run(t, bin, env, nil); r.code != 0 || gets.Load() != 1 {
-		t.Fatalf("second run: exit %d, %d GETs (want 1)\n%s", r.code, gets.Load(), r.stderr)
+	if r := run(t, bin, env, nil); r.Code != 0 || gets.Load() != 1 {
+		t.Fatalf("second run: exit %d, %d GETs (want 1)\n%s", r.Code, gets.Load(), r.Stderr)
 	}
-	if r := run(t, bin, env, nil, "--check"); r.code != 0 || !strings.Contains(r.stdout, "ok:") {
-		t.Errorf("--check on a done state: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	if r := run(t, bin, env, nil, "--check"); r.Code != 0 || r.Stdout != "image-fetch: the live state matches the plan\n" {
+		t.Errorf("--check on a done state: exit %d\n%s%s", r.Code, r.Stdout, r.Stderr)
 	}
 	bigger := map[string]string{"DISK_SIZE": "1Gi"}
 	for k, v := range env {
@@ -232,19 +165,19 @@ func TestBinaryHappyPath(t *testing.T) {
 			bigger[k] = v
 		}
 	}
-	if r := run(t, bin, bigger, nil, "--check"); r.code != 1 || !strings.Contains(r.stderr, "DISK_SIZE") {
-		t.Errorf("--check with a larger DISK_SIZE: exit %d, want 1 naming DISK_SIZE\n%s", r.code, r.stderr)
+	if r := run(t, bin, bigger, nil, "--check"); r.Code != 1 || !strings.HasPrefix(r.Stdout, "differs: ") || !strings.Contains(r.Stdout, "DISK_SIZE") {
+		t.Errorf("--check with a larger DISK_SIZE: exit %d, want 1 and a difference naming DISK_SIZE\n%s%s", r.Code, r.Stdout, r.Stderr)
 	}
 	r = run(t, bin, env, nil, "--dry-run")
-	if !strings.Contains(r.stdout, "pet disk exists") || !strings.Contains(r.stdout, "base cached") {
-		t.Errorf("dry-run on a done state:\n%s", r.stdout)
+	if !strings.Contains(r.Stdout, "pet disk exists") || !strings.Contains(r.Stdout, "base cached") {
+		t.Errorf("dry-run on a done state:\n%s", r.Stdout)
 	}
 
 	// Two processes, a fresh cache, one target.
 	gets.Store(0)
-	shared := mkd(t, t.TempDir(), "images")
+	shared := stagetest.VolumeDir(t, t.TempDir(), "images")
 	var wg sync.WaitGroup
-	codes := make([]result, 2)
+	codes := make([]stagetest.Result, 2)
 	for i := range codes {
 		wg.Add(1)
 		go func() {
@@ -260,8 +193,8 @@ func TestBinaryHappyPath(t *testing.T) {
 	}
 	wg.Wait()
 	for i, r := range codes {
-		if r.code != 0 {
-			t.Errorf("concurrent run %d exit %d\n%s", i, r.code, r.stderr)
+		if r.Code != 0 {
+			t.Errorf("concurrent run %d exit %d\n%s", i, r.Code, r.Stderr)
 		}
 	}
 	if gets.Load() != 1 {
@@ -273,7 +206,7 @@ func TestBinaryHappyPath(t *testing.T) {
 // it cannot write: exit 1 with a clear message, nothing in place.
 func TestBinaryPermissionDenied(t *testing.T) {
 	roottest.Require(t)
-	bin := build(t)
+	bin := imageFetch.Path(t)
 	srv, _ := qcow2Server(t)
 	dir := t.TempDir()
 	os.Chmod(filepath.Dir(dir), 0o755) // t.TempDir's parent is 0700
@@ -283,48 +216,35 @@ func TestBinaryPermissionDenied(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	os.Chown(mkd(t, dir, "disk"), 65534, 65534)
+	os.Chown(stagetest.VolumeDir(t, dir, "disk"), 65534, 65534)
 	env := map[string]string{"VM_NAME": "vm0", "IMG_SOURCE": srv.URL + "/guest.qcow2",
-		"IMAGE_DIR": mkd(t, dir, "images"), "DISK_DIR": mkd(t, dir, "disk")}
+		"IMAGE_DIR": stagetest.VolumeDir(t, dir, "images"), "DISK_DIR": stagetest.VolumeDir(t, dir, "disk")}
 	r := run(t, bin, env, &syscall.Credential{Uid: 65534, Gid: 65534})
-	if r.code != 1 || !strings.Contains(r.stderr, "permission denied") {
-		t.Fatalf("exit %d, want 1 with permission denied:\n%s", r.code, r.stderr)
+	if r.Code != 1 || !strings.Contains(r.Stderr, "permission denied") {
+		t.Fatalf("exit %d, want 1 with permission denied:\n%s", r.Code, r.Stderr)
 	}
-	if names := listDir(t, mkd(t, dir, "images")); len(names) != 0 {
+	if names := listDir(t, stagetest.VolumeDir(t, dir, "images")); len(names) != 0 {
 		t.Errorf("left in the image dir: %v", names)
 	}
 
 	// Owned by 65534: works without root.
-	os.Chown(mkd(t, dir, "images"), 65534, 65534)
-	if r := run(t, bin, env, &syscall.Credential{Uid: 65534, Gid: 65534}); r.code != 0 {
-		t.Fatalf("as uid 65534 on its own dirs: exit %d\n%s", r.code, r.stderr)
+	os.Chown(stagetest.VolumeDir(t, dir, "images"), 65534, 65534)
+	if r := run(t, bin, env, &syscall.Credential{Uid: 65534, Gid: 65534}); r.Code != 0 {
+		t.Fatalf("as uid 65534 on its own dirs: exit %d\n%s", r.Code, r.Stderr)
 	}
 }
 
 // TestBinaryWithoutQemuImg: no qemu-img in PATH is a clear error before any download.
 func TestBinaryWithoutQemuImg(t *testing.T) {
-	bin := build(t)
+	bin := imageFetch.Path(t)
 	srv, gets := qcow2Server(t)
 	dir := t.TempDir()
-	cmd := exec.Command(bin)
-	cmd.Env = []string{"PATH=" + t.TempDir(), "VM_NAME=vm0", "IMG_SOURCE=" + srv.URL + "/guest.qcow2",
-		"IMAGE_DIR=" + mkd(t, dir, "images"), "DISK_DIR=" + mkd(t, dir, "disk")}
-	out, err := cmd.CombinedOutput()
-	var ee *exec.ExitError
-	if !errors.As(err, &ee) || ee.ExitCode() != 1 || !strings.Contains(string(out), "qemu-utils") {
-		t.Fatalf("err = %v, want exit 1 naming qemu-utils:\n%s", err, out)
+	r := run(t, bin, map[string]string{"PATH": t.TempDir(), "VM_NAME": "vm0", "IMG_SOURCE": srv.URL + "/guest.qcow2",
+		"IMAGE_DIR": stagetest.VolumeDir(t, dir, "images"), "DISK_DIR": stagetest.VolumeDir(t, dir, "disk")}, nil)
+	if r.Code != 1 || !strings.Contains(r.Stderr, "qemu-utils") {
+		t.Fatalf("exit %d, want 1 naming qemu-utils:\n%s", r.Code, r.Stderr)
 	}
 	if gets.Load() != 0 {
 		t.Errorf("downloaded without qemu-img")
 	}
-}
-
-// mkd makes dir/name, a volume's mount point (no stage creates one), and returns it.
-func mkd(t *testing.T, dir, name string) string {
-	t.Helper()
-	p := filepath.Join(dir, name)
-	if err := os.MkdirAll(p, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	return p
 }

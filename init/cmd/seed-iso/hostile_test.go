@@ -1,18 +1,14 @@
 package main
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
-	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"syscall"
 	"testing"
 
 	"github.com/berth-vm/berth/common/roottest"
+	"github.com/berth-vm/berth/common/stagetest"
 )
 
 // Issue 15, "Hostile input", for seed-iso: what can be left at
@@ -21,52 +17,6 @@ import (
 // names the variable (and the path), the termination message, and that
 // nothing changed (a snapshot: names, modes, owners, sizes, sha256, link
 // targets of the run dir, the inputs and a file outside).
-
-func snapshot(t *testing.T, roots ...string) map[string]string {
-	t.Helper()
-	snap := map[string]string{}
-	for _, root := range roots {
-		filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
-			fi, lerr := os.Lstat(path)
-			if err != nil || lerr != nil {
-				snap[path] = fmt.Sprint("error ", err, lerr)
-				return nil
-			}
-			st := fi.Sys().(*syscall.Stat_t)
-			desc := fmt.Sprintf("%v uid=%d size=%d", fi.Mode(), st.Uid, fi.Size())
-			switch {
-			case fi.Mode()&fs.ModeSymlink != 0:
-				target, _ := os.Readlink(path)
-				desc += " -> " + target
-			case fi.Mode().IsRegular():
-				b, err := os.ReadFile(path)
-				s := sha256.Sum256(b)
-				desc += fmt.Sprintf(" sha256=%s %v", hex.EncodeToString(s[:]), err)
-			}
-			snap[path] = desc
-			return nil
-		})
-	}
-	return snap
-}
-
-func diffSnap(a, b map[string]string) string {
-	var out []string
-	for k, v := range a {
-		if w, ok := b[k]; !ok {
-			out = append(out, "removed "+k+": "+v)
-		} else if v != w {
-			out = append(out, "changed "+k+": "+v+" => "+w)
-		}
-	}
-	for k, v := range b {
-		if _, ok := a[k]; !ok {
-			out = append(out, "created "+k+": "+v)
-		}
-	}
-	sort.Strings(out)
-	return strings.Join(out, "\n")
-}
 
 type hostile struct {
 	env                   map[string]string
@@ -93,29 +43,29 @@ func (h hostile) expectRefused(t *testing.T, env map[string]string, wantCode int
 	if cred != nil {
 		os.Chown(tl, int(cred.Uid), int(cred.Gid))
 	}
-	before := snapshot(t, h.runDir, h.inDir)
-	var r result
+	before := stagetest.Snapshot(t, h.runDir, h.inDir)
+	var r stagetest.Result
 	if cred != nil {
 		r = runAs(t, env, cred)
 	} else {
 		r = runBinary(t, env)
 	}
-	if wantCode < 0 && r.code == 0 || wantCode >= 0 && r.code != wantCode {
-		t.Errorf("exit %d, want %d\nstderr: %s", r.code, wantCode, r.stderr)
+	if wantCode < 0 && r.Code == 0 || wantCode >= 0 && r.Code != wantCode {
+		t.Errorf("exit %d, want %d\nstderr: %s", r.Code, wantCode, r.Stderr)
 	}
 	for _, s := range want {
-		if !strings.Contains(r.stderr, s) {
-			t.Errorf("message does not name %q:\n%s", s, r.stderr)
+		if !strings.Contains(r.Stderr, s) {
+			t.Errorf("message does not name %q:\n%s", s, r.Stderr)
 		}
 	}
 	if b, err := os.ReadFile(tl); err != nil || !strings.Contains(string(b), "seed-iso: ") {
 		t.Errorf("termination message not written: %q %v", b, err)
 	}
 	// The termination log lives in inDir: leave it out of the comparison.
-	after := snapshot(t, h.runDir, h.inDir)
+	after := stagetest.Snapshot(t, h.runDir, h.inDir)
 	delete(before, tl)
 	delete(after, tl)
-	if d := diffSnap(before, after); d != "" {
+	if d := stagetest.DiffSnapshots(before, after); d != "" {
 		t.Errorf("changed:\n%s", d)
 	}
 }

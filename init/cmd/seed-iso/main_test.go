@@ -1,18 +1,14 @@
 package main
 
 import (
-	"bytes"
-	"context"
-	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/berth-vm/berth/common/roottest"
+	"github.com/berth-vm/berth/common/stagetest"
 	"github.com/berth-vm/berth/init/seed"
 	"github.com/berth-vm/berth/init/seed/isowrite"
 )
@@ -22,69 +18,21 @@ import (
 
 const key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGa6A/W5z66HynjJfgmVsBpkHQfLUPqSK+A4fMxqoFYT test@berth"
 
-var binary string
+// seedISO is the real binary, built once for the package's tests.
+var seedISO = stagetest.NewBinary("seed-iso", ".")
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "seed-iso-e2e-")
-	if err != nil {
-		panic(err)
-	}
-	os.Chmod(dir, 0o755) // other uids run it in TestRunsAsNonRoot
-	binary = filepath.Join(dir, "seed-iso")
-	cmd := exec.Command("go", "build", "-o", binary, ".")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if b := os.Getenv("BERTH_TEST_SEED_ISO"); b != "" {
-		binary = b // another build, e.g. an older one to see a regression test fail
-		cmd = exec.Command("true")
-	}
-	if out, err := cmd.CombinedOutput(); err != nil {
-		os.RemoveAll(dir)
-		panic("go build: " + err.Error() + "\n" + string(out))
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { stagetest.Main(m, seedISO) }
 
-type result struct {
-	code           int
-	stdout, stderr string
-}
-
-func runBinary(t *testing.T, env map[string]string, args ...string) result {
+func runBinary(t *testing.T, env map[string]string, args ...string) stagetest.Result {
 	t.Helper()
 	return runAs(t, env, nil, args...)
 }
 
-// runAs runs the binary as cred (nil: as the test).
-func runAs(t *testing.T, env map[string]string, cred *syscall.Credential, args ...string) result {
+// runAs runs the binary with exactly env (and the test's PATH) as cred (nil:
+// as the test).
+func runAs(t *testing.T, env map[string]string, cred *syscall.Credential, args ...string) stagetest.Result {
 	t.Helper()
-	// A hung binary (a FIFO opened for reading blocks forever) is killed and
-	// reported: generous, this is no timing assertion.
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, binary, args...)
-	cmd.Env = []string{"PATH=/usr/bin:/bin"}
-	for k, v := range env {
-		cmd.Env = append(cmd.Env, k+"="+v)
-	}
-	if cred != nil {
-		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
-	}
-	var so, se bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &so, &se
-	err := cmd.Run()
-	if ctx.Err() != nil {
-		t.Fatalf("seed-iso hung (killed after 3 minutes); stderr:\n%s", se.String())
-	}
-	var ee *exec.ExitError
-	code := 0
-	if errors.As(err, &ee) {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatal(err)
-	}
-	return result{code, so.String(), se.String()}
+	return seedISO.Run(t, stagetest.Cmd{Env: env, Cred: cred, Args: args})
 }
 
 // podEnv is an environment with its own run dir and inputs directory.
@@ -145,12 +93,12 @@ func TestBadInputExitsTwo(t *testing.T) {
 			env, runDir, inDir := podEnv(t)
 			tt.setup(t, env)
 			r := runBinary(t, env)
-			if r.code != 2 {
-				t.Fatalf("exit %d, want 2\nstderr: %s", r.code, r.stderr)
+			if r.Code != 2 {
+				t.Fatalf("exit %d, want 2\nstderr: %s", r.Code, r.Stderr)
 			}
-			lines := strings.Split(strings.TrimSpace(r.stderr), "\n")
+			lines := strings.Split(strings.TrimSpace(r.Stderr), "\n")
 			if len(lines) != 1 || !strings.HasPrefix(lines[0], "seed-iso: bad input: ") || !strings.Contains(lines[0], tt.want) {
-				t.Errorf("stderr %q: want one bad-input line with %q", r.stderr, tt.want)
+				t.Errorf("stderr %q: want one bad-input line with %q", r.Stderr, tt.want)
 			}
 			if entries, _ := os.ReadDir(runDir); len(entries) != 0 {
 				t.Errorf("run dir not empty after bad input: %v", entries)
@@ -175,12 +123,12 @@ func TestHappyPath(t *testing.T) {
 
 	// --dry-run prints the plan and writes nothing
 	r := runBinary(t, env, "--dry-run")
-	if r.code != 0 {
-		t.Fatalf("--dry-run exit %d: %s", r.code, r.stderr)
+	if r.Code != 0 {
+		t.Fatalf("--dry-run exit %d: %s", r.Code, r.Stderr)
 	}
 	for _, w := range []string{"config-2", seed.InstanceID("vm-0"), "web-0", "/openstack/latest/meta_data.json", "/openstack/latest/user_data", "ssh keys:    1"} {
-		if !strings.Contains(r.stdout, w) {
-			t.Errorf("--dry-run output lacks %q:\n%s", w, r.stdout)
+		if !strings.Contains(r.Stdout, w) {
+			t.Errorf("--dry-run output lacks %q:\n%s", w, r.Stdout)
 		}
 	}
 	if entries, _ := os.ReadDir(runDir); len(entries) != 0 {
@@ -188,8 +136,8 @@ func TestHappyPath(t *testing.T) {
 	}
 
 	r = runBinary(t, env)
-	if r.code != 0 {
-		t.Fatalf("exit %d: %s", r.code, r.stderr)
+	if r.Code != 0 {
+		t.Fatalf("exit %d: %s", r.Code, r.Stderr)
 	}
 	out := filepath.Join(runDir, "seed.iso")
 	img, err := os.ReadFile(out)
@@ -199,23 +147,24 @@ func TestHappyPath(t *testing.T) {
 	if l, err := isowrite.Label(img); err != nil || l != "config-2" {
 		t.Errorf("label %q, %v", l, err)
 	}
-	if !strings.Contains(r.stderr, "changed=true") {
-		t.Errorf("first run log: %s", r.stderr)
+	if !strings.Contains(r.Stderr, "changed=true") {
+		t.Errorf("first run log: %s", r.Stderr)
 	}
 	before, _ := os.Stat(out)
 
 	// --check agrees, and disagrees once the file is changed
-	if r = runBinary(t, env, "--check"); r.code != 0 {
-		t.Errorf("--check after a run: exit %d: %s", r.code, r.stderr)
+	if r = runBinary(t, env, "--check"); r.Code != 0 || r.Stdout != "seed-iso: the live state matches the plan\n" {
+		t.Errorf("--check after a run: exit %d: %s%s", r.Code, r.Stdout, r.Stderr)
 	}
-	if r = runBinary(t, map[string]string{"VM_NAME": "vm-1", "BERTH_RUN_DIR": runDir, "USERDATA": env["USERDATA"], "METADATA": env["METADATA"]}, "--check"); r.code != 1 {
-		t.Errorf("--check with another VM_NAME: exit %d, want 1: %s", r.code, r.stderr)
+	if r = runBinary(t, map[string]string{"VM_NAME": "vm-1", "BERTH_RUN_DIR": runDir, "USERDATA": env["USERDATA"], "METADATA": env["METADATA"]}, "--check"); r.Code != 1 ||
+		!strings.HasPrefix(r.Stdout, "differs: "+out+" differs from the seed the inputs give") {
+		t.Errorf("--check with another VM_NAME: exit %d, want 1 and the difference: %s%s", r.Code, r.Stdout, r.Stderr)
 	}
 
 	// a re-run (the pod restarted) leaves the identical file alone
 	r = runBinary(t, env)
-	if r.code != 0 || !strings.Contains(r.stderr, "changed=false") {
-		t.Fatalf("re-run: exit %d: %s", r.code, r.stderr)
+	if r.Code != 0 || !strings.Contains(r.Stderr, "changed=false") {
+		t.Fatalf("re-run: exit %d: %s", r.Code, r.Stderr)
 	}
 	after, _ := os.Stat(out)
 	if !os.SameFile(before, after) || !before.ModTime().Equal(after.ModTime()) {
@@ -224,8 +173,8 @@ func TestHappyPath(t *testing.T) {
 
 	// NoCloud from the same input
 	env["SEED_FORMAT"] = "nocloud"
-	if r = runBinary(t, env); r.code != 0 {
-		t.Fatalf("nocloud: exit %d: %s", r.code, r.stderr)
+	if r = runBinary(t, env); r.Code != 0 {
+		t.Fatalf("nocloud: exit %d: %s", r.Code, r.Stderr)
 	}
 	img, _ = os.ReadFile(out)
 	if l, _ := isowrite.Label(img); l != "cidata" {
@@ -238,11 +187,11 @@ func TestHappyPath(t *testing.T) {
 
 func TestHelpListsVariables(t *testing.T) {
 	r := runBinary(t, nil, "-h")
-	if r.code != 0 {
-		t.Fatalf("-h exit %d", r.code)
+	if r.Code != 0 {
+		t.Fatalf("-h exit %d", r.Code)
 	}
 	for _, v := range []string{"USERDATA", "METADATA", "SSH_AUTHORIZED_KEYS", "SEED_FORMAT", "BERTH_RUN_DIR", "VM_NAME"} {
-		if !strings.Contains(r.stdout, v) {
+		if !strings.Contains(r.Stdout, v) {
 			t.Errorf("-h lacks %s", v)
 		}
 	}
@@ -262,26 +211,11 @@ func TestRunsAsNonRoot(t *testing.T) {
 		t.Fatal(err)
 	}
 	env["TERMINATION_LOG"] = ""
-	asNobody := func(env map[string]string) result {
-		cmd := exec.Command(binary)
-		cmd.Env = []string{"PATH=/usr/bin:/bin"}
-		for k, v := range env {
-			cmd.Env = append(cmd.Env, k+"="+v)
-		}
-		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
-		var se bytes.Buffer
-		cmd.Stderr = &se
-		err := cmd.Run()
-		var ee *exec.ExitError
-		if errors.As(err, &ee) {
-			return result{code: ee.ExitCode(), stderr: se.String()}
-		} else if err != nil {
-			t.Fatal(err)
-		}
-		return result{stderr: se.String()}
+	asNobody := func(env map[string]string) stagetest.Result {
+		return runAs(t, env, &syscall.Credential{Uid: 65534, Gid: 65534})
 	}
-	if r := asNobody(env); r.code != 0 {
-		t.Fatalf("as uid 65534: exit %d: %s", r.code, r.stderr)
+	if r := asNobody(env); r.Code != 0 {
+		t.Fatalf("as uid 65534: exit %d: %s", r.Code, r.Stderr)
 	}
 	fi, err := os.Stat(filepath.Join(runDir, "seed.iso"))
 	if err != nil {
@@ -294,7 +228,7 @@ func TestRunsAsNonRoot(t *testing.T) {
 	locked := t.TempDir()
 	os.Chmod(filepath.Dir(locked), 0o755)
 	env["BERTH_RUN_DIR"] = locked // root's, mode 0755: not writable for 65534
-	if r := asNobody(env); r.code != 1 {
-		t.Errorf("unwritable run dir: exit %d, want 1: %s", r.code, r.stderr)
+	if r := asNobody(env); r.Code != 1 {
+		t.Errorf("unwritable run dir: exit %d, want 1: %s", r.Code, r.Stderr)
 	}
 }

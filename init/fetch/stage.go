@@ -9,8 +9,8 @@ import (
 
 	"github.com/berth-vm/berth/common/fsutil"
 	"github.com/berth-vm/berth/common/stage"
-	"github.com/berth-vm/berth/init/imgcheck"
 	"github.com/berth-vm/berth/init/overlay"
+	"github.com/berth-vm/berth/init/qemuimg"
 )
 
 // statFile checks that a local source is a readable regular file.
@@ -29,37 +29,56 @@ func statFile(p string) error {
 	return f.Close()
 }
 
-// Main is image-fetch: plan from the environment, print it on --dry-run, apply
-// it. Every URL it prints (logs, errors, the termination message, --dry-run)
-// is redacted: no userinfo, query or fragment.
-func Main(r stage.Run) error {
-	r.Log = RedactingLogger(r.Log)
-	return redactErr(run(r))
+// Stage is image-fetch for stage.Main. Every URL it prints (logs, errors,
+// the termination message, --dry-run, --check) is redacted: no userinfo,
+// query or fragment.
+func Stage() stage.Stage {
+	return stage.Stage{
+		Spec: stage.Spec{
+			Name: "image-fetch",
+			Summary: "Fetch the base image (http(s) or a local path) into IMAGE_DIR, resumably, verify its sha256\n" +
+				"and that qemu-img sees a self-contained qcow2 or raw image, then make the pet overlay\n" +
+				"DISK_DIR/<VM_NAME>.qcow2 on it once (never overwritten; grown to DISK_SIZE).",
+			Vars: Vars(),
+		},
+		Plan: func(r stage.Run) (stage.Plan, error) {
+			p, err := FromEnv(r.Env, statFile)
+			if err != nil {
+				return nil, redactErr(err)
+			}
+			return p, nil
+		},
+	}
 }
 
-func run(r stage.Run) error {
-	p, err := PlanFromEnv(r.Env, statFile)
-	if err != nil {
-		return err
+// Print writes the plan and what is on disk now (DescribeState), redacted,
+// for --dry-run.
+func (p Plan) Print(w io.Writer) error {
+	var b strings.Builder
+	b.WriteString(p.String())
+	DescribeState(&b, p)
+	_, err := io.WriteString(w, RedactText(b.String()))
+	return err
+}
+
+// Check compares the live state with the plan (see check), redacted, for
+// --check.
+func (p Plan) Check(r stage.Run) ([]string, error) {
+	diffs, err := p.check(r.Ctx, qemuimg.DefaultTimeout)
+	for i, d := range diffs {
+		diffs[i] = RedactText(d)
 	}
-	if r.DryRun {
-		var b strings.Builder
-		b.WriteString(p.String())
-		DescribeState(&b, p)
-		fmt.Fprint(r.Stdout, RedactText(b.String()))
-		return nil
-	}
-	if r.Check {
-		if err := Check(r.Ctx, p, imgcheck.DefaultTimeout); err != nil {
-			return err
-		}
-		fmt.Fprintf(r.Stdout, "ok: base %s verified, pet disk %s on it\n", p.BasePath(), p.OverlayPath())
-		return nil
-	}
-	r.Log.Info("image-fetch", "source", RedactText(p.Source), "base", p.BasePath(), "overlay", p.OverlayPath(), "pinned_sha256", p.SHA256, "disk_size", p.DiskSize)
-	st := NewStage(r.Log)
-	p.Fetch.Apply(st.DL)
-	return st.Apply(r.Ctx, p)
+	return diffs, redactErr(err)
+}
+
+// Apply fetches the base and makes the pet overlay (Applier.Apply), logging
+// and failing redacted.
+func (p Plan) Apply(r stage.Run) error {
+	log := RedactingLogger(r.Log)
+	log.Info("image-fetch", "source", RedactText(p.Source), "base", p.BasePath(), "overlay", p.OverlayPath(), "pinned_sha256", p.SHA256, "disk_size", p.DiskSize)
+	a := NewApplier(log)
+	p.Fetch.Apply(a.DL)
+	return redactErr(a.Apply(r.Ctx, p))
 }
 
 // DescribeState prints what is on disk now and what Apply would do, reading
