@@ -18,9 +18,6 @@ type Spec struct {
 	Name    string
 	Summary string // one paragraph for -h
 	Vars    []Var  // the binary's own variables; the common ones are added
-	// Check adds a --check flag: verify the live state, change nothing.
-	// Main (the Stage shape) always has it; only Legacy reads this.
-	Check bool
 	// Flags registers extra flags on the binary's flag set.
 	Flags func(*flag.FlagSet)
 }
@@ -71,9 +68,7 @@ func Main(s Stage) {
 
 // MainArgs is Main without the exit, for tests.
 func MainArgs(s Stage, args []string, env Env, stdout, stderr io.Writer) int {
-	spec := s.Spec
-	spec.Check = true
-	return legacyArgs(spec, args, env, stdout, stderr, func(r Run) error { return Drive(s, r) })
+	return mainArgs(s.Spec, args, env, stdout, stderr, func(r Run) error { return Drive(s, r) })
 }
 
 // Drive makes the stage's plan and prints (r.DryRun), checks (r.Check) or
@@ -96,7 +91,11 @@ func Drive(s Stage, r Run) error {
 			fmt.Fprintln(r.Stdout, "differs:", d)
 		}
 		if len(diffs) > 0 {
-			return fmt.Errorf("the live state differs from the plan in %d places (first: %s)", len(diffs), diffs[0])
+			places := "1 place"
+			if len(diffs) > 1 {
+				places = fmt.Sprintf("%d places", len(diffs))
+			}
+			return fmt.Errorf("the live state differs from the plan in %s (first: %s)", places, diffs[0])
 		}
 		fmt.Fprintf(r.Stdout, "%s: the live state matches the plan\n", s.Name)
 		return nil
@@ -104,27 +103,15 @@ func Drive(s Stage, r Run) error {
 	return p.Apply(r)
 }
 
-// Legacy is the old entry point (a run function instead of a Stage), kept
-// only while the stages move to the Stage shape. Deprecated: use Main.
-func Legacy(spec Spec, run func(Run) error) {
-	os.Exit(legacyArgs(spec, os.Args[1:], OSEnv(), os.Stdout, os.Stderr, run))
-}
-
-// LegacyArgs is Legacy without the exit. Deprecated: use MainArgs.
-func LegacyArgs(spec Spec, args []string, env Env, stdout, stderr io.Writer, run func(Run) error) int {
-	return legacyArgs(spec, args, env, stdout, stderr, run)
-}
-
-func legacyArgs(spec Spec, args []string, env Env, stdout, stderr io.Writer, run func(Run) error) int {
+// mainArgs parses flags and environment, sets up logging and signals, calls
+// run and returns the contract's exit code.
+func mainArgs(spec Spec, args []string, env Env, stdout, stderr io.Writer, run func(Run) error) int {
 	fs := flag.NewFlagSet(spec.Name, flag.ContinueOnError)
 	// A bad flag is bad input like any other: one line naming it, exit 2 and
 	// the termination log (below), not the flag package's usage dump.
 	fs.SetOutput(io.Discard)
 	dry := fs.Bool("dry-run", false, "print what would be done and change nothing")
-	var check *bool
-	if spec.Check {
-		check = fs.Bool("check", false, "exit 0 only if the live state matches the plan; change nothing")
-	}
+	check := fs.Bool("check", false, "exit 0 only if the live state matches the plan; change nothing")
 	if spec.Flags != nil {
 		spec.Flags(fs)
 	}
@@ -147,10 +134,7 @@ func legacyArgs(spec Spec, args []string, env Env, stdout, stderr io.Writer, run
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 
-	r := Run{Ctx: ctx, Log: logger, Env: env, DryRun: *dry, Args: fs.Args(), Stdout: stdout}
-	if check != nil {
-		r.Check = *check
-	}
+	r := Run{Ctx: ctx, Log: logger, Env: env, DryRun: *dry, Check: *check, Args: fs.Args(), Stdout: stdout}
 	if err := run(r); err != nil {
 		return fail(spec.Name, env, stderr, err)
 	}

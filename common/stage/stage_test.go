@@ -73,7 +73,7 @@ func TestMainArgsExitCodesAndTerminationLog(t *testing.T) {
 	spec := Spec{Name: "x", Summary: "test", Vars: []Var{{Name: "FOO", Help: "foo"}}}
 
 	var out, errb bytes.Buffer
-	code := LegacyArgs(spec, nil, env, &out, &errb, func(Run) error { return BadInput("FOO", "bar", "must be baz") })
+	code := mainArgs(spec, nil, env, &out, &errb, func(Run) error { return BadInput("FOO", "bar", "must be baz") })
 	if code != 2 {
 		t.Fatalf("bad input exit = %d, want 2", code)
 	}
@@ -87,7 +87,7 @@ func TestMainArgsExitCodesAndTerminationLog(t *testing.T) {
 
 	out.Reset()
 	errb.Reset()
-	if code := LegacyArgs(spec, []string{"-h"}, env, &out, &errb, nil); code != 0 {
+	if code := mainArgs(spec, []string{"-h"}, env, &out, &errb, nil); code != 0 {
 		t.Fatalf("-h exit = %d", code)
 	}
 	if errb.Len() != 0 || strings.Count(out.String(), "Environment:") != 1 {
@@ -99,13 +99,13 @@ func TestMainArgsExitCodesAndTerminationLog(t *testing.T) {
 		}
 	}
 
-	if code := LegacyArgs(spec, nil, env, &out, &errb, func(Run) error { return errors.New("boom") }); code != 1 {
+	if code := mainArgs(spec, nil, env, &out, &errb, func(Run) error { return errors.New("boom") }); code != 1 {
 		t.Errorf("failure exit = %d, want 1", code)
 	}
 	for _, args := range [][]string{{"--nope"}, {"--dry-run", "extra"}} {
 		errb.Reset()
 		os.Remove(tlog)
-		if code := LegacyArgs(spec, args, env, &out, &errb, func(Run) error { return nil }); code != 2 {
+		if code := mainArgs(spec, args, env, &out, &errb, func(Run) error { return nil }); code != 2 {
 			t.Errorf("%q: exit = %d, want 2", args, code)
 		}
 		if lines := strings.Count(errb.String(), "\n"); lines != 1 || !strings.Contains(errb.String(), "flags=") {
@@ -116,11 +116,11 @@ func TestMainArgsExitCodesAndTerminationLog(t *testing.T) {
 		}
 	}
 	bad := MapEnv(map[string]string{"LOG_FORMAT": "xml", "TERMINATION_LOG": tlog})
-	if code := LegacyArgs(spec, nil, bad, &out, &errb, func(Run) error { return nil }); code != 2 {
+	if code := mainArgs(spec, nil, bad, &out, &errb, func(Run) error { return nil }); code != 2 {
 		t.Errorf("LOG_FORMAT=xml exit = %d, want 2", code)
 	}
 	var dry bool
-	LegacyArgs(spec, []string{"--dry-run"}, env, &out, &errb, func(r Run) error { dry = r.DryRun; return nil })
+	mainArgs(spec, []string{"--dry-run"}, env, &out, &errb, func(r Run) error { dry = r.DryRun; return nil })
 	if !dry {
 		t.Errorf("--dry-run not passed to run")
 	}
