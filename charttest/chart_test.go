@@ -863,5 +863,9 @@ func TestRefusedValues(t *testing.T) {
 
 func mustKubeVersion(t *testing.T) *chartutil.KubeVersion {
 	t.Helper()
-	return mustKubeVersionOrPanic()
+	kv, err := KubeVersion()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return kv
 }

@@ -6,7 +6,9 @@ package charttest
 import (
 	"bytes"
 	"fmt"
+	"os"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"sort"
 	"strings"
@@ -21,8 +23,32 @@ import (
 	"sigs.k8s.io/yaml"
 )
 
-// KubeVersion is the Kubernetes version the chart is rendered for (the CI cluster's minor).
-const KubeVersion = "v1.34.0"
+// KubeVersionFile names the Kubernetes version of the CI cluster, which the chart is rendered
+// for: ci/k8s-version, the one place that holds it (ci/cluster builds and runs that version,
+// ci/chart/test.sh renders for it).
+func KubeVersionFile() string {
+	return filepath.Join(ChartDir(), "..", "ci", "k8s-version")
+}
+
+// KubeVersion reads the Kubernetes version the chart is rendered for (KubeVersionFile).
+func KubeVersion() (*chartutil.KubeVersion, error) {
+	b, err := os.ReadFile(KubeVersionFile())
+	if err != nil {
+		return nil, fmt.Errorf("the Kubernetes version: %w", err)
+	}
+	v := strings.TrimSpace(string(b))
+	if !kubeVersionSyntax.MatchString(v) {
+		return nil, fmt.Errorf("%s holds %q: want v1.<minor>.<patch>", KubeVersionFile(), v)
+	}
+	kv, err := chartutil.ParseKubeVersion(v)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", KubeVersionFile(), err)
+	}
+	return kv, nil
+}
+
+// kubeVersionSyntax is what ci/cluster/build-k8s.sh accepts too.
+var kubeVersionSyntax = regexp.MustCompile(`^v1\.[0-9]+\.[0-9]+$`)
 
 // ChartDir returns the chart's directory (../chart from this package), absolute.
 func ChartDir() string {
@@ -81,7 +107,7 @@ func Render(c *chart.Chart, release, ns string, vals map[string]any) (*Rendered,
 	install.Replace = true
 	install.ReleaseName = release
 	install.Namespace = ns
-	kv, err := chartutil.ParseKubeVersion(KubeVersion)
+	kv, err := KubeVersion()
 	if err != nil {
 		return nil, err
 	}
@@ -221,12 +247,4 @@ func Examples() ([]string, error) {
 	}
 	sort.Strings(files)
 	return files, nil
-}
-
-func mustKubeVersionOrPanic() *chartutil.KubeVersion {
-	kv, err := chartutil.ParseKubeVersion(KubeVersion)
-	if err != nil {
-		panic(err)
-	}
-	return kv
 }

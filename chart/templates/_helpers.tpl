@@ -1,7 +1,10 @@
 {{/*
 Helpers shared by every template. A VM is always handled as a "context" dict:
   {root: $, name: <key in .Values.vms>, vm: <vmDefaults merged with the VM's values>}
-built by berth.vmContext, so every template sees the same merged values.
+which each template builds the same way, so every template sees the same merged values:
+  {{- range $name := fromJsonArray (include "berth.vmNames" $) }}
+  {{- $vm := fromJson (include "berth.vmValues" (dict "root" $ "name" $name)) }}
+  {{- $ctx := dict "root" $ "name" $name "vm" $vm }}
 */}}
 
 {{/* berth.merge: deep merge of dict .src over dict .dst, returned as JSON. Maps merge key by key;
@@ -20,12 +23,13 @@ turn a default off); null keeps the default. */}}
 {{- toJson $dst -}}
 {{- end -}}
 
-{{/* berth.vms: the list of VM contexts, sorted by name, as JSON {"items": [...]}. */}}
+{{/* berth.vmNames: the VMs' names (the keys of .Values.vms), sorted, as a JSON array. */}}
 {{- define "berth.vmNames" -}}
 {{- keys (.Values.vms | default dict) | sortAlpha | toJson -}}
 {{- end -}}
 
-{{/* berth.vmContext: dict root name → the merged VM values (JSON). */}}
+{{/* berth.vmValues: dict root name → that VM's values, vmDefaults merged with vms.<name>
+(berth.merge), as JSON. */}}
 {{- define "berth.vmValues" -}}
 {{- $spec := get .root.Values.vms .name | default dict -}}
 {{- include "berth.merge" (dict "dst" .root.Values.vmDefaults "src" $spec) -}}

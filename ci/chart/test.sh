@@ -9,7 +9,8 @@ here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 export PATH=/usr/local/go/bin:$PATH
 HELM=$("$repo/ci/tools/helm.sh" | tail -1)
-KUBE_VERSION=${KUBE_VERSION:-1.34.0}
+# The Kubernetes version to render for: the CI cluster's (ci/k8s-version), as charttest does.
+KUBE_VERSION=${KUBE_VERSION:-$(cat "$repo/ci/k8s-version")}
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 fail=0

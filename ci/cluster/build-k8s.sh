@@ -6,7 +6,9 @@
 # Prints the bin directory as the last line of stdout.
 set -euo pipefail
 
-K8S_VERSION=${K8S_VERSION:-v1.37.2}
+# The version: ci/k8s-version, the one place that names it (charttest renders the chart for it too).
+K8S_VERSION=${K8S_VERSION:-$(cat "$(dirname "$0")/../k8s-version")}
+[[ $K8S_VERSION =~ ^v1\.[0-9]+\.[0-9]+$ ]] || { echo "build-k8s: K8S_VERSION ${K8S_VERSION@Q}: want v1.<minor>.<patch>" >&2; exit 2; }
 CACHE=${BERTH_K8S_CACHE:-/var/cache/berth/k8s}/$K8S_VERSION
 BIN=$CACHE/bin
 SRC=$CACHE/src

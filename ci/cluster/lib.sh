@@ -5,7 +5,8 @@
 # mount namespace), so the pod network, kube-proxy's and the CNI's iptables rules never touch the
 # machine's own network. The machine reaches pods through a route to 10.244.0.0/16 via the node.
 
-K8S_VERSION=${K8S_VERSION:-v1.37.2}
+# The version: ci/k8s-version, the one place that names it (build-k8s.sh and charttest read it).
+K8S_VERSION=${K8S_VERSION:-$(cat "$(dirname "${BASH_SOURCE[0]}")/../k8s-version")}
 CLUSTER_DIR=${BERTH_CLUSTER_DIR:-/var/lib/berth-cluster}
 CLUSTER_RUN=/run/berth-cluster
 NODE_NS=berth-node

@@ -34,5 +34,7 @@ if [ ! -x "$out" ]; then
 		mv "$tmp/helm" "$out" # atomic within the directory
 	fi
 fi
-ln -sfn "helm-$version" "$bindir/helm.tmp.$$" && mv -T "$bindir/helm.tmp.$$" "$bindir/helm"
+# $bindir/helm: the entry point for a person (and PATH); it names the binary above, relative.
+ln -sfn "${out##*/}" "$bindir/helm.tmp.$$" && mv -T "$bindir/helm.tmp.$$" "$bindir/helm"
+[ -x "$bindir/helm" ] || { echo "helm.sh: $bindir/helm does not lead to $out" >&2; exit 1; }
 echo "$out"
