@@ -23,7 +23,7 @@ pod_netns
 pod_files
 net_setup "$WORK/run" >"$WORK/net-setup.log" 2>&1 || { cat "$WORK/net-setup.log" >&2; fail "net-setup failed"; }
 vm_netns
-ip -n "$NODE_NS" route add "$VM_IP/32" via "$POD_IP" dev calipod0 onlink src "$NODE_IP" # the plain route (nat.sh)
+ip -n "$NODE_NS" route add "$VM_IP/32" via "$POD_IP" dev "$NODE_IF" onlink src "$NODE_IP" # the plain route (nat.sh)
 # The client (node netns, ours) closes first and keeps TIME_WAIT: give it the whole port range so
 # RUNS × CONNS connections to one address fit.
 ip netns exec "$NODE_NS" sysctl -qw net.ipv4.ip_local_port_range="1024 65535"
