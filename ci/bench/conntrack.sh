@@ -104,7 +104,7 @@ insert_failed, before and after each NAT burst.
 $(md_table \
   "$(row '**succeeded / attempted, NAT**' 5 '1.0' "${ok[@]}")" \
   "$(row '**conntrack drop + early_drop + insert_failed / attempts**' 5 '0' "${bad[@]}")" \
-  "$(row 'growth of the pod's conntrack table per NAT burst (new entries − expired ones)' 0 '' "${entries[@]}")" \
+  "$(row "growth of the pod's conntrack table per NAT burst (new entries − expired ones)" 0 '' "${entries[@]}")" \
   "$(row 'p99 connect + 1 byte, NAT (µs)' 1 '' "${p99_nat[@]}")" \
   "$(row 'slowest connection, NAT (µs; ≥ 1 s would be a retransmitted SYN)' 1 '' "${max_nat[@]}")" \
   "$(row "wall time of $CONNS, NAT (ms)" 0 '' "${t_nat[@]}")" \

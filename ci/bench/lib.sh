@@ -44,20 +44,24 @@ build_rtt() {
   RTT=$WORK/rtt
 }
 
+# netns_pids NS...: the pids of the processes in the namespaces, one a line.
+netns_pids() {
+  local ns
+  for ns in "$@"; do ip netns pids "$ns" 2>/dev/null; done
+}
+
 bench_cleanup() {
   set +e
   local ns pids p
   for p in "${BENCH_PIDS[@]}"; do kill "$p" 2>/dev/null; done
-  for ns in "${BENCH_NS[@]}"; do
-    pids=$(ip netns pids "$ns" 2>/dev/null)
-    [[ -n $pids ]] && kill $pids 2>/dev/null
-  done
+  mapfile -t pids < <(netns_pids "${BENCH_NS[@]}")
+  ((${#pids[@]})) && kill "${pids[@]}" 2>/dev/null
   for _ in $(seq 30); do
-    pids=$(for ns in "${BENCH_NS[@]}"; do ip netns pids "$ns" 2>/dev/null; done)
-    [[ -z $pids ]] && break
+    mapfile -t pids < <(netns_pids "${BENCH_NS[@]}")
+    ((${#pids[@]})) || break
     sleep 0.1
   done
-  [[ -n $pids ]] && kill -9 $pids 2>/dev/null
+  ((${#pids[@]})) && kill -9 "${pids[@]}" 2>/dev/null
   for ns in "${BENCH_NS[@]}"; do ip netns del "$ns" 2>/dev/null; done
   [[ -n ${WORK:-} && -d $WORK && ${KEEP_WORK:-0} != 1 ]] && rm -rf "$WORK"
   return 0
