@@ -75,9 +75,9 @@ test-images: images
 test-console: images
 	ci/console/selftest.sh
 
-## test-local: the whole pod without Kubernetes, in network namespaces, with a real guest
+## test-local: the whole pod without Kubernetes, in network namespaces, with a real guest (e2e/localpod)
 test-local: build
-	ci/local-pod.sh test
+	cd e2e && GOWORK=off go test -tags e2e -count=1 -v -timeout 60m ./localpod/
 
 ## test-e2e: the chart on a real single-node Kubernetes built here (both CNI setups), real guests
 test-e2e: build
@@ -98,9 +98,9 @@ demo: deps build
 demo-down:
 	ci/cluster/demo.sh down
 
-## demo-local: the whole pod without Kubernetes, left running (ci/local-pod.sh up; ci/demo.sh down)
+## demo-local: the whole pod without Kubernetes, left running (ci/local-pod.sh up; stop: ci/local-pod.sh down)
 demo-local: deps build
-	ci/demo.sh
+	ci/local-pod.sh up
 
 bench: deps build
 	ci/bench/run.sh
