@@ -87,11 +87,11 @@ func Start(ctx context.Context, c Config, logf func(format string, args ...any))
 		return nil, err
 	}
 	t := time.Now()
-	var delNode func()
-	if p.NodeNS, delNode, err = roottest.NewNode(); err != nil {
+	// Close deletes both namespaces by name, not with roottest's del funcs: the pod of `up` is taken
+	// down by another process.
+	if p.NodeNS, _, err = roottest.NewNode(); err != nil {
 		return nil, fmt.Errorf("node netns: %w", err)
 	}
-	_ = delNode // Close deletes both namespaces by name (a pod of `up` is taken down by another process)
 	if p.PodNS, _, _, err = roottest.NewCalicoPod(p.NodeNS); err != nil {
 		return nil, fmt.Errorf("pod netns: %w", err)
 	}
