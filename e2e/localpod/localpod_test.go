@@ -148,7 +148,7 @@ func checkGuest(ctx context.Context, t *testing.T, p *Pod) {
 	if got := ssh(ctx, t, p, "hostname"); got != p.VMName {
 		t.Errorf("guest hostname is %q, want VM_NAME %q", got, p.VMName)
 	}
-	if _, err := p.SSH(ctx, "timeout 180 cloud-init status --wait"); err != nil {
+	if _, err := p.SSHWithin(ctx, 200*time.Second, "timeout 180 cloud-init status --wait"); err != nil {
 		t.Errorf("cloud-init status --wait failed or timed out: %v", err)
 	}
 	if got := ssh(ctx, t, p, "cat /var/lib/berth-marker 2>/dev/null || true"); got != "berth-runcmd-ok" {

@@ -371,7 +371,12 @@ var sshOpts = []string{"-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFi
 // SSH runs cmd in the guest from the node netns (to the pod IP, with the
 // seed's key; 60 s at most) and returns its stdout, trimmed.
 func (p *Pod) SSH(ctx context.Context, cmd string) (string, error) {
-	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	return p.SSHWithin(ctx, 60*time.Second, cmd)
+}
+
+// SSHWithin is SSH with its own bound, for a command that waits in the guest.
+func (p *Pod) SSHWithin(ctx context.Context, limit time.Duration, cmd string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
 	args := append([]string{"netns", "exec", p.NodeNS, "ssh", "-i", p.Key}, sshOpts...)
 	c := exec.CommandContext(ctx, "ip", append(args, "debian@"+PodIP, cmd)...)
