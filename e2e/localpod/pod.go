@@ -364,9 +364,10 @@ func (p *Pod) WaitSSH(ctx context.Context, tag string) error {
 	return nil
 }
 
-// sshOpts are the client's options: a throwaway guest, never a prompt.
+// sshOpts are the client's options: a throwaway guest, never a prompt; 30 s for the connection
+// and the banner (a TCG guest on a loaded machine sends its banner late).
 var sshOpts = []string{"-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
-	"-o", "ConnectTimeout=5", "-o", "BatchMode=yes"}
+	"-o", "ConnectTimeout=30", "-o", "BatchMode=yes"}
 
 // SSH runs cmd in the guest from the node netns (to the pod IP, with the
 // seed's key; 60 s at most) and returns its stdout, trimmed.
