@@ -12,13 +12,12 @@
 set -euo pipefail
 
 REPO=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/.." && pwd)
-export PATH=/usr/local/go/bin:$PATH GOWORK=off CGO_ENABLED=0 BERTH_REPO=$REPO
+export PATH=/usr/local/go/bin:$PATH BERTH_REPO=$REPO
 case ${1:-} in
 up | warm-restart | down)
-  args=("$1")
-  (($# < 2)) || args+=("$(realpath -m -- "$2")") # the command runs in e2e/
-  (($# < 3)) || args+=("${@:3}")                 # (the command refuses them)
-  cd "$REPO/e2e" && exec go run ./localpod/cmd/local-pod "${args[@]}"
+  # Built, then run (not go run, which turns every failure into exit 1): its exit code is the command's.
+  (cd "$REPO/e2e" && GOWORK=off CGO_ENABLED=0 go build -trimpath -o "$REPO/out/local-pod" ./localpod/cmd/local-pod)
+  exec "$REPO/out/local-pod" "$@"
   ;;
 *)
   echo "usage: $0 up|warm-restart|down [STATE]" >&2
