@@ -7,6 +7,8 @@ set -euo pipefail
 PACKAGES=(
   # build
   make git ca-certificates curl jq openssl
+  # make lint (shellcheck over every shell script)
+  shellcheck
   # network data path (net-setup and its tests)
   iproute2 iptables nftables dnsmasq-base busybox isc-dhcp-client ethtool conntrack socat netcat-openbsd
   # images and guests (image-fetch, seed-iso, vmm)
@@ -39,7 +41,7 @@ fi
 # Go tools, pinned, from the Go module proxy.
 export PATH=/usr/local/go/bin:$HOME/go/bin:$PATH
 STATICCHECK_VERSION=0.8.2 # staticcheck 2026.2.2
-if ! staticcheck -version 2>/dev/null | grep -q "(${STATICCHECK_VERSION})"; then
+if [[ $(staticcheck -version 2>/dev/null || true) != *"(${STATICCHECK_VERSION})"* ]]; then
   echo "install-deps: go install staticcheck@v$STATICCHECK_VERSION"
   go install "honnef.co/go/tools/cmd/staticcheck@v$STATICCHECK_VERSION"
 fi

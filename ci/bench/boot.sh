@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Bench "boot": the whole Berth pod locally (ci/local-pod.sh's namespaces and stages) against the same
+# Bench "boot": the whole Berth pod locally (ci/local-pod.sh up: e2e/localpod) against the same
 # test guest started by hand with plain QEMU user networking (ci/testguest/qemu-user.sh), same run.
 #
 # Figures (out/bench/boot.{md,tsv}, contract in the team guide):
@@ -10,38 +10,22 @@
 set -euo pipefail
 
 REPO=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/../.." && pwd)
-# shellcheck source=ci/local-pod.sh
-source "$REPO/ci/local-pod.sh"
 # shellcheck source=ci/bench/stats.sh
 source "$REPO/ci/bench/stats.sh"
 RUNS=${BENCH_RUNS:-3}
-
-# Same guest, same work: the baseline boots the image at its own size, so Berth's overlay keeps that
-# size too (local-pod.sh grows it to 4Gi, and the guest's growpart + resize2fs then cost ~30 s of TCG
-# time that plain QEMU never spends). Same stage and environment otherwise.
-stage_image_fetch() {
-  in_pod "${AS_VM[@]}" env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin VM_NAME="$VM_NAME" BERTH_RUN_DIR="$RUN_DIR" \
-    IMG_SOURCE="http://$NODE_IP:$HTTP_PORT/testguest.qcow2" IMAGE_DIR="$IMAGE_DIR" DISK_DIR="$DISK_DIR" \
-    "$BIN/image-fetch" >>"$WORK/image-fetch.log" 2>&1 || { tail -20 "$WORK/image-fetch.log" >&2; fail "image-fetch failed"; }
-}
 OUT=$REPO/out/bench
 mkdir -p "$OUT"
-
-preflight
-
-
-# qemu_exec_ms PID T0_MS: ms from T0 until vmm (PID) has a qemu-system child (polled every 5 ms, 20 s max).
-qemu_exec_ms() {
-  local i
-  for ((i = 0; i < 4000; i++)); do
-    if pgrep -P "$1" -f qemu-system >/dev/null 2>&1; then
-      echo $(($(now_ms) - $2))
-      return
-    fi
-    sleep 0.005
-  done
-  fail "vmm started no QEMU within 20 s"
+log() { printf '%s boot bench: %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
+fail() {
+  log "FAIL: $*"
+  exit 1
 }
+[[ $(id -u) == 0 ]] || fail "run as root (network namespaces)"
+GUEST_IMAGE=$("$REPO/ci/testguest/build.sh" | tail -1)
+[[ -f $GUEST_IMAGE ]] || fail "ci/testguest/build.sh printed no image"
+STATE=$(mktemp -u /run/berth-bench-boot.XXXXXX) # ci/local-pod.sh up writes it, down removes it
+trap '[[ -f $STATE ]] && "$REPO/ci/local-pod.sh" down "$STATE"' EXIT
+trap 'exit 130' INT TERM
 
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 
@@ -51,32 +35,24 @@ for ((run = 1; run <= RUNS; run++)); do
   s=$("$REPO/ci/testguest/qemu-user.sh" "$GUEST_IMAGE" | tail -1)
   base_ssh+=("${s#boot_to_ssh_seconds=}")
 
-  # Berth: a fresh pod (first boot of a new overlay, like the baseline's).
-  new_state
-  trap teardown EXIT
-  make_netns
-  make_pod_files
-  start_http
-  run_pipeline cold
-  wait_ssh cold
-  berth_ssh+=("$(secs "$BOOT_T0")")
+  # Berth: a fresh pod (first boot of a new overlay, like the baseline's). Same guest, same work: the
+  # baseline boots the image at its own size, so Berth's overlay keeps that size too (DISK_SIZE
+  # empty; local-pod grows it to 4Gi by default, and the guest's growpart + resize2fs then cost ~30 s
+  # of TCG time that plain QEMU never spends). Same stages and environment otherwise.
+  DISK_SIZE='' "$REPO/ci/local-pod.sh" up "$STATE" >/dev/null
+  # shellcheck source=/dev/null
+  source "$STATE"
+  berth_ssh+=("$BOOT_TO_SSH_S")
   rss_vmm+=("$(rss_kib "$VMM_PID")")
   rss_dns+=("$(rss_kib "$DNSMASQ_PID")")
   rss+=($((${rss_vmm[-1]} + ${rss_dns[-1]})))
 
   # Warm start on the same disk dir and caches (the pod restarted): stages' start -> QEMU exec.
-  kill -TERM "$VMM_PID"
-  wait_exit "$VMM_PID" $((SHUTDOWN_TIMEOUT + 15))
-  t0=$(now_ms)
-  stage_net_setup
-  stage_image_fetch
-  stage_seed_iso
-  start_vmm "$WORK/console-warm.log"
-  stage_ms+=("$(qemu_exec_ms "$VMM_PID" "$t0")")
-  kill -TERM "$VMM_PID"
-  wait_exit "$VMM_PID" $((SHUTDOWN_TIMEOUT + 15))
-  teardown
-  trap - EXIT
+  DISK_SIZE='' "$REPO/ci/local-pod.sh" warm-restart "$STATE"
+  # shellcheck source=/dev/null
+  source "$STATE"
+  stage_ms+=("$STAGES_TO_QEMU_EXEC_MS")
+  "$REPO/ci/local-pod.sh" down "$STATE"
   log "run $run: boot-to-SSH berth ${berth_ssh[-1]}s, plain ${base_ssh[-1]}s; stages->QEMU exec ${stage_ms[-1]} ms; RSS vmm ${rss_vmm[-1]} KiB, dnsmasq ${rss_dns[-1]} KiB"
 done
 

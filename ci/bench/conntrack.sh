@@ -23,7 +23,7 @@ pod_netns
 pod_files
 net_setup "$WORK/run" >"$WORK/net-setup.log" 2>&1 || { cat "$WORK/net-setup.log" >&2; fail "net-setup failed"; }
 vm_netns
-ip -n "$NODE_NS" route add "$VM_IP/32" via "$POD_IP" dev calipod0 onlink src "$NODE_IP" # the plain route (nat.sh)
+ip -n "$NODE_NS" route add "$VM_IP/32" via "$POD_IP" dev "$NODE_IF" onlink src "$NODE_IP" # the plain route (nat.sh)
 # The client (node netns, ours) closes first and keeps TIME_WAIT: give it the whole port range so
 # RUNS × CONNS connections to one address fit.
 ip netns exec "$NODE_NS" sysctl -qw net.ipv4.ip_local_port_range="1024 65535"
@@ -104,7 +104,7 @@ insert_failed, before and after each NAT burst.
 $(md_table \
   "$(row '**succeeded / attempted, NAT**' 5 '1.0' "${ok[@]}")" \
   "$(row '**conntrack drop + early_drop + insert_failed / attempts**' 5 '0' "${bad[@]}")" \
-  "$(row 'growth of the pod's conntrack table per NAT burst (new entries − expired ones)' 0 '' "${entries[@]}")" \
+  "$(row "growth of the pod's conntrack table per NAT burst (new entries − expired ones)" 0 '' "${entries[@]}")" \
   "$(row 'p99 connect + 1 byte, NAT (µs)' 1 '' "${p99_nat[@]}")" \
   "$(row 'slowest connection, NAT (µs; ≥ 1 s would be a retransmitted SYN)' 1 '' "${max_nat[@]}")" \
   "$(row "wall time of $CONNS, NAT (ms)" 0 '' "${t_nat[@]}")" \

@@ -135,10 +135,10 @@ PORT=$(head -1 "$WORK/port")
 URL=http://127.0.0.1:$PORT
 curl -fsS -o /dev/null --max-time 60 "$URL/image.raw" || fail "server does not serve"  # warm the page cache
 
-fetch_env() { # fetch_env DIR SOURCE (makes DIR's images and disk: the volumes no stage creates)
+fetch_env() { # fetch_env DIR SOURCE: sets FETCH_ENV (makes DIR's images and disk: the volumes no stage creates)
   mkdir -p "$1/images" "$1/disk"
-  echo env -i PATH="$PATH" VM_NAME=bench IMG_SOURCE="$2" IMG_TARGET=image.raw \
-    IMAGE_DIR="$1/images" DISK_DIR="$1/disk" TERMINATION_LOG="$1/termination-log"
+  FETCH_ENV=(env -i PATH="$PATH" VM_NAME=bench IMG_SOURCE="$2" IMG_TARGET=image.raw
+    IMAGE_DIR="$1/images" DISK_DIR="$1/disk" TERMINATION_LOG="$1/termination-log")
 }
 
 # 1. image-fetch vs curl -o, alternating (which one goes first alternates too), fresh dirs each time.
@@ -146,7 +146,8 @@ time_fetch() { # DIR
   local t0
   sync
   t0=$(now_ms)
-  timeout 300 $(fetch_env "$1" "$URL/image.raw") "$BIN" >"$1/fetch.log" 2>&1 || { cat "$1/fetch.log" >&2; fail "image-fetch failed"; }
+  fetch_env "$1" "$URL/image.raw"
+  timeout 300 "${FETCH_ENV[@]}" "$BIN" >"$1/fetch.log" 2>&1 || { cat "$1/fetch.log" >&2; fail "image-fetch failed"; }
   t_fetch+=($(($(now_ms) - t0)))
 }
 time_curl() { # DIR
@@ -174,15 +175,16 @@ for ((run = 1; run <= RUNS; run++)); do
   mkdir -p "$d"
   src="$URL/cut/r$run/image.raw"
   before=$(wc -l <"$WORK/server.log")
-  $(fetch_env "$d" "$src") "$BIN" >"$d/fetch1.log" 2>&1 &
+  fetch_env "$d" "$src"
+  "${FETCH_ENV[@]}" "$BIN" >"$d/fetch1.log" 2>&1 &
   pid=$!
   for ((i = 0; i < 600; i++)); do [[ -e $WORK/cut-r$run ]] && break; sleep 0.05; done
   [[ -e $WORK/cut-r$run ]] || fail "the server never cut the download"
   sleep 0.2 # let the client write what it received
   kill -TERM "$pid" 2>/dev/null || true
-  wait "$pid" && fail "image-fetch succeeded despite the cut" || true
+  if wait "$pid"; then fail "image-fetch succeeded despite the cut"; fi
   part=$(stat -c %s "$d/images/.image.raw.part" 2>/dev/null || echo 0)
-  timeout 300 $(fetch_env "$d" "$src") "$BIN" >"$d/fetch2.log" 2>&1 || { cat "$d/fetch2.log" >&2; fail "second image-fetch failed"; }
+  timeout 300 "${FETCH_ENV[@]}" "$BIN" >"$d/fetch2.log" 2>&1 || { cat "$d/fetch2.log" >&2; fail "second image-fetch failed"; }
   cmp -s "$d/images/image.raw" "$IMG" || fail "resumed file differs from the source"
   # Body bytes the server sent for this path: the first request (cut) and all after it.
   tail -n +$((before + 1)) "$WORK/server.log" | grep " /cut/r$run/" >"$d/reqs"

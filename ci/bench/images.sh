@@ -49,7 +49,7 @@ for n in "${IMAGES[@]}"; do
     goal="< 15 MB"
     verdict=$(awk -v r="$r" 'BEGIN { print (r < 1) ? "met" : "not met" }')
   fi
-  rows+=("| $n | $([[ $img == - ]] && echo missing || mb "$img") | $([[ $tar == - ]] && echo missing || mb "$tar") | $goal | $verdict |")
+  rows+=("| $n | $(if [[ $img == - ]]; then echo missing; else mb "$img"; fi) | $(if [[ $tar == - ]]; then echo missing; else mb "$tar"; fi) | $goal | $verdict |")
 done
 
 vmm_img=$(size_of vmm | cut -d' ' -f1)
@@ -72,12 +72,14 @@ if [[ $vmm_img != - ]]; then
   fi
 fi
 
+missing_note=''
+if ((${#missing[@]})); then missing_note=" **Missing (not built, run \`make images\`):** ${missing[*]}."; fi
 cat >"$OUT/images.md" <<EOF
 ## Image sizes
 
 **What.** Every image \`make images\` builds (ghcr.io/berth-vm/<name>:$TAG): podman's image size
 (uncompressed, what a node stores) and the OCI archive out/images/<name>.oci.tar (compressed layers,
-about what a registry transfers). 1 MB = 10⁶ bytes.$( ((${#missing[@]})) && printf ' **Missing (not built, run `make images`):** %s.' "${missing[*]}")
+about what a registry transfers). 1 MB = 10⁶ bytes.$missing_note
 
 | image | uncompressed (MB) | OCI archive (MB) | goal | met |
 |---|---|---|---|---|

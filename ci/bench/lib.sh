@@ -44,20 +44,24 @@ build_rtt() {
   RTT=$WORK/rtt
 }
 
+# netns_pids NS...: the pids of the processes in the namespaces, one a line.
+netns_pids() {
+  local ns
+  for ns in "$@"; do ip netns pids "$ns" 2>/dev/null; done
+}
+
 bench_cleanup() {
   set +e
   local ns pids p
   for p in "${BENCH_PIDS[@]}"; do kill "$p" 2>/dev/null; done
-  for ns in "${BENCH_NS[@]}"; do
-    pids=$(ip netns pids "$ns" 2>/dev/null)
-    [[ -n $pids ]] && kill $pids 2>/dev/null
-  done
+  mapfile -t pids < <(netns_pids "${BENCH_NS[@]}")
+  ((${#pids[@]})) && kill "${pids[@]}" 2>/dev/null
   for _ in $(seq 30); do
-    pids=$(for ns in "${BENCH_NS[@]}"; do ip netns pids "$ns" 2>/dev/null; done)
-    [[ -z $pids ]] && break
+    mapfile -t pids < <(netns_pids "${BENCH_NS[@]}")
+    ((${#pids[@]})) || break
     sleep 0.1
   done
-  [[ -n $pids ]] && kill -9 $pids 2>/dev/null
+  ((${#pids[@]})) && kill -9 "${pids[@]}" 2>/dev/null
   for ns in "${BENCH_NS[@]}"; do ip netns del "$ns" 2>/dev/null; done
   [[ -n ${WORK:-} && -d $WORK && ${KEEP_WORK:-0} != 1 ]] && rm -rf "$WORK"
   return 0
@@ -65,40 +69,28 @@ bench_cleanup() {
 
 # ---------------------------------------------------------------- a Calico-shaped pod with net-setup
 
-POD_IP=${POD_IP:-10.244.7.5}
-NODE_IP=${NODE_IP:-10.244.0.1}
-POD_MTU=${POD_MTU:-1450}
 VM_IP=192.168.254.2
 VM_GW=192.168.254.1
 
-# pod_netns: a "node" and a Calico-shaped "pod" netns (as ci/local-pod.sh and netsetup/e2e):
+# pod_netns: the node and the Calico-shaped pod netns of common/roottest (NewNode, NewCalicoPod;
+# made by its command calico-pod), the same fixture as e2e/localpod and the Go root tests:
 #   node: NODE_IP on lo, an uplink veth holding the default route (so proxy ARP answers for
-#     169.254.1.1), ip_forward, proxy_arp on the pod's veth, a /32 route to the pod IP.
+#     169.254.1.1), ip_forward, proxy_arp on the pod's veth NODE_IF, a /32 route to the pod IP.
 #   pod: eth0 = POD_IP/32, MTU POD_MTU, default via 169.254.1.1 onlink.
-# Sets NODE_NS, POD_NS (registered for cleanup).
+# Sets NODE_NS, POD_NS, NODE_IF, POD_IP, NODE_IP, POD_MTU (the namespaces registered for cleanup).
 pod_netns() {
-  local id
-  id=$(od -An -N3 -tx1 /dev/urandom | tr -d ' \n')
-  NODE_NS=bbnode-$id POD_NS=bbpod-$id
-  ip netns add "$NODE_NS" && BENCH_NS+=("$NODE_NS")
-  ip netns add "$POD_NS" && BENCH_NS+=("$POD_NS")
-  ip -n "$NODE_NS" link set lo up
-  ip -n "$POD_NS" link set lo up
-  ip -n "$NODE_NS" addr add "$NODE_IP/32" dev lo
-  ip -n "$NODE_NS" link add uplink type veth peer name uplink-peer
-  ip -n "$NODE_NS" addr add 10.255.255.1/30 dev uplink
-  ip -n "$NODE_NS" link set uplink up
-  ip -n "$NODE_NS" link set uplink-peer up
-  ip -n "$NODE_NS" route add default via 10.255.255.2
-  ip netns exec "$NODE_NS" sysctl -qw net.ipv4.ip_forward=1
-  ip -n "$NODE_NS" link add calipod0 mtu "$POD_MTU" type veth peer name eth0 mtu "$POD_MTU" netns "$POD_NS"
-  ip netns exec "$NODE_NS" sysctl -qw net.ipv4.conf.calipod0.proxy_arp=1 net.ipv4.neigh.calipod0.proxy_delay=0
-  ip -n "$NODE_NS" link set calipod0 up
-  ip -n "$NODE_NS" route add "$POD_IP/32" dev calipod0 scope link src "$NODE_IP"
-  ip -n "$POD_NS" addr add "$POD_IP/32" dev eth0
-  ip -n "$POD_NS" link set eth0 up
-  ip -n "$POD_NS" route add 169.254.1.1 dev eth0 scope link
-  ip -n "$POD_NS" route add default via 169.254.1.1 dev eth0 onlink
+  if [[ ! -x $WORK/calico-pod ]]; then
+    (cd "$BENCH_REPO/common" && CGO_ENABLED=0 go build -trimpath -o "$WORK/calico-pod" ./roottest/cmd/calico-pod) ||
+      fail "build common/roottest/cmd/calico-pod"
+  fi
+  local out k v
+  out=$("$WORK/calico-pod" add) || fail "calico-pod add"
+  while IFS='=' read -r k v; do
+    case $k in
+    NODE_NS | POD_NS | NODE_IF | POD_IP | NODE_IP | POD_MTU) printf -v "$k" '%s' "$v" ;;
+    esac
+  done <<<"$out"
+  BENCH_NS+=("$NODE_NS" "$POD_NS")
 }
 
 # pod_files: the pod's resolv.conf under $WORK/config.
@@ -121,7 +113,7 @@ net_setup() {
 # vm_netns: a "vm" netns on the pod's br0 through a veth, standing in for the guest (so the guest's
 # CPU is not the bottleneck): VM_IP/30 via VM_GW, MTU POD_MTU. Sets VM_NS.
 vm_netns() {
-  VM_NS=bbvm-${NODE_NS#bbnode-}
+  VM_NS=bbvm-${POD_NS#bpod-}
   ip netns add "$VM_NS" && BENCH_NS+=("$VM_NS")
   ip -n "$VM_NS" link set lo up
   ip -n "$POD_NS" link add vmport mtu "$POD_MTU" type veth peer name eth0 mtu "$POD_MTU" netns "$VM_NS"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Bench "memory": per-VM memory beyond the guest's RAM. The test guest (ci/testguest/build.sh) boots
-# with 512 MiB under TCG through Berth's stages (ci/local-pod.sh's namespaces and functions); once it
+# with 512 MiB under TCG through Berth's stages (ci/local-pod.sh up: e2e/localpod); once it
 # answers SSH and cloud-init is done, read VmRSS of QEMU, vmm and dnsmasq, and split QEMU's RSS into
 # the guest's RAM mapping and QEMU's own memory (/proc/<pid>/smaps).
 #
@@ -11,8 +11,6 @@
 # BENCH_RUNS (2) boots. Every wait is bounded (SSH: BENCH_BOOT_TIMEOUT, 300 s).
 set -euo pipefail
 BENCH_REPO=$(cd "$(dirname "$(readlink -f "$0")")/../.." && pwd)
-# shellcheck source=ci/local-pod.sh
-source "$BENCH_REPO/ci/local-pod.sh"
 # shellcheck source=ci/bench/stats.sh
 source "$BENCH_REPO/ci/bench/stats.sh"
 OUT=$BENCH_REPO/out/bench
@@ -22,12 +20,19 @@ GUEST_MIB=512
 VCPUS=1
 mkdir -p "$OUT"
 mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
-
-# The pod's vm container, with the bench's guest size (local-pod.sh's vmm_env, 512 MiB and 1 vCPU).
-vmm_env() {
-  VMM_ENV=(env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin VM_NAME="$VM_NAME" BERTH_RUN_DIR="$RUN_DIR"
-    DISK_DIR="$DISK_DIR" IMAGE_DIR="$IMAGE_DIR" ACCEL=tcg VM_CPUS=$VCPUS VM_MEMORY=${GUEST_MIB}Mi SHUTDOWN_TIMEOUT="$SHUTDOWN_TIMEOUT"
-    READY_TCP_PORT=22)
+log() { printf '%s memory bench: %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
+fail() {
+  log "FAIL: $*"
+  exit 1
+}
+[[ $(id -u) == 0 ]] || fail "run as root (network namespaces)"
+STATE=$(mktemp -u /run/berth-bench-memory.XXXXXX) # ci/local-pod.sh up writes it, down removes it
+trap '[[ -f $STATE ]] && "$BENCH_REPO/ci/local-pod.sh" down "$STATE"' EXIT
+trap 'exit 130' INT TERM
+# gssh CMD: CMD in the guest, from the node netns to the pod IP (the state's key).
+gssh() {
+  ip netns exec "$NODE_NS" timeout 150 ssh -i "$KEY" -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null \
+    -o LogLevel=ERROR -o ConnectTimeout=5 -o BatchMode=yes "debian@$POD_IP" "$@"
 }
 
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
@@ -53,18 +58,13 @@ guest_ram_rss() {
     END { print rss + 0 }' "/proc/$1/smaps"
 }
 
-preflight
 qemu_rss=() guest_rss=() tcg=() qemu_own=() qemu_kvm=() vmm_rss=() dns_rss=() berth=() berth_kvm=() ssh_s=()
 for ((run = 1; run <= RUNS; run++)); do
-  new_state
-  trap teardown EXIT
-  trap 'exit 130' INT TERM
-  make_netns
-  make_pod_files
-  start_http
-  run_pipeline mem
-  wait_ssh mem
-  ssh_s+=("$(secs "$BOOT_T0")")
+  # The pod's vm container with the bench's guest size: 512 MiB and 1 vCPU.
+  VM_MEMORY=${GUEST_MIB}Mi VM_CPUS=$VCPUS BOOT_TIMEOUT=$BOOT_TIMEOUT "$BENCH_REPO/ci/local-pod.sh" up "$STATE" >/dev/null
+  # shellcheck source=/dev/null
+  source "$STATE"
+  ssh_s+=("$BOOT_TO_SSH_S")
   gssh 'timeout 120 cloud-init status --wait' >/dev/null 2>&1 || log "cloud-init not done within 120 s; measuring anyway"
   sleep 5
   qpid=$(pgrep -P "$VMM_PID" -f qemu-system || true)
@@ -74,10 +74,7 @@ for ((run = 1; run <= RUNS; run++)); do
   qemu_rss+=("$q") guest_rss+=("$g") tcg+=("$t") qemu_own+=($((q - g))) qemu_kvm+=($((q - g - t))) vmm_rss+=("$v") dns_rss+=("$d")
   berth+=($((q - g + v + d))) berth_kvm+=($((q - g - t + v + d)))
   log "run $run: SSH after ${ssh_s[-1]} s; QEMU RSS $q KiB (guest RAM mapping $g KiB, TCG buffer $t KiB, own $((q - g)) KiB), vmm $v KiB, dnsmasq $d KiB"
-  kill -TERM "$VMM_PID"
-  wait_exit "$VMM_PID" $((SHUTDOWN_TIMEOUT + 15))
-  teardown
-  trap - EXIT
+  "$BENCH_REPO/ci/local-pod.sh" down "$STATE"
 done
 
 # KubeVirt's figure for the same VM (512 MiB, 1 vCPU, a graphics device, no VFIO/SEV/TPM), from
@@ -103,12 +100,12 @@ row() { # LABEL V(KiB)... → MiB row
   read -r x y z < <(fstats 1 "${m[@]}")
   echo "| $l | $x | $y | $z |"
 }
-read -r s1 s2 s3 < <(fstats 1 "${ssh_s[@]}")
+read -r _ s2 _ < <(fstats 1 "${ssh_s[@]}")
 cat >"$OUT/memory.md" <<EOF
 ## Memory per VM beyond the guest's RAM
 
 **What.** The test guest (ci/testguest/build.sh: Debian 12, cloud-init) booted through Berth's
-stages exactly as ci/local-pod.sh runs them (net-setup → image-fetch → seed-iso → dnsmasq → vmm,
+stages exactly as ci/local-pod.sh (e2e/localpod) runs them (net-setup → image-fetch → seed-iso → dnsmasq → vmm,
 network namespaces shaped like a Calico pod), with **${GUEST_MIB} MiB and $VCPUS vCPU under TCG**,
 $RUNS boots. Once the guest answered SSH (after $s2 s, median) and \`cloud-init status --wait\`
 returned, plus 5 s: VmRSS of QEMU, vmm and dnsmasq (/proc/<pid>/status) — what keeps running in the

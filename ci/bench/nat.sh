@@ -28,7 +28,7 @@ vm_netns
 # The baseline route: the node reaches VM_IP straight through the pod (which forwards: net-setup set
 # ip_forward), no DNAT (Berth's DNAT matches only the pod IP). Replies take the same way back as the
 # NAT path's (VM → br0 → pod's default route → node). Same veths, bridge, conntrack and chains.
-ip -n "$NODE_NS" route add "$VM_IP/32" via "$POD_IP" dev calipod0 onlink src "$NODE_IP"
+ip -n "$NODE_NS" route add "$VM_IP/32" via "$POD_IP" dev "$NODE_IF" onlink src "$NODE_IP"
 
 in_node() { ip netns exec "$NODE_NS" "$@"; }
 ip netns exec "$VM_NS" iperf3 -s -p 5201 >"$WORK/iperf3-server.log" 2>&1 &

@@ -8,7 +8,8 @@
 # A bench that fails or times out leaves out/bench/<name>.failed; the others still run and the
 # document is still written (it lists the failures). Results of benches not named in this run are
 # kept from their last run (each section says when it was measured).
-# Usage: ci/bench/run.sh [name ...]   (default: every bench; lib.sh is the benches' helpers)
+# Usage: ci/bench/run.sh [name ...]   (default: every bench; lib.sh and stats.sh are the benches'
+# helpers; the bench "demo" is ci/cluster/demo-bench.sh)
 # Each bench is bounded: BENCH_TIMEOUT (s) for all, else its own default below (boot and memory boot
 # real guests under TCG: on a loaded shared machine one boot takes minutes).
 set -euo pipefail
@@ -24,23 +25,34 @@ timeout_of() {
   esac
 }
 
+# script_of NAME: the bench's script: ci/bench/NAME.sh, except "demo" (make demo on the local
+# cluster), which lives with the cluster scripts.
+script_of() {
+  case $1 in
+  demo) echo ci/cluster/demo-bench.sh ;;
+  *) echo "ci/bench/$1.sh" ;;
+  esac
+}
+
 names=("$@")
 if ((${#names[@]} == 0)); then
   for f in ci/bench/*.sh; do
     n=$(basename "$f" .sh)
     [ "$n" = run ] || [ "$n" = lib ] || [ "$n" = stats ] || names+=("$n")
   done
+  names+=(demo)
 fi
 
 failed=()
 for n in "${names[@]}"; do
-  [ -x "ci/bench/$n.sh" ] || { echo "no bench ci/bench/$n.sh" >&2; exit 2; }
+  script=$(script_of "$n")
+  [ -x "$script" ] || { echo "no bench $script" >&2; exit 2; }
   per_bench_timeout=$(timeout_of "$n")
   echo "== bench $n (bounded to ${per_bench_timeout}s)"
   rm -f "$out/$n.md" "$out/$n.tsv" "$out/$n.failed"
   t0=$(date +%s)
   rc=0
-  timeout --kill-after=30 "$per_bench_timeout" "ci/bench/$n.sh" || rc=$?
+  timeout --kill-after=30 "$per_bench_timeout" "$script" || rc=$?
   if ((rc != 0)); then
     why="exit $rc after $(($(date +%s) - t0)) s"
     ((rc == 124 || rc == 137)) && why="timed out after ${per_bench_timeout} s"

@@ -94,7 +94,7 @@ timed() {
 
 net_setup_ms=() net_setup_rss=() image_fetch_ms=() image_fetch_rss=() image_restart_ms=() image_restart_rss=()
 seed_iso_ms=() seed_iso_rss=() vmm_ms=() vmm_rss=() total_ms=() total_cpu=()
-net_setup_cpu=() image_fetch_cpu=() image_restart_cpu=() seed_iso_cpu=() vmm_cpu=()
+net_setup_cpu=() image_fetch_cpu=() seed_iso_cpu=() vmm_cpu=()
 LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
 for ((run = 0; run <= RUNS; run++)); do # run 0 warms the caches (image download, page cache) and is not kept
   RUN=$WORK/r$run/run DISK=$WORK/r$run/disk
@@ -123,7 +123,7 @@ for ((run = 0; run <= RUNS; run++)); do # run 0 warms the caches (image download
   if ((run == 0)); then
     net_setup_ms=() net_setup_rss=() image_fetch_ms=() image_fetch_rss=() image_restart_ms=() image_restart_rss=()
     seed_iso_ms=() seed_iso_rss=() vmm_ms=() vmm_rss=()
-    net_setup_cpu=() image_fetch_cpu=() image_restart_cpu=() seed_iso_cpu=() vmm_cpu=()
+    net_setup_cpu=() image_fetch_cpu=() seed_iso_cpu=() vmm_cpu=()
     [[ $(grep -c 'GET /base.qcow2' "$WORK/http.log") -ge 1 ]] || fail "image-fetch did not download in the warm-up"
     continue
   fi
@@ -162,6 +162,12 @@ row() { # LABEL DIGITS GOAL V...
   echo "$l|$x|$y|$z|$g"
 }
 mib() { local v; for v in "$@"; do awk -v k="$v" 'BEGIN { printf "%.1f\n", k / 1024 }'; done; }
+rss_row() { # rss_row LABEL KIB...: a row of the values in MiB against the 20 MiB goal
+  local label=$1 m
+  shift
+  mapfile -t m < <(mib "$@")
+  row "$label" 1 '< 20' "${m[@]}"
+}
 cat >"$OUT/stages.md" <<EOF
 ## Stage overhead: wall time and peak RSS of each stage, warm caches
 
@@ -196,11 +202,11 @@ $(md_table \
   "$(row 'CPU time: seed-iso (ms)' 1 '' "${seed_iso_cpu[@]}")" \
   "$(row 'CPU time: vmm --dry-run (ms)' 1 '' "${vmm_cpu[@]}")" \
   "$(row 'CPU time: all stages together (ms)' 1 '' "${total_cpu[@]}")" \
-  "$(row '**peak RSS net-setup (MiB)**' 1 '< 20' $(mib "${net_setup_rss[@]}"))" \
-  "$(row '**peak RSS image-fetch (MiB)**' 1 '< 20' $(mib "${image_fetch_rss[@]}"))" \
-  "$(row 'peak RSS image-fetch, restarted pod (MiB)' 1 '< 20' $(mib "${image_restart_rss[@]}"))" \
-  "$(row '**peak RSS seed-iso (MiB)**' 1 '< 20' $(mib "${seed_iso_rss[@]}"))" \
-  "$(row '**peak RSS vmm --dry-run (MiB)**' 1 '< 20' $(mib "${vmm_rss[@]}"))")
+  "$(rss_row '**peak RSS net-setup (MiB)**' "${net_setup_rss[@]}")" \
+  "$(rss_row '**peak RSS image-fetch (MiB)**' "${image_fetch_rss[@]}")" \
+  "$(rss_row 'peak RSS image-fetch, restarted pod (MiB)' "${image_restart_rss[@]}")" \
+  "$(rss_row '**peak RSS seed-iso (MiB)**' "${seed_iso_rss[@]}")" \
+  "$(rss_row '**peak RSS vmm --dry-run (MiB)**' "${vmm_rss[@]}")")
 
 The total is per run (the four stages of one run added), min/median/max over the runs. Load
 average of this shared machine (2 cores) at the start and the end of the bench: $LOAD0 / $LOAD1 —

@@ -54,7 +54,7 @@ cleanup() {
 		"$repo/ci/cluster/down" >/dev/null 2>&1 || clog "cluster down failed"
 	fi
 	[ -z "${work:-}" ] || rm -rf "$work"
-	[ "$rc" = 0 ] && clog "PASS" || clog "FAILED (exit $rc)"
+	if [ "$rc" = 0 ]; then clog "PASS"; else clog "FAILED (exit $rc)"; fi
 	exit "$rc"
 }
 trap cleanup EXIT
@@ -219,7 +219,7 @@ for c in "${cases[@]}"; do
 		fail "$vm ($value): $ctr did not exit 2 twice within 300 s: $(cstat "$pod" "$ctr")"
 	kind=initContainerStatuses
 	[ "$ctr" = vm ] && kind=containerStatuses
-	msg=$(kc -n "$CHAOS_NS" get pod "$pod" -o jsonpath="{.status.$kind[?(@.name==\"$ctr\")].lastState.terminated.message}")
+	msg=$(kc -n "$CHAOS_NS" get pod "$pod" -o jsonpath="{.status.${kind}[?(@.name==\"$ctr\")].lastState.terminated.message}")
 	grep -qE -- "$pattern" <<<"$msg" || fail "$vm ($value): $ctr's termination message does not match /$pattern/: '$msg'"
 	# Nothing after the refusing stage ran: a later init container never started.
 	later=$(kc -n "$CHAOS_NS" get pod "$pod" -o json | jq -r --arg c "$ctr" '[.status.initContainerStatuses[] | .name] as $n |
@@ -265,7 +265,8 @@ live_privileges() { # live_privileges NS POD
 		id=$(kc -n "$ns" get pod "$pod" -o json | jq -r --arg c "$1" '[(.status.initContainerStatuses // [])[], .status.containerStatuses[] | select(.name == $c) | .containerID][0] // empty' | sed 's|^containerd://||')
 		[ -n "$id" ] && ctrn tasks ls 2>/dev/null | awk -v id="$id" '$1 == id && $3 == "RUNNING" { print $2 }'
 	}
-	pid=$(cpid vm) && [ -n "$pid" ] || fail "$pod: no running vm container task"
+	pid=$(cpid vm) || pid=
+	[ -n "$pid" ] || fail "$pod: no running vm container task"
 	qemu=$(child_pid "$pid" qemu) || fail "$pod: no QEMU child of vmm (pid $pid)"
 	for p in "$pid" "$qemu"; do
 		[ "$(status_field "$p" Uid | tr -s '\t ' ' ')" = "$uid $uid $uid $uid" ] || fail "$pod: pid $p ($(cat /proc/"$p"/comm)) runs as uid $(status_field "$p" Uid)"
@@ -275,7 +276,8 @@ live_privileges() { # live_privileges NS POD
 		done
 		[ "$(status_field "$p" NoNewPrivs)" = 1 ] || fail "$pod: pid $p without no_new_privs"
 	done
-	pid=$(cpid dnsmasq) && [ -n "$pid" ] || fail "$pod: no running dnsmasq task"
+	pid=$(cpid dnsmasq) || pid=
+	[ -n "$pid" ] || fail "$pod: no running dnsmasq task"
 	[ "$(status_field "$pid" Uid | tr -s '\t ' ' ')" = "65534 65534 65534 65534" ] || fail "$pod: dnsmasq runs as uid $(status_field "$pid" Uid)"
 	[ "$(status_field "$pid" CapEff)" = 0000000000001000 ] || fail "$pod: dnsmasq's effective capabilities $(status_field "$pid" CapEff), want NET_ADMIN only (0x1000)"
 	for c in vm dnsmasq; do

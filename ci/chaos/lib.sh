@@ -170,6 +170,7 @@ task_pid() { # task_pid POD CONTAINER: through containerd, never by a process na
 }
 child_pid() { # child_pid PID COMM_PREFIX
 	local c
+	# shellcheck disable=SC2013 # the children files hold pids separated by spaces: words, not lines
 	for c in $(cat /proc/"$1"/task/*/children 2>/dev/null); do
 		case $(cat "/proc/$c/comm" 2>/dev/null) in "$2"*) echo "$c"; return 0 ;; esac
 	done

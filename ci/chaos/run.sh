@@ -63,7 +63,7 @@ cleanup() {
 	rm -rf "$CACHES"
 	[ -z "${work:-}" ] || rm -rf "$work"
 	clog "total $((SECONDS - t_start))s"
-	[ "$rc" = 0 ] && clog "PASS" || clog "FAILED (exit $rc)"
+	if [ "$rc" = 0 ]; then clog "PASS"; else clog "FAILED (exit $rc)"; fi
 	exit "$rc"
 }
 trap cleanup EXIT
@@ -136,9 +136,9 @@ until cstat "$VM1" image-fetch | jq -e '.state.terminated.exitCode == 0' >/dev/n
 	sleep 0.3
 done
 check_cache
-[ "$(cut -d' ' -f1 "$base.sha256")" = "$GUEST_SHA" ] && [ "$(sha256sum "$base" | cut -d' ' -f1)" = "$GUEST_SHA" ] ||
+{ [ "$(cut -d' ' -f1 "$base.sha256")" = "$GUEST_SHA" ] && [ "$(sha256sum "$base" | cut -d' ' -f1)" = "$GUEST_SHA" ]; } ||
 	fail "the cached base or its record is not the guest image (sha256 $GUEST_SHA)"
-[ ! -e "$part" ] && [ ! -e "$part.meta" ] || fail "a partial file is left in the cache: $(ls -la "$CACHES/vm1/berth-images")"
+{ [ ! -e "$part" ] && [ ! -e "$part.meta" ]; } || fail "a partial file is left in the cache: $(ls -la "$CACHES/vm1/berth-images")"
 gets=$(served_requests fileserver /guest.qcow2 | grep 'method=GET' || true)
 served=$(awk '{ for (i = 1; i <= NF; i++) if ($i ~ /^bytes=/) { sub("bytes=", "", $i); s += $i } } END { print s + 0 }' <<<"$gets")
 resumed_at=$(grep 'status=206' <<<"$gets" | grep -o 'range="bytes=[0-9]*-"' | grep -o '[0-9][0-9]*' | head -1 || true)
@@ -259,7 +259,7 @@ msg=$(cstat full-full-0 image-fetch | jq -r '.lastState.terminated.message // .s
 grep -q 'no space left on device' <<<"$(kc -n "$CHAOS_NS" describe pod full-full-0)" || fail "kubectl describe pod does not show 'no space left on device'"
 # The failed attempt removed its partial file: that inode is gone (the init container is retried
 # at once, so a retry's own file may be there), and no retry continued a partial file (Range).
-if grep -qx "$part_ino" <<<"$(ls -Ai "$FULLC" | awk '{ print $1 }')"; then fail "the partial file of the failed download is left: $(ls -lai "$FULLC")"; fi
+if grep -qx "$part_ino" <<<"$(find "$FULLC" -mindepth 1 -maxdepth 1 -printf '%i\n')"; then fail "the partial file of the failed download is left: $(ls -lai "$FULLC")"; fi
 [ "$(served_requests fileserver /guest.qcow2 | grep -c 'range="bytes=')" = 1 ] ||
 	fail "a retry continued a partial file on the full volume: $(served_requests fileserver /guest.qcow2)"
 first=$(kc -n "$CHAOS_NS" logs full-full-0 -c image-fetch --previous 2>/dev/null | grep -m1 -o 'error: .*no space left on device.*' || true)
@@ -378,7 +378,6 @@ phase guest-poweroff
 # It watches vm1 as its good VM (restart counts unchanged, Ready) instead of booting one.
 if [ -x "$here/bad-input.sh" ] && [ "${CHAOS_SKIP_BAD_INPUT:-0}" != 1 ]; then
 	KEEP_CLUSTER=1 BAD_INPUT_GOOD_POD="$CHAOS_NS/$VM1" "$here/bad-input.sh" || fail "ci/chaos/bad-input.sh failed"
-	phase_start=$SECONDS # its own phases are in timings.tsv
 fi
 
 # --- summary -------------------------------------------------------------------------------------

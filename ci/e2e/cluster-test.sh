@@ -66,7 +66,7 @@ cleanup() {
 	fi
 	if [ "${KEEP_CLUSTER:-0}" = 1 ]; then clog "kept: the cluster, the SSH key $work/id"; else rm -rf "$work"; fi
 	[ "${KEEP_CLUSTER:-0}" = 1 ] || rm -rf "$IMG_CACHE"
-	[ "$rc" = 0 ] && clog "PASS" || clog "FAILED (exit $rc)"
+	if [ "$rc" = 0 ]; then clog "PASS"; else clog "FAILED (exit $rc)"; fi
 	exit "$rc"
 }
 trap cleanup EXIT
@@ -177,7 +177,7 @@ YAML
 	[ "$(ssh_vm "$ip2" hostname)" = "$(vm_name "$pod2")" ] || fail "vm2 hostname"
 	ssh_vm "$ip2" 'test ! -e /var/tmp/persist' || fail "vm2 sees vm1's file: the disks are shared"
 	pvc2=$(kc -n "$NS" get pod "$pod2" -o json | jq -r '[.spec.volumes[] | .persistentVolumeClaim.claimName // empty][0]')
-	[ -n "$pvc1" ] && [ -n "$pvc2" ] && [ "$pvc1" != "$pvc2" ] || fail "PVCs: vm1 '$pvc1', vm2 '$pvc2'"
+	{ [ -n "$pvc1" ] && [ -n "$pvc2" ] && [ "$pvc1" != "$pvc2" ]; } || fail "PVCs: vm1 '$pvc1', vm2 '$pvc2'"
 	[ "$(image_gets)" = "$gets" ] || fail "vm2 downloaded the base image again ($gets -> $(image_gets) GETs)"
 	phase second-vm
 }
@@ -245,6 +245,7 @@ $(ssh_vm "$ip" 'ls -l /etc/resolv.conf; cat /etc/resolv.conf; ls /var/lib/dhcp/;
 	[[ $banner == RFB\ 00?.00? ]] || fail "port-forward to 5900: expected an RFB banner, got '$banner'"
 	# TCP 5900 on the pod IP stays in the pod (QEMU's VNC listens on 127.0.0.1 only): with a server
 	# in the guest on 5900 and on 5901, 5901 answers from the pod IP (the control) and 5900 does not.
+	# shellcheck disable=SC2016 # the loop runs in the guest: its $p is the guest shell's
 	ssh_vm "$ip" 'for p in 5900 5901; do mkdir -p /tmp/www$p && echo guest-$p >/tmp/www$p/index.html || exit 1;
 		setsid python3 -m http.server $p --directory /tmp/www$p >/dev/null 2>&1 </dev/null & done' ||
 		fail "start HTTP servers on 5900/5901 in the guest"
@@ -291,7 +292,7 @@ $(ssh_vm "$ip" 'ls -l /etc/resolv.conf; cat /etc/resolv.conf; ls /var/lib/dhcp/;
 	helm uninstall "$REL" -n "$NS" --wait --timeout 240s >/dev/null || fail "helm uninstall"
 	wait_for 120 "VM pods gone" bash -c "[ -z \"\$($K8S_BIN/kubectl --kubeconfig $KUBECONFIG_ADMIN -n $NS get pods -o name | grep -v fileserver)\" ]" ||
 		fail "pods left after helm uninstall"
-	kc -n "$NS" get pvc "$pvc1" $pvc2 >/dev/null || fail "helm uninstall removed a PVC"
+	kc -n "$NS" get pvc "$pvc1" ${pvc2:+"$pvc2"} >/dev/null || fail "helm uninstall removed a PVC"
 	[ -z "$(kc -n "$NS" get statefulsets,configmaps,serviceaccounts -l "app.kubernetes.io/instance=$REL" -o name)" ] ||
 		fail "helm uninstall left objects of the release"
 	phase uninstall

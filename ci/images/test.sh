@@ -52,7 +52,7 @@ for n in "${names[@]}"; do
 	if ! podman image exists "$ref"; then bad "$n" "$ref not built (make images)"; continue; fi
 	user=$(podman image inspect --format '{{.Config.User}}' "$ref")
 	case $n in image-fetch | seed-iso | vmm) want=107:107 ;; novnc) want=65534:65534 ;; *) want=0:0 ;; esac
-	[ "$user" = "$want" ] && ok "$n" "USER $user" || bad "$n" "USER '$user', want $want"
+	if [ "$user" = "$want" ]; then ok "$n" "USER $user"; else bad "$n" "USER '$user', want $want"; fi
 	if "${RUN[@]}" --entrypoint sh "$ref" -c true >/dev/null 2>&1; then bad "$n" "has a shell"; else ok "$n" "no shell"; fi
 	case $n in
 	dnsmasq)
@@ -101,7 +101,7 @@ for n in "${names[@]}"; do
 		state=$(podman inspect --format '{{.State.Status}}' "$name" 2>/dev/null || echo gone)
 		logs=$(podman logs "$name" 2>&1 || true)
 		podman rm -f -t 1 "$name" >/dev/null 2>&1 || true
-		[ "$state" = running ] && ok "$n" "QEMU runs a TCG VM with virtio-net and VNC as uid 107 (5 s)" || bad "$n" "QEMU $state: $logs"
+		if [ "$state" = running ]; then ok "$n" "QEMU runs a TCG VM with virtio-net and VNC as uid 107 (5 s)"; else bad "$n" "QEMU $state: $logs"; fi
 		;;
 	novnc)
 		# as the chart runs it: read-only, no capabilities; then HTTP from inside its network namespace
@@ -115,18 +115,18 @@ for n in "${names[@]}"; do
 			[ "${got%% *}" = 000 ] || break
 			sleep 0.2
 		done
-		[ "$got" = "200 text/html" ] && ok "$n" "vnc.html on 127.0.0.1:6080" || bad "$n" "vnc.html: '$got'; $(podman logs "$name" 2>&1 | tail -3)"
+		if [ "$got" = "200 text/html" ]; then ok "$n" "vnc.html on 127.0.0.1:6080"; else bad "$n" "vnc.html: '$got'; $(podman logs "$name" 2>&1 | tail -3)"; fi
 		got=$(nsenter -t "$pid" -n curl -s --max-time 5 http://127.0.0.1:6080/ 2>/dev/null || true)
-		grep -q 'url=vnc.html' <<<"$got" && ok "$n" "/ leads to vnc.html" || bad "$n" "/: '$got'"
+		if grep -q 'url=vnc.html' <<<"$got"; then ok "$n" "/ leads to vnc.html"; else bad "$n" "/: '$got'"; fi
 		got=$(web http://127.0.0.1:6080/app/ui.js)
 		case $got in "200 "*javascript) ok "$n" "noVNC's JavaScript ($got)" ;; *) bad "$n" "app/ui.js: '$got'" ;; esac
 		ws=(-H 'Connection: Upgrade' -H 'Upgrade: websocket' -H 'Sec-WebSocket-Version: 13' -H 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==' -H 'Sec-WebSocket-Protocol: binary')
 		got=$(web "${ws[@]}" -H 'Origin: http://attacker.example' http://127.0.0.1:6080/websockify)
-		[ "${got%% *}" = 403 ] && ok "$n" "a WebSocket from another Origin is refused (403)" || bad "$n" "foreign Origin: '$got'"
+		if [ "${got%% *}" = 403 ]; then ok "$n" "a WebSocket from another Origin is refused (403)"; else bad "$n" "foreign Origin: '$got'"; fi
 		got=$(web "${ws[@]}" -H 'Origin: http://localhost:6080' http://127.0.0.1:6080/websockify)
-		[ "${got%% *}" = 101 ] && ok "$n" "a WebSocket from http://localhost:6080 is accepted (101)" || bad "$n" "own Origin: '$got'"
+		if [ "${got%% *}" = 101 ]; then ok "$n" "a WebSocket from http://localhost:6080 is accepted (101)"; else bad "$n" "own Origin: '$got'"; fi
 		got=$(nsenter -t "$pid" -n ss -Htln | awk '{print $4}' | sort | tr '\n' ' ')
-		[ "$got" = "127.0.0.1:6080 " ] && ok "$n" "listens on 127.0.0.1:6080 only" || bad "$n" "listening: '$got'"
+		if [ "$got" = "127.0.0.1:6080 " ]; then ok "$n" "listens on 127.0.0.1:6080 only"; else bad "$n" "listening: '$got'"; fi
 		podman rm -f -t 1 "$name" >/dev/null 2>&1 || true
 		;;
 	esac

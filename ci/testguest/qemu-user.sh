@@ -72,8 +72,8 @@ fi
 got=$("${sshc[@]}" hostname)
 [[ $got == "$name" ]] || { echo "qemu-user: hostname is '$got', want '$name'" >&2; exit 1; }
 "${sshc[@]}" 'timeout 120 cloud-init status --wait' >/dev/null || { echo "qemu-user: cloud-init did not finish cleanly" >&2; exit 1; }
-"${sshc[@]}" 'cat /var/lib/berth-marker' | grep -qx berth-runcmd-ok ||
-  { echo "qemu-user: runcmd marker missing" >&2; exit 1; }
+marker=$("${sshc[@]}" 'cat /var/lib/berth-marker') || marker=
+[[ $marker == berth-runcmd-ok ]] || { echo "qemu-user: runcmd marker missing" >&2; exit 1; }
 "${sshc[@]}" 'sudo systemctl poweroff' 2>/dev/null || true
 for _ in $(seq 60); do kill -0 "$qpid" 2>/dev/null || break; sleep 1; done
 if kill -0 "$qpid" 2>/dev/null; then echo "qemu-user: guest did not power off within 60 s" >&2; exit 1; fi
