@@ -13,6 +13,8 @@ VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev
 
 # Go modules outside go.work (their dependency graphs stay their own): tested with GOWORK=off.
 SOLO_MODULES := charttest
+# The end-to-end module (outside go.work as well): its tests are behind the e2e build tag.
+E2E_MODULES := e2e
 
 .PHONY: all deps build lint test test-go test-chart images test-images test-console test-local test-e2e chaos demo demo-down demo-local bench clean
 
@@ -36,7 +38,8 @@ lint:
 	@for m in $(MODULES); do [ -n "$$(find $$m -name '*.go' | head -1)" ] || continue; \
 	  (cd $$m && go vet ./... && staticcheck ./...); done
 	@for m in $(SOLO_MODULES); do (cd $$m && GOWORK=off go vet ./... && GOWORK=off staticcheck ./...); done
-	@bad=$$(gofmt -l $(SOLO_MODULES)); if [ -n "$$bad" ]; then echo "gofmt would change:"; echo "$$bad"; exit 1; fi
+	@for m in $(E2E_MODULES); do (cd $$m && GOWORK=off go vet -tags e2e ./... && GOWORK=off staticcheck -tags e2e ./...); done
+	@bad=$$(gofmt -l $(SOLO_MODULES) $(E2E_MODULES)); if [ -n "$$bad" ]; then echo "gofmt would change:"; echo "$$bad"; exit 1; fi
 	@echo "lint: ok"
 
 ## test-go: unit, golden, fuzz-seed and root network-namespace tests of every module
@@ -65,7 +68,9 @@ test-local: build
 	ci/local-pod.sh test
 
 ## test-e2e: the chart on a real single-node Kubernetes built here (both CNI setups), real guests
+## (the shell brings things up; the checks are e2e/cluster, go test -tags e2e)
 test-e2e: build
+	cd e2e && GOWORK=off go test -count=1 ./...
 	ci/e2e/cluster-test.sh
 
 ## chaos: faults, bad input through the chart and least privilege, on the real cluster (docs/reliability.md)
