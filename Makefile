@@ -48,6 +48,8 @@ lint:
 	@for m in $(MODULES); do [ -n "$$(find $$m -name '*.go' | head -1)" ] || continue; \
 	  (cd $$m && go vet ./... && staticcheck ./...); done
 	@for m in $(SOLO_MODULES); do (cd $$m && GOWORK=off go vet ./... && GOWORK=off staticcheck ./...); done
+	@for m in $(MODULES) $(SOLO_MODULES) $(E2E_MODULES); do (cd $$m && GOWORK=off go mod tidy -diff >/dev/null) || \
+	  { echo "$$m: go.mod/go.sum are not tidy without go.work (the image builds use GOWORK=off): cd $$m && GOWORK=off go mod tidy"; exit 1; }; done
 	@for m in $(E2E_MODULES); do (cd $$m && GOWORK=off go vet -tags e2e ./... && GOWORK=off staticcheck -tags e2e ./...); done
 	@bad=$$(gofmt -l $(SOLO_MODULES) $(E2E_MODULES)); if [ -n "$$bad" ]; then echo "gofmt would change:"; echo "$$bad"; exit 1; fi
 	@shellcheck -x $(filter-out $(TESTGUEST_BUILD),$(SHELL_SCRIPTS))
