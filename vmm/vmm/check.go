@@ -149,30 +149,28 @@ func Differences(p qemu.Plan, l Live) []string {
 		add("QEMU has %d vCPUs, want %d (VM_CPUS)", l.CPUs, p.CPUs)
 	}
 
-	if disk, ok := l.Drives[qemu.DiskDrive]; !ok {
-		add("QEMU has no medium in drive %s, want the pet overlay %s", qemu.DiskDrive, p.Overlay())
-	} else {
-		if disk.File != p.Overlay() {
-			add("QEMU's drive %s is %s, want the pet overlay %s (DISK_DIR, VM_NAME)", qemu.DiskDrive, disk.File, p.Overlay())
+	// The two drives as planned: the pet overlay, writable qcow2; the seed,
+	// read-only raw through the fd set vmm opened it into.
+	for _, w := range []struct {
+		id, medium, file, fileWhy, format string
+		readOnly                          bool
+	}{
+		{qemu.DiskDrive, "the pet overlay " + p.Overlay(), p.Overlay(), "the pet overlay " + p.Overlay() + " (DISK_DIR, VM_NAME)", "qcow2", false},
+		{qemu.SeedDrive, "the seed ISO " + p.SeedISO(), qemu.SeedFile(), qemu.SeedFile() + " (the seed ISO vmm opened)", "raw", true},
+	} {
+		got, ok := l.Drives[w.id]
+		if !ok {
+			add("QEMU has no medium in drive %s, want %s", w.id, w.medium)
+			continue
 		}
-		if disk.Format != "qcow2" {
-			add("QEMU's drive %s has format %s, want qcow2", qemu.DiskDrive, disk.Format)
+		if got.File != w.file {
+			add("QEMU's drive %s is %s, want %s", w.id, got.File, w.fileWhy)
 		}
-		if disk.ReadOnly {
-			add("QEMU's drive %s is read-only, want writable", qemu.DiskDrive)
+		if got.Format != w.format {
+			add("QEMU's drive %s has format %s, want %s", w.id, got.Format, w.format)
 		}
-	}
-	if seed, ok := l.Drives[qemu.SeedDrive]; !ok {
-		add("QEMU has no medium in drive %s, want the seed ISO %s", qemu.SeedDrive, p.SeedISO())
-	} else {
-		if seed.File != qemu.SeedFile() {
-			add("QEMU's drive %s is %s, want %s (the seed ISO vmm opened)", qemu.SeedDrive, seed.File, qemu.SeedFile())
-		}
-		if seed.Format != "raw" {
-			add("QEMU's drive %s has format %s, want raw", qemu.SeedDrive, seed.Format)
-		}
-		if !seed.ReadOnly {
-			add("QEMU's drive %s is writable, want read-only", qemu.SeedDrive)
+		if got.ReadOnly != w.readOnly {
+			add("QEMU's drive %s is %s, want %s", w.id, access(got.ReadOnly), access(w.readOnly))
 		}
 	}
 	if got := l.FDSets[qemu.SeedFDSet]; len(got) != 1 || got[0] != p.SeedISO() {
@@ -239,4 +237,12 @@ func size(b uint64) string {
 		return fmt.Sprintf("%dMi", b>>20)
 	}
 	return fmt.Sprintf("%d bytes", b)
+}
+
+// access names a drive's access for a difference line.
+func access(readOnly bool) string {
+	if readOnly {
+		return "read-only"
+	}
+	return "writable"
 }
