@@ -110,7 +110,7 @@ if [ "${CHAOS_SKIP_BAD_INPUT:-0}" != 1 ]; then
 	files=$(fileserver_pod files "$bad")
 	good=()
 	if kc -n "$CHAOS_NS" get pod chaos-vm1-0 >/dev/null 2>&1; then good=(-good-pod "$CHAOS_NS/chaos-vm1-0"); fi
-	chaos_test '^(TestChartRefuses|TestBadInput|TestLeastPrivilege)$' -bad-input-namespace "$BAD_INPUT_NS" \
+	chaos_test '^(TestChartRefuses|TestBadInputValuesRender|TestBadInput|TestLeastPrivilege)$' -bad-input-namespace "$BAD_INPUT_NS" \
 		-bad-input-srv "$bad" -bad-input-url "$files" "${good[@]}" ||
 		fail "the bad-input tests failed (output above)"
 	phase_start=$SECONDS
