@@ -1,5 +1,5 @@
 # shellcheck shell=bash
-# ci/chaos/lib.sh: what the chaos scripts (ci/chaos/run.sh, ci/chaos/bad-input.sh) share, on top of
+# ci/chaos/lib.sh: what ci/chaos/run.sh brings things up with, on top of
 # ci/cluster/lib.sh (clog, kc, ctrn, innode, wait_for, cluster_lock, CLUSTER_DIR ...). Source it,
 # then call chaos_init SUITE once (after cluster_lock). Everything here bounds its waits.
 #
@@ -8,16 +8,10 @@
 #   HELM / helm ARGS    helm v3.22.0 (ci/tools/helm.sh) on the cluster, each call bounded (300 s)
 #   GUEST               the test guest (ci/testguest/build.sh)
 #   phase NAME          ends the running phase: "SUITE<TAB>NAME<TAB>seconds" into timings.tsv
-#   result FAULT CHECKED RESULT   one row of results.tsv (fault, what was checked, PASS/...) + seconds
 #   fail MSG            prints MSG, the pods, describe tails, every container's last log lines; exit 1
 #   load_images         make images (unless CHAOS_SKIP_IMAGES=1), the toolbox image; TOOLBOX=its name
 #   fileserver_pod NAME DIR [RATE]   an HTTP server pod serving DIR (hostPath, read-only), paced
 #                       to RATE (e.g. 16Mi) per response; prints http://IP:8080
-#   cstat POD CONTAINER the container's status JSON (init, sidecar or main container)
-#   wait_container POD CONTAINER JQ SECONDS   until `cstatus | jq -e JQ` holds
-#   wait_vm_ready POD [SECONDS]   Ready and SSH answering (BOOT_TIMEOUT, default 480 s)
-#   ssh_vm IP CMD...    SSH from the node's network namespace as the guest's user `debian`
-#   child_pid PID COMM_PREFIX   a child of PID whose comm starts with COMM_PREFIX
 # Under `set -o pipefail`, test output with `grep -q PATTERN <<<"$(kc ...)"`, not `kc ... | grep -q`:
 # grep -q quitting at the first match can make kubectl die of SIGPIPE and fail a passing check.
 
@@ -45,11 +39,6 @@ phase() {
 	clog "phase $CHAOS_SUITE/$1: $((SECONDS - phase_start))s"
 	phase_start=$SECONDS
 }
-result() {
-	printf '%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$((SECONDS - phase_start))" >>"$CHAOS_OUT/results.tsv"
-	clog "$3: $1 ($2)"
-}
-
 fail() {
 	clog "FAIL: $*"
 	{
@@ -75,49 +64,4 @@ load_images() {
 
 fileserver_pod() { # fileserver_pod NAME DIR [RATE]: ci/cluster/lib.sh's serve_dir_pod in CHAOS_NS
 	serve_dir_pod "$CHAOS_NS" "$1" "$2" "$TOOLBOX" "${3:-0}" || fail "fileserver pod $1 not Ready"
-}
-pod_ip() { kc -n "$CHAOS_NS" get pod "$1" -o jsonpath='{.status.podIP}'; }
-cstat() { # cstat POD CONTAINER: the container's status JSON ({} when it has none yet)
-	kc -n "$CHAOS_NS" get pod "$1" -o json 2>/dev/null |
-		jq -c --arg c "$2" '[(.status.initContainerStatuses // [])[], (.status.containerStatuses // [])[] | select(.name == $c)][0] // {}'
-}
-
-wait_container() { # wait_container POD CONTAINER JQ SECONDS: until the status satisfies JQ
-	local start=$SECONDS said=$SECONDS
-	until cstat "$1" "$2" | jq -e "$3" >/dev/null 2>&1; do
-		((SECONDS - start >= $4)) && return 1
-		if ((SECONDS - said >= 20)); then
-			said=$SECONDS
-			clog "waiting for $1/$2 ($3): $(cstat "$1" "$2" | jq -c '{state, lastState, restartCount}')"
-		fi
-		sleep 1
-	done
-}
-
-ssh_vm() {
-	local ip=$1
-	shift
-	innode timeout 60 ssh -i "$work/id" -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null \
-		-o ConnectTimeout=5 -o LogLevel=ERROR "debian@$ip" "$*" </dev/null
-}
-wait_vm_ready() { # wait_vm_ready POD [SECONDS]
-	local pod=$1 limit=${2:-$BOOT_TIMEOUT} start=$SECONDS said=$SECONDS
-	until [ "$(kc -n "$CHAOS_NS" get pod "$pod" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null)" = True ]; do
-		((SECONDS - start >= limit)) && fail "$pod: not Ready within ${limit}s"
-		if ((SECONDS - said >= 20)); then
-			said=$SECONDS
-			clog "waiting for $pod to be Ready: $(kc -n "$CHAOS_NS" get pod "$pod" --no-headers 2>/dev/null)"
-		fi
-		sleep 1
-	done
-	wait_for 120 "$pod: SSH" ssh_vm "$(pod_ip "$pod")" true || fail "$pod Ready but SSH does not answer"
-}
-
-child_pid() { # child_pid PID COMM_PREFIX
-	local c
-	# shellcheck disable=SC2013 # the children files hold pids separated by spaces: words, not lines
-	for c in $(cat /proc/"$1"/task/*/children 2>/dev/null); do
-		case $(cat "/proc/$c/comm" 2>/dev/null) in "$2"*) echo "$c"; return 0 ;; esac
-	done
-	return 1
 }

@@ -5,14 +5,18 @@
 # link of it, other.qcow2 an empty qcow2) and the paced HTTP server pod; the faults and every check
 # are the Go test e2e/chaos (go test -tags e2e, client-go; docs/reliability.md lists them): four
 # download faults, then kubelet restarted, dnsmasq killed, QEMU killed and the guest powering off on
-# one long-lived VM, which ci/chaos/bad-input.sh then watches as its good VM (same cluster, lock).
+# one long-lived VM; then the bad-input tests of the same package (TestChartRefuses, TestBadInput,
+# TestLeastPrivilege: bad input through the chart and least privilege, live), which watch that VM
+# as their good VM, with a second file server (files: guest.qcow2, parent.qcow2 and child.qcow2,
+# a qcow2 backed by parent.qcow2). TestBadInput makes and deletes its own namespace and storage.
 # Phases go to out/chaos/timings.tsv, results to out/chaos/results.tsv and out/chaos/results.md.
 # The trap deletes the namespace, removes the caches and takes the cluster down unless KEEP_CLUSTER=1.
 #   CHAOS_SKIP_IMAGES=1  use out/images/*.oci.tar as they are (no make images)
-#   CHAOS_SKIP_BAD_INPUT=1  do not run ci/chaos/bad-input.sh
+#   CHAOS_SKIP_BAD_INPUT=1  do not run the bad-input tests
 #   CHAOS_RATE           the file server's pace per download (default 16Mi bytes/s)
 #   CNI                  the cluster's CNI when it is started here (default: the running one, else bridge)
-#   CHAOS_RUN            a -test.run pattern for the Go test
+#   CHAOS_RUN            a -test.run pattern for the faults' run of the Go test (default ^TestFaults$;
+#                        '^$' runs none: the bad-input tests then boot a good VM of their own)
 # The whole script is one function, read before it runs: editing the file during a run is safe.
 main() {
 set -eEuo pipefail
@@ -29,15 +33,18 @@ cluster_lock
 t_start=$SECONDS
 CHAOS_RATE=${CHAOS_RATE:-16Mi}
 CACHES=$CLUSTER_DIR/chaos-caches
+BAD_INPUT_NS=berth-bad-input # TestBadInput's own namespace: it makes and deletes it
 mkdir -p "$CHAOS_OUT"
 : >"$CHAOS_OUT/timings.tsv"
 : >"$CHAOS_OUT/results.tsv"
+rm -f "$CHAOS_OUT/faults.txt" "$CHAOS_OUT/bad-input.tsv"
 
 cleanup() {
 	local rc=$?
 	trap - ERR
 	if [ "${KEEP_CLUSTER:-0}" = 1 ] && [ -S "$CONTAINERD_SOCK" ]; then
-		kc delete namespace "$CHAOS_NS" --ignore-not-found --wait=true --timeout=180s >/dev/null 2>&1 || clog "namespace $CHAOS_NS not deleted"
+		kc delete namespace "$CHAOS_NS" "$BAD_INPUT_NS" --ignore-not-found --wait=true --timeout=180s >/dev/null 2>&1 ||
+			clog "namespace $CHAOS_NS or $BAD_INPUT_NS not deleted" # TestBadInput deletes its own unless killed
 	fi
 	if [ -S "$CONTAINERD_SOCK" ] && [ "${KEEP_CLUSTER:-0}" != 1 ]; then
 		"$repo/ci/cluster/down" >/dev/null 2>&1 || clog "cluster down failed"
@@ -79,19 +86,34 @@ FS=$(fileserver_pod fileserver "$srv" "$CHAOS_RATE")
 phase setup
 
 # --- the faults (the Go test) -------------------------------------------------------------------
-(cd "$repo/e2e/chaos" && "$work/chaos.test" -test.v -test.timeout 60m -test.run "${CHAOS_RUN:-^TestFaults$}" \
-	-kubeconfig "$KUBECONFIG_ADMIN" -helm "$HELM" -chart "$repo/chart" -namespace "$CHAOS_NS" \
-	-ssh-key "$work/id" -node-netns "/var/run/netns/$NODE_NS" -fileserver fileserver -fileserver-url "$FS" \
-	-srv "$srv" -caches "$CACHES" -rate "$CHAOS_RATE" -cluster-dir "$CLUSTER_DIR" -cluster-up "$repo/ci/cluster/up" \
-	-ctr "$(command -v ctr)" -containerd "$CONTAINERD_SOCK" -out "$CHAOS_OUT" -boot-timeout "${BOOT_TIMEOUT}s" 8>&-) ||
-	fail "the chaos test failed (output above)"
+chaos_test() { # chaos_test PATTERN FLAGS...: the test binary, from its package directory
+	local pattern=$1
+	shift
+	(cd "$repo/e2e/chaos" && "$work/chaos.test" -test.v -test.timeout 60m -test.run "$pattern" \
+		-kubeconfig "$KUBECONFIG_ADMIN" -helm "$HELM" -chart "$repo/chart" -namespace "$CHAOS_NS" \
+		-ssh-key "$work/id" -node-netns "/var/run/netns/$NODE_NS" -cluster-dir "$CLUSTER_DIR" \
+		-ctr "$(command -v ctr)" -containerd "$CONTAINERD_SOCK" -out "$CHAOS_OUT" -boot-timeout "${BOOT_TIMEOUT}s" "$@" 8>&-)
+}
+chaos_test "${CHAOS_RUN:-^TestFaults$}" -fileserver fileserver -fileserver-url "$FS" -srv "$srv" -caches "$CACHES" \
+	-rate "$CHAOS_RATE" -cluster-up "$repo/ci/cluster/up" || fail "the chaos test failed (output above)"
 phase_start=$SECONDS # the test wrote its own phases
 
-# --- bad input through the chart (another suite, same cluster, same lock) ---------------------
-# It watches vm1 as its good VM (restart counts unchanged, Ready) instead of booting one.
-if [ -x "$here/bad-input.sh" ] && [ "${CHAOS_SKIP_BAD_INPUT:-0}" != 1 ]; then
-	KEEP_CLUSTER=1 BAD_INPUT_GOOD_POD="$CHAOS_NS/chaos-vm1-0" "$here/bad-input.sh" || fail "ci/chaos/bad-input.sh failed"
-	phase_start=$SECONDS # its own phases are in timings.tsv
+# --- bad input through the chart and least privilege (the same Go package, same cluster, lock) --
+# They watch vm1 as their good VM (restart counts unchanged, Ready) when the faults left it running.
+if [ "${CHAOS_SKIP_BAD_INPUT:-0}" != 1 ]; then
+	bad=$work/bad-srv
+	mkdir -p "$bad"
+	ln "$GUEST" "$bad/guest.qcow2" 2>/dev/null || cp "$GUEST" "$bad/guest.qcow2"
+	qemu-img create -q -f qcow2 "$bad/parent.qcow2" 64M
+	qemu-img create -q -f qcow2 -b parent.qcow2 -F qcow2 "$bad/child.qcow2"
+	chmod -R a+rX "$bad"
+	files=$(fileserver_pod files "$bad")
+	good=()
+	if kc -n "$CHAOS_NS" get pod chaos-vm1-0 >/dev/null 2>&1; then good=(-good-pod "$CHAOS_NS/chaos-vm1-0"); fi
+	chaos_test '^(TestChartRefuses|TestBadInputValuesRender|TestBadInput|TestLeastPrivilege)$' -bad-input-namespace "$BAD_INPUT_NS" \
+		-bad-input-srv "$bad" -bad-input-url "$files" "${good[@]}" ||
+		fail "the bad-input tests failed (output above)"
+	phase_start=$SECONDS
 fi
 
 # --- summary -------------------------------------------------------------------------------------
@@ -99,8 +121,8 @@ fi
 	printf '| fault | checked afterwards | result | s |\n|---|---|---|---|\n'
 	awk -F'\t' '{ printf "| %s | %s | %s | %s |\n", $1, $2, $3, $4 }' "$CHAOS_OUT/results.tsv"
 	printf '\n'
-	cat "$CHAOS_OUT/faults.txt"
+	if [ -f "$CHAOS_OUT/faults.txt" ]; then cat "$CHAOS_OUT/faults.txt"; fi # not when CHAOS_RUN left TestFaults out
 } >"$CHAOS_OUT/results.md"
-clog "$(cat "$CHAOS_OUT/faults.txt")"
+if [ -f "$CHAOS_OUT/faults.txt" ]; then clog "$(cat "$CHAOS_OUT/faults.txt")"; fi
 }
 main "$@"

@@ -6,7 +6,8 @@
 // of what must hold afterwards (docs/reliability.md). ci/chaos/run.sh brings
 // the cluster, the images, the served directory and the paced file server
 // pod up and runs this with flags; the release "chaos" (its VM vm1) is left
-// running for ci/chaos/bad-input.sh, which watches it as its good VM.
+// running for TestBadInput and TestLeastPrivilege (-good-pod), which watch it
+// as their good VM.
 package chaos
 
 import (

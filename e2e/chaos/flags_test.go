@@ -18,6 +18,10 @@ type config struct {
 	ctr, containerd                    string
 	out                                string
 	bootTimeout                        time.Duration
+
+	// bad input (badinput_test.go, privilege_test.go)
+	badInputNS, badInputSrv, badInputURL string
+	goodPod                              string
 }
 
 func registerFlags(fs *flag.FlagSet) *config {
@@ -39,6 +43,10 @@ func registerFlags(fs *flag.FlagSet) *config {
 	fs.StringVar(&c.containerd, "containerd", "/run/berth-cluster/containerd/containerd.sock", "the cluster's containerd socket")
 	fs.StringVar(&c.out, "out", "../../out/chaos", "timings.tsv, results.tsv and faults.txt go here")
 	fs.DurationVar(&c.bootTimeout, "boot-timeout", 480*time.Second, "one TCG boot")
+	fs.StringVar(&c.badInputNS, "bad-input-namespace", "berth-bad-input", "TestBadInput's own namespace (deleted before and after)")
+	fs.StringVar(&c.badInputSrv, "bad-input-srv", "", "the directory its file server serves: guest.qcow2, parent.qcow2, child.qcow2 (backed by parent.qcow2)")
+	fs.StringVar(&c.badInputURL, "bad-input-url", "", "that file server's URL (http://IP:8080)")
+	fs.StringVar(&c.goodPod, "good-pod", "", "NS/POD: a running VM to watch as the good VM (and TestLeastPrivilege's); empty: TestBadInput boots one")
 	return c
 }
 
