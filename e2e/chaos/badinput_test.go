@@ -239,13 +239,9 @@ func TestBadInput(t *testing.T) {
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 		defer cancel()
-		if t.Failed() {
-			var d strings.Builder
-			k.Diagnose(ctx, ns, &d)
-			t.Logf("diagnostics:\n%s", d.String())
-		}
 		cleanupBadInput(ctx, t, k, ns)
 	})
+	k.DiagnoseOnFailure(t, ns)             // registered last: runs first, before the namespace goes
 	cleanupBadInput(t.Context(), t, k, ns) // a killed run's
 	backingFile(t, filepath.Join(cfg.badInputSrv, "child.qcow2"), "parent.qcow2")
 

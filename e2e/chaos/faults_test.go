@@ -89,24 +89,12 @@ var faults = []fault{
 // TestFaults injects the faults in order; the first failing one ends the test.
 func TestFaults(t *testing.T) {
 	r := newRun(t)
-	t.Cleanup(func() {
-		if t.Failed() {
-			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-			defer cancel()
-			var b strings.Builder
-			r.k.Diagnose(ctx, r.cfg.namespace, &b)
-			t.Logf("diagnostics:\n%s", b.String())
-		}
-	})
-	r.timings.Start()
+	r.k.DiagnoseOnFailure(t, r.cfg.namespace)
+	var run []phase.Step
 	for _, f := range faults {
-		if !t.Run(f.name, func(t *testing.T) { f.check(r, t) }) {
-			t.FailNow()
-		}
-		if err := r.timings.End(f.name); err != nil {
-			t.Fatal(err)
-		}
+		run = append(run, phase.Step{Name: f.name, Run: func(t *testing.T) { f.check(r, t) }})
 	}
+	phase.RunSteps(t, &r.timings, run)
 	summary := fmt.Sprintf("Faults survived: %d of %d. Data checks after a fault: %d, data lost: 0.", r.faults, 8, r.dataChecks)
 	if r.faults != 8 {
 		t.Errorf("%d faults checked, want 8", r.faults)

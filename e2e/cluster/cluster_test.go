@@ -77,27 +77,15 @@ var steps = []step{
 // TestCluster runs the steps in order; the first failing step ends the test.
 func TestCluster(t *testing.T) {
 	s := newScenario(t)
-	t.Cleanup(func() {
-		if t.Failed() {
-			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-			defer cancel()
-			var b strings.Builder
-			s.k.Diagnose(ctx, s.cfg.namespace, &b)
-			t.Logf("diagnostics:\n%s", b.String())
-		}
-	})
-	s.timings.Start()
+	s.k.DiagnoseOnFailure(t, s.cfg.namespace)
+	var run []phase.Step
 	for _, st := range steps {
 		if st.full && !s.cfg.full {
 			continue
 		}
-		if !t.Run(st.name, func(t *testing.T) { st.check(s, t) }) {
-			t.FailNow()
-		}
-		if err := s.timings.End(st.name); err != nil {
-			t.Fatal(err)
-		}
+		run = append(run, phase.Step{Name: st.name, Run: func(t *testing.T) { st.check(s, t) }})
 	}
+	phase.RunSteps(t, &s.timings, run)
 	if !s.cfg.full {
 		t.Logf("CNI=%s: short scenario: no delete-pod, upgrade, second VM", s.cfg.cni)
 	}
