@@ -32,6 +32,23 @@ vms:
       source: http://images.example/debian-12.qcow2
 `
 
+// requireRefused renders values and fails unless the chart refuses them with
+// an error naming msg.
+func requireRefused(t *testing.T, c *chart.Chart, values, msg string) {
+	t.Helper()
+	vals, err := ParseValues(values)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = Render(c, rel, ns, vals)
+	if err == nil {
+		t.Fatalf("accepted:%.300s", values)
+	}
+	if !strings.Contains(err.Error(), msg) {
+		t.Errorf("error does not name %q: %.2000v", msg, err)
+	}
+}
+
 func load(t *testing.T) *chart.Chart {
 	t.Helper()
 	c, err := LoadChart()
@@ -846,17 +863,7 @@ func TestRefusedValues(t *testing.T) {
 		{"web console as a string", oneVM + "    console: {web: {enabled: \"yes\"}}\n", "enabled"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			vals, err := ParseValues(tc.values)
-			if err != nil {
-				t.Fatal(err)
-			}
-			_, err = Render(c, rel, ns, vals)
-			if err == nil {
-				t.Fatalf("accepted:%s", tc.values)
-			}
-			if !strings.Contains(err.Error(), tc.msg) {
-				t.Errorf("error does not name %q: %v", tc.msg, err)
-			}
+			requireRefused(t, c, tc.values, tc.msg)
 		})
 	}
 }

@@ -110,17 +110,7 @@ func TestHostileValuesRefused(t *testing.T) {
 	c := load(t)
 	for _, tc := range hostileRefused {
 		t.Run(tc.name, func(t *testing.T) {
-			vals, err := ParseValues(tc.values)
-			if err != nil {
-				t.Fatal(err)
-			}
-			_, err = Render(c, rel, ns, vals)
-			if err == nil {
-				t.Fatalf("accepted:%.300s", tc.values)
-			}
-			if !strings.Contains(err.Error(), tc.msg) {
-				t.Errorf("error does not name %q: %.2000v", tc.msg, err)
-			}
+			requireRefused(t, c, tc.values, tc.msg)
 		})
 	}
 }

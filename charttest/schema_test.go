@@ -136,17 +136,7 @@ func TestSchemaSharedDefsRefuse(t *testing.T) {
 		{"tests.pullPolicy", oneVM + "tests: {pullPolicy: Sometimes}\n", "/tests/pullPolicy"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			vals, err := ParseValues(tc.values)
-			if err != nil {
-				t.Fatal(err)
-			}
-			_, err = Render(c, rel, ns, vals)
-			if err == nil {
-				t.Fatalf("accepted:%s", tc.values)
-			}
-			if !strings.Contains(err.Error(), tc.msg) {
-				t.Errorf("error does not name %q: %v", tc.msg, err)
-			}
+			requireRefused(t, c, tc.values, tc.msg)
 		})
 	}
 }
