@@ -49,7 +49,8 @@ done
 "${sshc[@]}" "set -e
   test \"\$(hostname)\" = seedvm-$fmt
   timeout 120 sudo cloud-init status --wait --long
-  sudo cloud-init status --long | grep -q '$want_ds'
+  status=\$(sudo cloud-init status --long)
+  grep -q '$want_ds' <<<\"\$status\"
   grep -qx seed-runcmd-ok /var/lib/berth-marker
   grep -q berth-seed-test ~/.ssh/authorized_keys
   echo instance-id: \$(sudo cat /var/lib/cloud/data/instance-id)
