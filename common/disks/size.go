@@ -14,9 +14,9 @@ func FullAllocation(format string, size uint64) uint64 {
 	}
 	const c = ClusterSize
 	clusters := ceilDiv(size, c)
-	l2 := ceilDiv(clusters*8, c)  // one 8-byte entry per data cluster
-	l1 := ceilDiv(l2*8, c)        // one 8-byte entry per L2 table
-	meta := 1 + l1 + l2           // the header cluster, then the tables
+	l2 := ceilDiv(clusters*8, c) // one 8-byte entry per data cluster
+	l1 := ceilDiv(l2*8, c)       // one 8-byte entry per L2 table
+	meta := 1 + l1 + l2          // the header cluster, then the tables
 	// Refcount blocks (2 bytes per cluster) cover every cluster, themselves and
 	// the refcount table included; iterate to the fixed point.
 	var blocks, table uint64
