@@ -208,3 +208,21 @@ func TestMoveRefused(t *testing.T) {
 		})
 	}
 }
+
+// TestMoveStaleRecord: a record in DISK_DIR without its pet disk (a crash
+// while a new pet disk was made) is never paired with the legacy pet disk:
+// it is removed, and the legacy pair comes in.
+func TestMoveStaleRecord(t *testing.T) {
+	_, l := podVolume(t)
+	write(t, filepath.Join(l.DiskDir, "vm0.json"), "stale")
+	write(t, filepath.Join(l.LegacyDir, "vm0.qcow2"), "data")
+	write(t, filepath.Join(l.LegacyDir, "vm0.json"), "record")
+	if err := l.Move(slog.New(slog.NewTextHandler(&bytes.Buffer{}, nil))); err != nil {
+		t.Fatal(err)
+	}
+	for n, want := range map[string]string{"vm0.qcow2": "data", "vm0.json": "record"} {
+		if b, err := os.ReadFile(filepath.Join(l.DiskDir, n)); err != nil || string(b) != want {
+			t.Errorf("%s holds %q (%v), want %q", n, b, err, want)
+		}
+	}
+}
