@@ -180,7 +180,7 @@ func (p *Plan) Apply(r stage.Run) error {
 	}
 	cmd := exec.Command(p.bin, qemu.Strings(p.Args)...)
 	cmd.ExtraFiles = []*os.File{tapFile, seed, qemuEnd} // fd 3 = qemu.TapFD, fd 4 = qemu.SeedFD, fd 5 = qemu.MonitorFD
-	cmd.Stdout = r.Stdout                      // the guest console
+	cmd.Stdout = r.Stdout                               // the guest console
 	// QEMU's stdio chardev reads the serial port's input from stdin: /dev/null in a plain pod; the
 	// terminal of `kubectl attach -it` with the chart's console.serial.interactive (stdin and tty
 	// on the container). Passed as the *os.File itself, so QEMU sees the tty and makes it raw.
