@@ -53,6 +53,10 @@ func Disks(c config.Config) []Disk {
 	return list
 }
 
+// contSent stands for QEMU's status between vmm's cont and the next
+// query-status.
+const contSent = "cont sent"
+
 // Watch watches one QEMU.
 type Watch struct {
 	Log        *slog.Logger
@@ -130,7 +134,7 @@ func (w *Watch) changed(ctx context.Context, from, to string, now time.Time) {
 		w.pause = NextPause(w.pause, now)
 		w.full = w.fullDisks(ctx)
 		s.Reason = w.pausedReason()
-	case to == status.Running && from == "io-error":
+	case to == status.Running && (from == "io-error" || from == contSent):
 		w.Log.Info("the guest runs again", "paused_for", now.Sub(w.pause.Since).Round(time.Second).String())
 	case to != status.Running:
 		s.Reason = "QEMU's status is " + to
@@ -244,6 +248,9 @@ func (w *Watch) maybeResume(ctx context.Context, now time.Time) {
 		return
 	}
 	w.pause.LastCont = now
+	// The next status is news either way: running (the guest runs again) or
+	// io-error (a new pause, perhaps before a poll saw it run: the backoff counts it).
+	w.state = contSent
 	attrs = append(attrs, "paused_for", now.Sub(w.pause.Since).Round(time.Second).String(), "retries", w.pause.Retries)
 	w.Log.Info("resuming the guest: its full volumes have room again", attrs...)
 }
