@@ -136,6 +136,8 @@ func (w *Watch) changed(ctx context.Context, from, to string, now time.Time) {
 		s.Reason = w.pausedReason()
 	case to == status.Running && (from == "io-error" || from == contSent):
 		w.Log.Info("the guest runs again", "paused_for", now.Sub(w.pause.Since).Round(time.Second).String())
+	case to == "shutdown":
+		s.Reason = "the guest has shut down" // QEMU exits next: the supervisor says how
 	case to != status.Running:
 		s.Reason = "QEMU's status is " + to
 		w.Log.Warn("the guest is not running", "status", to)
