@@ -138,6 +138,15 @@ func TestBinaryDiskGrowth(t *testing.T) {
 	if code, stdout, stderr := p.check(t, env); code != 0 {
 		t.Errorf("--check after growth: exit %d:\n%s%s", code, stdout, stderr)
 	}
+	// A plan with a disk this QEMU was not started with: --check names it.
+	extra := filepath.Join(dataDir, "extra")
+	os.MkdirAll(extra, 0o755)
+	sh(t, "qemu-img", "create", "-q", "-f", "raw", filepath.Join(extra, "extra.raw"), "1M")
+	sh(t, "chown", "-R", strconv.Itoa(vmUID)+":"+strconv.Itoa(vmUID), extra)
+	other := append(env[:len(env):len(env)], `DATA_DISKS=[{"name":"data","size":"64Mi"},{"name":"extra","size":"1Mi","format":"raw"}]`)
+	if code, stdout, _ := p.check(t, other); code != 1 || stdout != "differs: QEMU has no data disk extra (drive disk-extra), want "+filepath.Join(extra, "extra.raw")+" (DATA_DISKS)\n" {
+		t.Errorf("--check with a disk QEMU lacks: exit %d:\n%s", code, stdout)
+	}
 	v.cmd.Process.Signal(syscall.SIGTERM)
 	v.exit(t, 30*time.Second)
 	out, _ = exec.Command("qemu-img", "info", filepath.Join(vol.dir, "data.qcow2")).CombinedOutput()
