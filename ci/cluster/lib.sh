@@ -21,6 +21,19 @@ KUBECONFIG_ADMIN=$CLUSTER_DIR/pki/admin.kubeconfig
 K8S_BIN=/var/cache/berth/k8s/$K8S_VERSION/bin
 PAUSE_IMAGE=localhost/berth/pause:0.1.0
 
+# Storage (docs/cluster.md "Storage"): the CSI driver of ci/cluster/csi and its two sidecars, built
+# from the Go module proxy by build-csi.sh into CSI_CACHE/<name>/<version>/bin.
+CSI_DRIVER=csi.berth.dev
+CSI_DIR=$CLUSTER_DIR/csi
+CSI_SOCK=$CSI_DIR/csi.sock
+CSI_CACHE=/var/cache/berth/csi
+CSI_PROVISIONER_MODULE=github.com/kubernetes-csi/external-provisioner/v5
+CSI_PROVISIONER_VERSION=v5.3.0
+CSI_RESIZER_MODULE=github.com/kubernetes-csi/external-resizer
+CSI_RESIZER_VERSION=v1.14.0
+CSI_PROVISIONER_BIN=$CSI_CACHE/external-provisioner/$CSI_PROVISIONER_VERSION/bin/csi-provisioner
+CSI_RESIZER_BIN=$CSI_CACHE/external-resizer/$CSI_RESIZER_VERSION/bin/csi-resizer
+
 clog() { printf '%s %s: %s\n' "$(date -u +%H:%M:%S)" "${0##*/}" "$*" >&2; }
 die() { clog "ERROR: $*"; exit 1; }
 
