@@ -46,6 +46,21 @@ ctrn() { ctr --address "$CONTAINERD_SOCK" -n k8s.io "$@"; }
 # recorded pid that the kernel reused for something else is never signalled.
 ours() { [ -r "/proc/$1/cmdline" ] && grep -qF -- "$CLUSTER_DIR" <<<"$(tr '\0' ' ' <"/proc/$1/cmdline")"; }
 
+# alive NAME: the process up started as NAME runs. stop NAME [SECONDS]: TERM it, wait, then KILL;
+# only by the pid up recorded, never by name.
+alive() { local p; p=$(cat "$CLUSTER_DIR/pids/$1" 2>/dev/null) && ours "$p"; }
+stop() {
+	local name=$1 limit=${2:-20} p i
+	p=$(cat "$CLUSTER_DIR/pids/$name" 2>/dev/null) || return 0
+	if ours "$p"; then
+		kill -TERM "$p" 2>/dev/null
+		for ((i = 0; i < limit * 5; i++)); do ours "$p" || break; sleep 0.2; done
+		ours "$p" && { clog "$name (pid $p) ignored TERM: KILL"; kill -KILL "$p" 2>/dev/null; }
+		clog "stopped $name"
+	fi
+	rm -f "$CLUSTER_DIR/pids/$name"
+}
+
 # wait_for SECONDS WHAT CMD...: poll CMD every second until it succeeds or SECONDS pass.
 wait_for() {
 	local limit=$1 what=$2 start=$SECONDS
