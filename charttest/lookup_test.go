@@ -128,10 +128,13 @@ func TestDiskLookup(t *testing.T) {
 				"            db 4Gi (Block, virtio-blk, /dev/disk/by-id/virtio-db) in PVC data-rel-vm1.db, request 4Gi, class fixed does not allow expansion"}},
 		{name: "a PVC's class cannot change", values: "    class_name: other\n",
 			objects: []string{pvcObject("disk-rel-vm1-0", "10Gi", "grows", "Filesystem", "11135Mi", "11135Mi")},
-			wantErr: `berth: vms.vm1.diskSize: PVC disk-rel-vm1-0 exists with storageClassName "grows", the values name "other": a PVC's class cannot change`},
+			wantErr: `berth: vms.vm1.class_name is "other", but PVC disk-rel-vm1-0 exists with storageClassName "grows": a PVC's class cannot change`},
+		{name: "a data disk PVC's class cannot change", values: dataDisk,
+			objects: []string{pvcObject("data-rel-vm1.data", "20Gi", "fixed", "Filesystem", "22267Mi", "22267Mi")},
+			wantErr: `berth: vms.vm1.disks[0].storageClassName is "grows", but PVC data-rel-vm1.data exists with storageClassName "fixed"`},
 		{name: "a PVC's volumeMode cannot change", values: dataDisk,
 			objects: []string{pvcObject("data-rel-vm1.db", "4Gi", "fixed", "Filesystem", "4Gi", "4Gi")},
-			wantErr: "berth: vms.vm1.disks[1].size: PVC data-rel-vm1.db exists with volumeMode Filesystem, the values say Block"},
+			wantErr: "berth: vms.vm1.disks[1].volumeMode is Block, but PVC data-rel-vm1.db exists with volumeMode Filesystem: a PVC's volumeMode cannot change"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			vals, err := ParseValues(oneVM + tc.values)

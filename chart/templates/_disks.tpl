@@ -97,10 +97,10 @@ allocation, NOTES says so). */}}
 {{- $ns := .root.Release.Namespace -}}
 {{- $full := include "berth.fullname" . -}}
 {{- $overhead := int64 .vm.volumeOverheadPercent -}}
-{{- $claims := list (dict "what" (printf "vms.%s.diskSize" .name) "key" "diskSize" "disk" "root" "name" (printf "disk-%s-0" $full) "size" (toString .vm.diskSize) "volumeMode" "Filesystem" "format" "qcow2" "class" (.vm.class_name | default "")) -}}
+{{- $claims := list (dict "what" (printf "vms.%s.diskSize" .name) "key" "diskSize" "classKey" (printf "vms.%s.class_name" .name) "disk" "root" "name" (printf "disk-%s-0" $full) "size" (toString .vm.diskSize) "volumeMode" "Filesystem" "format" "qcow2" "class" (.vm.class_name | default "")) -}}
 {{- range fromJsonArray (include "berth.dataDisks" .) -}}
 {{- if not .existingClaim -}}
-{{- $claims = append $claims (dict "what" (printf "vms.%s.disks[%d].size" $.name (int .index)) "key" (printf "disks[%d].size" (int .index)) "disk" .name "name" .claim "size" .size "volumeMode" .volumeMode "format" .format "class" .storageClassName) -}}
+{{- $claims = append $claims (dict "what" (printf "vms.%s.disks[%d].size" $.name (int .index)) "key" (printf "disks[%d].size" (int .index)) "classKey" (printf "vms.%s.disks[%d].storageClassName" $.name (int .index)) "modeKey" (printf "vms.%s.disks[%d].volumeMode" $.name (int .index)) "disk" .name "name" .claim "size" .size "volumeMode" .volumeMode "format" .format "class" .storageClassName) -}}
 {{- end -}}
 {{- end -}}
 {{- $out := list -}}
@@ -120,10 +120,10 @@ allocation, NOTES says so). */}}
 {{- $spec := $old.spec | default dict -}}
 {{- $oldClass := $spec.storageClassName | default "" -}}
 {{- if and $c.class (ne $c.class $oldClass) -}}
-{{- fail (printf "berth: %s: PVC %s exists with storageClassName %q, the values name %q: a PVC's class cannot change (set it back, or move the disk to a new PVC yourself)" $c.what $c.name $oldClass $c.class) -}}
+{{- fail (printf "berth: %s is %q, but PVC %s exists with storageClassName %q: a PVC's class cannot change (set it back, or move the disk to a new PVC yourself)" $c.classKey $c.class $c.name $oldClass) -}}
 {{- end -}}
 {{- if and $spec.volumeMode (ne $spec.volumeMode $c.volumeMode) -}}
-{{- fail (printf "berth: %s: PVC %s exists with volumeMode %s, the values say %s: a PVC's volumeMode cannot change" $c.what $c.name $spec.volumeMode $c.volumeMode) -}}
+{{- fail (printf "berth: %s is %s, but PVC %s exists with volumeMode %s: a PVC's volumeMode cannot change" ($c.modeKey | default "the root disk's volumeMode") $c.volumeMode $c.name $spec.volumeMode) -}}
 {{- end -}}
 {{- $_ := set $c "pvcClass" $oldClass -}}
 {{- $given := get ($old.metadata.annotations | default dict) "berth-vm.github.io/disk-size" -}}
