@@ -85,14 +85,14 @@ mounts and the pod's volume name, as a JSON array; fails on what the schema cann
 {{- end -}}
 
 {{/* berth.claims: the PVCs the chart makes for the VM (the root disk's, then each data disk's
-without existingClaim), each {what, key, disk, name, size, volumeMode, format, class (the values'), request, found,
-pvcClass (the existing PVC's, else class), classSeen, expandable, short, current, need (what
-the formula asks)}, as a JSON
-array. With lookup (helm install or upgrade against a cluster), an existing PVC decides: a size below its disk-size annotation is
-refused (disks are never shrunk); the request is never below the PVC's; a request past what its
-volume holds needs a StorageClass with allowVolumeExpansion, else a larger size is refused and an
-unchanged one keeps the PVC's request (short: the volume is smaller than the disk at full
-allocation, NOTES says so). */}}
+without existingClaim) as a JSON array, each {what, key, classKey, modeKey, disk, name, size,
+volumeMode, format, class (the values'), request, need (what the formula asks), found, pvcClass
+(the existing PVC's class, else class), classSeen, expandable, short, current}. With lookup (helm
+install or upgrade against a cluster) an existing PVC decides: a size below its disk-size
+annotation is refused (disks are never shrunk); the request is never below the PVC's; a request
+past what its volume holds needs a StorageClass with allowVolumeExpansion, else a larger size is
+refused and an unchanged one keeps the PVC's request (short: the volume is smaller than the disk
+at full allocation, and NOTES says so). */}}
 {{- define "berth.claims" -}}
 {{- $ns := .root.Release.Namespace -}}
 {{- $full := include "berth.fullname" . -}}
