@@ -238,8 +238,8 @@ var hostileAccepted = []hostileCase{
 				t.Fatal(err)
 			}
 			// the same request as diskSize 10Gi's (see TestVolumeRequest)
-			if q := pvc.Spec.Resources.Requests[corev1.ResourceStorage]; q.String() != "11135Mi" || pvc.Annotations["berth-vm.github.io/disk-size"] != "10737418240" {
-				t.Errorf("PVC request %s, disk-size %q; want 11135Mi, 10737418240", q.String(), pvc.Annotations["berth-vm.github.io/disk-size"])
+			if q := pvc.Spec.Resources.Requests[corev1.ResourceStorage]; q.String() != "11274Mi" || pvc.Annotations["berth-vm.github.io/disk-size"] != "10737418240" {
+				t.Errorf("PVC request %s, disk-size %q; want 11274Mi, 10737418240", q.String(), pvc.Annotations["berth-vm.github.io/disk-size"])
 			}
 		}},
 	{"data disks on Filesystem volumes", "rel", oneVM + "    disks: [{name: data, size: 1Gi}, {name: scratch, size: 512Mi, format: raw, bus: virtio-scsi, cache: writeback, discard: ignore}]\n",
