@@ -7,16 +7,16 @@ import (
 	"testing"
 )
 
-func TestUsage(t *testing.T) {
+func TestVolumeUsage(t *testing.T) {
 	dir := t.TempDir()
-	avail, total, err := Usage(dir)
+	u, err := VolumeUsage(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if total == 0 || avail > total {
-		t.Fatalf("Usage(%s) = avail %d, total %d: want 0 <= avail <= total, total > 0", dir, avail, total)
+	if u.Total == 0 || u.Avail > u.Total || u.Used > u.Total {
+		t.Fatalf("VolumeUsage(%s) = %+v: want total > 0, avail and used at most total", dir, u)
 	}
-	if _, _, err := Usage(filepath.Join(dir, "missing")); !errors.Is(err, fs.ErrNotExist) {
-		t.Fatalf("Usage of a missing directory: err %v, want ENOENT", err)
+	if _, err := VolumeUsage(filepath.Join(dir, "missing")); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("VolumeUsage of a missing directory: err %v, want ENOENT", err)
 	}
 }

@@ -39,11 +39,11 @@ func (f Fit) String() string {
 // format ("qcow2" or "raw") at size bytes, on the volume holding dir. path is
 // read with lstat only (never followed).
 func Measure(dir, path, format string, size uint64) (Fit, error) {
-	avail, _, err := disks.Usage(dir)
+	u, err := disks.VolumeUsage(dir)
 	if err != nil {
 		return Fit{}, err
 	}
-	f := Fit{Dir: dir, Avail: avail, Need: disks.FullAllocation(format, size)}
+	f := Fit{Dir: dir, Avail: u.Avail, Need: disks.FullAllocation(format, size)}
 	fi, err := os.Lstat(path)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):

@@ -6,28 +6,7 @@ import (
 	"os"
 	"syscall"
 
-	"golang.org/x/sys/unix"
 )
-
-// Usage is statfs(2) of a volume: Total its size, Avail what it still gives
-// QEMU's uid (f_bavail: not the blocks ext4 keeps for root), Used what is
-// taken (f_blocks - f_bfree, root's reserve not counted as used).
-type Usage struct {
-	Total, Avail, Used uint64
-}
-
-// volumeUsage is statfs of the filesystem holding dir.
-func volumeUsage(dir string) (Usage, error) {
-	var st unix.Statfs_t
-	if err := unix.Statfs(dir, &st); err != nil {
-		return Usage{}, fmt.Errorf("statfs %s: %w", dir, err)
-	}
-	bs := uint64(st.Frsize)
-	if bs == 0 {
-		bs = uint64(st.Bsize)
-	}
-	return Usage{Total: st.Blocks * bs, Avail: st.Bavail * bs, Used: (st.Blocks - st.Bfree) * bs}, nil
-}
 
 // fileUsed is what a disk file takes on its volume (st_blocks × 512), never
 // through a symlink.

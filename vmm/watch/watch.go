@@ -228,7 +228,7 @@ func (w *Watch) fullDisks(ctx context.Context) []Disk {
 			attrs := []any{"disk", d.Name, "drive", d.Drive, "path", d.Path}
 			if d.Volume == "" {
 				attrs = append(attrs, "volume", "block device (no free space to read)")
-			} else if u, err := volumeUsage(d.Volume); err != nil {
+			} else if u, err := disks.VolumeUsage(d.Volume); err != nil {
 				attrs = append(attrs, "volume", d.Volume, "statfs_err", err)
 			} else {
 				attrs = append(attrs, "volume", d.Volume, "used", Human(u.Used), "total", Human(u.Total), "avail", Human(u.Avail),
@@ -268,7 +268,7 @@ func (w *Watch) maybeResume(ctx context.Context, now time.Time) {
 			vols = append(vols, Volume{})
 			continue
 		}
-		u, err := volumeUsage(d.Volume)
+		u, err := disks.VolumeUsage(d.Volume)
 		if err != nil {
 			w.Log.Warn("statfs of a full disk's volume", "disk", d.Name, "err", err)
 			return
@@ -364,7 +364,7 @@ func (w *Watch) space(d Disk) (Space, error) {
 		n, err := deviceSize(d.Path)
 		return Space{Device: n}, err
 	}
-	u, err := volumeUsage(d.Volume)
+	u, err := disks.VolumeUsage(d.Volume)
 	if err != nil {
 		return Space{}, err
 	}

@@ -17,6 +17,8 @@ import (
 
 	"github.com/berth-vm/berth/vmm/qmp"
 	"github.com/berth-vm/berth/vmm/status"
+
+	"github.com/berth-vm/berth/common/disks"
 )
 
 // fakeMonitor answers QMP on one end of a pipe as QEMU does on vmm's own
@@ -82,7 +84,7 @@ func TestWatchResumesAndGrows(t *testing.T) {
 	dir := t.TempDir()
 	disk := filepath.Join(dir, "data.qcow2")
 	os.WriteFile(disk, []byte("x"), 0o644)
-	if u, err := volumeUsage(dir); err != nil || u.Avail < RoomToResume(u.Total)+4<<20 {
+	if u, err := disks.VolumeUsage(dir); err != nil || u.Avail < RoomToResume(u.Total)+4<<20 {
 		t.Skipf("the test's volume has too little room (%+v, %v)", u, err)
 	}
 	mine, theirs := net.Pipe()
