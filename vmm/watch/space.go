@@ -5,7 +5,6 @@ import (
 	"io"
 	"os"
 	"syscall"
-
 )
 
 // fileUsed is what a disk file takes on its volume (st_blocks × 512), never
