@@ -1,0 +1,13 @@
+module github.com/berth-vm/berth/ci/bench/diskargs
+
+go 1.26
+
+require (
+	github.com/berth-vm/berth/common v0.0.0
+	github.com/berth-vm/berth/vmm v0.0.0
+)
+
+replace (
+	github.com/berth-vm/berth/common => ../../../common
+	github.com/berth-vm/berth/vmm => ../../../vmm
+)
