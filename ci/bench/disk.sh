@@ -13,11 +13,14 @@
 # Loop devices use direct I/O on their backing file (losetup --direct-io=on), so the host's page
 # cache sits only where QEMU's cache mode puts it, as on a real disk.
 #
-# Per disk and run, in a region of its own (BENCH_DISK_REGION, 256M, at run × region, so every run
-# writes fresh clusters: the first write of a sparse qcow2 allocates): 4k randwrite, 1M sequential
-# write over the region, 4k randread, all iodepth 16, direct=1, libaio, BENCH_FIO_SECONDS (5) each.
-# BENCH_RUNS (2) rounds; the pair's order alternates between rounds. Figures: Berth / plain per
-# disk, metric and run (out/bench/disk.{md,tsv}); ci/bench/disk_report.py writes them.
+# Per disk and run, in a region of its own (BENCH_DISK_REGION_MIB, 256, at run × region, so every
+# run writes fresh clusters: the first write of a sparse qcow2 allocates): 4k randwrite, 1M
+# sequential write over the region, 4k randread, all iodepth 16, direct=1, libaio,
+# BENCH_FIO_SECONDS (5) each. BENCH_RUNS (2) rounds; the pair's order alternates between rounds.
+# Figures: Berth / plain per disk, metric and run (out/bench/disk.{md,tsv}), written by
+# ci/bench/disk_report.py, which also picks the default per volume mode (its docstring says how).
+# Wall time: the guest's boot (2 to 8 minutes under TCG on a loaded machine; BENCH_BOOT_TIMEOUT,
+# 900 s) and about a minute per pair and run (6 pairs): 15 to 25 minutes with the defaults.
 #
 # Berth's options are vmm's own: ci/bench/diskargs renders each disk with vmm/qemu.Args (DATA_DISKS
 # defaults, the pod's paths), the aio swapped for the mode measured. vmm's current choice per volume
@@ -43,6 +46,7 @@ disk_cleanup() {
     kill "$QPID" 2>/dev/null
     wait "$QPID" 2>/dev/null
   fi
+  [[ -S $WORK/ssh.sock ]] && ssh -o ControlPath="$WORK/ssh.sock" -O exit bench 2>/dev/null
   [[ -n $MNT ]] && mountpoint -q "$MNT" && { umount "$MNT" || umount -l "$MNT"; }
   local l
   for l in "${LOOPS[@]}"; do losetup -d "$l"; done
@@ -169,9 +173,11 @@ qemu-system-x86_64 -name bench-disk -nodefaults -no-user-config -display none -m
   -serial "file:$WORK/console.log" &
 QPID=$!
 
+# One SSH connection for all the calls (ControlMaster): a key exchange costs seconds of emulated CPU.
 gssh() {
   timeout "${GSSH_TIMEOUT:-120}" ssh -i "$WORK/id" -p "$port" -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null \
-    -o LogLevel=ERROR -o ConnectTimeout=5 -o BatchMode=yes debian@127.0.0.1 "$@"
+    -o LogLevel=ERROR -o ConnectTimeout=5 -o BatchMode=yes \
+    -o ControlMaster=auto -o ControlPath="$WORK/ssh.sock" -o ControlPersist=1200 debian@127.0.0.1 "$@"
 }
 deadline=$(($(date +%s) + BOOT_TIMEOUT))
 until GSSH_TIMEOUT=10 gssh true 2>/dev/null; do
