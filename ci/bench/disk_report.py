@@ -207,6 +207,27 @@ def main():
             md.append(f"| {mode} | {label(disks[did])} | {why} | {now}: {agree} |")
     md += [
         "",
+        "The same candidates against each other, without the plain baseline (each Berth disk's own figures,",
+        "same guest and run, a minute or two apart; median over the runs of the per-run ratio):",
+        "",
+        "| volume mode | candidate / the peers' rule | " + " | ".join(m[5] for m in METRICS) + " |",
+        "|---|---|" + "---|" * len(METRICS),
+    ]
+    for mode in MODES:
+        cands = [d for d in disks if disks[d]["mode"] == mode and disks[d]["cache"] == "none"]
+        peer = next((d for d in cands if (disks[d]["cache"], disks[d]["aio"]) == PEER_RULE[mode]), None)
+        if peer is None:
+            continue
+        for did in cands:
+            if did == peer:
+                continue
+            cells = []
+            for m in METRICS:
+                per_run = [x / y if y else float("nan") for x, y in zip(values[did]["b"][m[0]], values[peer]["b"][m[0]])]
+                cells.append(fmt(statistics.median(per_run)))
+            md.append(f"| {mode} | {label(disks[did])} / {label(disks[peer])} | " + " | ".join(cells) + " |")
+    md += [
+        "",
         "A score of 1 is as fast as plain QEMU's writeback cache on the same kind of disk; a cache=none disk",
         "gives up the host page cache, which serves plain QEMU's reads of what was just written and absorbs",
         "its writes until the guest flushes.",
