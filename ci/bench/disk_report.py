@@ -130,7 +130,7 @@ def main():
             did = choice[mode][0]
             for m in METRICS:
                 lo, med, hi = stats(ratios[did][m[0]])
-                f.write(f"{mode} default ({label(disks[did])}): {m[5]} / plain QEMU\t"
+                f.write(f"{mode}, the measured choice ({label(disks[did])}): {m[5]} / plain QEMU\t"
                         f"plain QEMU -drive if=virtio defaults (writeback, threads), same kind of disk, same guest\t"
                         f"{fmt(lo)}\t{fmt(med)}\t{fmt(hi)}\t\n")
 
@@ -163,7 +163,9 @@ def main():
         "**TCG.** The guest's CPU is emulated: fio and the guest's block layer run tens of times slower than",
         "under KVM, so absolute figures are low and noisy, and the host I/O path that cache and aio change is a",
         "smaller part of each request than it is under KVM. The ratios, measured back to back on one guest,",
-        "are the result; the choice below takes a measured winner only when it is clear of that noise.",
+        "are the result; the choice below takes a measured winner only when it is clear of that noise. A",
+        "loop device on a shared machine is not a cloud volume on a KVM host: run the bench there before",
+        "trusting a close call (the choice table's last column flags a measurement that disagrees with vmm).",
         "",
         "| disk | Berth's options | metric | Berth (median) | plain (median) | ratio min | median | max |",
         "|---|---|---|---|---|---|---|---|",
