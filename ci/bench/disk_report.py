@@ -26,6 +26,7 @@ METRICS = [
     ("seqwrite", 1, "write", "bw", 1 / 1024, "1M sequential write, iodepth 16", "MiB/s"),
     ("randread", 2, "read", "iops", 1.0, "4k randread, iodepth 16", "IOPS"),
 ]
+SHORT = {"randwrite": "4k randwrite", "seqwrite": "1M seq write", "randread": "4k randread"}
 NOISE = 0.10
 PEER_RULE = {"Filesystem": ("none", "threads"), "Block": ("none", "native")}
 MODES = ["Filesystem", "Block"]
@@ -130,7 +131,7 @@ def main():
             did = choice[mode][0]
             for m in METRICS:
                 lo, med, hi = stats(ratios[did][m[0]])
-                f.write(f"{mode}, the measured choice ({label(disks[did])}): {m[5]} / plain QEMU\t"
+                f.write(f"{mode} {label(disks[did])} (measured choice): {SHORT[m[0]]} / plain QEMU\t"
                         f"plain QEMU -drive if=virtio defaults (writeback, threads), same kind of disk, same guest\t"
                         f"{fmt(lo)}\t{fmt(med)}\t{fmt(hi)}\t\n")
 
