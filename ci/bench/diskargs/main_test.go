@@ -3,6 +3,8 @@ package main
 import (
 	"strings"
 	"testing"
+
+	"github.com/berth-vm/berth/vmm/qemu"
 )
 
 func TestRun(t *testing.T) {
@@ -15,9 +17,9 @@ func TestRun(t *testing.T) {
 			name: "Filesystem, vmm's aio",
 			disk: `{"name":"b-fs","size":"256Mi"}`,
 			want: []string{
-				"drive=if=none,id=disk-b-fs,file=/vol/b-fs/b-fs.qcow2,format=qcow2,cache=none,aio=threads,discard=unmap,detect-zeroes=unmap,werror=enospc,rerror=report",
+				"drive=if=none,id=disk-b-fs,file=/vol/b-fs/b-fs.qcow2,format=qcow2,cache=none,aio=" + qemu.AIOFilesystem + ",discard=unmap,detect-zeroes=unmap,werror=enospc,rerror=report",
 				"device=virtio-blk-pci,drive=disk-b-fs,serial=b-fs",
-				"vmm-aio=threads",
+				"vmm-aio=" + qemu.AIOFilesystem,
 			},
 		},
 		{
@@ -26,16 +28,16 @@ func TestRun(t *testing.T) {
 			want: []string{
 				"drive=if=none,id=disk-b-fs,file=/vol/b-fs/b-fs.qcow2,format=qcow2,cache=none,aio=native,discard=unmap,detect-zeroes=unmap,werror=enospc,rerror=report",
 				"device=virtio-blk-pci,drive=disk-b-fs,serial=b-fs",
-				"vmm-aio=threads",
+				"vmm-aio=" + qemu.AIOFilesystem,
 			},
 		},
 		{
 			name: "Block on the bench's loop device",
-			disk: `{"name":"b-blk","size":"256Mi","volumeMode":"Block"}`, aio: "threads", blockDevice: "/dev/loop7",
+			disk: `{"name":"b-blk","size":"256Mi","volumeMode":"Block"}`, aio: "io_uring", blockDevice: "/dev/loop7",
 			want: []string{
-				"drive=if=none,id=disk-b-blk,file.driver=host_device,file.filename=/dev/loop7,format=raw,cache=none,aio=threads,discard=unmap,detect-zeroes=unmap,werror=enospc,rerror=report",
+				"drive=if=none,id=disk-b-blk,file.driver=host_device,file.filename=/dev/loop7,format=raw,cache=none,aio=io_uring,discard=unmap,detect-zeroes=unmap,werror=enospc,rerror=report",
 				"device=virtio-blk-pci,drive=disk-b-blk,serial=b-blk",
-				"vmm-aio=native",
+				"vmm-aio=" + qemu.AIOBlock,
 			},
 		},
 		{name: "unknown aio", disk: `{"name":"b-fs","size":"256Mi"}`, aio: "posix", wantErr: `-aio "posix"`},
