@@ -16,11 +16,12 @@
 # Per disk and run, in a region of its own (BENCH_DISK_REGION_MIB, 256, at run × region, so every
 # run writes fresh clusters: the first write of a sparse qcow2 allocates): 4k randwrite, 1M
 # sequential write over the region, 4k randread, all iodepth 16, direct=1, libaio,
-# BENCH_FIO_SECONDS (5) each. BENCH_RUNS (2) rounds; the pair's order alternates between rounds.
+# BENCH_FIO_SECONDS (5) each. BENCH_RUNS (3) rounds; the pair's order alternates between rounds.
 # Figures: Berth / plain per disk, metric and run (out/bench/disk.{md,tsv}), written by
 # ci/bench/disk_report.py, which also picks the default per volume mode (its docstring says how).
 # Wall time: the guest's boot (2 to 8 minutes under TCG on a loaded machine; BENCH_BOOT_TIMEOUT,
-# 900 s) and about a minute per pair and run (6 pairs): 15 to 25 minutes with the defaults.
+# 900 s) and 3 to 4 minutes a run (6 pairs): 11 and 14 minutes here with the defaults (5.5 with
+# BENCH_RUNS=1 BENCH_FIO_SECONDS=2). `ci/bench/run.sh` without "disk" in its list skips it.
 #
 # Berth's options are vmm's own: ci/bench/diskargs renders each disk with vmm/qemu.Args (DATA_DISKS
 # defaults, the pod's paths), the aio swapped for the mode measured. vmm's current choice per volume
@@ -30,7 +31,7 @@ set -euo pipefail
 source "$(dirname "$(readlink -f "$0")")/lib.sh"
 bench_init disk
 [[ $(id -u) == 0 ]] || fail "run as root (loop devices, mount)"
-RUNS=${BENCH_RUNS:-2}
+RUNS=${BENCH_RUNS:-3}
 FIO_SECONDS=${BENCH_FIO_SECONDS:-5}
 REGION_MIB=${BENCH_DISK_REGION_MIB:-256}
 BOOT_TIMEOUT=${BENCH_BOOT_TIMEOUT:-900}
@@ -39,7 +40,7 @@ for t in qemu-system-x86_64 qemu-img losetup mkfs.ext4 mount genisoimage ssh ssh
   command -v "$t" >/dev/null || fail "$t not found: run ci/install-deps.sh"
 done
 
-QPID='' MNT='' LOOPS=()
+QPID='' MNT='' LOOP='' LOOPS=()
 disk_cleanup() {
   set +e
   if [[ -n $QPID ]]; then
@@ -55,15 +56,14 @@ disk_cleanup() {
 trap disk_cleanup EXIT
 
 # loop_attach FILE: a loop device on FILE with direct I/O to it (buffered when the backing file
-# system refuses O_DIRECT: logged). Appends it to LOOPS; prints it.
+# system refuses O_DIRECT: logged). Sets LOOP and appends it to LOOPS (so not in a $(...) subshell:
+# the cleanup must see it).
 loop_attach() {
-  local dev
-  if ! dev=$(losetup -f --show --direct-io=on "$1" 2>/dev/null); then
-    dev=$(losetup -f --show "$1") || fail "losetup $1"
-    log "loop $dev on $1: direct I/O refused, buffered"
+  if ! LOOP=$(losetup -f --show --direct-io=on "$1" 2>/dev/null); then
+    LOOP=$(losetup -f --show "$1") || fail "losetup $1"
+    log "loop $LOOP on $1: direct I/O refused, buffered"
   fi
-  LOOPS+=("$dev")
-  echo "$dev"
+  LOOPS+=("$LOOP")
 }
 
 # Which aio modes this QEMU has: io_uring needs liburing at build time (and a kernel and seccomp
@@ -114,12 +114,12 @@ berth_disk() {
 # Storage: an ext4 volume on a loop device, and for each Block disk a zero-filled file on a loop.
 log "storage: ext4 on a loop device; qcow2 files of ${DISK_MIB} MiB; Block loops of ${DISK_MIB} MiB"
 truncate -s $((12 * DISK_MIB + 1024))M "$WORK/volume.img"
-vol_dev=$(loop_attach "$WORK/volume.img")
+loop_attach "$WORK/volume.img"
 # No lazy init: ext4lazyinit would write inode tables in the background during the runs.
-mkfs.ext4 -q -E lazy_itable_init=0,lazy_journal_init=0 "$vol_dev"
+mkfs.ext4 -q -E lazy_itable_init=0,lazy_journal_init=0 "$LOOP"
 MNT=$WORK/volume
 mkdir -p "$MNT"
-mount "$vol_dev" "$MNT"
+mount "$LOOP" "$MNT"
 
 # Each disk's name is its serial: b-<id> with Berth's options, p-<id> with plain QEMU's
 # (-drive file=PATH,if=virtio, written as if=none and its virtio-blk-pci so it has a serial: the same
@@ -135,8 +135,8 @@ for c in "${CONFIGS[@]}"; do
       qemu-img create -q -f qcow2 "$path" "${DISK_MIB}M"
     else
       dd if=/dev/zero of="$WORK/$name.raw" bs=1M count="$DISK_MIB" conv=fsync status=none
-      dev=$(loop_attach "$WORK/$name.raw")
-      path=$dev format=raw
+      loop_attach "$WORK/$name.raw"
+      dev=$LOOP path=$LOOP format=raw
     fi
     if [[ $side == b ]]; then
       berth_disk "$name" "$mode" "$cache" "$aio" "$dev"
