@@ -7,6 +7,8 @@ require (
 	github.com/berth-vm/berth/vmm v0.0.0
 )
 
+require golang.org/x/sys v0.47.0 // indirect
+
 replace (
 	github.com/berth-vm/berth/common => ../../../common
 	github.com/berth-vm/berth/vmm => ../../../vmm
