@@ -12,7 +12,7 @@ BINARIES := netsetup:net-setup init:image-fetch init:seed-iso vmm:vmm
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
 # Go modules outside go.work (their dependency graphs stay their own): tested with GOWORK=off.
-SOLO_MODULES := charttest ci/cluster/csi
+SOLO_MODULES := charttest ci/cluster/csi ci/bench/diskargs
 # The end-to-end module (outside go.work as well): its tests are behind the e2e build tag.
 E2E_MODULES := e2e
 
@@ -61,7 +61,7 @@ lint:
 test-go: build
 	@for m in $(MODULES); do [ -n "$$(find $$m -name '*_test.go' | head -1)" ] || continue; \
 	  (cd $$m && go test -count=1 -timeout 15m ./...); done
-	cd ci/cluster/csi && GOWORK=off go test -count=1 -timeout 10m ./...
+	for m in ci/cluster/csi ci/bench/diskargs; do (cd $$m && GOWORK=off go test -count=1 -timeout 10m ./...); done
 
 ## test-chart: helm lint --strict and helm template over chart/examples, then the Helm SDK tests
 test-chart:
