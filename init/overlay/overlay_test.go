@@ -112,7 +112,8 @@ func TestEnsureRoomOnExt4(t *testing.T) {
 	s := Spec{Path: filepath.Join(mnt, "vm.qcow2"), RecordPath: filepath.Join(mnt, "vm.json"),
 		Base:            Record{Base: "base.qcow2", BasePath: base, Format: "qcow2", SHA256: "aa"},
 		BaseVirtualSize: 8 << 20, Size: 60 << 20, SizeText: "60Mi", Timeout: time.Minute}
-	avail, _, _ := disks.Usage(mnt)
+	u, _ := disks.VolumeUsage(mnt)
+	avail := u.Avail
 	err := Ensure(ctx, log, s)
 	for _, want := range []string{`DISK_SIZE="60Mi"`, "cannot be created", "gives the disk " + strconv.FormatUint(avail, 10) + " bytes",
 		"needs " + strconv.FormatUint(disks.FullAllocation("qcow2", 60<<20), 10) + " bytes"} {
