@@ -28,6 +28,9 @@ statefulset.yaml includes it with nindent 8. */}}
       value: /var/lib/berth/disk
     - name: DISK_SIZE
       value: {{ include "berth.env" $vm.diskSize }}
+    - name: DISK_LEGACY_DIR
+      value: /var/lib/berth/volume
+    {{- include "berth.dataDisksEnvVars" $ctx | nindent 4 }}
     {{- range $key, $name := dict "attempts" "IMG_FETCH_ATTEMPTS" "backoff" "IMG_FETCH_BACKOFF" "maxBackoff" "IMG_FETCH_MAX_BACKOFF" "stallTimeout" "IMG_FETCH_STALL_TIMEOUT" "minRate" "IMG_FETCH_MIN_RATE" "rateWindow" "IMG_FETCH_RATE_WINDOW" "deadline" "IMG_FETCH_DEADLINE" }}
     {{- if hasKey ($vm.image.fetch | default dict) $key }}
     - name: {{ $name }}
@@ -49,8 +52,15 @@ statefulset.yaml includes it with nindent 8. */}}
       {{- if $hostPathCache }}
       subPath: berth-images
       {{- end }}
+    {{- include "berth.diskMounts" $ctx | nindent 4 }}
+    # The root disk volume's root, where chart versions before subPath berth kept the overlay:
+    # image-fetch moves it into Berth's directory (DISK_LEGACY_DIR).
     - name: disk
-      mountPath: /var/lib/berth/disk
+      mountPath: /var/lib/berth/volume
     - name: tmp
       mountPath: /tmp
+  {{- with include "berth.diskDevices" $ctx }}
+  volumeDevices:
+    {{- . | nindent 4 }}
+  {{- end }}
 {{- end -}}

@@ -52,6 +52,9 @@ from a device plugin (kvm.resourceName, tun.mode devicePlugin). */ -}}
       value: {{ include "berth.env" $vm.shutdownTimeout }}
     - name: DISK_DIR
       value: /var/lib/berth/disk
+    - name: DISK_SIZE
+      value: {{ include "berth.env" $vm.diskSize }}
+    {{- include "berth.dataDisksEnvVars" $ctx | nindent 4 }}
     - name: IMAGE_DIR
       value: /var/lib/berth/images
     - name: TMPDIR
@@ -105,8 +108,7 @@ from a device plugin (kvm.resourceName, tun.mode devicePlugin). */ -}}
       subPath: berth-images
       {{- end }}
       readOnly: true
-    - name: disk
-      mountPath: /var/lib/berth/disk
+    {{- include "berth.diskMounts" $ctx | nindent 4 }}
     - name: tmp
       mountPath: /tmp
     {{- if and $vm.vnc.passwordSecret (not $vm.noVNC) }}
@@ -114,4 +116,8 @@ from a device plugin (kvm.resourceName, tun.mode devicePlugin). */ -}}
       mountPath: /etc/berth/vnc
       readOnly: true
     {{- end }}
+  {{- with include "berth.diskDevices" $ctx }}
+  volumeDevices:
+    {{- . | nindent 4 }}
+  {{- end }}
 {{- end -}}

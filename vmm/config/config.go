@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/berth-vm/berth/common/disks"
 	"github.com/berth-vm/berth/common/fsutil"
 	"github.com/berth-vm/berth/common/quantity"
 	"github.com/berth-vm/berth/common/stage"
@@ -42,6 +43,9 @@ func Vars() []stage.Var {
 		{Name: "VM_MEMORY", Default: "1Gi", Help: "guest memory with a binary suffix, e.g. 1Gi, 1536Mi (Ki, Mi, Gi, Ti or plain bytes; 1G is refused); 128Mi to 4Ti, whole MiB"},
 		{Name: "ACCEL", Default: "auto", Help: "auto (KVM when /dev/kvm really runs a guest, else TCG with a warning), kvm (fail without it) or tcg"},
 		{Name: "DISK_DIR", Default: stage.DefaultDiskDir, Help: "holds the pet overlay <VM_NAME>.qcow2 made by image-fetch (an absolute path of " + PathChars + ")"},
+		{Name: "DISK_SIZE", Help: "the pet overlay's virtual size (as image-fetch reads it, e.g. 20Gi; optional): vmm grows the running disk to it over QMP once its volume has room, never shrinks it"},
+		{Name: disks.Var, Help: "the data disks: a JSON array of {name, size, volumeMode, format, bus, cache, discard} (common/disks; empty: none), each on QEMU's command line after the pet disk with serial <name>"},
+		{Name: "DATA_DISK_DIR", Default: disks.DefaultDir, Help: "a Filesystem data disk <name> is the file <name>/<name>.qcow2 (or .raw) in it, made by image-fetch; a Block disk is " + disks.BlockDir + "/<name>"},
 		{Name: "IMAGE_DIR", Default: stage.DefaultImageDir, Help: "holds the overlay's base image (QEMU opens it through the overlay); the overlay's backing file must be in it"},
 		{Name: "TAP", Default: stage.DefaultTap, Help: "persistent tap made by net-setup (ifalias \"" + stage.TapAlias + "\", owned by vmm's uid, on net-setup's bridge); vmm attaches to it, never creates one, and hands QEMU the fd"},
 		{Name: "NO_VNC", Default: "false", Help: "true: no VNC server at all"},
@@ -61,6 +65,16 @@ type Config struct {
 	DiskDir  string
 	ImageDir string
 	QEMU     string
+
+	// DiskSize is DISK_SIZE in bytes, 0 when unset: the size vmm grows the
+	// running pet disk to.
+	DiskSize uint64
+	// DataDiskDir holds the Filesystem data disks' volumes (DATA_DISK_DIR).
+	DataDiskDir string
+	// DataDisks are DATA_DISKS, defaults filled in (disks.Parse), and
+	// DataDisksText the value as written, for messages.
+	DataDisks     []disks.Disk
+	DataDisksText string
 
 	CPUs   int
 	Memory uint64 // bytes, a whole number of MiB
@@ -132,6 +146,18 @@ func FromEnv(env stage.Env, host Host) (Config, error) {
 	}
 	if c.QEMU, err = qemuBinary(env); err != nil {
 		return c, err
+	}
+	if c.DiskSize, err = diskSize(env); err != nil {
+		return c, err
+	}
+	if c.DataDiskDir, err = AbsPath(env, "DATA_DISK_DIR", disks.DefaultDir); err != nil {
+		return c, err
+	}
+	if v, ok := env.Lookup(disks.Var); ok {
+		if c.DataDisks, err = disks.Parse(v); err != nil {
+			return c, err
+		}
+		c.DataDisksText = v
 	}
 	if c.Tap, err = tapName(env); err != nil {
 		return c, err
@@ -228,6 +254,23 @@ func ReadyTCPPort(env stage.Env) (int, error) {
 	return env.Int("READY_TCP_PORT", 0, 1, 65535)
 }
 
+// diskSize reads DISK_SIZE as image-fetch does: a size greater than 0, a
+// multiple of 512, at most qcow2's limit; 0 when unset.
+func diskSize(env stage.Env) (uint64, error) {
+	v, ok := env.Lookup("DISK_SIZE")
+	if !ok {
+		return 0, nil
+	}
+	n, err := quantity.ParseBytes(v)
+	if err != nil || n == 0 || strings.TrimSpace(v) != v {
+		return 0, stage.BadInput("DISK_SIZE", v, "must be a size greater than 0: "+quantity.Allowed)
+	}
+	if n%512 != 0 || n > disks.MaxSize {
+		return 0, stage.BadInputf("DISK_SIZE", v, "must be a multiple of 512 bytes, at most 2048Ti (is %d bytes)", n)
+	}
+	return n, nil
+}
+
 func qemuBinary(env stage.Env) (string, error) {
 	v := env.String("QEMU", "qemu-system-x86_64")
 	if strings.HasPrefix(v, "/") {
@@ -257,17 +300,17 @@ func tapName(env stage.Env) (string, error) {
 // Both are in shared volumes: a symlink there (to the pet disk, to a device)
 // is refused, never followed (fsutil.CheckOwnFile).
 func CheckFiles(c Config) error {
-	if err := ownFile(c.Overlay()); err != nil {
+	if err := OwnFile(c.Overlay()); err != nil {
 		return stage.BadInputf("DISK_DIR", c.DiskDir, "pet overlay %s: %v: image-fetch makes it; run image-fetch first", c.Overlay(), err)
 	}
-	if err := ownFile(c.SeedISO()); err != nil {
+	if err := OwnFile(c.SeedISO()); err != nil {
 		return stage.BadInputf("BERTH_RUN_DIR", c.RunDir, "seed ISO %s: %v: seed-iso makes it; run seed-iso first", c.SeedISO(), err)
 	}
 	return nil
 }
 
-// ownFile: path is a regular file, not a symlink to one (nil), or why not.
-func ownFile(path string) error {
+// OwnFile: path is a regular file, not a symlink to one (nil), or why not.
+func OwnFile(path string) error {
 	if err := fsutil.CheckOwnFile(path); err != nil {
 		var ne *fsutil.NotOwnFileError
 		if errors.As(err, &ne) {

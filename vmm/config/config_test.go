@@ -4,6 +4,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strconv"
 	"strings"
 	"testing"
@@ -33,11 +34,32 @@ func TestDefaults(t *testing.T) {
 		QEMU: "qemu-system-x86_64", CPUs: 1, Memory: 1 << 30, Accel: "auto", Tap: "tap0",
 		VNC: true, VNCListen: "127.0.0.1", ShutdownTimeout: 60 * time.Second, VMIP: c.VMIP,
 	}
-	if c != want || c.VMIP.String() != "192.168.254.2" {
+	want.DataDiskDir = "/var/lib/berth/disks"
+	if !reflect.DeepEqual(c, want) || c.VMIP.String() != "192.168.254.2" {
 		t.Errorf("defaults:\n got %+v\nwant %+v", c, want)
 	}
 	if c.Overlay() != "/var/lib/berth/disk/vm-0.qcow2" || c.SeedISO() != "/run/berth/seed.iso" || c.QMPSocket() != "/run/berth/qmp.sock" {
 		t.Errorf("paths: %s %s %s", c.Overlay(), c.SeedISO(), c.QMPSocket())
+	}
+}
+
+func TestDataDisks(t *testing.T) {
+	env := goodEnv()
+	env["DATA_DISKS"] = `[{"name":"data","size":"10Gi"},{"name":"db","size":"1Gi","volumeMode":"Block"}]`
+	env["DATA_DISK_DIR"] = "/disks"
+	env["DISK_SIZE"] = "20Gi"
+	c, err := FromEnv(stage.MapEnv(env), fakeHost())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.DiskSize != 20<<30 || c.DataDiskDir != "/disks" || len(c.DataDisks) != 2 || c.DataDisksText != env["DATA_DISKS"] {
+		t.Fatalf("got %+v", c)
+	}
+	if got := c.DataDisks[0].Path(c.DataDiskDir); got != "/disks/data/data.qcow2" {
+		t.Errorf("data's path = %s", got)
+	}
+	if got := c.DataDisks[1].Path(c.DataDiskDir); got != "/dev/berth/db" || c.DataDisks[1].Format != "raw" {
+		t.Errorf("db = %+v at %s", c.DataDisks[1], got)
 	}
 }
 
@@ -93,6 +115,13 @@ func TestBadInput(t *testing.T) {
 		{map[string]string{"TAP": "a/b"}, "TAP"},
 		{map[string]string{"TAP": "sixteen-chars-xx"}, "TAP"},
 		{map[string]string{"VM_NAME": "Bad_Name"}, "VM_NAME"},
+		{map[string]string{"DISK_SIZE": "10G"}, "DISK_SIZE"},
+		{map[string]string{"DISK_SIZE": "0"}, "DISK_SIZE"},
+		{map[string]string{"DISK_SIZE": "1000"}, "DISK_SIZE"},
+		{map[string]string{"DISK_SIZE": "4096Ti"}, "DISK_SIZE"},
+		{map[string]string{"DATA_DISKS": `[{"name":"data"}]`}, "DATA_DISKS"},
+		{map[string]string{"DATA_DISKS": `[{"name":"root","size":"1Gi"}]`}, "DATA_DISKS"},
+		{map[string]string{"DATA_DISKS": `{"name":"a","size":"1Gi"}`}, "DATA_DISKS"},
 	}
 	// Hostile shapes (issue 15): every variable, with a comma (QEMU's option
 	// separator), a newline, "--", a space, unicode and path-shaped values.
@@ -113,6 +142,9 @@ func TestBadInput(t *testing.T) {
 		"SHUTDOWN_TIMEOUT":  {"60,x", "60\n", "--", " 60", "６０", "+60", "-1", "86401"},
 		"VM_IP":             {"10.0.0.2,x", "10.0.0.2\n", "--", " 10.0.0.2", "10.0.0.２", "::ffff:10.0.0.2", "/10.0.0.2"},
 		"READY_TCP_PORT":    {"22,x", "22\n", "--", " 22", "２２", "+22", "0"},
+		"DISK_SIZE":         {"1Gi,x", "1Gi\n", "--", " 1Gi", "1Gі", "/1Gi"},
+		"DATA_DISK_DIR":     {"disks", "/d,file=/etc/shadow", "/d\n-drive", "/d d", "/dïsk", "/d/../e", "/d/", "-d"},
+		"DATA_DISKS":        {`[{"name":"d,file=/etc/shadow","size":"1Gi"}]`, `[{"name":"d","size":"1Gi","cache":"none,aio=io_uring"}]`, "--", `[{"name":"d\n","size":"1Gi"}]`},
 	}
 	for name, values := range hostile {
 		for _, v := range values {

@@ -8,14 +8,17 @@ import (
 	"net/netip"
 	"strings"
 
+	"github.com/berth-vm/berth/common/disks"
 	"github.com/berth-vm/berth/vmm/config"
 )
 
-// TapFD and SeedFD are the descriptors QEMU finds the tap and the seed ISO on:
-// the first and second ExtraFiles entries.
+// TapFD, SeedFD and MonitorFD are the descriptors QEMU finds the tap, the
+// seed ISO and vmm's own QMP connection on: the first, second and third
+// ExtraFiles entries.
 const (
-	TapFD  = 3
-	SeedFD = 4
+	TapFD     = 3
+	SeedFD    = 4
+	MonitorFD = 5
 )
 
 // SeedFDSet is the fd set (-add-fd) that holds the seed ISO's descriptor.
@@ -27,6 +30,19 @@ const (
 	DiskDrive = "disk0"
 	SeedDrive = "seed"
 )
+
+// MonitorChardev is the chardev of vmm's own QMP monitor.
+const MonitorChardev = "vmm"
+
+// DataDrive is a data disk's drive id (-drive id=), the name QEMU reports it
+// by (query-block, BLOCK_IO_ERROR's device).
+func DataDrive(name string) string { return "disk-" + name }
+
+// OnError is every disk's error policy: a write that fails for lack of space
+// pauses the guest (io-error) until vmm resumes it with cont, when QEMU
+// retries the request, so nothing the guest wrote is lost; any other error
+// goes to the guest as a disk error.
+const OnError = "werror=enospc,rerror=report"
 
 // SeedFile is the seed drive's file: the fd set, not a path in the run volume.
 func SeedFile() string { return fmt.Sprintf("/dev/fdset/%d", SeedFDSet) }
@@ -69,9 +85,9 @@ func Args(p Plan) []Arg {
 	add("-smp", fmt.Sprint(p.CPUs), "VM_CPUS virtual CPUs")
 	add("-m", fmt.Sprintf("%dM", p.Memory>>20), "VM_MEMORY of guest memory")
 
-	add("-drive", "if=none,id="+DiskDrive+",file="+optEscape(p.Overlay())+",format=qcow2,discard=unmap,detect-zeroes=unmap",
-		"the pet overlay, format given (never probed); QEMU opens its base in IMAGE_DIR read-only through the overlay's backing file and backing_fmt")
-	add("-device", "virtio-blk-pci,drive="+DiskDrive+",bootindex=0", "the overlay as a virtio disk, booted first")
+	add("-drive", "if=none,id="+DiskDrive+",file="+optEscape(p.Overlay())+",format=qcow2,aio="+AIO(false, "writeback")+",discard=unmap,detect-zeroes=unmap,"+OnError,
+		"the pet overlay, format given (never probed); QEMU opens its base in IMAGE_DIR read-only through the overlay's backing file and backing_fmt; "+onErrorWhy)
+	add("-device", "virtio-blk-pci,drive="+DiskDrive+",serial="+disks.RootSerial+",bootindex=0", "the overlay as a virtio disk, booted first; the guest finds it at /dev/disk/by-id/virtio-"+disks.RootSerial)
 	add("-add-fd", fmt.Sprintf("fd=%d,set=%d,opaque=%s", SeedFD, SeedFDSet, optEscape(p.SeedISO())),
 		"the seed ISO, opened by vmm without following a symlink (the run volume is shared: a planted link to the pet disk must not become the CD-ROM) and inherited as fd 4")
 	add("-drive", "if=none,id="+SeedDrive+",file="+SeedFile()+",format=raw,media=cdrom,readonly=on",
@@ -88,11 +104,15 @@ func Args(p Plan) []Arg {
 	add("-netdev", netdev, why)
 	add("-device", "virtio-net-pci,netdev=net0,mac="+p.MAC().String(), "virtio NIC with a MAC derived from VM_NAME: stable across restarts, so the guest's network config keeps matching")
 	add("-device", "virtio-rng-pci", "entropy for the guest: cloud-init's SSH host keys do not wait for randomness")
+	// The data disks come after the NIC: adding one never moves the NIC to
+	// another PCI slot (a guest's interface name may depend on it).
+	for _, d := range p.DataDisks {
+		dataDisk(add, d, p.DataDiskDir)
+	}
 
 	add("-chardev", "stdio,id=console,signal=off", "vmm's stdout (kubectl logs -c vm); Ctrl-C is not a signal to QEMU")
 	add("-serial", "chardev:console", "the guest's first serial port (ttyS0) is the console")
 	add("-qmp", "unix:"+optEscape(p.QMPSocket())+",server=on,wait=off", "QMP for vmm (power-down, quit, VNC password) and the probes")
-
 	if p.VNC {
 		vnc := vncAddr(p.VNCListen) + ":0"
 		why := "VNC on port 5900 (display 0)"
@@ -109,6 +129,37 @@ func Args(p Plan) []Arg {
 	}
 	add("-msg", "timestamp=on", "timestamps on QEMU's own messages on stderr")
 	return a
+}
+
+// onErrorWhy explains OnError.
+const onErrorWhy = "werror=enospc: a full volume pauses the guest (vmm resumes it once the volume has room; the write is retried, nothing is lost), rerror=report: read errors go to the guest"
+
+// dataDisk adds a data disk's drive and device: a Filesystem disk by its
+// file, a Block disk as the host device it is, cache, aio and discard as the
+// disk asks, the serial its name.
+func dataDisk(add func(flag, value, why string), d disks.Disk, dir string) {
+	id := DataDrive(d.Name)
+	path := optEscape(d.Path(dir))
+	var drive, what string
+	if d.Block() {
+		drive = "file.driver=host_device,file.filename=" + path + ",format=raw"
+		what = "the Block volume's device, raw, as it is"
+	} else {
+		drive = "file=" + path + ",format=" + d.Format
+		what = "the " + d.Format + " file on its Filesystem volume, format given (never probed)"
+	}
+	drive += ",cache=" + d.Cache + ",aio=" + AIO(d.Block(), d.Cache) + ",discard=" + d.Discard
+	if d.Discard == "unmap" {
+		drive += ",detect-zeroes=unmap"
+	}
+	add("-drive", "if=none,id="+id+","+drive+","+OnError,
+		fmt.Sprintf("data disk %s: %s; cache %s and discard %s from DATA_DISKS, aio %s for its volume mode; %s", d.Name, what, d.Cache, d.Discard, AIO(d.Block(), d.Cache), onErrorWhy))
+	if d.Bus == "virtio-scsi" {
+		add("-device", "scsi-hd,bus=scsi0.0,drive="+id+",serial="+d.Name,
+			"data disk "+d.Name+" on the SCSI controller the seed's CD-ROM uses; the guest finds it at /dev/disk/by-id/scsi-0QEMU_QEMU_HARDDISK_"+d.Name)
+		return
+	}
+	add("-device", "virtio-blk-pci,drive="+id+",serial="+d.Name, "data disk "+d.Name+" as a virtio disk; the guest finds it at /dev/disk/by-id/virtio-"+d.Name)
 }
 
 // Strings flattens the options into argv (without the binary).

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berth-vm/berth/common/disks"
 	"github.com/berth-vm/berth/common/golden"
 	"github.com/berth-vm/berth/common/stage"
 	"github.com/berth-vm/berth/vmm/config"
@@ -36,6 +37,20 @@ func TestArgsGolden(t *testing.T) {
 		{"no-vnc", func() Plan {
 			c := base()
 			c.VNC, c.CPUs, c.Memory = false, 1, 128<<20
+			return Plan{Config: c, Accel: config.AccelTCG}
+		}},
+		{"data-disks", func() Plan {
+			c := base()
+			c.VNC = false
+			c.DataDiskDir = "/var/lib/berth/disks"
+			var err error
+			c.DataDisks, err = disks.Parse(`[{"name":"data","size":"10Gi"},` +
+				`{"name":"logs","size":"1Gi","format":"raw","bus":"virtio-scsi","cache":"writeback","discard":"ignore"},` +
+				`{"name":"db","size":"20Gi","volumeMode":"Block"},` +
+				`{"name":"scratch","size":"4Gi","volumeMode":"Block","bus":"virtio-scsi","cache":"writethrough"}]`)
+			if err != nil {
+				t.Fatal(err)
+			}
 			return Plan{Config: c, Accel: config.AccelTCG}
 		}},
 		{"odd-paths-ipv6-vnc", func() Plan {

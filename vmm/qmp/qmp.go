@@ -80,6 +80,18 @@ func Dial(ctx context.Context, path string) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("connect to QMP %s: %w", path, err)
 	}
+	c, err := NewClient(ctx, conn)
+	if err != nil {
+		return nil, fmt.Errorf("%w (on %s)", err, path)
+	}
+	return c, nil
+}
+
+// NewClient speaks QMP on an open connection (vmm's own monitor, one end of
+// a socket pair QEMU inherited): it reads the greeting and negotiates
+// capabilities, bounded by ctx as in Dial. On failure the connection is
+// closed.
+func NewClient(ctx context.Context, conn net.Conn) (*Client, error) {
 	c := &Client{conn: conn, r: bufio.NewReader(conn)}
 	if dl, ok := ctx.Deadline(); ok {
 		_ = conn.SetDeadline(dl)
@@ -90,17 +102,25 @@ func Dial(ctx context.Context, path string) (*Client, error) {
 	m, err := c.read()
 	if err != nil {
 		conn.Close()
-		return nil, fmt.Errorf("QMP greeting from %s: %w", path, err)
+		return nil, fmt.Errorf("QMP greeting: %w", err)
 	}
 	if m.QMP == nil {
 		conn.Close()
-		return nil, fmt.Errorf("QMP greeting from %s: no \"QMP\" object", path)
+		return nil, errors.New("QMP greeting: no \"QMP\" object")
 	}
 	if _, err := c.execute("qmp_capabilities", nil); err != nil {
 		conn.Close()
-		return nil, fmt.Errorf("QMP capabilities negotiation on %s: %w", path, err)
+		return nil, fmt.Errorf("QMP capabilities negotiation: %w", err)
 	}
 	return c, nil
+}
+
+// TakeEvents returns the events kept since the last call and forgets them:
+// a long-lived client (vmm's own) must not keep every event forever.
+func (c *Client) TakeEvents() []Event {
+	ev := c.Events
+	c.Events = nil
+	return ev
 }
 
 // SetDeadline bounds the following commands.

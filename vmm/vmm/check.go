@@ -49,6 +49,9 @@ type Drive struct {
 	File     string `json:"file"`
 	Format   string `json:"drv"`
 	ReadOnly bool   `json:"ro"`
+	Image    struct {
+		VirtualSize uint64 `json:"virtual-size"`
+	} `json:"image"`
 }
 
 // VNC is QEMU's VNC server as query-vnc reports it.
@@ -172,6 +175,27 @@ func Differences(p qemu.Plan, l Live) []string {
 		if got.ReadOnly != w.readOnly {
 			add("QEMU's drive %s is %s, want %s", w.id, access(got.ReadOnly), access(w.readOnly))
 		}
+	}
+	for _, dd := range p.DataDisks {
+		id, path := qemu.DataDrive(dd.Name), dd.Path(p.DataDiskDir)
+		got, ok := l.Drives[id]
+		switch {
+		case !ok:
+			add("QEMU has no data disk %s (drive %s), want %s (DATA_DISKS)", dd.Name, id, path)
+			continue
+		case got.File != path:
+			add("QEMU's data disk %s is %s, want %s (DATA_DISKS, DATA_DISK_DIR)", dd.Name, got.File, path)
+		case got.Format != dd.Format:
+			add("QEMU's data disk %s has format %s, want %s (DATA_DISKS)", dd.Name, got.Format, dd.Format)
+		case got.ReadOnly:
+			add("QEMU's data disk %s is read-only, want writable", dd.Name)
+		}
+		if got.Image.VirtualSize < dd.Bytes {
+			add("QEMU's data disk %s is %s, want %s (DATA_DISKS): vmm grows it once its volume has room", dd.Name, size(got.Image.VirtualSize), size(dd.Bytes))
+		}
+	}
+	if got, ok := l.Drives[qemu.DiskDrive]; ok && got.Image.VirtualSize < p.DiskSize {
+		add("QEMU's pet disk is %s, want %s (DISK_SIZE): vmm grows it once its volume has room", size(got.Image.VirtualSize), size(p.DiskSize))
 	}
 	if got := l.FDSets[qemu.SeedFDSet]; len(got) != 1 || got[0] != p.SeedISO() {
 		add("QEMU's fd set %d holds %q, want the seed ISO %s (BERTH_RUN_DIR)", qemu.SeedFDSet, got, p.SeedISO())

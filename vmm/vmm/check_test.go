@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berth-vm/berth/common/disks"
 	"github.com/berth-vm/berth/common/roottest"
 	"github.com/berth-vm/berth/vmm/config"
 	"github.com/berth-vm/berth/vmm/qemu"
@@ -32,6 +33,23 @@ func livePlan() (qemu.Plan, Live) {
 	}
 	return p, l
 }
+
+// withDataDisks plans a qcow2 data disk "data" (10Gi) and a Block disk "db"
+// (1Gi), gives QEMU both as planned, then changes what QEMU has.
+func withDataDisks(change func(l *Live)) func(p *qemu.Plan, l *Live) {
+	return func(p *qemu.Plan, l *Live) {
+		list, err := disks.Parse(`[{"name":"data","size":"10Gi"},{"name":"db","size":"1Gi","volumeMode":"Block"}]`)
+		if err != nil {
+			panic(err)
+		}
+		p.Config.DataDisks, p.Config.DataDiskDir = list, "/disks"
+		l.Drives["disk-data"] = sized(Drive{File: "/disks/data/data.qcow2", Format: "qcow2"}, 10<<30)
+		l.Drives["disk-db"] = sized(Drive{File: "/dev/berth/db", Format: "raw"}, 1<<30)
+		change(l)
+	}
+}
+
+func sized(d Drive, n uint64) Drive { d.Image.VirtualSize = n; return d }
 
 // TestDifferences: each property of the running QEMU that differs from the
 // plan is one line naming it (and the variable that decides it).
@@ -70,6 +88,25 @@ func TestDifferences(t *testing.T) {
 		{"VNC password planned", func(p *qemu.Plan, l *Live) { p.VNCPassword = true }, []string{"QEMU's VNC authentication is none, want vnc"}},
 		{"VNC IPv6, written another way", func(p *qemu.Plan, l *Live) { p.Config.VNCListen, l.VNC.Host = "::1", "0:0::1" }, nil},
 		{"VNC port", func(p *qemu.Plan, l *Live) { l.VNC.Service = "5901" }, []string{"QEMU's VNC is on port 5901, want 5900"}},
+		{"data disks as planned", withDataDisks(func(l *Live) {}), nil},
+		{"a data disk missing", withDataDisks(func(l *Live) { delete(l.Drives, "disk-db") }),
+			[]string{"QEMU has no data disk db (drive disk-db), want /dev/berth/db (DATA_DISKS)"}},
+		{"a data disk's other file", withDataDisks(func(l *Live) { l.Drives["disk-data"] = sized(Drive{File: "/tmp/x.qcow2", Format: "qcow2"}, 10<<30) }),
+			[]string{"QEMU's data disk data is /tmp/x.qcow2, want /disks/data/data.qcow2 (DATA_DISKS, DATA_DISK_DIR)"}},
+		{"a data disk's format", withDataDisks(func(l *Live) {
+			l.Drives["disk-data"] = sized(Drive{File: "/disks/data/data.qcow2", Format: "raw"}, 10<<30)
+		}), []string{"QEMU's data disk data has format raw, want qcow2 (DATA_DISKS)"}},
+		{"a data disk smaller than its size", withDataDisks(func(l *Live) {
+			l.Drives["disk-db"] = sized(Drive{File: "/dev/berth/db", Format: "raw"}, 512<<20)
+		}), []string{"QEMU's data disk db is 512Mi, want 1024Mi (DATA_DISKS): vmm grows it once its volume has room"}},
+		{"the pet disk smaller than DISK_SIZE", func(p *qemu.Plan, l *Live) {
+			p.Config.DiskSize = 20 << 30
+			l.Drives["disk0"] = sized(l.Drives["disk0"], 10<<30)
+		}, []string{"QEMU's pet disk is 10240Mi, want 20480Mi (DISK_SIZE): vmm grows it once its volume has room"}},
+		{"the pet disk larger than DISK_SIZE", func(p *qemu.Plan, l *Live) {
+			p.Config.DiskSize = 20 << 30
+			l.Drives["disk0"] = sized(l.Drives["disk0"], 30<<30)
+		}, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -86,6 +86,9 @@ func makePlan(r stage.Run) (stage.Plan, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := checkDataDisks(c); err != nil {
+		return nil, err
+	}
 	if err := checkQMPSocket(c); err != nil {
 		return nil, err
 	}
@@ -146,8 +149,12 @@ func (p *Plan) Apply(r stage.Run) error {
 		}
 		return fmt.Errorf("open the seed ISO: %w", err)
 	}
-	// The overlay again, right before QEMU opens it by path.
-	if err := config.CheckFiles(c); err != nil {
+	// The overlay and the data disks again, right before QEMU opens them by path.
+	err = config.CheckFiles(c)
+	if err == nil {
+		err = checkDataDisks(c)
+	}
+	if err != nil {
 		tapFile.Close()
 		seed.Close()
 		return err
