@@ -161,7 +161,9 @@ func (m *migration) migrate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if l := firstLine(log, func(l string) bool { return strings.Contains(l, legacyVM+".qcow2") && regexp.MustCompile(`(?i)mov|renam`).MatchString(l) }); l == "" {
+	if l := firstLine(log, func(l string) bool {
+		return strings.Contains(l, legacyVM+".qcow2") && regexp.MustCompile(`(?i)mov|renam`).MatchString(l)
+	}); l == "" {
 		t.Errorf("image-fetch did not log the move of the overlay:\n%s", tail(log, 15))
 	} else {
 		t.Logf("image-fetch: %s", l)
