@@ -492,7 +492,7 @@ func (s *scenario) secondVM(t *testing.T) {
 func (s *scenario) valuesWithVM2(t *testing.T) string {
 	t.Helper()
 	vm1, _ := s.vm1Settings(t)
-	return writeValues(t, "values2", nil, map[string]any{"vm2": vm1})
+	return writeValues(t, t.TempDir(), "values2", nil, map[string]any{"vm2": vm1})
 }
 
 // 6. helm test.

@@ -76,6 +76,8 @@ var (
 // journey is the state the disk steps hand on.
 type journey struct {
 	*scenario
+	dir     string         // the test's own directory (values files)
+	cleanup func(f func()) // the whole test's t.Cleanup (a step's runs when the step ends)
 	ctrd    node.Containerd
 	values  string
 	pod     *corev1.Pod
@@ -90,8 +92,9 @@ type journey struct {
 // by helm upgrade and the chart's refusals.
 func TestDisks(t *testing.T) {
 	s := newScenario(t)
+	s.uninstallOnFailure(t, disksRelease)
 	s.k.DiagnoseOnFailure(t, s.cfg.namespace)
-	j := &journey{scenario: s, ctrd: node.Containerd{Ctr: s.cfg.ctr, Address: s.cfg.containerd}}
+	j := &journey{scenario: s, dir: t.TempDir(), ctrd: node.Containerd{Ctr: s.cfg.ctr, Address: s.cfg.containerd}}
 	t.Cleanup(func() {
 		if len(j.report) == 0 {
 			return
@@ -111,6 +114,22 @@ func TestDisks(t *testing.T) {
 		{Name: "disks-grow-root", Run: j.growRoot},
 		{Name: "disks-refused", Run: j.refused},
 		{Name: "disks-uninstall", Run: j.uninstall},
+	})
+}
+
+// uninstallOnFailure uninstalls release when t failed (after the diagnostics,
+// which are registered later), so that the next test does not share the two
+// cores with a VM left running; its PVCs stay for a look.
+func (s *scenario) uninstallOnFailure(t *testing.T, release string) {
+	t.Cleanup(func() {
+		if !t.Failed() {
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+		defer cancel()
+		if _, err := s.helm.Run(ctx, "uninstall", release, "-n", s.cfg.namespace, "--wait", "--timeout", "150s"); err != nil {
+			t.Logf("uninstall %s after the failure: %v", release, err)
+		}
 	})
 }
 
@@ -142,8 +161,9 @@ func (s *scenario) vm1Settings(t *testing.T) (vm map[string]any, rest map[string
 	return vm, v
 }
 
-// writeValues writes rest with vms into the test's directory.
-func writeValues(t *testing.T, name string, rest, vms map[string]any) string {
+// writeValues writes rest with vms to dir/name.yaml (dir: the whole test's,
+// not a step's: a subtest's TempDir goes when the step ends).
+func writeValues(t *testing.T, dir, name string, rest, vms map[string]any) string {
 	t.Helper()
 	v := map[string]any{"vms": vms}
 	for k, x := range rest {
@@ -153,7 +173,7 @@ func writeValues(t *testing.T, name string, rest, vms map[string]any) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	path := filepath.Join(t.TempDir(), name+".yaml")
+	path := filepath.Join(dir, name+".yaml")
 	if err := os.WriteFile(path, b, 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -197,7 +217,7 @@ func dataClaim(release, vm, disk string) string {
 func (j *journey) install(t *testing.T) {
 	ctx := t.Context()
 	vm1, rest := j.vm1Settings(t)
-	j.values = writeValues(t, "disks", rest, map[string]any{disksVM: diskVMValues(vm1, j.cfg.diskClass, rootSize, j.cfg.dataDisks())})
+	j.values = writeValues(t, j.dir, "disks", rest, map[string]any{disksVM: diskVMValues(vm1, j.cfg.diskClass, rootSize, j.cfg.dataDisks())})
 	out, err := j.helm.Run(ctx, "install", disksRelease, j.cfg.chart, "-n", j.cfg.namespace, "-f", j.values)
 	if werr := os.WriteFile(j.out("helm-install-disks-%s.txt"), []byte(out), 0o644); werr != nil {
 		t.Error(werr)
@@ -735,7 +755,7 @@ func (j *journey) refused(t *testing.T) {
 	vm1, rest := j.vm1Settings(t)
 	vm := diskVMValues(vm1, j.cfg.localClass, rootSize, nil)
 	vm["nodeSelector"] = map[string]any{"berth-e2e/never": "scheduled"}
-	values := writeValues(t, noExpRelease, rest, map[string]any{noExpVM: vm})
+	values := writeValues(t, j.dir, noExpRelease, rest, map[string]any{noExpVM: vm})
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()

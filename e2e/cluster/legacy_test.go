@@ -34,6 +34,7 @@ var migrationRE = regexp.MustCompile(`made by an earlier chart version`)
 // migration is the state the legacy steps hand on.
 type migration struct {
 	*scenario
+	dir     string // the test's own directory (values files)
 	storage kube.LocalStorage
 	values  string
 	pod     *corev1.Pod
@@ -49,8 +50,9 @@ func TestDiskMigration(t *testing.T) {
 		t.Skip("-legacy-chart not given (ci/e2e/cluster-test.sh: E2E_LEGACY=0)")
 	}
 	s := newScenario(t)
+	m := &migration{scenario: s, dir: t.TempDir()}
+	t.Cleanup(func() { m.teardown(t) }) // after the diagnostics (cleanups run last first)
 	s.k.DiagnoseOnFailure(t, s.cfg.namespace)
-	m := &migration{scenario: s}
 	phase.RunSteps(t, &s.timings, []phase.Step{
 		{Name: "legacy-install", Run: m.install},
 		{Name: "legacy-refused", Run: m.refused},
@@ -73,21 +75,8 @@ func (m *migration) install(t *testing.T) {
 	if err := m.storage.Create(ctx, m.k); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-		defer cancel()
-		_, _ = m.helm.Run(ctx, "uninstall", legacyRelease, "-n", m.cfg.namespace, "--wait", "--timeout", "120s")
-		_ = m.k.Client.CoreV1().PersistentVolumeClaims(m.cfg.namespace).Delete(ctx, rootClaim(legacyRelease, legacyVM), metav1.DeleteOptions{})
-		if _, err := m.k.WaitPod(ctx, m.cfg.namespace, legacyRelease+"-"+legacyVM+"-0", "the legacy pod gone", time.Minute, nil,
-			func(p *corev1.Pod) (bool, string) { return p == nil, "" }); err != nil {
-			t.Log(err)
-		}
-		if err := m.storage.Delete(ctx, m.k); err != nil {
-			t.Log(err)
-		}
-	})
 	vm1, rest := m.vm1Settings(t)
-	m.values = writeValues(t, legacyRelease, rest, map[string]any{legacyVM: diskVMValues(vm1, legacyClass, rootSize, nil)})
+	m.values = writeValues(t, m.dir, legacyRelease, rest, map[string]any{legacyVM: diskVMValues(vm1, legacyClass, rootSize, nil)})
 	if out, err := m.helm.Run(ctx, "install", legacyRelease, m.cfg.legacyChart, "-n", m.cfg.namespace, "-f", m.values); err != nil {
 		t.Fatalf("helm install of the earlier chart: %v\n%s", err, out)
 	}
@@ -98,6 +87,25 @@ func (m *migration) install(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(m.volume(t), legacyVM+".qcow2")); err != nil {
 		t.Errorf("the earlier chart's overlay is not at the volume's root: %v", err)
+	}
+}
+
+// teardown removes the release, its PVC and the test's local PV, whatever
+// the steps got to.
+func (m *migration) teardown(t *testing.T) {
+	if m.storage.Class == "" {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	_, _ = m.helm.Run(ctx, "uninstall", legacyRelease, "-n", m.cfg.namespace, "--wait", "--timeout", "120s")
+	_ = m.k.Client.CoreV1().PersistentVolumeClaims(m.cfg.namespace).Delete(ctx, rootClaim(legacyRelease, legacyVM), metav1.DeleteOptions{})
+	if _, err := m.k.WaitPod(ctx, m.cfg.namespace, legacyRelease+"-"+legacyVM+"-0", "the legacy pod gone", time.Minute, nil,
+		func(p *corev1.Pod) (bool, string) { return p == nil, "" }); err != nil {
+		t.Log(err)
+	}
+	if err := m.storage.Delete(ctx, m.k); err != nil {
+		t.Log(err)
 	}
 }
 
