@@ -76,8 +76,7 @@ var (
 // journey is the state the disk steps hand on.
 type journey struct {
 	*scenario
-	dir     string         // the test's own directory (values files)
-	cleanup func(f func()) // the whole test's t.Cleanup (a step's runs when the step ends)
+	dir     string // the test's own directory (values files)
 	ctrd    node.Containerd
 	values  string
 	pod     *corev1.Pod
