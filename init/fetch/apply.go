@@ -18,6 +18,7 @@ import (
 	"github.com/berth-vm/berth/common/fsutil"
 	"github.com/berth-vm/berth/common/stage"
 	"github.com/berth-vm/berth/init/imgcheck"
+	"github.com/berth-vm/berth/init/legacy"
 	"github.com/berth-vm/berth/init/overlay"
 	"github.com/berth-vm/berth/init/qemuimg"
 )
@@ -70,7 +71,10 @@ func (p Plan) ownFiles() []string {
 // fsutil opens without following symlinks); this check only makes sure that
 // nothing, not even a lock file, is created before the refusal.
 func (p Plan) checkVolumes() error {
-	for _, d := range []struct{ name, dir string }{{"IMAGE_DIR", p.ImageDir}, {"DISK_DIR", p.DiskDir}} {
+	for _, d := range []struct{ name, dir string }{{"IMAGE_DIR", p.ImageDir}, {"DISK_DIR", p.DiskDir}, {legacy.Var, p.LegacyDir}} {
+		if d.dir == "" {
+			continue
+		}
 		if err := stage.CheckVolumeDir(d.name, d.dir); err != nil {
 			return err
 		}
@@ -129,6 +133,14 @@ func (s *Applier) apply(ctx context.Context, p Plan) error {
 	if err := p.checkVolumes(); err != nil {
 		return err
 	}
+	// Read only: a legacy pet disk or a data disk that will be refused is
+	// found before anything is created or downloaded.
+	if _, err := p.Legacy().Decide(); err != nil {
+		return err
+	}
+	if err := p.Data.Validate(ctx, s.QemuTimeout); err != nil {
+		return err
+	}
 	for _, d := range []struct{ name, dir string }{{"IMAGE_DIR", p.ImageDir}, {"DISK_DIR", p.DiskDir}} {
 		if err := syscall.Access(d.dir, 2 /* W_OK */); err != nil {
 			return fmt.Errorf("%s %s is not writable by uid %d gid %d: %w (the volume's owner or the pod's fsGroup must allow it)",
@@ -140,6 +152,11 @@ func (s *Applier) apply(ctx context.Context, p Plan) error {
 		return err
 	}
 	defer dlock.Unlock()
+
+	// Before anything else: an earlier chart's pet disk at the volume's root.
+	if err := p.Legacy().Move(s.Log); err != nil {
+		return err
+	}
 
 	// The pet disk, if it exists, pins the base it was made from.
 	rec, petExists, err := overlay.ReadRecord(p.OverlayPath(), p.OverlayRecordPath())
@@ -166,14 +183,17 @@ func (s *Applier) apply(ctx context.Context, p Plan) error {
 	if err != nil {
 		return err
 	}
-	return overlay.Ensure(ctx, s.Log, overlay.Spec{
+	if err := overlay.Ensure(ctx, s.Log, overlay.Spec{
 		Path: p.OverlayPath(), RecordPath: p.OverlayRecordPath(),
 		Base:            overlay.Record{Base: p.Target, BasePath: base.Path, Format: base.Image.Format, SHA256: base.SHA256, Source: RedactText(p.Source)},
 		BaseVirtualSize: base.Image.VirtualSize,
 		Size:            p.DiskSize,
 		SizeText:        p.DiskSizeText,
 		Timeout:         s.QemuTimeout,
-	})
+	}); err != nil {
+		return err
+	}
+	return p.Data.Apply(ctx, s.Log, s.QemuTimeout)
 }
 
 // EnsureBase puts the verified base into the cache, under the cache's lock for

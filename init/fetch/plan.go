@@ -17,18 +17,21 @@ import (
 
 	"github.com/berth-vm/berth/common/quantity"
 	"github.com/berth-vm/berth/common/stage"
+	"github.com/berth-vm/berth/init/datadisk"
 	"github.com/berth-vm/berth/init/imgcheck"
+	"github.com/berth-vm/berth/init/legacy"
 )
 
 // Vars are the variables image-fetch reads (besides the common ones), for -h.
 func Vars() []stage.Var {
-	return []stage.Var{
+	return append([]stage.Var{
 		{Name: "IMG_SOURCE", Help: "base image: an http:// or https:// URL, or an absolute path in the container (required)"},
 		{Name: "IMG_TARGET", Default: "(the base name of IMG_SOURCE)", Help: "file name of the base image in IMAGE_DIR; a bare name, not hidden"},
 		{Name: "IMG_SHA256", Help: "expected sha256 of the base image, 64 hex digits (optional; pins the image)"},
 		{Name: "IMAGE_DIR", Default: stage.DefaultImageDir, Help: "image cache (absolute, clean path; not a symlink): <IMG_TARGET> and <IMG_TARGET>.sha256; may be shared between pods"},
 		{Name: "DISK_DIR", Default: stage.DefaultDiskDir, Help: "pet disk (absolute, clean path; not a symlink): <VM_NAME>.qcow2 (overlay on the base) and <VM_NAME>.json"},
-		{Name: "DISK_SIZE", Help: "virtual size of the overlay, e.g. 20Gi, a multiple of 512, at most 2048Ti (optional; grows the disk, never shrinks it)"},
+		{Name: "DISK_SIZE", Help: "virtual size of the overlay, e.g. 20Gi, a multiple of 512, at most 2048Ti (optional; grows the disk when its volume has room, never shrinks it)"},
+		{Name: legacy.Var, Help: "the root disk volume's root, where charts before 0.x kept <VM_NAME>.qcow2 and .json: moved into DISK_DIR (optional; absolute, clean path)"},
 
 		// The download policy (policy.go): how a failing, stalling or slow server is treated.
 		{Name: "IMG_FETCH_ATTEMPTS", Default: "6", Help: "attempts per run for retryable download failures (network errors, 408, 429, 5xx, stalls, too slow), 1 to 100"},
@@ -38,7 +41,7 @@ func Vars() []stage.Var {
 		{Name: "IMG_FETCH_MIN_RATE", Default: "16Ki", Help: "an attempt fails when fewer bytes per second than this came over IMG_FETCH_RATE_WINDOW (bytes, or Ki/Mi/Gi); 0: no minimum"},
 		{Name: "IMG_FETCH_RATE_WINDOW", Default: "60s", Help: "the window IMG_FETCH_MIN_RATE is averaged over, 1s to 1h"},
 		{Name: "IMG_FETCH_DEADLINE", Default: "6h", Help: "the download gives up after this long in all (the partial file is kept), 1s to 720h"},
-	}
+	}, datadisk.Vars()...)
 }
 
 // Plan is what image-fetch will do, computed from the environment alone.
@@ -59,8 +62,19 @@ type Plan struct {
 	// DiskSizeText is DISK_SIZE as written, for messages.
 	DiskSizeText string
 
+	// LegacyDir is DISK_LEGACY_DIR, or "" (init/legacy).
+	LegacyDir string
+
 	// Fetch is the download policy (IMG_FETCH_*, policy.go).
 	Fetch Policy
+
+	// Data is the data disks (DATA_DISKS, DATA_DISK_DIR: init/datadisk).
+	Data datadisk.Plan
+}
+
+// Legacy is the pet disk's earlier layout, to move from.
+func (p Plan) Legacy() legacy.Layout {
+	return legacy.Layout{VMName: p.VMName, DiskDir: p.DiskDir, LegacyDir: p.LegacyDir}
 }
 
 // BasePath is the absolute path of the cached base image.
@@ -166,9 +180,22 @@ func FromEnv(env stage.Env, stat func(string) error) (Plan, error) {
 		p.DiskSize, p.DiskSizeText = n, s
 	}
 
+	if v, ok := env.Lookup(legacy.Var); ok {
+		if err := stage.CheckPath(legacy.Var, v); err != nil {
+			return p, err
+		}
+		if v == p.DiskDir || v == p.ImageDir {
+			return p, stage.BadInput(legacy.Var, v, "must be the root disk volume's root, not DISK_DIR or IMAGE_DIR itself")
+		}
+		p.LegacyDir = v
+	}
+
 	// The download policy (IMG_FETCH_*): validated for a local source too, so
 	// a typo is found before it matters.
 	if p.Fetch, err = PolicyFromEnv(env); err != nil {
+		return p, err
+	}
+	if p.Data, err = datadisk.FromEnv(env); err != nil {
 		return p, err
 	}
 	return p, nil
@@ -230,5 +257,9 @@ func (p Plan) String() string {
 	} else {
 		fmt.Fprintf(&b, "size:     the base's virtual size\n")
 	}
+	if p.LegacyDir != "" {
+		fmt.Fprintf(&b, "legacy:   %s (a pet disk of an earlier chart there is moved into DISK_DIR)\n", p.LegacyDir)
+	}
+	b.WriteString(p.Data.String())
 	return b.String()
 }

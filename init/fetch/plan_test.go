@@ -3,10 +3,13 @@ package fetch
 import (
 	"errors"
 	"io/fs"
+	"reflect"
 	"strings"
 	"testing"
 
+	"github.com/berth-vm/berth/common/disks"
 	"github.com/berth-vm/berth/common/stage"
+	"github.com/berth-vm/berth/init/datadisk"
 )
 
 // statOnly accepts /images/*.qcow2 and refuses anything else as missing.
@@ -24,8 +27,9 @@ func TestFromEnv(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := Plan{VMName: "vm0", Source: base["IMG_SOURCE"], Remote: true, Target: "debian-12.qcow2",
-		ImageDir: stage.DefaultImageDir, DiskDir: stage.DefaultDiskDir, Fetch: DefaultPolicy()}
-	if p != want {
+		ImageDir: stage.DefaultImageDir, DiskDir: stage.DefaultDiskDir, Fetch: DefaultPolicy(),
+		Data: datadisk.Plan{Dir: disks.DefaultDir, BlockDir: disks.BlockDir}}
+	if !reflect.DeepEqual(p, want) {
 		t.Errorf("plan = %+v\nwant %+v", p, want)
 	}
 	if p.OverlayPath() != "/var/lib/berth/disk/vm0.qcow2" || p.RecordPath() != "/var/lib/berth/images/debian-12.qcow2.sha256" {
@@ -37,6 +41,15 @@ func TestFromEnv(t *testing.T) {
 		"IMAGE_DIR": "/c", "DISK_DIR": "/d"}), statOnly)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if q, err := FromEnv(stage.MapEnv(map[string]string{"VM_NAME": "vm0", "IMG_SOURCE": "/images/a.qcow2",
+		"DISK_LEGACY_DIR": "/var/lib/berth/volume", "DATA_DISKS": `[{"name":"data","size":"1Gi"}]`, "DATA_DISK_DIR": "/dd"}), statOnly); err != nil ||
+		q.LegacyDir != "/var/lib/berth/volume" || len(q.Data.Disks) != 1 || q.Data.Disks[0].Bytes != 1<<30 || q.Data.Dir != "/dd" ||
+		q.Data.Path(q.Data.Disks[0]) != "/dd/data/data.qcow2" {
+		t.Errorf("with data disks and the legacy dir: %+v %v", q, err)
+	}
+	if p.LegacyDir != "" || len(p.Data.Disks) != 0 {
+		t.Errorf("legacy %q, data disks %v without DISK_LEGACY_DIR and DATA_DISKS", p.LegacyDir, p.Data.Disks)
 	}
 	if p.Remote || p.Target != "b.img" || p.SHA256 != strings.Repeat("ab", 32) || p.DiskSize != 4<<30 || p.DiskSizeText != "4Gi" || p.ImageDir != "/c" {
 		t.Errorf("plan = %+v", p)
@@ -112,6 +125,13 @@ func TestFromEnvBadInputs(t *testing.T) {
 		{"local source trailing slash", map[string]string{"IMG_SOURCE": "/i/"}, "IMG_SOURCE"},
 		{"target is the pet disk", map[string]string{"IMG_SOURCE": url, "IMG_TARGET": "vm0.qcow2", "IMAGE_DIR": "/d", "DISK_DIR": "/d"}, "IMG_TARGET"},
 		{"target is the pet record", map[string]string{"IMG_SOURCE": url, "IMG_TARGET": "vm0.json", "IMAGE_DIR": "/d", "DISK_DIR": "/d"}, "IMG_TARGET"},
+		// issue 18: data disks and the legacy layout
+		{"data disks not JSON", map[string]string{"IMG_SOURCE": url, "DATA_DISKS": "data=1Gi"}, "DATA_DISKS"},
+		{"data disk without size", map[string]string{"IMG_SOURCE": url, "DATA_DISKS": `[{"name":"data"}]`}, "DATA_DISKS"},
+		{"data disk size G", map[string]string{"IMG_SOURCE": url, "DATA_DISKS": `[{"name":"data","size":"1G"}]`}, "DATA_DISKS"},
+		{"data disk dir relative", map[string]string{"IMG_SOURCE": url, "DATA_DISK_DIR": "disks"}, "DATA_DISK_DIR"},
+		{"legacy dir relative", map[string]string{"IMG_SOURCE": url, "DISK_LEGACY_DIR": "volume"}, "DISK_LEGACY_DIR"},
+		{"legacy dir is DISK_DIR", map[string]string{"IMG_SOURCE": url, "DISK_LEGACY_DIR": "/var/lib/berth/disk"}, "DISK_LEGACY_DIR"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -1,6 +1,7 @@
 package fetch
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"os"
@@ -38,7 +39,9 @@ func Stage() stage.Stage {
 			Name: "image-fetch",
 			Summary: "Fetch the base image (http(s) or a local path) into IMAGE_DIR, resumably, verify its sha256\n" +
 				"and that qemu-img sees a self-contained qcow2 or raw image, then make the pet overlay\n" +
-				"DISK_DIR/<VM_NAME>.qcow2 on it once (never overwritten; grown to DISK_SIZE).",
+				"DISK_DIR/<VM_NAME>.qcow2 on it once (never overwritten; grown to DISK_SIZE when its volume has room),\n" +
+				"moving it first from DISK_LEGACY_DIR (an earlier chart's layout); then each data disk of DATA_DISKS\n" +
+				"(created if missing, grown when its volume has room, never shrunk; a Block disk's size checked).",
 			Vars: Vars(),
 		},
 		Plan: func(r stage.Run) (stage.Plan, error) {
@@ -64,7 +67,17 @@ func (p Plan) Print(w io.Writer) error {
 // Check compares the live state with the plan (see check), redacted, for
 // --check.
 func (p Plan) Check(r stage.Run) ([]string, error) {
-	diffs, err := p.check(r.Ctx, qemuimg.DefaultTimeout)
+	diffs, err := p.Legacy().Check()
+	if err == nil {
+		var more []string
+		more, err = p.check(r.Ctx, qemuimg.DefaultTimeout)
+		diffs = append(diffs, more...)
+	}
+	if err == nil {
+		var more []string
+		more, err = p.Data.Check(r.Ctx, qemuimg.DefaultTimeout)
+		diffs = append(diffs, more...)
+	}
 	for i, d := range diffs {
 		diffs[i] = RedactText(d)
 	}
@@ -75,7 +88,7 @@ func (p Plan) Check(r stage.Run) ([]string, error) {
 // and failing redacted.
 func (p Plan) Apply(r stage.Run) error {
 	log := RedactingLogger(r.Log)
-	log.Info("image-fetch", "source", RedactText(p.Source), "base", p.BasePath(), "overlay", p.OverlayPath(), "pinned_sha256", p.SHA256, "disk_size", p.DiskSize)
+	log.Info("image-fetch", "source", RedactText(p.Source), "base", p.BasePath(), "overlay", p.OverlayPath(), "pinned_sha256", p.SHA256, "disk_size", p.DiskSize, "data_disks", len(p.Data.Disks))
 	a := NewApplier(log)
 	p.Fetch.Apply(a.DL)
 	return redactErr(a.Apply(r.Ctx, p))
@@ -110,4 +123,6 @@ func DescribeState(w io.Writer, p Plan) {
 	default:
 		fmt.Fprintf(w, "  pet disk missing: created with qemu-img create -f qcow2 -F <format> -b %s\n", p.BasePath())
 	}
+	p.Legacy().Describe(w)
+	p.Data.Describe(context.Background(), w)
 }

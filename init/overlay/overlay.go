@@ -18,6 +18,7 @@ import (
 
 	"github.com/berth-vm/berth/common/fsutil"
 	"github.com/berth-vm/berth/common/stage"
+	"github.com/berth-vm/berth/init/diskroom"
 	"github.com/berth-vm/berth/init/qemuimg"
 )
 
@@ -135,6 +136,17 @@ func Ensure(ctx context.Context, log *slog.Logger, s Spec) error {
 	if err := fsutil.CheckOwnFile(s.Path); err != nil { // qemu-img follows symlinks
 		return fmt.Errorf("pet disk: %w", err)
 	}
+	fit, err := diskroom.Measure(filepath.Dir(s.Path), s.Path, "qcow2", s.Size)
+	if err != nil {
+		return fmt.Errorf("pet disk: %w", err)
+	}
+	if !fit.OK() {
+		// The PVC may grow later (an expansion still under way): the guest
+		// keeps its disk as it is and vmm grows it online once there is room.
+		log.Warn("pet disk not grown: its volume has no room for it; vmm grows it once the volume has room",
+			"overlay", s.Path, "virtual_size", cur, "disk_size", s.Size, "volume_gives", fit.Gives(), "needs", fit.Need, "room", fit.String())
+		return nil
+	}
 	if _, err := qemuimg.Run(ctx, s.Timeout, "resize", "-q", "-f", "qcow2", s.Path, strconv.FormatUint(s.Size, 10)); err != nil {
 		return fmt.Errorf("grow pet disk %s to %d bytes: %w", s.Path, s.Size, err)
 	}
@@ -155,6 +167,18 @@ func create(ctx context.Context, log *slog.Logger, s Spec) error {
 	}
 	dir, name := filepath.Split(s.Path)
 	tmp := filepath.Join(dir, "."+name+".tmp")
+	fit, err := diskroom.Measure(dir, tmp, "qcow2", size)
+	if err != nil {
+		return fmt.Errorf("pet disk: %w", err)
+	}
+	fit.Used = 0 // a temporary file left by a crash is removed below
+	if !fit.OK() {
+		of := ""
+		if s.Size == 0 {
+			of = " (unset: the base's virtual size)"
+		}
+		return stage.BadInputf("DISK_SIZE", s.SizeText, "the pet disk %s of %d bytes%s cannot be created: the volume is smaller than the disk needs: %s (give the PVC more room)", s.Path, size, of, fit)
+	}
 	// Left by a crash: never in place, safe to drop; but only if it is a
 	// regular file (qemu-img would write through a symlink).
 	if err := fsutil.CheckOwnFile(tmp); err != nil {

@@ -1,17 +1,21 @@
 package overlay
 
 import (
+	"bytes"
 	"context"
 	"io"
 	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/berth-vm/berth/common/disks"
 	"github.com/berth-vm/berth/common/stage"
+	"github.com/berth-vm/berth/init/internal/volumetest"
 )
 
 func TestReadRecord(t *testing.T) {
@@ -88,5 +92,61 @@ func TestEnsure(t *testing.T) {
 	s.Base.SHA256, s.Base.BasePath = "aa", filepath.Join(dir, "moved.raw")
 	if err := Ensure(ctx, log, s); err == nil || !strings.Contains(err.Error(), "backing file") {
 		t.Fatalf("moved base: err = %v", err)
+	}
+}
+
+// TestEnsureRoomOnExt4: on a real ext4 volume of 64 MiB (mkfs.ext4's
+// defaults: 5 % kept for root), a pet disk larger than the volume gives
+// non-root users is not created (exit 2 naming DISK_SIZE with both figures),
+// growth without room is deferred with a warning and succeeds, growth with
+// room works.
+func TestEnsureRoomOnExt4(t *testing.T) {
+	mnt := volumetest.Ext4(t, 64<<20)
+	base := filepath.Join(t.TempDir(), "base.qcow2")
+	if out, err := exec.Command("qemu-img", "create", "-q", "-f", "qcow2", base, "8M").CombinedOutput(); err != nil {
+		t.Fatalf("%v %s", err, out)
+	}
+	var buf bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&buf, nil))
+	ctx := context.Background()
+	s := Spec{Path: filepath.Join(mnt, "vm.qcow2"), RecordPath: filepath.Join(mnt, "vm.json"),
+		Base:            Record{Base: "base.qcow2", BasePath: base, Format: "qcow2", SHA256: "aa"},
+		BaseVirtualSize: 8 << 20, Size: 60 << 20, SizeText: "60Mi", Timeout: time.Minute}
+	avail, _, _ := disks.Usage(mnt)
+	err := Ensure(ctx, log, s)
+	for _, want := range []string{`DISK_SIZE="60Mi"`, "cannot be created", "gives the disk " + strconv.FormatUint(avail, 10) + " bytes",
+		"needs " + strconv.FormatUint(disks.FullAllocation("qcow2", 60<<20), 10) + " bytes"} {
+		if !stage.IsBadInput(err) || !strings.Contains(err.Error(), want) {
+			t.Errorf("a pet disk over the volume's room: %v; want exit 2 saying %q", err, want)
+		}
+	}
+	if names, _ := os.ReadDir(mnt); len(names) != 1 { // lost+found
+		t.Errorf("the refusal left %v", names)
+	}
+
+	s.Size, s.SizeText = 16<<20, "16Mi"
+	if err := Ensure(ctx, log, s); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("qemu-io", "-f", "qcow2", "-c", "write -P 0x5a 0 8M", s.Path).CombinedOutput(); err != nil {
+		t.Fatalf("qemu-io: %v %s", err, out)
+	}
+	s.Size, s.SizeText = 60<<20, "60Mi"
+	buf.Reset()
+	if err := Ensure(ctx, log, s); err != nil {
+		t.Fatalf("growth without room must succeed: %v", err)
+	}
+	if info, _ := Info(ctx, s.Path, time.Minute); info.VirtualSize != 16<<20 {
+		t.Errorf("grown without room to %d", info.VirtualSize)
+	}
+	if l := buf.String(); !strings.Contains(l, "level=WARN") || !strings.Contains(l, "vmm grows it once the volume has room") || !strings.Contains(l, "volume_gives=") || !strings.Contains(l, "needs=") {
+		t.Errorf("no warning with both figures:\n%s", l)
+	}
+	s.Size, s.SizeText = 32<<20, "32Mi"
+	if err := Ensure(ctx, log, s); err != nil {
+		t.Fatal(err)
+	}
+	if info, _ := Info(ctx, s.Path, time.Minute); info.VirtualSize != 32<<20 {
+		t.Errorf("not grown with room: %d", info.VirtualSize)
 	}
 }

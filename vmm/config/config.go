@@ -21,6 +21,7 @@ import (
 	"github.com/berth-vm/berth/common/fsutil"
 	"github.com/berth-vm/berth/common/quantity"
 	"github.com/berth-vm/berth/common/stage"
+	"github.com/berth-vm/berth/vmm/status"
 )
 
 // Accelerator choices (ACCEL).
@@ -97,6 +98,9 @@ func (c Config) Overlay() string { return filepath.Join(c.DiskDir, c.Name+".qcow
 
 // SeedISO is the seed's path.
 func (c Config) SeedISO() string { return filepath.Join(c.RunDir, stage.SeedISOName) }
+
+// StatusFile is where vmm writes QEMU's status for `vmm probe ready`.
+func (c Config) StatusFile() string { return filepath.Join(c.RunDir, status.FileName) }
 
 // QMPSocket is the QMP socket's path.
 func (c Config) QMPSocket() string { return filepath.Join(c.RunDir, stage.QMPSocketName) }

@@ -22,6 +22,7 @@ import (
 	"github.com/berth-vm/berth/common/stage"
 	"github.com/berth-vm/berth/vmm/config"
 	"github.com/berth-vm/berth/vmm/qmp"
+	"github.com/berth-vm/berth/vmm/status"
 )
 
 // Timeout bounds each probe (kubelet's default probe timeout is 1 s; set
@@ -30,7 +31,8 @@ const Timeout = 2 * time.Second
 
 // Usage is the probe's help (vmm probe -h).
 const Usage = "usage: vmm probe ready|live\n" +
-	"  ready: dnsmasq leased VM_IP (and, with READY_TCP_PORT, the guest accepts on that port)\n" +
+	"  ready: the guest runs (vmm's status file says QEMU is running, not paused on a full volume),\n" +
+	"         dnsmasq leased VM_IP (and, with READY_TCP_PORT, the guest accepts on that port)\n" +
 	"  live:  QEMU answers query-status on $BERTH_RUN_DIR/qmp.sock\n" +
 	"Reads BERTH_RUN_DIR, VM_IP and READY_TCP_PORT as vmm does; exit 0 yes, 1 no, 2 bad input.\n"
 
@@ -59,6 +61,9 @@ func Main(args []string, env stage.Env, stdout, stderr io.Writer) int {
 		var ip netip.Addr
 		var port int
 		ip, port, err = readyEnv(env)
+		if err == nil {
+			err = GuestRuns(filepath.Join(runDir, status.FileName))
+		}
 		if err == nil {
 			msg, err = Ready(ctx, filepath.Join(runDir, stage.DnsmasqLeasesName), ip, port)
 		}
@@ -102,6 +107,27 @@ func Live(ctx context.Context, sock string) (string, error) {
 		return "", err
 	}
 	return "QEMU answers, status " + st.Status, nil
+}
+
+// GuestRuns: vmm's status file says QEMU runs the guest. A guest QEMU paused
+// (a full volume: io-error) or that has not started is not ready; the file is
+// read as the lease file is (no symlink, no FIFO, bounded).
+func GuestRuns(path string) error {
+	s, err := status.Read(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("vmm has not reported QEMU's status yet (%s does not exist)", path)
+	}
+	if err != nil {
+		return err
+	}
+	if s.QEMU != status.Running {
+		why := s.Reason
+		if why == "" {
+			why = "QEMU's status is " + s.QEMU
+		}
+		return fmt.Errorf("the guest is not running since %s: %s", s.Since.UTC().Format(time.RFC3339), why)
+	}
+	return nil
 }
 
 // Ready: the lease file lists ip, and (port > 0) ip:port accepts a TCP connection.

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/berth-vm/berth/common/stage"
+	"github.com/berth-vm/berth/vmm/status"
 )
 
 const leaseLine = "1795648632 52:54:2f:66:76:20 127.0.0.1 berth-local ff:2f:66:76:20\n"
@@ -56,9 +57,68 @@ func TestReady(t *testing.T) {
 // so no loopback address (TestReady dials one through Ready itself).
 const mainLeaseLine = "1795648632 52:54:2f:66:76:20 192.168.254.2 berth-local ff:2f:66:76:20\n"
 
+// running writes vmm's status file in dir: QEMU runs the guest.
+func running(t *testing.T, dir string) {
+	t.Helper()
+	if err := status.Write(filepath.Join(dir, status.FileName), status.Status{QEMU: status.Running, Since: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestReadyNeedsARunningGuest: probe ready fails (exit 1) until vmm's status
+// file says QEMU runs the guest, and while QEMU has paused it (io-error: a
+// full volume), whatever the lease says; a symlink or a FIFO there is refused
+// and does not block.
+func TestReadyNeedsARunningGuest(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "dnsmasq.leases"), []byte(mainLeaseLine), 0o644)
+	env := stage.MapEnv(map[string]string{"BERTH_RUN_DIR": dir, "VM_IP": "192.168.254.2"})
+	file := filepath.Join(dir, status.FileName)
+	probe := func() (int, string) {
+		var out, errb bytes.Buffer
+		code := Main([]string{"ready"}, env, &out, &errb)
+		return code, out.String() + errb.String()
+	}
+	elsewhere := filepath.Join(t.TempDir(), "status")
+	status.Write(elsewhere, status.Status{QEMU: status.Running})
+	steps := []struct {
+		name  string
+		setup func()
+		code  int
+		want  string
+	}{
+		{"no status yet", func() {}, 1, "has not reported QEMU's status yet"},
+		{"starting", func() { status.Write(file, status.Status{QEMU: status.Starting, Reason: "QEMU is starting"}) }, 1, "QEMU is starting"},
+		{"running", func() { status.Write(file, status.Status{QEMU: status.Running}) }, 0, "leased"},
+		{"paused on a full volume", func() {
+			status.Write(file, status.Status{QEMU: "io-error", Reason: "paused: the volume of disk data is full; vmm resumes the guest once it has room"})
+		}, 1, "the volume of disk data is full"},
+		{"paused by someone", func() { status.Write(file, status.Status{QEMU: "paused"}) }, 1, "QEMU's status is paused"},
+		{"a symlink to a running status", func() { os.Remove(file); os.Symlink(elsewhere, file) }, 1, "symlink"},
+		{"a FIFO", func() { os.Remove(file); syscall.Mkfifo(file, 0o644) }, 1, "FIFO"},
+		{"not JSON", func() { os.Remove(file); os.WriteFile(file, []byte("running\n"), 0o644) }, 1, "invalid character"},
+	}
+	for _, st := range steps {
+		st.setup()
+		done := make(chan struct{})
+		var code int
+		var msg string
+		go func() { code, msg = probe(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s: probe ready hangs", st.name)
+		}
+		if code != st.code || !strings.Contains(msg, st.want) {
+			t.Errorf("%s: exit %d, %q; want %d with %q", st.name, code, msg, st.code, st.want)
+		}
+	}
+}
+
 func TestMainExitCodes(t *testing.T) {
 	dir := t.TempDir()
 	os.WriteFile(filepath.Join(dir, "dnsmasq.leases"), []byte(mainLeaseLine), 0o644)
+	running(t, dir)
 	env := func(kv ...string) stage.Env {
 		m := map[string]string{"BERTH_RUN_DIR": dir, "VM_IP": "192.168.254.2"}
 		for i := 0; i < len(kv); i += 2 {
@@ -139,6 +199,7 @@ func TestLeasesNotFollowed(t *testing.T) {
 	elsewhere := filepath.Join(t.TempDir(), "leases")
 	os.WriteFile(elsewhere, []byte(mainLeaseLine), 0o644)
 	leases := filepath.Join(dir, "dnsmasq.leases")
+	running(t, dir)
 	env := stage.MapEnv(map[string]string{"BERTH_RUN_DIR": dir, "VM_IP": "192.168.254.2"})
 	run := func() (int, string) {
 		done := make(chan struct{})

@@ -113,6 +113,10 @@ func Args(p Plan) []Arg {
 	add("-chardev", "stdio,id=console,signal=off", "vmm's stdout (kubectl logs -c vm); Ctrl-C is not a signal to QEMU")
 	add("-serial", "chardev:console", "the guest's first serial port (ttyS0) is the console")
 	add("-qmp", "unix:"+optEscape(p.QMPSocket())+",server=on,wait=off", "QMP for vmm (power-down, quit, VNC password) and the probes")
+	add("-chardev", fmt.Sprintf("socket,id=%s,fd=%d", MonitorChardev, MonitorFD),
+		"vmm's own QMP connection: one end of a socket pair inherited as fd 5, so nobody else can take it and it never waits for the probes' turn on qmp.sock")
+	add("-mon", "chardev="+MonitorChardev+",mode=control", "vmm watches the guest's status and the disks' sizes over it: resumes a guest paused on a full volume, grows a disk whose volume grew")
+
 	if p.VNC {
 		vnc := vncAddr(p.VNCListen) + ":0"
 		why := "VNC on port 5900 (display 0)"

@@ -41,6 +41,9 @@ type Supervisor struct {
 	// AfterStart runs once QMP answers (e.g. to set the VNC password); an
 	// error is logged, QEMU keeps running.
 	AfterStart func(ctx context.Context) error
+	// Watch, if set, runs beside QEMU from its start until it exits (vmm's
+	// watch over its own QMP connection).
+	Watch func(ctx context.Context)
 	// Started, if set, is told QEMU's process once it runs (tests use it).
 	Started func(*os.Process)
 }
@@ -115,6 +118,12 @@ func (s *Supervisor) Run(ctx context.Context, cmd *exec.Cmd) error {
 	// QMP comes up a moment after the start: then the start-up work.
 	startCtx, startCancel := context.WithCancel(ctx)
 	defer startCancel()
+	watchDone := make(chan struct{})
+	if s.Watch != nil {
+		go func() { defer close(watchDone); s.Watch(startCtx) }()
+	} else {
+		close(watchDone)
+	}
 	go func() {
 		if err := s.waitQMP(startCtx); err != nil {
 			if startCtx.Err() == nil {
@@ -132,6 +141,10 @@ func (s *Supervisor) Run(ctx context.Context, cmd *exec.Cmd) error {
 
 	finish := func(werr error, how exitKind) error {
 		startCancel()
+		select {
+		case <-watchDone:
+		case <-time.After(2 * time.Second):
+		}
 		select {
 		case <-stderrDone:
 		case <-time.After(2 * time.Second): // a grandchild holding stderr must not block us

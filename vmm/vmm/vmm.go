@@ -9,6 +9,7 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -25,7 +26,9 @@ import (
 	"github.com/berth-vm/berth/vmm/kvm"
 	"github.com/berth-vm/berth/vmm/qemu"
 	"github.com/berth-vm/berth/vmm/qmp"
+	"github.com/berth-vm/berth/vmm/status"
 	"github.com/berth-vm/berth/vmm/tap"
+	"github.com/berth-vm/berth/vmm/watch"
 )
 
 // KVMProbeTimeout bounds the KVM probe: a working KVM answers in milliseconds.
@@ -91,6 +94,9 @@ func makePlan(r stage.Run) (stage.Plan, error) {
 	}
 	if err := checkQMPSocket(c); err != nil {
 		return nil, err
+	}
+	if err := fsutil.CheckOwnFile(c.StatusFile()); err != nil {
+		return nil, stage.BadInputf("BERTH_RUN_DIR", c.RunDir, "status file: %v", err)
 	}
 	p := &Plan{}
 	if apply {
@@ -159,9 +165,22 @@ func (p *Plan) Apply(r stage.Run) error {
 		seed.Close()
 		return err
 	}
+	monitor, qemuEnd, err := monitorPair()
+	if err != nil {
+		tapFile.Close()
+		seed.Close()
+		return err
+	}
+	defer monitor.Close()
+	if err := status.Write(c.StatusFile(), status.Status{QEMU: status.Starting, Reason: "QEMU is starting", Since: time.Now()}); err != nil {
+		tapFile.Close()
+		seed.Close()
+		qemuEnd.Close()
+		return fmt.Errorf("status for probe ready: %w", err)
+	}
 	cmd := exec.Command(p.bin, qemu.Strings(p.Args)...)
-	cmd.ExtraFiles = []*os.File{tapFile, seed} // fd 3 = qemu.TapFD, fd 4 = qemu.SeedFD
-	cmd.Stdout = r.Stdout                      // the guest console
+	cmd.ExtraFiles = []*os.File{tapFile, seed, qemuEnd} // fd 3 = qemu.TapFD, fd 4 = qemu.SeedFD, fd 5 = qemu.MonitorFD
+	cmd.Stdout = r.Stdout                               // the guest console
 	// QEMU's stdio chardev reads the serial port's input from stdin: /dev/null in a plain pod; the
 	// terminal of `kubectl attach -it` with the chart's console.serial.interactive (stdin and tty
 	// on the container). Passed as the *os.File itself, so QEMU sees the tty and makes it raw.
@@ -177,6 +196,21 @@ func (p *Plan) Apply(r stage.Run) error {
 		ShutdownTimeout: c.ShutdownTimeout,
 		Reap:            os.Getpid() == 1,
 	}
+	sup.Watch = func(ctx context.Context) {
+		hctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+		client, err := qmp.NewClient(hctx, monitor)
+		cancel()
+		if err != nil {
+			if ctx.Err() == nil {
+				r.Log.Error("vmm's own QMP connection did not come up: no watch over full volumes and disk growth", "err", err)
+			}
+			return
+		}
+		w := &watch.Watch{Log: r.Log, QMP: client, Disks: watch.Disks(c), StatusFile: c.StatusFile()}
+		if err := w.Run(ctx); err != nil && ctx.Err() == nil {
+			r.Log.Debug("watch ended", "err", err) // QEMU exited: the supervisor reports why
+		}
+	}
 	if p.QEMU.VNCPassword {
 		password := p.password
 		sup.AfterStart = func(ctx context.Context) error {
@@ -190,6 +224,24 @@ func (p *Plan) Apply(r stage.Run) error {
 		}
 	}
 	return sup.Run(r.Ctx, cmd)
+}
+
+// monitorPair makes vmm's own QMP connection: a connected socket pair, one
+// end for vmm, the other for QEMU to inherit (qemu.MonitorFD). Nothing in a
+// shared volume, nobody else can connect.
+func monitorPair() (net.Conn, *os.File, error) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, nil, fmt.Errorf("socket pair for vmm's QMP connection: %w", err)
+	}
+	mine := os.NewFile(uintptr(fds[0]), "vmm-qmp")
+	conn, err := net.FileConn(mine)
+	mine.Close()
+	if err != nil {
+		unix.Close(fds[1])
+		return nil, nil, fmt.Errorf("socket pair for vmm's QMP connection: %w", err)
+	}
+	return conn, os.NewFile(uintptr(fds[1]), "qemu-qmp"), nil
 }
 
 // consoleDesc says whether the serial console takes input: a terminal on stdin is `kubectl attach -it`.

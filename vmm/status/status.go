@@ -1,0 +1,67 @@
+// Package status is the file through which vmm tells `vmm probe ready`
+// whether the guest runs: vmm writes it in the run volume whenever QEMU's
+// status changes (a guest paused on a full volume is not ready), the probe
+// reads it every few seconds without asking QEMU (QMP serves one client at a
+// time, and the file costs one small read).
+package status
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/berth-vm/berth/common/fsutil"
+)
+
+// FileName is the file in the run volume ($BERTH_RUN_DIR).
+const FileName = "vm-status.json"
+
+// Running is QEMU's status (query-status) of a running guest.
+const Running = "running"
+
+// Status is what the file holds.
+type Status struct {
+	// QEMU is QEMU's run state as query-status says it (running, io-error,
+	// paused, shutdown, ...), or "starting" before QEMU answers.
+	QEMU string `json:"qemu"`
+	// Reason says why the guest is not running, for the probe's message.
+	Reason string `json:"reason,omitempty"`
+	// Since is when vmm saw this status first.
+	Since time.Time `json:"since"`
+}
+
+// Starting is the status vmm writes before QEMU starts, replacing any left by
+// an earlier container of the pod.
+const Starting = "starting"
+
+// MaxBytes bounds what is read of the file.
+const MaxBytes = 64 << 10
+
+// Write replaces the file atomically (a reader sees the old status or the
+// new one), never through a symlink.
+func Write(path string, s Status) error {
+	b, err := json.Marshal(s)
+	if err != nil {
+		return fmt.Errorf("vm status: %w", err)
+	}
+	return fsutil.WriteFileAtomic(path, append(b, '\n'), 0o644)
+}
+
+// Read reads the file without following a symlink or blocking on a FIFO.
+func Read(path string) (Status, error) {
+	f, err := fsutil.Open(path)
+	if err != nil {
+		return Status{}, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, MaxBytes))
+	if err != nil {
+		return Status{}, fmt.Errorf("read %s: %w", path, err)
+	}
+	var s Status
+	if err := json.Unmarshal(b, &s); err != nil {
+		return Status{}, fmt.Errorf("read %s: %w", path, err)
+	}
+	return s, nil
+}

@@ -1,0 +1,295 @@
+package vmm
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/berth-vm/berth/common/roottest"
+	"github.com/berth-vm/berth/vmm/status"
+)
+
+// volume is a real ext4 filesystem on a loop device (mkfs.ext4's defaults,
+// as a cloud volume or the test cluster's CSI volumes), mounted at dir, its
+// root given to vmUID as disk-owner gives Berth's own directory.
+type volume struct {
+	file, loop, dir string
+}
+
+func newVolume(t *testing.T, dir string, size int64) *volume {
+	t.Helper()
+	v := &volume{file: dir + ".img", dir: dir}
+	os.MkdirAll(dir, 0o755)
+	f, err := os.Create(v.file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Truncate(size)
+	f.Close()
+	sh(t, "mkfs.ext4", "-q", v.file)
+	v.loop = strings.TrimSpace(sh(t, "losetup", "-f", "--show", v.file))
+	t.Cleanup(func() {
+		if exec.Command("umount", v.dir).Run() != nil {
+			exec.Command("umount", "-l", v.dir).Run()
+		}
+		exec.Command("losetup", "-d", v.loop).Run()
+		os.Remove(v.file)
+	})
+	sh(t, "mount", v.loop, dir)
+	sh(t, "chown", strconv.Itoa(vmUID)+":"+strconv.Itoa(vmUID), dir)
+	return v
+}
+
+// fill takes the volume's room but leave bytes with a file of root's (the
+// ballast), returned. (The volume is not grown online instead: resize2fs of
+// a mounted ext4 needs CAP_SYS_RESOURCE, which root here lacks; room from
+// removed files is the same to vmm.)
+func (v *volume) fill(t *testing.T, leave int64) string {
+	t.Helper()
+	ballast := filepath.Join(v.dir, "ballast")
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(v.dir, &st); err != nil {
+		t.Fatal(err)
+	}
+	sh(t, "fallocate", "-l", strconv.FormatInt(int64(st.Bavail)*st.Bsize-leave, 10), ballast)
+	syscall.Statfs(v.dir, &st)
+	t.Logf("volume: %d MiB, %d MiB available to the disk's owner", int64(st.Blocks)*st.Bsize>>20, int64(st.Bavail)*st.Bsize>>20)
+	return ballast
+}
+
+// driveSize is the virtual size QEMU reports for a drive (query-block over qmp.sock).
+func driveSize(t *testing.T, p *pod, drive string) uint64 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	l, err := QueryLive(ctx, filepath.Join(p.run, "qmp.sock"))
+	if err != nil {
+		t.Fatalf("query QEMU: %v", err)
+	}
+	d, ok := l.Drives[drive]
+	if !ok {
+		t.Fatalf("QEMU has no drive %s: %v", drive, l.Drives)
+	}
+	return d.Image.VirtualSize
+}
+
+// TestBinaryDiskGrowth: vmm grows disks over QMP while QEMU runs (no guest
+// needed). The pet overlay (64Mi, DISK_SIZE 96Mi, room in its directory) is
+// grown at once. A data disk (16Mi, size 64Mi) on a real ext4 volume with
+// 32 MiB left is not: its volume cannot hold 64 MiB fully written, which vmm
+// logs and --check names; once the volume has room (a file removed; a grown
+// PVC is the same to vmm) vmm grows the disk and query-block shows its size.
+// --dry-run shows the data disk.
+func TestBinaryDiskGrowth(t *testing.T) {
+	roottest.Require(t)
+	needQEMU(t)
+	p := newPod(t)
+	sh(t, "qemu-img", "create", "-q", "-f", "qcow2", filepath.Join(p.disk, "testvm.qcow2"), "64M")
+	os.WriteFile(filepath.Join(p.run, "seed.iso"), nil, 0o644)
+	dataDir := filepath.Join(p.work, "disks")
+	vol := newVolume(t, filepath.Join(dataDir, "data"), 128<<20)
+	sh(t, "qemu-img", "create", "-q", "-f", "qcow2", filepath.Join(vol.dir, "data.qcow2"), "16M")
+	ballast := vol.fill(t, 32<<20)
+	p.chown(t)
+	sh(t, "chown", "-R", strconv.Itoa(vmUID)+":"+strconv.Itoa(vmUID), vol.dir)
+	env := p.env("ACCEL=tcg", "NO_VNC=true", "SHUTDOWN_TIMEOUT=1", "DISK_SIZE=96Mi",
+		"DATA_DISK_DIR="+dataDir, `DATA_DISKS=[{"name":"data","size":"64Mi"}]`)
+
+	out, err := p.cmd(t, env, "--dry-run").Output()
+	if err != nil || !strings.Contains(string(out), "id=disk-data,file="+filepath.Join(vol.dir, "data.qcow2")+",format=qcow2") ||
+		!strings.Contains(string(out), "virtio-blk-pci,drive=disk-data,serial=data") {
+		t.Fatalf("--dry-run: %v, does not show the data disk:\n%s", err, out)
+	}
+
+	v := p.start(t, "growth", env)
+	until(t, 30*time.Second, "probe live", func() bool { c, _ := p.probe(t, env, "live"); return c == 0 })
+	until(t, 30*time.Second, "the pet disk grown to DISK_SIZE", func() bool { return driveSize(t, p, "disk0") == 96<<20 })
+	until(t, 30*time.Second, "vmm's warning that the data disk waits for room", func() bool {
+		return strings.Contains(readFile(v.stderr), `msg="not growing a disk yet: vmm grows it once its volume has room" disk=data`)
+	})
+	if got := driveSize(t, p, "disk-data"); got != 16<<20 {
+		t.Fatalf("data disk grown to %d on a volume that cannot hold it", got)
+	}
+	code, stdout, _ := p.check(t, env)
+	if code != 1 || !strings.Contains(stdout, "differs: QEMU's data disk data is 16Mi, want 64Mi (DATA_DISKS): vmm grows it once its volume has room") ||
+		strings.Contains(stdout, "pet disk") {
+		t.Errorf("--check before the volume grew: exit %d:\n%s", code, stdout)
+	}
+
+	roomy := time.Now()
+	if err := os.Remove(ballast); err != nil {
+		t.Fatal(err)
+	}
+	until(t, 30*time.Second, "the data disk grown once its volume has room", func() bool { return driveSize(t, p, "disk-data") == 64<<20 })
+	t.Logf("data disk grown %s after its volume had room", time.Since(roomy).Round(100*time.Millisecond))
+	if st := readFile(v.stderr); !strings.Contains(st, `msg="grew a disk to its size: the guest sees the new size now" disk=data drive=disk-data from=16.0Mi to=64.0Mi`) ||
+		!strings.Contains(st, `disk=root drive=disk0 from=64.0Mi to=96.0Mi`) {
+		t.Errorf("vmm did not log both growths:\n%s", st)
+	}
+	if code, stdout, stderr := p.check(t, env); code != 0 {
+		t.Errorf("--check after growth: exit %d:\n%s%s", code, stdout, stderr)
+	}
+	v.cmd.Process.Signal(syscall.SIGTERM)
+	v.exit(t, 30*time.Second)
+	out, _ = exec.Command("qemu-img", "info", filepath.Join(vol.dir, "data.qcow2")).CombinedOutput()
+	if !strings.Contains(string(out), "virtual size: 64 MiB") {
+		t.Errorf("the data disk file after vmm: %s", out)
+	}
+	t.Logf("vmm's log:\n%s", readFile(v.stderr))
+}
+
+// startDnsmasq serves the guest's lease on br0 as the dnsmasq sidecar does.
+func startDnsmasq(t *testing.T, p *pod) string {
+	t.Helper()
+	sh(t, "ip", "-n", p.ns, "addr", "add", "192.168.254.1/30", "dev", "br0")
+	leases := filepath.Join(p.run, "dnsmasq.leases")
+	dnsmasq := exec.Command("ip", "netns", "exec", p.ns, "dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null", "--port=0",
+		"--interface=br0", "--bind-interfaces", "--dhcp-range=192.168.254.2,192.168.254.2,255.255.255.252,1h",
+		"--dhcp-leasefile="+leases, "--user=root", "--pid-file=", "--log-dhcp")
+	dnsLog, _ := os.Create(filepath.Join(p.work, "dnsmasq.log"))
+	dnsmasq.Stdout, dnsmasq.Stderr = dnsLog, dnsLog
+	if err := dnsmasq.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { dnsmasq.Process.Kill(); dnsmasq.Wait() })
+	return leases
+}
+
+// testGuest builds (or finds) the test guest and makes the pet overlay on it.
+func testGuest(t *testing.T, p *pod) string {
+	t.Helper()
+	out, err := exec.Command("../../ci/testguest/build.sh").Output()
+	if err != nil {
+		t.Fatalf("ci/testguest/build.sh: %v", err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	image, err := filepath.EvalSymlinks(lines[len(lines)-1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	sh(t, "qemu-img", "create", "-q", "-f", "qcow2", "-b", image, "-F", "qcow2", filepath.Join(p.disk, "testvm.qcow2"))
+	return image
+}
+
+// seedWith writes a NoCloud seed ISO with user-data into the run dir.
+func seedWith(t *testing.T, p *pod, userData string) {
+	t.Helper()
+	seed := filepath.Join(p.work, "seed")
+	os.MkdirAll(seed, 0o755)
+	os.WriteFile(filepath.Join(seed, "meta-data"), []byte("instance-id: testvm\nlocal-hostname: testvm\n"), 0o644)
+	os.WriteFile(filepath.Join(seed, "user-data"), []byte(userData), 0o644)
+	sh(t, "genisoimage", "-quiet", "-o", filepath.Join(p.run, "seed.iso"), "-volid", "cidata", "-J", "-R", seed)
+}
+
+// The guest's writes in TestBinaryFullVolume: fullPattern repeated to
+// fullBytes, its sha256 printed on the console after it is read back.
+const (
+	fullPattern = "berth-full-volume\n"
+	fullBytes   = 100 << 20
+)
+
+// fullVolumeUserData writes fullBytes onto the data disk (by its serial),
+// O_DIRECT, then reads them back from the disk and prints their sha256.
+const fullVolumeUserData = `#cloud-config
+runcmd:
+  - [sh, -c, "echo BERTH-WRITE-START >/dev/ttyS0; yes berth-full-volume | head -c 104857600 | dd of=/dev/disk/by-id/virtio-data bs=1M iflag=fullblock oflag=direct conv=fsync 2>/dev/ttyS0; echo BERTH-WRITE-DONE $(dd if=/dev/disk/by-id/virtio-data bs=1M count=100 iflag=direct 2>/dev/null | sha256sum) >/dev/ttyS0"]
+`
+
+// TestBinaryFullVolume: a guest writes 100 MiB onto a data disk whose real
+// ext4 volume has about 45 MiB left for it. QEMU pauses the guest
+// (werror=enospc); vmm logs the disk and how full its volume is, the status
+// file says io-error and probe ready fails; a ballast file is removed, vmm
+// resumes the guest (cont), the write completes, the guest reads back exactly
+// what it wrote, probe ready passes, and the qcow2 checks clean.
+func TestBinaryFullVolume(t *testing.T) {
+	roottest.Require(t)
+	needQEMU(t)
+	p := newPod(t)
+	image := testGuest(t, p)
+	seedWith(t, p, fullVolumeUserData)
+	dataDir := filepath.Join(p.work, "disks")
+	vol := newVolume(t, filepath.Join(dataDir, "data"), 192<<20)
+	disk := filepath.Join(vol.dir, "data.qcow2")
+	sh(t, "qemu-img", "create", "-q", "-f", "qcow2", disk, "128M")
+	p.chown(t)
+	sh(t, "chown", strconv.Itoa(vmUID)+":"+strconv.Itoa(vmUID), disk)
+	ballast := vol.fill(t, 45<<20)
+	leases := startDnsmasq(t, p)
+
+	env := p.env("ACCEL=tcg", "VM_CPUS=2", "VM_MEMORY=1Gi", "NO_VNC=true", "SHUTDOWN_TIMEOUT=60", "IMAGE_DIR="+filepath.Dir(image),
+		"DATA_DISK_DIR="+dataDir, `DATA_DISKS=[{"name":"data","size":"128Mi"}]`)
+	start := time.Now()
+	v := p.start(t, "full", env)
+	const pausedLog = `level=ERROR msg="the guest is paused: a disk's volume is full" disk=data drive=disk-data`
+	until(t, 600*time.Second, "the guest paused on the full volume (vmm's log)", func() bool {
+		select {
+		case <-v.done:
+			t.Fatalf("vmm exited: %v\n%s", v.err, readFile(v.stderr))
+		default:
+		}
+		return strings.Contains(readFile(v.stderr), pausedLog)
+	})
+	t.Logf("paused %s after start", time.Since(start).Round(time.Second))
+	if !strings.Contains(readFile(v.console), "BERTH-WRITE-START") {
+		t.Errorf("paused before the guest's write began: something else filled the volume")
+	}
+	s, err := status.Read(filepath.Join(p.run, status.FileName))
+	if err != nil || s.QEMU != "io-error" || !strings.Contains(s.Reason, "the volume of disk data is full") {
+		t.Errorf("status file: %+v, %v; want io-error naming disk data", s, err)
+	}
+	if c, out := p.probe(t, env, "ready"); c != 1 || !strings.Contains(out, "the guest is not running") {
+		t.Errorf("probe ready while paused: exit %d: %s", c, out)
+	}
+	if c, out := p.probe(t, env, "live"); c != 0 || !strings.Contains(out, "io-error") {
+		t.Errorf("probe live while paused (QEMU answers): exit %d: %s", c, out)
+	}
+	time.Sleep(5 * time.Second)
+	if strings.Contains(readFile(v.stderr), "resuming the guest") {
+		t.Fatalf("vmm resumed the guest with the volume still full:\n%s", readFile(v.stderr))
+	}
+
+	freed := time.Now()
+	if err := os.Remove(ballast); err != nil {
+		t.Fatal(err)
+	}
+	until(t, 30*time.Second, "vmm resumes the guest once the volume has room", func() bool {
+		return strings.Contains(readFile(v.stderr), `level=INFO msg="resuming the guest: its full volumes have room again" data_avail=`)
+	})
+	t.Logf("resumed %s after the ballast was removed", time.Since(freed).Round(100*time.Millisecond))
+	_, _ = v.expect(t, 300*time.Second, 0, "BERTH-WRITE-DONE ")
+	want := sha256.Sum256(bytes.Repeat([]byte(fullPattern), fullBytes/len(fullPattern)+1)[:fullBytes])
+	if c := readFile(v.console); !strings.Contains(c, "BERTH-WRITE-DONE "+hex.EncodeToString(want[:])) {
+		t.Errorf("the guest read back other data than it wrote (want sha256 %x); console end:\n%s", want, tail(c, 2000))
+	}
+	if strings.Count(readFile(v.stderr), "the guest is paused: a disk's volume is full") != 1 {
+		t.Logf("the guest paused more than once (backoff):\n%s", readFile(v.stderr))
+	}
+	deadline := time.Now().Add(180 * time.Second)
+	for {
+		c, out := p.probe(t, env, "ready")
+		if c == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("probe ready after the resume: %s\nleases: %s", out, readFile(leases))
+		}
+		time.Sleep(time.Second)
+	}
+	v.cmd.Process.Signal(syscall.SIGTERM)
+	if code := v.exit(t, 90*time.Second); code != 0 {
+		t.Errorf("SIGTERM: exit %d", code)
+	}
+	if out, err := exec.Command("qemu-img", "check", disk).CombinedOutput(); err != nil {
+		t.Errorf("qemu-img check of the data disk: %v\n%s", err, out)
+	}
+	t.Logf("vmm's log:\n%s", readFile(v.stderr))
+}

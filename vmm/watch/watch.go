@@ -1,0 +1,360 @@
+// Package watch is vmm's eye on the running QEMU, over vmm's own QMP
+// connection: it keeps the status file `vmm probe ready` reads, resumes a
+// guest that QEMU paused because a disk's volume filled (werror=enospc) once
+// the volume has room again, and grows a disk whose target size its volume
+// (or device) now holds, so a PVC grown while the pod runs is used without a
+// restart. The decisions are in decide.go, pure.
+package watch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/berth-vm/berth/common/disks"
+	"github.com/berth-vm/berth/vmm/config"
+	"github.com/berth-vm/berth/vmm/qemu"
+	"github.com/berth-vm/berth/vmm/qmp"
+	"github.com/berth-vm/berth/vmm/status"
+)
+
+// How often the watch looks (zero fields of Watch take these).
+const (
+	StatusEvery = time.Second      // query-status
+	RoomEvery   = 2 * time.Second  // statfs of a paused guest's full volumes
+	GrowEvery   = 10 * time.Second // query-block and the volumes, for growth
+	QMPTimeout  = 10 * time.Second // one command on vmm's own connection
+)
+
+// Disk is one of the VM's disks as the watch sees it.
+type Disk struct {
+	Name   string // its serial (disks.RootSerial for the pet disk): what logs call it
+	Drive  string // QEMU's drive id
+	Path   string // the file, or the Block device
+	Volume string // the directory whose filesystem holds the file ("" for Block)
+	Target Target
+}
+
+// Disks lists the VM's disks: the pet overlay (target DISK_SIZE), then the
+// data disks (target their size).
+func Disks(c config.Config) []Disk {
+	list := []Disk{{Name: disks.RootSerial, Drive: qemu.DiskDrive, Path: c.Overlay(), Volume: c.DiskDir,
+		Target: Target{Format: "qcow2", Size: c.DiskSize}}}
+	for _, d := range c.DataDisks {
+		w := Disk{Name: d.Name, Drive: qemu.DataDrive(d.Name), Path: d.Path(c.DataDiskDir),
+			Target: Target{Format: d.Format, Block: d.Block(), Size: d.Bytes}}
+		if !d.Block() {
+			w.Volume = d.VolumeDir(c.DataDiskDir)
+		}
+		list = append(list, w)
+	}
+	return list
+}
+
+// contSent stands for QEMU's status between vmm's cont and the next
+// query-status.
+const contSent = "cont sent"
+
+// Watch watches one QEMU.
+type Watch struct {
+	Log        *slog.Logger
+	QMP        *qmp.Client
+	Disks      []Disk
+	StatusFile string
+
+	StatusEvery, RoomEvery, GrowEvery time.Duration // zero: the defaults
+
+	state  string // QEMU's status as last seen
+	pause  Pause  // the current (or last) pause on a full volume
+	full   []Disk // the disks the current pause is on
+	warned map[string]string
+}
+
+// Run watches until ctx ends or QEMU's connection does (QEMU exited).
+func (w *Watch) Run(ctx context.Context) error {
+	if w.StatusEvery == 0 {
+		w.StatusEvery = StatusEvery
+	}
+	if w.RoomEvery == 0 {
+		w.RoomEvery = RoomEvery
+	}
+	if w.GrowEvery == 0 {
+		w.GrowEvery = GrowEvery
+	}
+	w.warned = map[string]string{}
+	tick := time.NewTicker(w.StatusEvery)
+	defer tick.Stop()
+	var lastRoom, lastGrow time.Time
+	for {
+		now := time.Now()
+		st, err := w.status(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			w.write(status.Status{QEMU: "unknown", Reason: "vmm lost its QMP connection to QEMU: " + err.Error(), Since: now})
+			return fmt.Errorf("watch: %w", err)
+		}
+		if st != w.state {
+			w.changed(ctx, w.state, st, now)
+			w.state = st
+		}
+		if st == "io-error" && now.Sub(lastRoom) >= w.RoomEvery {
+			lastRoom = now
+			w.maybeResume(ctx, now)
+		}
+		if now.Sub(lastGrow) >= w.GrowEvery {
+			lastGrow = now
+			w.grow(ctx)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+	}
+}
+
+func (w *Watch) status(ctx context.Context) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, QMPTimeout)
+	defer cancel()
+	st, err := w.QMP.QueryStatus(ctx)
+	w.QMP.TakeEvents() // the status and query-block say all vmm needs; events must not pile up
+	return st.Status, err
+}
+
+// changed handles a new status: the status file, and for a pause on a full
+// volume which disks and how full.
+func (w *Watch) changed(ctx context.Context, from, to string, now time.Time) {
+	s := status.Status{QEMU: to, Since: now}
+	switch {
+	case to == "io-error":
+		w.pause = NextPause(w.pause, now)
+		w.full = w.fullDisks(ctx)
+		s.Reason = w.pausedReason()
+	case to == status.Running && (from == "io-error" || from == contSent):
+		w.Log.Info("the guest runs again", "paused_for", now.Sub(w.pause.Since).Round(time.Second).String())
+	case to != status.Running:
+		s.Reason = "QEMU's status is " + to
+		w.Log.Warn("the guest is not running", "status", to)
+	}
+	w.write(s)
+}
+
+func (w *Watch) write(s status.Status) {
+	if err := status.Write(w.StatusFile, s); err != nil {
+		w.Log.Error("cannot write the status file: probe ready reads it", "err", err)
+	}
+}
+
+// blockInfo is what query-block says of a drive.
+type blockInfo struct {
+	Device   string `json:"device"`
+	IOStatus string `json:"io-status"` // ok, failed, nospace (with werror=enospc)
+	Inserted *struct {
+		Image struct {
+			VirtualSize uint64 `json:"virtual-size"`
+		} `json:"image"`
+	} `json:"inserted"`
+}
+
+func (w *Watch) queryBlock(ctx context.Context) (map[string]blockInfo, error) {
+	ctx, cancel := context.WithTimeout(ctx, QMPTimeout)
+	defer cancel()
+	var list []blockInfo
+	if err := w.QMP.Query(ctx, "query-block", &list); err != nil {
+		return nil, err
+	}
+	m := map[string]blockInfo{}
+	for _, b := range list {
+		m[b.Device] = b
+	}
+	return m, nil
+}
+
+// fullDisks finds the disks whose writes failed for lack of space and logs
+// each with its volume's figures.
+func (w *Watch) fullDisks(ctx context.Context) []Disk {
+	blocks, err := w.queryBlock(ctx)
+	if err != nil {
+		w.Log.Error("the guest is paused on a write error, and query-block failed: cannot tell which disk", "err", err)
+		return nil
+	}
+	var full []Disk
+	for _, d := range w.Disks {
+		switch blocks[d.Drive].IOStatus {
+		case "nospace":
+			full = append(full, d)
+			attrs := []any{"disk", d.Name, "drive", d.Drive, "path", d.Path}
+			if d.Volume == "" {
+				attrs = append(attrs, "volume", "block device (no free space to read)")
+			} else if u, err := volumeUsage(d.Volume); err != nil {
+				attrs = append(attrs, "volume", d.Volume, "statfs_err", err)
+			} else {
+				attrs = append(attrs, "volume", d.Volume, "used", Human(u.Used), "total", Human(u.Total), "avail", Human(u.Avail),
+					"full", percent(u.Total-u.Avail, u.Total), "resume_at_avail", Human(RoomToResume(u.Total)))
+			}
+			w.Log.Error("the guest is paused: a disk's volume is full", attrs...)
+		case "failed":
+			w.Log.Error("the guest is paused on a write error that is not a full volume: vmm does not resume it", "disk", d.Name, "drive", d.Drive, "path", d.Path)
+		}
+	}
+	if len(full) == 0 {
+		w.Log.Error("the guest is paused on a write error, and no disk reports a full volume: vmm does not resume it")
+	}
+	return full
+}
+
+func (w *Watch) pausedReason() string {
+	if len(w.full) == 0 {
+		return "paused on a write error"
+	}
+	names := ""
+	for i, d := range w.full {
+		if i > 0 {
+			names += ", "
+		}
+		names += d.Name
+	}
+	return "paused: the volume of disk " + names + " is full; vmm resumes the guest once it has room"
+}
+
+// maybeResume resumes the paused guest when ShouldResume says so.
+func (w *Watch) maybeResume(ctx context.Context, now time.Time) {
+	var vols []Volume
+	attrs := []any{}
+	for _, d := range w.full {
+		if d.Volume == "" {
+			vols = append(vols, Volume{})
+			continue
+		}
+		u, err := volumeUsage(d.Volume)
+		if err != nil {
+			w.Log.Warn("statfs of a full disk's volume", "disk", d.Name, "err", err)
+			return
+		}
+		vols = append(vols, Volume{Known: true, Avail: u.Avail, Total: u.Total})
+		attrs = append(attrs, d.Name+"_avail", Human(u.Avail))
+	}
+	if !ShouldResume(w.pause, now, vols) {
+		return
+	}
+	cctx, cancel := context.WithTimeout(ctx, QMPTimeout)
+	defer cancel()
+	if _, err := w.QMP.Execute(cctx, "cont", nil); err != nil {
+		w.Log.Error("cont failed: the guest stays paused", "err", err)
+		return
+	}
+	w.pause.LastCont = now
+	// The next status is news either way: running (the guest runs again) or
+	// io-error (a new pause, perhaps before a poll saw it run: the backoff counts it).
+	w.state = contSent
+	attrs = append(attrs, "paused_for", now.Sub(w.pause.Since).Round(time.Second).String(), "retries", w.pause.Retries)
+	w.Log.Info("resuming the guest: its full volumes have room again", attrs...)
+}
+
+// grow grows every disk below its target whose volume now holds it.
+func (w *Watch) grow(ctx context.Context) {
+	var blocks map[string]blockInfo
+	for _, d := range w.Disks {
+		if d.Target.Size == 0 {
+			continue
+		}
+		if blocks == nil {
+			var err error
+			if blocks, err = w.queryBlock(ctx); err != nil {
+				w.once(d.Drive, "query-block: "+err.Error(), func() { w.Log.Warn("growth check: query-block failed", "err", err) })
+				return
+			}
+		}
+		b := blocks[d.Drive]
+		if b.Inserted == nil {
+			continue
+		}
+		cur := b.Inserted.Image.VirtualSize
+		if cur >= d.Target.Size {
+			delete(w.warned, d.Drive)
+			continue
+		}
+		s, err := w.space(d)
+		if err != nil {
+			w.once(d.Drive, err.Error(), func() { w.Log.Warn("growth check: cannot read the disk's volume", "disk", d.Name, "err", err) })
+			continue
+		}
+		ok, why := Grow(d.Target, cur, s)
+		if !ok {
+			w.once(d.Drive, fmt.Sprint(d.Target.Size, why), func() {
+				attrs := []any{"disk", d.Name, "size", Human(cur), "target", Human(d.Target.Size), "why", why}
+				if d.Target.Block {
+					attrs = append(attrs, "device", Human(s.Device))
+				} else {
+					attrs = append(attrs, "needs", Human(disks.FullAllocation(d.Target.Format, d.Target.Size)), "has", Human(s.Avail+s.Used))
+				}
+				w.Log.Warn("not growing a disk yet: vmm grows it once its volume has room", attrs...)
+			})
+			continue
+		}
+		cctx, cancel := context.WithTimeout(ctx, QMPTimeout)
+		_, err = w.QMP.Execute(cctx, "block_resize", map[string]any{"device": d.Drive, "size": d.Target.Size})
+		cancel()
+		if err != nil {
+			var qe *qmp.Error
+			if !errors.As(err, &qe) && ctx.Err() != nil {
+				return
+			}
+			w.once(d.Drive, "block_resize: "+err.Error(), func() { w.Log.Error("block_resize failed", "disk", d.Name, "target", Human(d.Target.Size), "err", err) })
+			continue
+		}
+		delete(w.warned, d.Drive)
+		w.Log.Info("grew a disk to its size: the guest sees the new size now", "disk", d.Name, "drive", d.Drive, "from", Human(cur), "to", Human(d.Target.Size))
+	}
+}
+
+// once runs log unless the same key last logged the same thing.
+func (w *Watch) once(key, what string, log func()) {
+	if w.warned[key] == what {
+		return
+	}
+	w.warned[key] = what
+	log()
+}
+
+func (w *Watch) space(d Disk) (Space, error) {
+	if d.Target.Block {
+		n, err := deviceSize(d.Path)
+		return Space{Device: n}, err
+	}
+	u, err := volumeUsage(d.Volume)
+	if err != nil {
+		return Space{}, err
+	}
+	used, err := fileUsed(d.Path)
+	if err != nil {
+		return Space{}, err
+	}
+	return Space{Avail: u.Avail, Used: used}, nil
+}
+
+// Human writes a size in bytes for a log line: whole bytes below 1 KiB, else
+// KiB, MiB, GiB or TiB with one decimal.
+func Human(b uint64) string {
+	const units = "KMGT"
+	if b < 1<<10 {
+		return fmt.Sprintf("%dB", b)
+	}
+	v, i := float64(b)/1024, 0
+	for v >= 1024 && i < len(units)-1 {
+		v /= 1024
+		i++
+	}
+	return fmt.Sprintf("%.1f%ci", v, units[i])
+}
+
+func percent(part, whole uint64) string {
+	if whole == 0 {
+		return "?"
+	}
+	return fmt.Sprintf("%.1f%%", float64(part)*100/float64(whole))
+}

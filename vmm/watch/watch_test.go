@@ -1,0 +1,176 @@
+package watch
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/berth-vm/berth/vmm/qmp"
+	"github.com/berth-vm/berth/vmm/status"
+)
+
+// fakeMonitor answers QMP on one end of a pipe as QEMU does on vmm's own
+// monitor: the guest is paused (io-error, drive disk-data nospace) until vmm
+// sends cont, then runs; block_resize changes the drive's size.
+type fakeMonitor struct {
+	mu       sync.Mutex
+	status   string
+	size     uint64
+	commands []string
+}
+
+func (f *fakeMonitor) serve(t *testing.T, conn net.Conn) {
+	defer conn.Close()
+	fmt.Fprintln(conn, `{"QMP": {"version": {}, "capabilities": []}}`)
+	sc := bufio.NewScanner(conn)
+	for sc.Scan() {
+		var req struct {
+			Execute   string          `json:"execute"`
+			Arguments json.RawMessage `json:"arguments"`
+			ID        json.RawMessage `json:"id"`
+		}
+		if err := json.Unmarshal(sc.Bytes(), &req); err != nil {
+			t.Errorf("bad request %q", sc.Text())
+			return
+		}
+		f.mu.Lock()
+		f.commands = append(f.commands, req.Execute)
+		var ret any = map[string]any{}
+		switch req.Execute {
+		case "query-status":
+			ret = map[string]any{"status": f.status, "running": f.status == "running"}
+		case "query-block":
+			io := "ok"
+			if f.status == "io-error" {
+				io = "nospace"
+			}
+			ret = []any{map[string]any{"device": "disk-data", "io-status": io,
+				"inserted": map[string]any{"image": map[string]any{"virtual-size": f.size}}}}
+		case "cont":
+			f.status = "running"
+		case "block_resize":
+			var a struct {
+				Device string `json:"device"`
+				Size   uint64 `json:"size"`
+			}
+			json.Unmarshal(req.Arguments, &a)
+			f.size = a.Size
+		}
+		f.mu.Unlock()
+		b, _ := json.Marshal(map[string]any{"return": ret, "id": req.ID})
+		// An event before the reply, as QEMU sends them: the client keeps it for TakeEvents.
+		fmt.Fprintln(conn, `{"event": "BLOCK_IO_ERROR", "data": {"device": "disk-data", "nospace": true}}`)
+		conn.Write(append(b, '\n'))
+	}
+}
+
+// TestWatchResumesAndGrows: against a fake monitor, a guest paused on a full
+// volume (a temporary directory with far more than 64 MiB free) is logged,
+// written to the status file as io-error, resumed with cont, then running;
+// a disk below its target on a volume with room is grown with block_resize.
+func TestWatchResumesAndGrows(t *testing.T) {
+	dir := t.TempDir()
+	disk := filepath.Join(dir, "data.qcow2")
+	os.WriteFile(disk, []byte("x"), 0o644)
+	if u, err := volumeUsage(dir); err != nil || u.Avail < RoomToResume(u.Total)+4<<20 {
+		t.Skipf("the test's volume has too little room (%+v, %v)", u, err)
+	}
+	mine, theirs := net.Pipe()
+	f := &fakeMonitor{status: "io-error", size: 1 << 20}
+	go f.serve(t, theirs)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := qmp.NewClient(ctx, mine)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs bytes.Buffer
+	var logMu sync.Mutex
+	w := &Watch{
+		Log:         slog.New(slog.NewTextHandler(&lockedWriter{w: &logs, mu: &logMu}, nil)),
+		QMP:         c,
+		Disks:       []Disk{{Name: "data", Drive: "disk-data", Path: disk, Volume: dir, Target: Target{Format: "raw", Size: 2 << 20}}},
+		StatusFile:  filepath.Join(dir, status.FileName),
+		StatusEvery: 20 * time.Millisecond, RoomEvery: 20 * time.Millisecond, GrowEvery: 50 * time.Millisecond,
+	}
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+
+	var seen []string
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		s, _ := status.Read(w.StatusFile)
+		if len(seen) == 0 || seen[len(seen)-1] != s.QEMU {
+			seen = append(seen, s.QEMU)
+		}
+		f.mu.Lock()
+		grown := f.size == 2<<20
+		f.mu.Unlock()
+		if s.QEMU == "running" && grown {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not running and grown within 20 s: statuses %q, size %d", seen, f.size)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	cancel()
+	<-done
+	logMu.Lock()
+	out := logs.String()
+	logMu.Unlock()
+	for _, want := range []string{
+		`level=ERROR msg="the guest is paused: a disk's volume is full" disk=data drive=disk-data path=` + disk + ` volume=` + dir + ` used=`,
+		`level=INFO msg="resuming the guest: its full volumes have room again" data_avail=`,
+		`level=INFO msg="the guest runs again"`,
+		`level=INFO msg="grew a disk to its size: the guest sees the new size now" disk=data drive=disk-data from=1.0Mi to=2.0Mi`,
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("log lacks %q:\n%s", want, out)
+		}
+	}
+	if seen[0] == "running" || !containsStatus(seen, "io-error") {
+		t.Errorf("status file went %q, want io-error before running", seen)
+	}
+	if len(c.Events) != 0 {
+		t.Errorf("events pile up on the client: %d kept", len(c.Events))
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if n := count(f.commands, "cont"); n != 1 {
+		t.Errorf("cont sent %d times, want 1 (commands %q)", n, f.commands)
+	}
+}
+
+func containsStatus(list []string, s string) bool { return count(list, s) > 0 }
+
+func count(list []string, s string) int {
+	n := 0
+	for _, x := range list {
+		if x == s {
+			n++
+		}
+	}
+	return n
+}
+
+type lockedWriter struct {
+	w  *bytes.Buffer
+	mu *sync.Mutex
+}
+
+func (l *lockedWriter) Write(b []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(b)
+}
