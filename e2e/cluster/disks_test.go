@@ -71,6 +71,8 @@ var (
 	vmmGrewRE   = regexp.MustCompile(`grew a disk to its size`)
 	// image-fetch's message on a volume root it cannot write (issue 18's report).
 	notWritableRE = regexp.MustCompile(`not writable`)
+	// what the guest's kernel says of a disk that failed a write (werror=enospc must spare it that)
+	guestDiskErrorRE = regexp.MustCompile(`I/O error|EXT4-fs error|EXT4-fs warning|critical (space|medium|target)`)
 )
 
 // journey is the state the disk steps hand on.
@@ -227,11 +229,16 @@ func (j *journey) install(t *testing.T) {
 	j.pod = j.waitVMReady(t, disksVM, "")
 	j.ip = j.pod.Status.PodIP
 	claims := kube.ClaimNames(j.pod)
-	want := map[string]dataDisk{rootClaim(disksRelease, disksVM): {"root", j.cfg.diskClass, "Filesystem", rootSize, false}}
-	for _, d := range j.cfg.dataDisks() {
-		want[dataClaim(disksRelease, disksVM, d.name)] = d
+	type claimed struct {
+		name string
+		disk dataDisk
 	}
-	for name, d := range want {
+	want := []claimed{{rootClaim(disksRelease, disksVM), dataDisk{"root", j.cfg.diskClass, "Filesystem", rootSize, false}}}
+	for _, d := range j.cfg.dataDisks() {
+		want = append(want, claimed{dataClaim(disksRelease, disksVM, d.name), d})
+	}
+	for _, w := range want {
+		name, d := w.name, w.disk
 		if !slices.Contains(claims, name) {
 			t.Errorf("pod %s does not mount PVC %s (it mounts %q)", j.pod.Name, name, claims)
 			continue
@@ -609,7 +616,7 @@ func (j *journey) fullVolume(t *testing.T) {
 		t.Error(err)
 	}
 	dev := filepath.Base(j.devices["small"])
-	if l := firstLine(dmesg, func(l string) bool { return strings.Contains(l, dev) && regexp.MustCompile(`(?i)error`).MatchString(l) }); l != "" {
+	if l := firstLine(dmesg, func(l string) bool { return strings.Contains(l, dev) && guestDiskErrorRE.MatchString(l) }); l != "" {
 		t.Errorf("the guest's kernel saw an error on %s (werror=enospc should have paused it): %s", dev, l)
 	}
 	fsck, err := j.ssh.RunFor(ctx, 300*time.Second, j.ip, "sudo umount /mnt/small && sudo e2fsck -fn /dev/disk/by-id/virtio-small 2>&1")
