@@ -33,6 +33,8 @@ var auditVariants = []struct {
 	{"tun-privileged", "tun.mode: privileged (opt-in: the vm container privileged, as root)", oneVM + "    tun: {mode: privileged}\n", true},
 	{"vnc-public", "vnc.listen: 0.0.0.0 with vnc.passwordSecret", oneVM + "    vnc: {listen: 0.0.0.0, passwordSecret: vnc-pw}\n", false},
 	{"web-console", "console.web.enabled: the novnc sidecar (noVNC on the pod's loopback)", oneVM + "    console: {web: {enabled: true}}\n", false},
+	{"data-disks", "data disks: a Filesystem one (a file in Berth's directory on its volume) and a Block one (the volume's device node)",
+		oneVM + "    disks: [{name: data, size: 1Gi}, {name: db, size: 1Gi, volumeMode: Block}]\n", false},
 	{"smallest", "the smallest footprint: ipForward sysctl, tun and kvm from device plugins, emptyDir image cache",
 		oneVM + "    ipForward: sysctl\n    tun: {mode: devicePlugin}\n    kvm: {resourceName: devices.kubevirt.io/kvm}\n    imageCache: {mode: emptyDir}\n", false},
 }
@@ -93,7 +95,7 @@ type auditRow struct {
 	ReadOnly   bool // readOnlyRootFilesystem
 	Writable   []string
 	HostPaths  []string
-	Devices    []string // extended resources requested (device plugins)
+	Devices    []string // extended resources requested (device plugins), Block volumes' device nodes
 }
 
 func boolp(b *bool) string {
@@ -155,6 +157,9 @@ func auditRows(ap auditPod) []auditRow {
 			if strings.Contains(string(name), "/") {
 				r.Devices = append(r.Devices, string(name))
 			}
+		}
+		for _, d := range c.VolumeDevices { // a Block PVC's device node, read-write
+			r.Devices = append(r.Devices, fmt.Sprintf("%s (%s)", d.DevicePath, volumeKind(vols[d.Name])))
 		}
 		sort.Strings(r.Devices)
 		rows = append(rows, r)

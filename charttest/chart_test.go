@@ -239,6 +239,7 @@ func TestObjectsPerVM(t *testing.T) {
 `)
 	want := []string{
 		"ConfigMap/rel-vm1-seed", "ConfigMap/rel-vm2-seed",
+		"PersistentVolumeClaim/disk-rel-vm1-0", "PersistentVolumeClaim/disk-rel-vm2-0",
 		"Service/rel-vm2",
 		"ServiceAccount/rel-berth",
 		"StatefulSet/rel-vm1", "StatefulSet/rel-vm2",
@@ -282,8 +283,8 @@ func TestInitContainerOrder(t *testing.T) {
 		name, values string
 		want         []string
 	}{
-		{"hostPath cache", oneVM, []string{"net-setup", "image-cache", "image-fetch", "seed-iso", "dnsmasq"}},
-		{"emptyDir cache", oneVM + "    imageCache: {mode: emptyDir}\n", []string{"net-setup", "image-fetch", "seed-iso", "dnsmasq"}},
+		{"hostPath cache", oneVM, []string{"net-setup", "image-cache", "disk-owner", "image-fetch", "seed-iso", "dnsmasq"}},
+		{"emptyDir cache", oneVM + "    imageCache: {mode: emptyDir}\n", []string{"net-setup", "disk-owner", "image-fetch", "seed-iso", "dnsmasq"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := sts(t, render(t, tc.values), "vm1")
@@ -315,11 +316,13 @@ func TestSharedVolumes(t *testing.T) {
     diskSize: 20Gi
 `)
 	s := sts(t, r, "vm1")
-	mounts := map[string]map[string]string{} // container -> volume -> path
+	mounts := map[string]map[string]string{} // container -> volume -> path (its first mount; TestDiskMounts has them all)
 	for _, c := range allContainers(s) {
 		mounts[c.Name] = map[string]string{}
 		for _, m := range c.VolumeMounts {
-			mounts[c.Name][m.Name] = m.MountPath
+			if _, ok := mounts[c.Name][m.Name]; !ok {
+				mounts[c.Name][m.Name] = m.MountPath
+			}
 		}
 	}
 	for _, c := range []string{"net-setup", "image-fetch", "seed-iso", "dnsmasq", "vm"} {
@@ -364,24 +367,27 @@ func TestSharedVolumes(t *testing.T) {
 	if hp := vols["images"].HostPath; hp == nil || hp.Path != "/var/lib/berth/images" {
 		t.Errorf("images: %+v, want hostPath /var/lib/berth/images", vols["images"])
 	}
-	if _, ok := vols["disk"]; ok {
-		t.Error("disk is a pod volume; it must come from volumeClaimTemplates")
+	if c := vols["disk"].PersistentVolumeClaim; c == nil || c.ClaimName != "disk-rel-vm1-0" {
+		t.Errorf("disk volume %+v, want the PVC disk-rel-vm1-0", vols["disk"])
 	}
-	if len(s.Spec.VolumeClaimTemplates) != 1 {
-		t.Fatalf("volumeClaimTemplates: %d", len(s.Spec.VolumeClaimTemplates))
+	if len(s.Spec.VolumeClaimTemplates) != 0 {
+		t.Errorf("volumeClaimTemplates: %d, want none (a StatefulSet cannot change them: the chart makes the PVC)", len(s.Spec.VolumeClaimTemplates))
 	}
-	pvc := s.Spec.VolumeClaimTemplates[0]
-	if pvc.Name != "disk" || pvc.Spec.StorageClassName == nil || *pvc.Spec.StorageClassName != "fast-ssd" {
-		t.Errorf("PVC template %s class %v", pvc.Name, pvc.Spec.StorageClassName)
+	if p := s.Spec.PersistentVolumeClaimRetentionPolicy; p != nil {
+		t.Errorf("PVC retention %+v: without volumeClaimTemplates there is none (the PVC is kept by helm.sh/resource-policy)", p)
 	}
-	if q := pvc.Spec.Resources.Requests[corev1.ResourceStorage]; q.Cmp(resource.MustParse("20Gi")) != 0 {
-		t.Errorf("PVC size %s, want 20Gi", q.String())
+	pvc, err := r.PVC("disk-rel-vm1-0")
+	if err != nil {
+		t.Fatal(err)
 	}
-	if env(container(t, s, "image-fetch"))["DISK_SIZE"] != "20Gi" {
+	if pvc.Spec.StorageClassName == nil || *pvc.Spec.StorageClassName != "fast-ssd" {
+		t.Errorf("PVC class %v, want fast-ssd", pvc.Spec.StorageClassName)
+	}
+	if pvc.Annotations["helm.sh/resource-policy"] != "keep" || pvc.Annotations["berth-vm.github.io/disk-size"] != "20Gi" {
+		t.Errorf("PVC annotations %v, want resource-policy keep and disk-size 20Gi", pvc.Annotations)
+	}
+	if env(container(t, s, "image-fetch"))["DISK_SIZE"] != "20Gi" || env(container(t, s, "vm"))["DISK_SIZE"] != "20Gi" {
 		t.Error("DISK_SIZE is not the VM's diskSize")
-	}
-	if p := s.Spec.PersistentVolumeClaimRetentionPolicy; p == nil || p.WhenDeleted != appsv1.RetainPersistentVolumeClaimRetentionPolicyType {
-		t.Errorf("PVC retention %+v, want Retain on delete", p)
 	}
 
 	// emptyDir cache: no hostPath anywhere.
@@ -563,12 +569,12 @@ func TestSecurityContexts(t *testing.T) {
 			if !isTrue(sc.Privileged) {
 				t.Error("net-setup: not privileged in the default ipForward mode")
 			}
-		case "dnsmasq", "image-cache":
+		case "dnsmasq", "image-cache", "disk-owner":
 			add, drop := caps(c)
 			if isTrue(sc.Privileged) || isTrue(sc.AllowPrivilegeEscalation) || !slices.Equal(drop, []string{"ALL"}) {
 				t.Errorf("%s: %+v", c.Name, sc)
 			}
-			want := map[string][]string{"dnsmasq": {"NET_ADMIN", "NET_BIND_SERVICE", "SETUID", "SETGID"}, "image-cache": {"CHOWN", "FOWNER"}}[c.Name]
+			want := map[string][]string{"dnsmasq": {"NET_ADMIN", "NET_BIND_SERVICE", "SETUID", "SETGID"}, "image-cache": {"CHOWN", "FOWNER"}, "disk-owner": {"CHOWN", "FOWNER"}}[c.Name]
 			if !slices.Equal(add, want) {
 				t.Errorf("%s: capabilities %v, want %v", c.Name, add, want)
 			}

@@ -231,8 +231,13 @@ var hostileAccepted = []hostileCase{
 			if q := vm.Resources.Limits[corev1.ResourceMemory]; q.Cmp(resource.MustParse("8Gi")) != 0 {
 				t.Errorf("memory limit %s, want 8Gi (VM_MEMORY %s)", q.String(), env(vm)["VM_MEMORY"])
 			}
-			if q := s.Spec.VolumeClaimTemplates[0].Spec.Resources.Requests[corev1.ResourceStorage]; q.Value() != 10<<30 {
-				t.Errorf("PVC request %s, want 10Gi", q.String())
+			pvc, err := r.PVC("disk-rel-vm1-0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			// the same request as diskSize 10Gi's (see TestVolumeRequest)
+			if q := pvc.Spec.Resources.Requests[corev1.ResourceStorage]; q.String() != "11135Mi" || pvc.Annotations["berth-vm.github.io/disk-size"] != "10737418240" {
+				t.Errorf("PVC request %s, disk-size %q; want 11135Mi, 10737418240", q.String(), pvc.Annotations["berth-vm.github.io/disk-size"])
 			}
 		}},
 	{"labels, selector and annotations", "rel", oneVM + "    podLabels: {team: infra, example.com/tier: a.b_c-1, empty: \"\"}\n    nodeSelector: {kubernetes.io/arch: amd64}\n    podAnnotations: {example.com/note: \"any text: {x}\"}\n", nil},

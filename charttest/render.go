@@ -190,6 +190,15 @@ func (r *Rendered) StatefulSet(name string) (*appsv1.StatefulSet, error) {
 	return &s, nil
 }
 
+// PVC returns the PersistentVolumeClaim named name.
+func (r *Rendered) PVC(name string) (*corev1.PersistentVolumeClaim, error) {
+	var c corev1.PersistentVolumeClaim
+	if err := r.Find("PersistentVolumeClaim", name, &c); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
 // ConfigMap returns the ConfigMap named name.
 func (r *Rendered) ConfigMap(name string) (*corev1.ConfigMap, error) {
 	var c corev1.ConfigMap

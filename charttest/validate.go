@@ -70,6 +70,9 @@ func Validate(objs []Object) error {
 				checkLabels(func(f string, a ...any) { add(o, f, a...) }, "metadata.labels", p.Labels)
 				checkPodSpec(func(f string, a ...any) { add(o, f, a...) }, &p.Spec)
 			}
+		case "PersistentVolumeClaim":
+			var c corev1.PersistentVolumeClaim
+			err = decodeAsSent(o.YAML, &c)
 		case "ServiceAccount":
 			var s corev1.ServiceAccount
 			err = decodeAsSent(o.YAML, &s)

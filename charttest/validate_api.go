@@ -20,6 +20,8 @@ import (
 // APIValidate runs the API server's own validation on rendered objects: each object decoded as
 // the server gets it (decodeAsSent), given the server's defaults (the v1 defaulting functions),
 // converted to the internal type and checked by k8s.io/kubernetes' pkg/apis/{core,apps}/validation
+// (ValidateStatefulSet, ValidateConfigMap, ValidateServiceCreate, ValidatePodCreate,
+// ValidatePersistentVolumeClaim, ValidateServiceAccount)
 // — the code kube-apiserver runs on create, without admission and without the cluster's state
 // (quotas, existing objects, a nodePort already taken). ns is the release's namespace. The
 // server is taken to run with --allow-privileged=true, as the chart needs (and ci/cluster/up
@@ -65,6 +67,12 @@ func APIValidate(objs []Object, ns string) error {
 			var in core.Pod
 			if err = prepare(scheme, o, ns, &v, &v.ObjectMeta.Namespace, &in); err == nil {
 				list = corevalidation.ValidatePodCreate(&in, corevalidation.PodValidationOptions{})
+			}
+		case "PersistentVolumeClaim":
+			var v corev1.PersistentVolumeClaim
+			var in core.PersistentVolumeClaim
+			if err = prepare(scheme, o, ns, &v, &v.ObjectMeta.Namespace, &in); err == nil {
+				list = corevalidation.ValidatePersistentVolumeClaim(&in, corevalidation.ValidationOptionsForPersistentVolumeClaim(&in, nil))
 			}
 		case "ServiceAccount":
 			var v corev1.ServiceAccount

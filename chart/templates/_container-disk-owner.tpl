@@ -8,9 +8,10 @@ argument is a VM context (see _helpers.tpl); statefulset.yaml includes it with n
 {{- range fromJsonArray (include "berth.dataDisks" $ctx) -}}
 {{- if eq .volumeMode "Filesystem" -}}{{- $dirs = append $dirs (printf "/var/lib/berth/disks/%s" .name) -}}{{- end -}}
 {{- end -}}
-# A volume's root may be root-owned 0755 (a hostPath PV, NFS with root_squash, a CSI driver
-# without fsGroup support): this step owns only Berth's directory `berth` on each Filesystem disk
-# volume (coreutils' install, in the image-fetch image), never the volume's root or anything else.
+# A volume's root may be root-owned 0755 (a hostPath PV, NFS with root_squash, a CSI
+# driver without fsGroup support): this step hands the VM's uid only Berth's directory
+# `berth` on each Filesystem disk volume (subPath: the kubelet creates it as root), with
+# coreutils' install from the image-fetch image; the volume's root is never re-owned.
 - name: disk-owner
   image: {{ include "berth.image" (merge (dict "component" "imageFetch") $ctx) | toJson }}
   imagePullPolicy: {{ include "berth.pullPolicy" (merge (dict "component" "imageFetch") $ctx) }}

@@ -30,7 +30,9 @@ statefulset.yaml includes it with nindent 8. */}}
       value: {{ include "berth.env" $vm.diskSize }}
     - name: DISK_LEGACY_DIR
       value: /var/lib/berth/volume
-    {{- include "berth.dataDisksEnvVars" $ctx | nindent 4 }}
+    {{- with include "berth.dataDisksEnvVars" $ctx }}
+    {{- . | nindent 4 }}
+    {{- end }}
     {{- range $key, $name := dict "attempts" "IMG_FETCH_ATTEMPTS" "backoff" "IMG_FETCH_BACKOFF" "maxBackoff" "IMG_FETCH_MAX_BACKOFF" "stallTimeout" "IMG_FETCH_STALL_TIMEOUT" "minRate" "IMG_FETCH_MIN_RATE" "rateWindow" "IMG_FETCH_RATE_WINDOW" "deadline" "IMG_FETCH_DEADLINE" }}
     {{- if hasKey ($vm.image.fetch | default dict) $key }}
     - name: {{ $name }}

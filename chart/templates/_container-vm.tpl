@@ -54,7 +54,9 @@ from a device plugin (kvm.resourceName, tun.mode devicePlugin). */ -}}
       value: /var/lib/berth/disk
     - name: DISK_SIZE
       value: {{ include "berth.env" $vm.diskSize }}
-    {{- include "berth.dataDisksEnvVars" $ctx | nindent 4 }}
+    {{- with include "berth.dataDisksEnvVars" $ctx }}
+    {{- . | nindent 4 }}
+    {{- end }}
     - name: IMAGE_DIR
       value: /var/lib/berth/images
     - name: TMPDIR

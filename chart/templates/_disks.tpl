@@ -26,8 +26,9 @@ number, with or without a binary or decimal suffix) → bytes. dict what quantit
 {{/* berth.volumeRequest: the PVC request that holds a disk at full allocation. dict size format
 volumeMode overhead (volumeOverheadPercent) → a quantity. A Block disk is the volume: exactly its
 size. A file on a Filesystem volume: its fully allocated size (qcow2: the data, plus an 8-byte L2
-entry and a 2-byte refcount per 64 KiB cluster, plus 2 MiB for the header, L1 and the rounding of
-every table to a cluster; raw: the size), divided by 1 - overhead/100 (the filesystem's own:
+entry and a 2-byte refcount per 64 KiB cluster, plus size/2^25 for the L1 and refcount tables
+(8 bytes per 512 MiB and per 2 GiB: 40 MiB of a 2048Ti disk), plus 2 MiB for the header and the
+rounding of every table to a cluster; raw: the size), divided by 1 - overhead/100 (the filesystem's own:
 ext4 keeps 5 % for root, which QEMU, not root, cannot use, plus inode tables and journal), in
 whole MiB rounded up. charttest compares it with common/disks.FullAllocation. */}}
 {{- define "berth.volumeRequest" -}}
@@ -37,7 +38,7 @@ whole MiB rounded up. charttest compares it with common/disks.FullAllocation. */
 {{- $size := include "berth.bytes" .size | int64 -}}
 {{- $file := $size -}}
 {{- if eq .format "qcow2" -}}
-{{- $file = add $size (div $size 8192) (div $size 32768) 2097152 | int64 -}}
+{{- $file = add $size (div $size 8192) (div $size 32768) (div $size 33554432) 2097152 | int64 -}}
 {{- end -}}
 {{- $den := mul (sub 100 (int64 .overhead)) 1048576 -}}
 {{- printf "%dMi" (div (add (mul $file 100) $den -1) $den) -}}
@@ -85,7 +86,8 @@ mounts and the pod's volume name, as a JSON array; fails on what the schema cann
 
 {{/* berth.claims: the PVCs the chart makes for the VM (the root disk's, then each data disk's
 without existingClaim), each {what, key, disk, name, size, volumeMode, format, class (the values'), request, found,
-pvcClass (the existing PVC's, else class), classSeen, expandable, short, current}, as a JSON
+pvcClass (the existing PVC's, else class), classSeen, expandable, short, current, need (what
+the formula asks)}, as a JSON
 array. With lookup (helm install or upgrade against a cluster), an existing PVC decides: a size below its disk-size annotation is
 refused (disks are never shrunk); the request is never below the PVC's; a request past what its
 volume holds needs a StorageClass with allowVolumeExpansion, else a larger size is refused and an
@@ -95,10 +97,10 @@ allocation, NOTES says so). */}}
 {{- $ns := .root.Release.Namespace -}}
 {{- $full := include "berth.fullname" . -}}
 {{- $overhead := int64 .vm.volumeOverheadPercent -}}
-{{- $claims := list (dict "what" (printf "vms.%s.diskSize" .name) "key" "diskSize" "disk" "root" "name" (printf "disk-%s-0" $full) "size" (toString .vm.diskSize) "volumeMode" "Filesystem" "format" "qcow2" "class" (.vm.class_name | default "")) -}}
+{{- $claims := list (dict "what" (printf "vms.%s.diskSize" .name) "key" "diskSize" "classKey" (printf "vms.%s.class_name" .name) "disk" "root" "name" (printf "disk-%s-0" $full) "size" (toString .vm.diskSize) "volumeMode" "Filesystem" "format" "qcow2" "class" (.vm.class_name | default "")) -}}
 {{- range fromJsonArray (include "berth.dataDisks" .) -}}
 {{- if not .existingClaim -}}
-{{- $claims = append $claims (dict "what" (printf "vms.%s.disks[%d].size" $.name (int .index)) "key" (printf "disks[%d].size" (int .index)) "disk" .name "name" .claim "size" .size "volumeMode" .volumeMode "format" .format "class" .storageClassName) -}}
+{{- $claims = append $claims (dict "what" (printf "vms.%s.disks[%d].size" $.name (int .index)) "key" (printf "disks[%d].size" (int .index)) "classKey" (printf "vms.%s.disks[%d].storageClassName" $.name (int .index)) "modeKey" (printf "vms.%s.disks[%d].volumeMode" $.name (int .index)) "disk" .name "name" .claim "size" .size "volumeMode" .volumeMode "format" .format "class" .storageClassName) -}}
 {{- end -}}
 {{- end -}}
 {{- $out := list -}}
@@ -118,10 +120,10 @@ allocation, NOTES says so). */}}
 {{- $spec := $old.spec | default dict -}}
 {{- $oldClass := $spec.storageClassName | default "" -}}
 {{- if and $c.class (ne $c.class $oldClass) -}}
-{{- fail (printf "berth: %s: PVC %s exists with storageClassName %q, the values name %q: a PVC's class cannot change (set it back, or move the disk to a new PVC yourself)" $c.what $c.name $oldClass $c.class) -}}
+{{- fail (printf "berth: %s is %q, but PVC %s exists with storageClassName %q: a PVC's class cannot change (set it back, or move the disk to a new PVC yourself)" $c.classKey $c.class $c.name $oldClass) -}}
 {{- end -}}
 {{- if and $spec.volumeMode (ne $spec.volumeMode $c.volumeMode) -}}
-{{- fail (printf "berth: %s: PVC %s exists with volumeMode %s, the values say %s: a PVC's volumeMode cannot change" $c.what $c.name $spec.volumeMode $c.volumeMode) -}}
+{{- fail (printf "berth: %s is %s, but PVC %s exists with volumeMode %s: a PVC's volumeMode cannot change" ($c.modeKey | default "the root disk's volumeMode") $c.volumeMode $c.name $spec.volumeMode) -}}
 {{- end -}}
 {{- $_ := set $c "pvcClass" $oldClass -}}
 {{- $given := get ($old.metadata.annotations | default dict) "berth-vm.github.io/disk-size" -}}
@@ -151,9 +153,11 @@ its request was the diskSize of the chart that made it */ -}}
 {{- $request = $oldReqQ -}}
 {{- else if not $c.expandable -}}
 {{- if gt $size $was -}}
-{{- $class := ternary (printf "StorageClass %s" $oldClass) "no StorageClass" (ne $oldClass "") -}}
-{{- if and $oldClass (not $c.classSeen) -}}{{- $class = printf "StorageClass %s (not found)" $oldClass -}}{{- end -}}
-{{- fail (printf "berth: %s %s needs a volume of %s, but PVC %s requests %s and its %s does not allow expansion (allowVolumeExpansion is not true): the disk is never grown past its volume; keep the size the disk has (%s), or put the disk on a class that allows expansion" $c.what $c.size $request $c.name $oldReqQ $class ($given | default $oldReqQ)) -}}
+{{- $why := printf "its StorageClass %s does not allow expansion (allowVolumeExpansion is not true)" $oldClass -}}
+{{- if not $oldClass -}}{{- $why = "it has no StorageClass, so it cannot expand" -}}
+{{- else if not $c.classSeen -}}{{- $why = printf "its StorageClass %s is not there, so it cannot expand" $oldClass -}}
+{{- end -}}
+{{- fail (printf "berth: %s %s needs a volume of %s, but PVC %s requests %s and %s: the disk is never grown past its volume; keep the size the disk has (%s), or put the disk on a class that allows expansion" $c.what $c.size $request $c.name $oldReqQ $why ($given | default $oldReqQ)) -}}
 {{- end -}}
 {{- $request = $oldReqQ -}}
 {{- $_ := set $c "short" true -}}
@@ -165,6 +169,7 @@ its request was the diskSize of the chart that made it */ -}}
 {{- $_ := set $c "expandable" (eq (toString $sc.allowVolumeExpansion) "true") -}}
 {{- end -}}
 {{- end -}}
+{{- $_ := set $c "need" (include "berth.volumeRequest" (dict "size" $c.size "format" $c.format "volumeMode" $c.volumeMode "overhead" $overhead)) -}}
 {{- $_ := set $c "request" (toString $request) -}}
 {{- $out = append $out $c -}}
 {{- end -}}
@@ -221,7 +226,7 @@ Filesystem disk volume: the root disk's at /var/lib/berth/disk, each data disk's
 {{/* berth.dataDisksEnvVars: DATA_DISKS and DATA_DISK_DIR, for image-fetch and vm; nothing when the
 VM has no data disk. */}}
 {{- define "berth.dataDisksEnvVars" -}}
-{{- if .vm.disks }}
+{{- if .vm.disks -}}
 - name: DATA_DISKS
   value: {{ include "berth.env" (include "berth.dataDisksEnv" .) }}
 - name: DATA_DISK_DIR

@@ -55,12 +55,14 @@ Names that fit are the names earlier versions of the chart gave. */}}
 {{- end -}}
 
 {{/* berth.names: fail naming both VMs when two VMs would render an object of the same kind and
-name (one would silently replace the other), or a VM's pod would carry a label the chart sets. */}}
+name (one would silently replace the other), naming both disks when two disks would use one PVC
+(an existingClaim that is another disk's), or when a VM's pod would carry a label the chart sets. */}}
 {{- define "berth.names" -}}
 {{- if not (regexMatch "^[a-z]([-a-z0-9]*[a-z0-9])?$" .Release.Name) -}}
 {{- fail (printf "berth: the release name %q begins every StatefulSet, pod and Service name: it must start with a letter and hold only a-z, 0-9 and '-'" .Release.Name) -}}
 {{- end -}}
 {{- $seen := dict -}}
+{{- $claims := dict -}}{{- /* PVC name → the disk that uses it */ -}}
 {{- range $name := fromJsonArray (include "berth.vmNames" .) -}}
 {{- $vm := fromJson (include "berth.vmValues" (dict "root" $ "name" $name)) -}}
 {{- $ctx := dict "root" $ "name" $name "vm" $vm -}}
@@ -69,6 +71,18 @@ name (one would silently replace the other), or a VM's pod would carry a label t
 {{- if or (not $vm.userDataConfigMap) (not $vm.metaDataConfigMap) -}}{{- $objs = append $objs (printf "ConfigMap %s-seed" $full) -}}{{- end -}}
 {{- if $vm.service.enabled -}}{{- $objs = append $objs (printf "Service %s" $full) -}}{{- end -}}
 {{- if $.Values.tests.enabled -}}{{- $objs = concat $objs (list (printf "Service %s" (include "berth.testName" $ctx)) (printf "Pod %s" (include "berth.testName" $ctx))) -}}{{- end -}}
+{{- with get $claims (printf "disk-%s-0" $full) -}}
+{{- fail (printf "berth: %s and vms.%s.diskSize would both use PersistentVolumeClaim disk-%s-0 (one volume, two disks): give each disk its own claim" . $name $full) -}}
+{{- end -}}
+{{- $_ := set $claims (printf "disk-%s-0" $full) (printf "vms.%s.diskSize" $name) -}}
+{{- range $d := fromJsonArray (include "berth.dataDisks" $ctx) -}}
+{{- if not $d.existingClaim -}}{{- $objs = append $objs (printf "PersistentVolumeClaim %s" $d.claim) -}}{{- end -}}
+{{- $user := printf "vms.%s.disks[%d] (%s)" $name (int $d.index) $d.name -}}
+{{- with get $claims $d.claim -}}
+{{- fail (printf "berth: %s and %s would both use PersistentVolumeClaim %s (one volume, two disks): give each disk its own claim" . $user $d.claim) -}}
+{{- end -}}
+{{- $_ := set $claims $d.claim $user -}}
+{{- end -}}
 {{- range $o := $objs -}}
 {{- with get $seen $o -}}
 {{- fail (printf "berth: vms.%s and vms.%s would both render %s (one VM would replace the other): rename one of them" . $name $o) -}}

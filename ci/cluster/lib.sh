@@ -21,6 +21,19 @@ KUBECONFIG_ADMIN=$CLUSTER_DIR/pki/admin.kubeconfig
 K8S_BIN=/var/cache/berth/k8s/$K8S_VERSION/bin
 PAUSE_IMAGE=localhost/berth/pause:0.1.0
 
+# Storage (docs/cluster.md "Storage"): the CSI driver of ci/cluster/csi and its two sidecars, built
+# from the Go module proxy by build-csi.sh into CSI_CACHE/<name>/<version>/bin.
+CSI_DRIVER=csi.berth.dev
+CSI_DIR=$CLUSTER_DIR/csi
+CSI_SOCK=$CSI_DIR/csi.sock
+CSI_CACHE=/var/cache/berth/csi
+CSI_PROVISIONER_MODULE=github.com/kubernetes-csi/external-provisioner/v5
+CSI_PROVISIONER_VERSION=v5.3.0
+CSI_RESIZER_MODULE=github.com/kubernetes-csi/external-resizer
+CSI_RESIZER_VERSION=v1.14.0
+CSI_PROVISIONER_BIN=$CSI_CACHE/external-provisioner/$CSI_PROVISIONER_VERSION/bin/csi-provisioner
+CSI_RESIZER_BIN=$CSI_CACHE/external-resizer/$CSI_RESIZER_VERSION/bin/csi-resizer
+
 clog() { printf '%s %s: %s\n' "$(date -u +%H:%M:%S)" "${0##*/}" "$*" >&2; }
 die() { clog "ERROR: $*"; exit 1; }
 
@@ -32,6 +45,21 @@ ctrn() { ctr --address "$CONTAINERD_SOCK" -n k8s.io "$@"; }
 # ours PID: PID is alive and is one of ours (its command line names our state directory), so a
 # recorded pid that the kernel reused for something else is never signalled.
 ours() { [ -r "/proc/$1/cmdline" ] && grep -qF -- "$CLUSTER_DIR" <<<"$(tr '\0' ' ' <"/proc/$1/cmdline")"; }
+
+# alive NAME: the process up started as NAME runs. stop NAME [SECONDS]: TERM it, wait, then KILL;
+# only by the pid up recorded, never by name.
+alive() { local p; p=$(cat "$CLUSTER_DIR/pids/$1" 2>/dev/null) && ours "$p"; }
+stop() {
+	local name=$1 limit=${2:-20} p i
+	p=$(cat "$CLUSTER_DIR/pids/$name" 2>/dev/null) || return 0
+	if ours "$p"; then
+		kill -TERM "$p" 2>/dev/null
+		for ((i = 0; i < limit * 5; i++)); do ours "$p" || break; sleep 0.2; done
+		ours "$p" && { clog "$name (pid $p) ignored TERM: KILL"; kill -KILL "$p" 2>/dev/null; }
+		clog "stopped $name"
+	fi
+	rm -f "$CLUSTER_DIR/pids/$name"
+}
 
 # wait_for SECONDS WHAT CMD...: poll CMD every second until it succeeds or SECONDS pass.
 wait_for() {

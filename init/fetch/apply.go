@@ -177,6 +177,12 @@ func (s *Applier) apply(ctx context.Context, p Plan) error {
 			return stage.BadInputf("IMG_SHA256", want, "the pet disk %s was made from base sha256 %s: a pet disk is never paired with another base", p.OverlayPath(), rec.SHA256)
 		}
 		want, pinnedBy = rec.SHA256, "the pet disk "+p.OverlayRecordPath()
+	} else if p.DiskSize > 0 {
+		// Known before the download: a pet disk of DISK_SIZE its volume
+		// cannot hold is refused now (overlay.Ensure checks again).
+		if err := overlay.RoomToCreate(p.OverlayPath(), p.DiskSize, p.DiskSizeText); err != nil {
+			return err
+		}
 	}
 
 	base, err := s.EnsureBase(ctx, p, want, pinnedBy)

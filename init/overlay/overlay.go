@@ -167,17 +167,8 @@ func create(ctx context.Context, log *slog.Logger, s Spec) error {
 	}
 	dir, name := filepath.Split(s.Path)
 	tmp := filepath.Join(dir, "."+name+".tmp")
-	fit, err := diskroom.Measure(dir, tmp, "qcow2", size)
-	if err != nil {
-		return fmt.Errorf("pet disk: %w", err)
-	}
-	fit.Used = 0 // a temporary file left by a crash is removed below
-	if !fit.OK() {
-		of := ""
-		if s.Size == 0 {
-			of = " (unset: the base's virtual size)"
-		}
-		return stage.BadInputf("DISK_SIZE", s.SizeText, "the pet disk %s of %d bytes%s cannot be created: the volume is smaller than the disk needs: %s (give the PVC more room)", s.Path, size, of, fit)
+	if err := RoomToCreate(s.Path, size, s.SizeText); err != nil {
+		return err
 	}
 	// Left by a crash: never in place, safe to drop; but only if it is a
 	// regular file (qemu-img would write through a symlink).
@@ -222,6 +213,27 @@ func create(ctx context.Context, log *slog.Logger, s Spec) error {
 	}
 	log.Info("pet disk created", "overlay", s.Path, "base", s.Base.BasePath, "format", s.Base.Format, "virtual_size", size)
 	return nil
+}
+
+// RoomToCreate refuses a new pet disk of size bytes at path whose volume
+// cannot hold it once the guest has written all of it (diskroom): exit 2
+// naming DISK_SIZE (sizeText as written; "" when unset: the base's size)
+// with both figures.
+func RoomToCreate(path string, size uint64, sizeText string) error {
+	dir := filepath.Dir(path)
+	fit, err := diskroom.Measure(dir, path, "qcow2", size)
+	if err != nil {
+		return fmt.Errorf("pet disk: %w", err)
+	}
+	fit.Used = 0 // a new file: a temporary one left by a crash is removed first
+	if fit.OK() {
+		return nil
+	}
+	of := ""
+	if sizeText == "" {
+		of = " (DISK_SIZE unset: the base's virtual size)"
+	}
+	return stage.BadInputf("DISK_SIZE", sizeText, "the pet disk %s of %d bytes%s cannot be created: the volume is smaller than the disk needs: %s (give the PVC more room)", path, size, of, fit)
 }
 
 // ImageInfo is the part of qemu-img info read for an overlay.

@@ -138,6 +138,15 @@ func TestBinaryDiskGrowth(t *testing.T) {
 	if code, stdout, stderr := p.check(t, env); code != 0 {
 		t.Errorf("--check after growth: exit %d:\n%s%s", code, stdout, stderr)
 	}
+	// A plan with a disk this QEMU was not started with: --check names it.
+	extra := filepath.Join(dataDir, "extra")
+	os.MkdirAll(extra, 0o755)
+	sh(t, "qemu-img", "create", "-q", "-f", "raw", filepath.Join(extra, "extra.raw"), "1M")
+	sh(t, "chown", "-R", strconv.Itoa(vmUID)+":"+strconv.Itoa(vmUID), extra)
+	other := append(env[:len(env):len(env)], `DATA_DISKS=[{"name":"data","size":"64Mi"},{"name":"extra","size":"1Mi","format":"raw"}]`)
+	if code, stdout, _ := p.check(t, other); code != 1 || stdout != "differs: QEMU has no data disk extra (drive disk-extra), want "+filepath.Join(extra, "extra.raw")+" (DATA_DISKS)\n" {
+		t.Errorf("--check with a disk QEMU lacks: exit %d:\n%s", code, stdout)
+	}
 	v.cmd.Process.Signal(syscall.SIGTERM)
 	v.exit(t, 30*time.Second)
 	out, _ = exec.Command("qemu-img", "info", filepath.Join(vol.dir, "data.qcow2")).CombinedOutput()
@@ -194,18 +203,18 @@ func seedWith(t *testing.T, p *pod, userData string) {
 // fullBytes, its sha256 printed on the console after it is read back.
 const (
 	fullPattern = "berth-full-volume\n"
-	fullBytes   = 100 << 20
+	fullBytes   = 64 << 20
 )
 
 // fullVolumeUserData writes fullBytes onto the data disk (by its serial),
 // O_DIRECT, then reads them back from the disk and prints their sha256.
 const fullVolumeUserData = `#cloud-config
 runcmd:
-  - [sh, -c, "echo BERTH-WRITE-START >/dev/ttyS0; yes berth-full-volume | head -c 104857600 | dd of=/dev/disk/by-id/virtio-data bs=1M iflag=fullblock oflag=direct conv=fsync 2>/dev/ttyS0; echo BERTH-WRITE-DONE $(dd if=/dev/disk/by-id/virtio-data bs=1M count=100 iflag=direct 2>/dev/null | sha256sum) >/dev/ttyS0"]
+  - [sh, -c, "echo BERTH-WRITE-START >/dev/ttyS0; yes berth-full-volume | head -c 67108864 | dd of=/dev/disk/by-id/virtio-data bs=1M iflag=fullblock oflag=direct conv=fsync 2>/dev/ttyS0; echo BERTH-WRITE-DONE $(dd if=/dev/disk/by-id/virtio-data bs=1M count=64 iflag=direct 2>/dev/null | sha256sum) >/dev/ttyS0"]
 `
 
-// TestBinaryFullVolume: a guest writes 100 MiB onto a data disk whose real
-// ext4 volume has about 45 MiB left for it. QEMU pauses the guest
+// TestBinaryFullVolume: a guest writes 64 MiB onto a data disk whose real
+// ext4 volume has about 16 MiB left for it. QEMU pauses the guest
 // (werror=enospc); vmm logs the disk and how full its volume is, the status
 // file says io-error and probe ready fails; a ballast file is removed, vmm
 // resumes the guest (cont), the write completes, the guest reads back exactly
@@ -222,7 +231,7 @@ func TestBinaryFullVolume(t *testing.T) {
 	sh(t, "qemu-img", "create", "-q", "-f", "qcow2", disk, "128M")
 	p.chown(t)
 	sh(t, "chown", strconv.Itoa(vmUID)+":"+strconv.Itoa(vmUID), disk)
-	ballast := vol.fill(t, 45<<20)
+	ballast := vol.fill(t, 16<<20)
 	leases := startDnsmasq(t, p)
 
 	env := p.env("ACCEL=tcg", "VM_CPUS=2", "VM_MEMORY=1Gi", "NO_VNC=true", "SHUTDOWN_TIMEOUT=60", "IMAGE_DIR="+filepath.Dir(image),
@@ -230,7 +239,7 @@ func TestBinaryFullVolume(t *testing.T) {
 	start := time.Now()
 	v := p.start(t, "full", env)
 	const pausedLog = `level=ERROR msg="the guest is paused: a disk's volume is full" disk=data drive=disk-data`
-	until(t, 600*time.Second, "the guest paused on the full volume (vmm's log)", func() bool {
+	until(t, 900*time.Second, "the guest paused on the full volume (vmm's log)", func() bool {
 		select {
 		case <-v.done:
 			t.Fatalf("vmm exited: %v\n%s", v.err, readFile(v.stderr))

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"time"
 
 	"github.com/berth-vm/berth/common/disks"
@@ -57,6 +58,9 @@ func Disks(c config.Config) []Disk {
 // query-status.
 const contSent = "cont sent"
 
+// unknown is the status while QEMU does not answer vmm's query-status.
+const unknown = "unknown"
+
 // Watch watches one QEMU.
 type Watch struct {
 	Log        *slog.Logger
@@ -66,10 +70,12 @@ type Watch struct {
 
 	StatusEvery, RoomEvery, GrowEvery time.Duration // zero: the defaults
 
-	state  string // QEMU's status as last seen
-	pause  Pause  // the current (or last) pause on a full volume
-	full   []Disk // the disks the current pause is on
-	warned map[string]string
+	state string // QEMU's status as last seen
+
+	lastRoom, lastGrow time.Time // the last looks at the full volumes' room, at the sizes
+	pause              Pause     // the current (or last) pause on a full volume
+	full               []Disk    // the disks the current pause is on
+	warned             map[string]string
 }
 
 // Run watches until ctx ends or QEMU's connection does (QEMU exited).
@@ -86,28 +92,9 @@ func (w *Watch) Run(ctx context.Context) error {
 	w.warned = map[string]string{}
 	tick := time.NewTicker(w.StatusEvery)
 	defer tick.Stop()
-	var lastRoom, lastGrow time.Time
 	for {
-		now := time.Now()
-		st, err := w.status(ctx)
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			w.write(status.Status{QEMU: "unknown", Reason: "vmm lost its QMP connection to QEMU: " + err.Error(), Since: now})
-			return fmt.Errorf("watch: %w", err)
-		}
-		if st != w.state {
-			w.changed(ctx, w.state, st, now)
-			w.state = st
-		}
-		if st == "io-error" && now.Sub(lastRoom) >= w.RoomEvery {
-			lastRoom = now
-			w.maybeResume(ctx, now)
-		}
-		if now.Sub(lastGrow) >= w.GrowEvery {
-			lastGrow = now
-			w.grow(ctx)
+		if err := w.poll(ctx, time.Now()); err != nil {
+			return err
 		}
 		select {
 		case <-ctx.Done():
@@ -117,12 +104,61 @@ func (w *Watch) Run(ctx context.Context) error {
 	}
 }
 
+// poll looks once: the status (every call), the room of a paused guest's
+// full volumes (every RoomEvery), the disks' sizes (every GrowEvery). An
+// error is the end of the connection (QEMU exited).
+func (w *Watch) poll(ctx context.Context, now time.Time) error {
+	st, err := w.status(ctx)
+	switch {
+	case err != nil && ctx.Err() != nil:
+		return nil
+	case err != nil && gone(err):
+		w.write(status.Status{QEMU: "unknown", Reason: "vmm's QMP connection to QEMU ended: " + err.Error(), Since: now})
+		return fmt.Errorf("watch: %w", err)
+	case err != nil:
+		// QEMU did not answer in time (a busy host): not ready while unknown; ask again.
+		if w.state != unknown {
+			w.Log.Warn("QEMU did not answer query-status on vmm's own QMP connection: asking again", "err", err)
+			w.write(status.Status{QEMU: unknown, Reason: "QEMU did not answer vmm's query-status: " + err.Error(), Since: now})
+			w.state = unknown
+		}
+		return nil
+	}
+	if st != w.state {
+		w.changed(ctx, w.state, st, now)
+		w.state = st
+	}
+	if st == "io-error" && now.Sub(w.lastRoom) >= w.RoomEvery {
+		w.lastRoom = now
+		w.maybeResume(ctx, now)
+	}
+	if now.Sub(w.lastGrow) >= w.GrowEvery {
+		w.lastGrow = now
+		w.grow(ctx)
+	}
+	return nil
+}
+
+// bound gives the next command on the long-lived connection QMPTimeout (the
+// connection keeps no deadline of an earlier command or of its handshake:
+// one slow answer must not end the watch).
+func (w *Watch) bound(ctx context.Context) (context.Context, context.CancelFunc) {
+	_ = w.QMP.SetDeadline(time.Now().Add(QMPTimeout))
+	return context.WithTimeout(ctx, QMPTimeout)
+}
+
 func (w *Watch) status(ctx context.Context) (string, error) {
-	ctx, cancel := context.WithTimeout(ctx, QMPTimeout)
+	ctx, cancel := w.bound(ctx)
 	defer cancel()
 	st, err := w.QMP.QueryStatus(ctx)
 	w.QMP.TakeEvents() // the status and query-block say all vmm needs; events must not pile up
 	return st.Status, err
+}
+
+// gone: the connection ended (QEMU exited), not a slow answer.
+func gone(err error) bool {
+	var ne net.Error
+	return !(errors.As(err, &ne) && ne.Timeout())
 }
 
 // changed handles a new status: the status file, and for a pause on a full
@@ -136,6 +172,8 @@ func (w *Watch) changed(ctx context.Context, from, to string, now time.Time) {
 		s.Reason = w.pausedReason()
 	case to == status.Running && (from == "io-error" || from == contSent):
 		w.Log.Info("the guest runs again", "paused_for", now.Sub(w.pause.Since).Round(time.Second).String())
+	case to == "shutdown":
+		s.Reason = "the guest has shut down" // QEMU exits next: the supervisor says how
 	case to != status.Running:
 		s.Reason = "QEMU's status is " + to
 		w.Log.Warn("the guest is not running", "status", to)
@@ -161,7 +199,7 @@ type blockInfo struct {
 }
 
 func (w *Watch) queryBlock(ctx context.Context) (map[string]blockInfo, error) {
-	ctx, cancel := context.WithTimeout(ctx, QMPTimeout)
+	ctx, cancel := w.bound(ctx)
 	defer cancel()
 	var list []blockInfo
 	if err := w.QMP.Query(ctx, "query-block", &list); err != nil {
@@ -241,7 +279,7 @@ func (w *Watch) maybeResume(ctx context.Context, now time.Time) {
 	if !ShouldResume(w.pause, now, vols) {
 		return
 	}
-	cctx, cancel := context.WithTimeout(ctx, QMPTimeout)
+	cctx, cancel := w.bound(ctx)
 	defer cancel()
 	if _, err := w.QMP.Execute(cctx, "cont", nil); err != nil {
 		w.Log.Error("cont failed: the guest stays paused", "err", err)
@@ -296,7 +334,7 @@ func (w *Watch) grow(ctx context.Context) {
 			})
 			continue
 		}
-		cctx, cancel := context.WithTimeout(ctx, QMPTimeout)
+		cctx, cancel := w.bound(ctx)
 		_, err = w.QMP.Execute(cctx, "block_resize", map[string]any{"device": d.Drive, "size": d.Target.Size})
 		cancel()
 		if err != nil {

@@ -88,12 +88,17 @@ func TestWatchResumesAndGrows(t *testing.T) {
 	mine, theirs := net.Pipe()
 	f := &fakeMonitor{status: "io-error", size: 1 << 20}
 	go f.serve(t, theirs)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	c, err := qmp.NewClient(ctx, mine)
+	// The handshake's deadline (as vmm's 60 s) must not stay on the
+	// connection: the watch outlives it.
+	hctx, hcancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	c, err := qmp.NewClient(hctx, mine)
+	hcancel()
 	if err != nil {
 		t.Fatal(err)
 	}
+	time.Sleep(300 * time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
 	var logs bytes.Buffer
 	var logMu sync.Mutex
 	w := &Watch{

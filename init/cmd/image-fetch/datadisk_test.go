@@ -234,3 +234,34 @@ func TestBinaryLegacyLayout(t *testing.T) {
 		t.Errorf("--check after: exit %d\n%s%s", chk.Code, chk.Stdout, chk.Stderr)
 	}
 }
+
+// TestBinaryPetDiskNoRoom: DISK_SIZE larger than the pet disk's volume (a
+// real ext4 of 64 MiB) gives is exit 2 naming DISK_SIZE and both figures,
+// before the base is downloaded; without DISK_SIZE (the base's own size,
+// known once it is downloaded) it is refused after the download.
+func TestBinaryPetDiskNoRoom(t *testing.T) {
+	bin := imageFetch.Path(t)
+	srv, gets := qcow2Server(t)
+	vol := volumetest.Ext4(t, 64<<20)
+	dir := t.TempDir()
+	env := map[string]string{"VM_NAME": "vm0", "IMG_SOURCE": srv.URL + "/guest.qcow2", "IMAGE_DIR": stagetest.VolumeDir(t, dir, "images"),
+		"DISK_DIR": vol, "DISK_SIZE": "60Mi", "TERMINATION_LOG": filepath.Join(dir, "tl")}
+	r := run(t, bin, env, nil)
+	for _, want := range []string{`DISK_SIZE="60Mi"`, "cannot be created", "the volume is smaller than the disk needs",
+		"needs " + strconv.FormatUint(disks.FullAllocation("qcow2", 60<<20), 10) + " bytes"} {
+		if r.Code != 2 || !strings.Contains(r.Stderr, want) {
+			t.Errorf("exit %d, want 2 saying %q:\n%s", r.Code, want, r.Stderr)
+		}
+	}
+	if gets.Load() != 0 {
+		t.Errorf("the base was downloaded (%d GETs) for a pet disk that cannot be made", gets.Load())
+	}
+	env["DISK_SIZE"] = "64Mi" // the base's size
+	if r := run(t, bin, env, nil); r.Code != 2 {
+		t.Errorf("DISK_SIZE 64Mi on a 64 MiB ext4: exit %d, want 2\n%s", r.Code, r.Stderr)
+	}
+	delete(env, "DISK_SIZE")
+	if r := run(t, bin, env, nil); r.Code != 2 || !strings.Contains(r.Stderr, "DISK_SIZE unset: the base's virtual size") || gets.Load() != 1 {
+		t.Errorf("the base's size on a 64 MiB ext4: exit %d (%d GETs), want 2 after the download\n%s", r.Code, gets.Load(), r.Stderr)
+	}
+}
