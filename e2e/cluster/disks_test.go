@@ -651,8 +651,16 @@ func (j *journey) growRoot(t *testing.T) {
 		t.Fatal(err)
 	}
 	upgraded := time.Now()
+	asked, err := j.k.GetClaim(ctx, j.cfg.namespace, claim)
+	if err != nil {
+		t.Fatal(err)
+	}
 	need := int64(disks.FullAllocation("qcow2", uint64(grownRootSize)))
-	after, err := j.k.WaitClaimCapacity(ctx, j.cfg.namespace, claim, need, 300*time.Second, t.Logf)
+	if asked.Request <= before.Request || asked.Request < need {
+		t.Fatalf("PVC %s after helm upgrade: request %d (was %d), want more, and at least %d", claim, asked.Request, before.Request, need)
+	}
+	// The resizer and the kubelet's online resize bring the capacity to the new request.
+	after, err := j.k.WaitClaimCapacity(ctx, j.cfg.namespace, claim, asked.Request, 300*time.Second, t.Logf)
 	if err != nil {
 		t.Fatal(err)
 	}
