@@ -4,10 +4,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/berth-vm/berth/common/disks"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -240,6 +242,16 @@ var hostileAccepted = []hostileCase{
 				t.Errorf("PVC request %s, disk-size %q; want 11135Mi, 10737418240", q.String(), pvc.Annotations["berth-vm.github.io/disk-size"])
 			}
 		}},
+	{"data disks on Filesystem volumes", "rel", oneVM + "    disks: [{name: data, size: 1Gi}, {name: scratch, size: 512Mi, format: raw, bus: virtio-scsi, cache: writeback, discard: ignore}]\n",
+		func(t *testing.T, r *Rendered) {
+			// every stage that reads DATA_DISKS gets it (TestStagesAgree runs them on it)
+			s := sts(t, r, "vm1")
+			for _, c := range []string{"image-fetch", "vm"} {
+				if !strings.Contains(env(container(t, s, c))["DATA_DISKS"], `"name":"scratch"`) {
+					t.Errorf("%s: DATA_DISKS %q", c, env(container(t, s, c))["DATA_DISKS"])
+				}
+			}
+		}},
 	{"labels, selector and annotations", "rel", oneVM + "    podLabels: {team: infra, example.com/tier: a.b_c-1, empty: \"\"}\n    nodeSelector: {kubernetes.io/arch: amd64}\n    podAnnotations: {example.com/note: \"any text: {x}\"}\n", nil},
 	{"Kubernetes pass-through values", "rel", oneVM + `    tolerations: [{key: vms, operator: Exists, effect: NoSchedule}, {key: a, operator: Equal, value: b, effect: NoExecute, tolerationSeconds: 30}]
     affinity:
@@ -444,15 +456,19 @@ func stageDryRun(t *testing.T, bin string, s *appsv1.StatefulSet, cm *corev1.Con
 	t.Helper()
 	mounts := map[string]string{}
 	for _, m := range c.VolumeMounts {
-		mounts[m.MountPath] = filepath.Join(dir, strings.ReplaceAll(strings.Trim(m.MountPath, "/"), "/", "_"))
+		mounts[m.MountPath] = filepath.Join(dir, m.MountPath)
 		if err := os.MkdirAll(mounts[m.MountPath], 0o755); err != nil {
 			t.Fatal(err)
 		}
 	}
+	// a path in a mount, or a directory that holds mounts (DATA_DISK_DIR), is moved under dir
 	move := func(v string) string {
 		for mp, d := range mounts {
 			if v == mp || strings.HasPrefix(v, mp+"/") {
 				return d + strings.TrimPrefix(v, mp)
+			}
+			if len(v) > 1 && strings.HasPrefix(v, "/") && strings.HasPrefix(mp, v+"/") {
+				return filepath.Join(dir, v)
 			}
 		}
 		return v
@@ -473,6 +489,21 @@ func stageDryRun(t *testing.T, bin string, s *appsv1.StatefulSet, cm *corev1.Con
 		} {
 			if out, err := exec.Command("qemu-img", args...).CombinedOutput(); err != nil {
 				t.Fatalf("qemu-img %v: %v: %s", args, err, out)
+			}
+		}
+	}
+	// the Filesystem data disks image-fetch would have made, in their volumes (vmm checks them)
+	if dataDir := move(e["DATA_DISK_DIR"]); c.Name == "vm" && dataDir != e["DATA_DISK_DIR"] {
+		list, err := disks.Parse(e[disks.Var])
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range list {
+			if d.Block() {
+				continue // a device node the harness cannot make: the cases have Filesystem disks only
+			}
+			if out, err := exec.Command("qemu-img", "create", "-q", "-f", d.Format, d.Path(dataDir), strconv.FormatUint(d.Bytes, 10)).CombinedOutput(); err != nil {
+				t.Fatalf("qemu-img create %s: %v: %s", d.Path(dataDir), err, out)
 			}
 		}
 	}

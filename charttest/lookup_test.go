@@ -62,7 +62,8 @@ func TestDiskLookup(t *testing.T) {
 		objects []string // in the cluster
 		wantErr string   // the whole failure must contain it
 		request map[string]string
-		notes   []string // lines NOTES must hold
+		class   map[string]string // the rendered storageClassName of a PVC
+		notes   []string          // lines NOTES must hold
 	}{
 		{name: "nothing in the cluster: a new install", values: "    class_name: fixed\n",
 			objects: []string{storageClass("fixed", false)},
@@ -126,6 +127,12 @@ func TestDiskLookup(t *testing.T) {
 			request: map[string]string{"disk-rel-vm1-0": "11135Mi", "data-rel-vm1.data": "33399Mi", "data-rel-vm1.db": "4Gi"},
 			notes: []string{"            data 30Gi (Filesystem qcow2, virtio-blk, /dev/disk/by-id/virtio-data) in PVC data-rel-vm1.data, request 33399Mi, class grows allows expansion",
 				"            db 4Gi (Block, virtio-blk, /dev/disk/by-id/virtio-db) in PVC data-rel-vm1.db, request 4Gi, class fixed does not allow expansion"}},
+		{name: "a PVC not bound yet cannot grow", values: "    diskSize: 12Gi\n",
+			objects: []string{strings.Replace(pvcObject("disk-rel-vm1-0", "10Gi", "grows", "Filesystem", "11135Mi", "0"), "phase: Bound", "phase: Pending", 1), storageClass("grows", true)},
+			wantErr: "berth: vms.vm1.diskSize 12Gi needs a volume of 13361Mi, but PVC disk-rel-vm1-0 (request 11135Mi) is not bound to a volume yet, and Kubernetes changes only a bound PVC's request"},
+		{name: "an existing PVC keeps its class when the values name none",
+			objects: []string{pvcObject("disk-rel-vm1-0", "10Gi", "local", "Filesystem", "11135Mi", "11135Mi")},
+			request: map[string]string{"disk-rel-vm1-0": "11135Mi"}, class: map[string]string{"disk-rel-vm1-0": "local"}},
 		{name: "a PVC's class cannot change", values: "    class_name: other\n",
 			objects: []string{pvcObject("disk-rel-vm1-0", "10Gi", "grows", "Filesystem", "11135Mi", "11135Mi")},
 			wantErr: `berth: vms.vm1.class_name is "other", but PVC disk-rel-vm1-0 exists with storageClassName "grows": a PVC's class cannot change`},
@@ -175,6 +182,15 @@ func TestDiskLookup(t *testing.T) {
 				}
 				if q := pvc.Spec.Resources.Requests[corev1.ResourceStorage]; q.String() != want {
 					t.Errorf("%s: request %s, want %s", claim, q.String(), want)
+				}
+			}
+			for claim, want := range tc.class {
+				pvc, err := r.PVC(claim)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got := pvc.Spec.StorageClassName; got == nil || *got != want {
+					t.Errorf("%s: storageClassName %v, want %s", claim, got, want)
 				}
 			}
 			notes := out["berth/templates/NOTES.txt"]

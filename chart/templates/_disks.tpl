@@ -85,14 +85,16 @@ mounts and the pod's volume name, as a JSON array; fails on what the schema cann
 {{- end -}}
 
 {{/* berth.claims: the PVCs the chart makes for the VM (the root disk's, then each data disk's
-without existingClaim), each {what, key, disk, name, size, volumeMode, format, class (the values'), request, found,
-pvcClass (the existing PVC's, else class), classSeen, expandable, short, current, need (what
-the formula asks)}, as a JSON
-array. With lookup (helm install or upgrade against a cluster), an existing PVC decides: a size below its disk-size annotation is
-refused (disks are never shrunk); the request is never below the PVC's; a request past what its
-volume holds needs a StorageClass with allowVolumeExpansion, else a larger size is refused and an
-unchanged one keeps the PVC's request (short: the volume is smaller than the disk at full
-allocation, NOTES says so). */}}
+without existingClaim) as a JSON array, each {what, key, classKey, modeKey, disk, name, size,
+volumeMode, format, class (the values'), request, need (what the formula asks), found, pvcClass
+(the existing PVC's class, else class), classSeen, expandable, short, current}. With lookup (helm
+install or upgrade against a cluster) an existing PVC decides: a size below its disk-size
+annotation is refused (disks are never shrunk); the request is never below the PVC's; a request
+past what its volume holds needs a StorageClass with allowVolumeExpansion, else a larger size is
+refused and an unchanged one keeps the PVC's request (short: the volume is smaller than the disk
+at full allocation, and NOTES says so); a PVC not bound yet cannot grow. An existing PVC keeps its
+class in the rendering even when the values name none (a PVC's class cannot change, and Helm
+would otherwise remove the field). */}}
 {{- define "berth.claims" -}}
 {{- $ns := .root.Release.Namespace -}}
 {{- $full := include "berth.fullname" . -}}
@@ -161,6 +163,8 @@ its request was the diskSize of the chart that made it */ -}}
 {{- end -}}
 {{- $request = $oldReqQ -}}
 {{- $_ := set $c "short" true -}}
+{{- else if ne (($old.status | default dict).phase | default "") "Bound" -}}
+{{- fail (printf "berth: %s %s needs a volume of %s, but PVC %s (request %s) is not bound to a volume yet, and Kubernetes changes only a bound PVC's request: keep the size the disk has (%s) until the VM's pod has run once" $c.what $c.size $request $c.name $oldReqQ ($given | default $oldReqQ)) -}}
 {{- end -}}
 {{- else if $c.class -}}
 {{- $sc := lookup "storage.k8s.io/v1" "StorageClass" "" $c.class -}}

@@ -16,7 +16,7 @@ import re
 import subprocess
 import sys
 
-ORDER = ["nat", "conntrack", "stages", "memory", "images", "boot", "fetch"]
+ORDER = ["nat", "conntrack", "stages", "memory", "images", "boot", "disk", "fetch"]
 
 
 def read(path, default=""):

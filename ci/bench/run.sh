@@ -10,7 +10,7 @@
 # kept from their last run (each section says when it was measured).
 # Usage: ci/bench/run.sh [name ...]   (default: every bench; lib.sh and stats.sh are the benches'
 # helpers; the bench "demo" is ci/cluster/demo-bench.sh)
-# Each bench is bounded: BENCH_TIMEOUT (s) for all, else its own default below (boot and memory boot
+# Each bench is bounded: BENCH_TIMEOUT (s) for all, else its own default below (boot, memory and disk boot
 # real guests under TCG: on a loaded shared machine one boot takes minutes).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -21,6 +21,7 @@ timeout_of() {
   case $1 in
   boot) echo 2700 ;;
   memory) echo 1500 ;;
+  disk) echo 2400 ;;
   *) echo 1200 ;;
   esac
 }

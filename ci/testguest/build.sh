@@ -15,7 +15,8 @@ set -euo pipefail
 
 SUITE=bookworm
 DISK_SIZE=${TESTGUEST_DISK_SIZE:-2G}
-PACKAGES=linux-image-cloud-amd64,systemd-sysv,udev,cloud-init,cloud-guest-utils,openssh-server,ifupdown,isc-dhcp-client,sudo,extlinux,iproute2,netbase,ca-certificates,dbus
+# fio: ci/bench/disk.sh measures the data disks with it inside the guest.
+PACKAGES=linux-image-cloud-amd64,systemd-sysv,udev,cloud-init,cloud-guest-utils,openssh-server,ifupdown,isc-dhcp-client,sudo,extlinux,iproute2,netbase,ca-certificates,dbus,fio
 NAME=debian-12-testguest.qcow2
 
 log() { echo "testguest: $*" >&2; }
