@@ -8,7 +8,9 @@
 # phase timings to out/e2e/timings.tsv. The trap takes the cluster down (KEEP_CLUSTER=1 keeps it).
 #   E2E_CNIS        the CNIs, in order;  E2E_FULL_CNIS  those that get the full scenario (default
 #                   calico-like; set and empty: none)
-#   E2E_SKIP_IMAGES=1  use out/images/*.oci.tar as they are;  E2E_RUN  a -test.run pattern
+#   E2E_SKIP_IMAGES=1  use out/images/*.oci.tar as they are;  E2E_RUN  a -test.run pattern (default:
+#                   TestCluster, and on the full CNIs also TestDisks and TestDiskMigration)
+#   E2E_LEGACY=0    skip TestDiskMigration (the chart before issue 18, at commit LEGACY_CHART_COMMIT)
 #   BOOT_TIMEOUT    seconds for one TCG boot with the image download (default 480)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -65,6 +67,14 @@ command -v npm >/dev/null || fail "npm is not installed (ci/install-deps.sh: nod
 (cd "$repo/ci/console" && timeout 300 npm ci --no-audit --no-fund --loglevel=error >"$OUT/npm-ci.log" 2>&1) ||
 	fail "npm ci in ci/console (log: $OUT/npm-ci.log)"
 (cd "$repo/e2e" && GOWORK=off go test -c -tags e2e -o "$work/cluster.test" ./cluster) || fail "build the e2e test"
+# TestDiskMigration installs the chart as it was before issue 18 (a StatefulSet with volumeClaimTemplates).
+LEGACY_CHART_COMMIT=${LEGACY_CHART_COMMIT:-54983df}
+legacy_chart=
+if [ "${E2E_LEGACY:-1}" = 1 ]; then
+	mkdir -p "$work/legacy"
+	git -C "$repo" archive "$LEGACY_CHART_COMMIT" chart | tar -x -C "$work/legacy" || fail "git archive $LEGACY_CHART_COMMIT chart"
+	legacy_chart=$work/legacy/chart
+fi
 phase prerequisites
 
 run_cni() {
@@ -88,12 +98,15 @@ run_cni() {
 		-e "s|@IMG_CACHE@|$IMG_CACHE|" -e "s|@SSH_PUBKEY@|$(cat "$work/id.pub")|" "$here/values.yaml.in" >"$work/values.yaml"
 	phase fileserver
 
-	(cd "$repo/e2e/cluster" && "$work/cluster.test" -test.v -test.timeout 90m -test.run "${E2E_RUN:-^TestCluster$}" \
+	local run='^TestCluster$'
+	if [ "$full" = true ]; then run='^(TestCluster|TestDisks|TestDiskMigration)$'; fi
+	(cd "$repo/e2e/cluster" && "$work/cluster.test" -test.v -test.timeout 120m -test.run "${E2E_RUN:-$run}" \
 		-kubeconfig "$KUBECONFIG_ADMIN" -helm "$HELM" -kubectl "$K8S_BIN/kubectl" -chart "$repo/chart" \
 		-values "$work/values.yaml" -namespace "$NS" -release "$REL" -cni "$CNI" -full="$full" \
 		-ssh-key "$work/id" -node-netns "/var/run/netns/$NODE_NS" -marker "$MARKER" -console-password "$CONSOLE_PASSWORD" \
 		-fileserver fileserver -image-path "/$(basename "$GUEST")" -out "$OUT" -boot-timeout "${BOOT_TIMEOUT}s" \
-		-serial-console "$here/serial-console.py" -web-console "$repo/ci/console/web-console.mjs" 8>&-) ||
+		-serial-console "$here/serial-console.py" -web-console "$repo/ci/console/web-console.mjs" \
+		-ctr "$(command -v ctr)" -containerd "$CONTAINERD_SOCK" -cluster-dir "$CLUSTER_DIR" -legacy-chart "$legacy_chart" 8>&-) ||
 		fail "CNI=$CNI: the e2e test failed (output above)"
 	phase_start=$SECONDS # the test wrote its own phases
 

@@ -27,7 +27,8 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"sigs.k8s.io/yaml"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/berth-vm/berth/e2e/internal/guest"
 	"github.com/berth-vm/berth/e2e/internal/helm"
@@ -368,7 +369,30 @@ func (s *scenario) imageDownloaded(t *testing.T) {
 		s.pvc1 = claims[0]
 	}
 	if s.pvc1 == "" {
-		t.Errorf("pod %s mounts no PVC", s.pod.Name)
+		t.Fatalf("pod %s mounts no PVC", s.pod.Name)
+	}
+	s.imageFetchWritable(t, s.pod)
+	s.rootOwnedVolume(t, s.pvc1)
+}
+
+// rootOwnedVolume: the PV behind the claim is a directory of this node owned
+// by root, mode 0755 (as a user's hostPath or NFS volume is): the VM ran on it.
+func (s *scenario) rootOwnedVolume(t *testing.T, claim string) {
+	t.Helper()
+	cl, err := s.k.GetClaim(t.Context(), s.cfg.namespace, claim)
+	if err != nil {
+		t.Fatal(err)
+	}
+	root, err := s.k.VolumeRoot(t.Context(), cl.Volume, filepath.Join(s.cfg.clusterDir, "kubelet"), string(s.pod.UID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st unix.Stat_t
+	if err := unix.Lstat(root, &st); err != nil {
+		t.Fatalf("PV %s of %s: %v", cl.Volume, claim, err)
+	}
+	if st.Uid != 0 || st.Mode&0o7777 != 0o755 || st.Mode&unix.S_IFMT != unix.S_IFDIR {
+		t.Errorf("PV %s of %s (%s): %s uid %d mode %o, want a directory of root's, 0755", cl.Volume, claim, cl.Class, root, st.Uid, st.Mode&0o7777)
 	}
 }
 
@@ -467,28 +491,8 @@ func (s *scenario) secondVM(t *testing.T) {
 // valuesWithVM2 writes values holding vm2 with vm1's settings.
 func (s *scenario) valuesWithVM2(t *testing.T) string {
 	t.Helper()
-	raw, err := os.ReadFile(s.cfg.values)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var v struct {
-		VMs map[string]any `json:"vms"`
-	}
-	if err := yaml.Unmarshal(raw, &v); err != nil {
-		t.Fatalf("values %s: %v", s.cfg.values, err)
-	}
-	if v.VMs["vm1"] == nil {
-		t.Fatalf("values %s have no vms.vm1", s.cfg.values)
-	}
-	b, err := yaml.Marshal(map[string]any{"vms": map[string]any{"vm2": v.VMs["vm1"]}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), "values2.yaml")
-	if err := os.WriteFile(path, b, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return path
+	vm1, _ := s.vm1Settings(t)
+	return writeValues(t, t.TempDir(), "values2", nil, map[string]any{"vm2": vm1})
 }
 
 // 6. helm test.

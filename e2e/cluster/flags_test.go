@@ -18,6 +18,11 @@ type config struct {
 	out                                      string
 	bootTimeout                              time.Duration
 	serialConsole, webConsole, node          string
+
+	// the disks (disks_test.go, legacy_test.go)
+	ctr, containerd, clusterDir       string
+	diskClass, smallClass, localClass string
+	legacyChart                       string
 }
 
 func registerFlags(fs *flag.FlagSet) *config {
@@ -42,6 +47,13 @@ func registerFlags(fs *flag.FlagSet) *config {
 	fs.StringVar(&c.serialConsole, "serial-console", "../../ci/e2e/serial-console.py", "the serial console driver")
 	fs.StringVar(&c.webConsole, "web-console", "../../ci/console/web-console.mjs", "the web console's browser check")
 	fs.StringVar(&c.node, "node", "node", "node.js for the web console check")
+	fs.StringVar(&c.ctr, "ctr", "ctr", "containerd's ctr (the vm container's process, to read its volumes from the node)")
+	fs.StringVar(&c.containerd, "containerd", "/run/berth-cluster/containerd/containerd.sock", "the cluster's containerd socket")
+	fs.StringVar(&c.clusterDir, "cluster-dir", "/var/lib/berth-cluster", "the cluster's state directory (the kubelet's under kubelet/)")
+	fs.StringVar(&c.diskClass, "disk-class", "berth-csi", "the StorageClass with expansion and Block volumes (the cluster's CSI driver)")
+	fs.StringVar(&c.smallClass, "small-class", "berth-small", "the StorageClass of the static 1 GiB ext4 PV the full-volume check fills")
+	fs.StringVar(&c.localClass, "local-class", "berth-local", "a StorageClass without expansion (static root-owned hostPath PVs)")
+	fs.StringVar(&c.legacyChart, "legacy-chart", "", "the chart before issue 18 (git archive 54983df chart): TestDiskMigration; empty: skipped")
 	return c
 }
 
