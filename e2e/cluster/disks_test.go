@@ -45,12 +45,6 @@ const (
 	smallWrite    = 300 * mib // what the guest writes to its ext4 on `small`
 	smallLeft     = 100 * mib // what the ballast leaves of the `small` volume
 
-	// volumeOverheadPercent of d1. The chart's default, 8, is too little for the CSI driver's
-	// ext4 (mkfs.ext4 defaults) at these sizes: found by this test on 2026-12-01, image-fetch
-	// refused the 256Mi data disk on its 281Mi PVC (235.3 MiB available to uid 107, 256.3 MiB
-	// needed); mkfs.ext4 here leaves 85 % of 281Mi, 90 % of 559Mi, 91.6 % of 4456Mi to non-root.
-	// 20 covers every disk of the journey; the default is the chart's to change.
-	overheadPercent = 20
 )
 
 // The data disks, as the values give them and the guest must see them.
@@ -226,7 +220,6 @@ func (j *journey) install(t *testing.T) {
 	ctx := t.Context()
 	vm1, rest := j.vm1Settings(t)
 	vm := diskVMValues(vm1, j.cfg.diskClass, rootSize, j.cfg.dataDisks())
-	vm["volumeOverheadPercent"] = overheadPercent
 	j.values = writeValues(t, j.dir, "disks", rest, map[string]any{disksVM: vm})
 	out, err := j.helm.Run(ctx, "install", disksRelease, j.cfg.chart, "-n", j.cfg.namespace, "-f", j.values)
 	if werr := os.WriteFile(j.out("helm-install-disks-%s.txt"), []byte(out), 0o644); werr != nil {
