@@ -312,10 +312,12 @@ func count(lines []string, substr string) int {
 	return n
 }
 
-// pvDir is the host directory of the local PV behind the pod's disk PVC.
+// pvDir is the host directory of the pet disk behind the pod's disk PVC: Berth's own directory
+// `berth` of the PV (the chart's subPath; the PV's root is root's and never re-owned).
 func (r *run) pvDir(t *testing.T, pod string) string {
 	t.Helper()
-	claims := kube.ClaimNames(r.getPod(t, pod))
+	p := r.getPod(t, pod)
+	claims := kube.ClaimNames(p)
 	if len(claims) == 0 {
 		t.Fatalf("pod %s mounts no PVC", pod)
 	}
@@ -323,14 +325,11 @@ func (r *run) pvDir(t *testing.T, pod string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pv, err := r.k.Client.CoreV1().PersistentVolumes().Get(t.Context(), pvc.Spec.VolumeName, metav1.GetOptions{})
+	root, err := r.k.VolumeRoot(t.Context(), pvc.Spec.VolumeName, filepath.Join(cfg.clusterDir, "kubelet"), string(p.UID))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if pv.Spec.Local == nil {
-		t.Fatalf("PV %s is not a local PV", pv.Name)
-	}
-	return pv.Spec.Local.Path
+	return filepath.Join(root, "berth")
 }
 
 // --- files on the node --------------------------------------------------------------------------
