@@ -233,6 +233,8 @@ func buildTemplate() error {
 		})
 	}
 	write("run/"+stage.DnsmasqLeasesName, "1900000000 52:54:de:10:3b:1f 192.168.254.2 pet 01:52:54:de:10:3b:1f\n", 0o644)
+	// vmm's status file (vmm/status): the guest running, as vmm writes it, for `vmm probe ready`.
+	write("run/"+VMStatusName, `{"qemu":"running","since":"2026-12-01T00:00:00Z"}`+"\n", 0o644)
 	template = s
 	return err
 }

@@ -194,8 +194,12 @@ var Outputs = map[string][]string{
 	"net-setup":   {"run/dnsmasq.conf", "run/net.json", "run/tun"},
 	"image-fetch": {"images/", "disk/pet.json", "disk/.pet.lock"},
 	"seed-iso":    {"run/seed.iso"},
-	"vmm":         {"run/qmp.sock"},
+	"vmm":         {"run/qmp.sock", "run/" + VMStatusName},
 }
+
+// VMStatusName is vmm's status file in the run volume (vmm/status.FileName):
+// vmm writes it, `vmm probe ready` reads it.
+const VMStatusName = "vm-status.json"
 
 // MayWrite reports whether stage may change rel (a sandbox-relative path).
 func MayWrite(stage, rel string) bool {

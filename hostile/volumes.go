@@ -76,6 +76,7 @@ var VolumeFiles = []VolumeFile{
 	{Stage: "vmm probe ready", Rel: runDir(stage.DnsmasqLeasesName), Var: "BERTH_RUN_DIR", Idle: map[string]string{
 		"foreign-owner": "dnsmasq writes the leases as nobody: another owner is normal",
 	}},
+	{Stage: "vmm probe ready", Rel: runDir(VMStatusName), Var: "BERTH_RUN_DIR"},
 	{Stage: "vmm probe live", Rel: runDir(stage.QMPSocketName), Var: "BERTH_RUN_DIR"},
 }
 

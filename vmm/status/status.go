@@ -9,9 +9,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
+	"syscall"
 	"time"
 
 	"github.com/berth-vm/berth/common/fsutil"
+	"github.com/berth-vm/berth/common/stage"
 )
 
 // FileName is the file in the run volume ($BERTH_RUN_DIR).
@@ -48,13 +52,23 @@ func Write(path string, s Status) error {
 	return fsutil.WriteFileAtomic(path, append(b, '\n'), 0o644)
 }
 
-// Read reads the file without following a symlink or blocking on a FIFO.
+// Read reads the file without following a symlink or blocking on a FIFO. A
+// file of another owner is refused (naming BERTH_RUN_DIR): vmm and its probe
+// run as one uid, and another container of the pod (dnsmasq runs as nobody)
+// must not be able to say the guest runs.
 func Read(path string) (Status, error) {
 	f, err := fsutil.Open(path)
 	if err != nil {
 		return Status{}, err
 	}
 	defer f.Close()
+	var st syscall.Stat_t
+	if err := syscall.Fstat(int(f.Fd()), &st); err != nil {
+		return Status{}, fmt.Errorf("stat %s: %w", path, err)
+	}
+	if uid := os.Geteuid(); int(st.Uid) != uid {
+		return Status{}, stage.BadInputf("BERTH_RUN_DIR", filepath.Dir(path), "holds %s owned by uid %d, not by vmm's uid %d: only vmm writes it", FileName, st.Uid, uid)
+	}
 	b, err := io.ReadAll(io.LimitReader(f, MaxBytes))
 	if err != nil {
 		return Status{}, fmt.Errorf("read %s: %w", path, err)
