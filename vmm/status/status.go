@@ -52,11 +52,15 @@ func Write(path string, s Status) error {
 	return fsutil.WriteFileAtomic(path, append(b, '\n'), 0o644)
 }
 
-// Read reads the file without following a symlink or blocking on a FIFO. A
-// file of another owner is refused (naming BERTH_RUN_DIR): vmm and its probe
-// run as one uid, and another container of the pod (dnsmasq runs as nobody)
-// must not be able to say the guest runs.
-func Read(path string) (Status, error) {
+// Read reads the file as `vmm probe ready` does: ReadOwnedBy this process's
+// euid (vmm and its probe run as one uid in the vm container).
+func Read(path string) (Status, error) { return ReadOwnedBy(path, os.Geteuid()) }
+
+// ReadOwnedBy reads the file without following a symlink or blocking on a
+// FIFO. A file not owned by uid (vmm's) is refused, naming BERTH_RUN_DIR:
+// another container of the pod (dnsmasq runs as nobody) must not be able to
+// say the guest runs.
+func ReadOwnedBy(path string, uid int) (Status, error) {
 	f, err := fsutil.Open(path)
 	if err != nil {
 		return Status{}, err
@@ -66,7 +70,7 @@ func Read(path string) (Status, error) {
 	if err := syscall.Fstat(int(f.Fd()), &st); err != nil {
 		return Status{}, fmt.Errorf("stat %s: %w", path, err)
 	}
-	if uid := os.Geteuid(); int(st.Uid) != uid {
+	if int(st.Uid) != uid {
 		return Status{}, stage.BadInputf("BERTH_RUN_DIR", filepath.Dir(path), "holds %s owned by uid %d, not by vmm's uid %d: only vmm writes it", FileName, st.Uid, uid)
 	}
 	b, err := io.ReadAll(io.LimitReader(f, MaxBytes))

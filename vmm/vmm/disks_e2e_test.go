@@ -251,7 +251,7 @@ func TestBinaryFullVolume(t *testing.T) {
 	if !strings.Contains(readFile(v.console), "BERTH-WRITE-START") {
 		t.Errorf("paused before the guest's write began: something else filled the volume")
 	}
-	s, err := status.Read(filepath.Join(p.run, status.FileName))
+	s, err := status.ReadOwnedBy(filepath.Join(p.run, status.FileName), vmUID)
 	if err != nil || s.QEMU != "io-error" || !strings.Contains(s.Reason, "the volume of disk data is full") {
 		t.Errorf("status file: %+v, %v; want io-error naming disk data", s, err)
 	}
