@@ -438,35 +438,12 @@ func TestBinaryNoGuest(t *testing.T) {
 func TestBinaryRealGuest(t *testing.T) {
 	roottest.Require(t)
 	needQEMU(t)
-	out, err := exec.Command("../../ci/testguest/build.sh").Output()
-	if err != nil {
-		t.Fatalf("ci/testguest/build.sh: %v", err)
-	}
-	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
-	image := lines[len(lines)-1]
 	p := newPod(t)
-	if image, err = filepath.EvalSymlinks(image); err != nil {
-		t.Fatal(err)
-	}
-	sh(t, "qemu-img", "create", "-q", "-f", "qcow2", "-b", image, "-F", "qcow2", filepath.Join(p.disk, "testvm.qcow2"))
-	seed := filepath.Join(p.work, "seed")
-	os.MkdirAll(seed, 0o755)
-	os.WriteFile(filepath.Join(seed, "meta-data"), []byte("instance-id: testvm\nlocal-hostname: testvm\n"), 0o644)
-	os.WriteFile(filepath.Join(seed, "user-data"), []byte(serialUserData), 0o644)
-	sh(t, "genisoimage", "-quiet", "-o", filepath.Join(p.run, "seed.iso"), "-volid", "cidata", "-J", "-R", seed)
+	image := testGuest(t, p)
+	seedWith(t, p, serialUserData)
 	p.chown(t)
 
-	sh(t, "ip", "-n", p.ns, "addr", "add", "192.168.254.1/30", "dev", "br0")
-	leases := filepath.Join(p.run, "dnsmasq.leases")
-	dnsmasq := exec.Command("ip", "netns", "exec", p.ns, "dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null", "--port=0",
-		"--interface=br0", "--bind-interfaces", "--dhcp-range=192.168.254.2,192.168.254.2,255.255.255.252,1h",
-		"--dhcp-leasefile="+leases, "--user=root", "--pid-file=", "--log-dhcp")
-	dnsLog, _ := os.Create(filepath.Join(p.work, "dnsmasq.log"))
-	dnsmasq.Stdout, dnsmasq.Stderr = dnsLog, dnsLog
-	if err := dnsmasq.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { dnsmasq.Process.Kill(); dnsmasq.Wait() })
+	leases := startDnsmasq(t, p)
 
 	env := p.env("ACCEL=tcg", "VM_CPUS=2", "VM_MEMORY=1Gi", "SHUTDOWN_TIMEOUT=60", "READY_TCP_PORT=22", "IMAGE_DIR="+filepath.Dir(image))
 	start := time.Now()
