@@ -400,7 +400,7 @@ func (j *journey) fill(t *testing.T) {
 	// The volume from the node: the vm container's mount of it, through /proc/PID/root.
 	pid := j.vmPid(t)
 	d := disks.Disk{Name: "fill", Format: "qcow2", VolumeMode: "Filesystem"}
-	vol, err := node.Statfs(node.InContainer(pid, d.VolumeDir(disks.DefaultDir)))
+	vol, err := disks.VolumeUsage(node.InContainer(pid, d.VolumeDir(disks.DefaultDir)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -413,7 +413,7 @@ func (j *journey) fill(t *testing.T) {
 		t.Fatal(err)
 	}
 	j.note(t, "fill: PVC request %d, capacity %d; ext4 %d bytes, free %d, available to QEMU (uid 107) %d (%.1f %% of the filesystem); %s allocates %d (the disk %d + %d of qcow2 metadata; qemu-img measure's full allocation %d)",
-		cl.Request, cl.Capacity, vol.Size, vol.Free, vol.Avail, 100*float64(vol.Avail)/float64(vol.Size),
+		cl.Request, cl.Capacity, vol.Total, vol.Total-vol.Used, vol.Avail, 100*float64(vol.Avail)/float64(vol.Total),
 		d.Path(disks.DefaultDir), used, size, int64(used)-size, disks.FullAllocation("qcow2", uint64(size)))
 	if used < uint64(size) {
 		t.Errorf("the qcow2 allocates %d bytes after the guest wrote all %d: not filled", used, size)
@@ -519,7 +519,7 @@ func (j *journey) fullVolume(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	before, err := node.Statfs(root)
+	before, err := disks.VolumeUsage(root)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -539,12 +539,12 @@ func (j *journey) fullVolume(t *testing.T) {
 		t.Fatalf("fallocate the ballast %s: %v", ballast, err)
 	}
 	f.Close()
-	after, err := node.Statfs(root)
+	after, err := disks.VolumeUsage(root)
 	if err != nil {
 		t.Fatal(err)
 	}
 	j.note(t, "small: PV %s (%s) at %s: ext4 %d bytes, available %d; with the ballast %d available",
-		cl.Volume, cl.Class, root, before.Size, before.Avail, after.Avail)
+		cl.Volume, cl.Class, root, before.Total, before.Avail, after.Avail)
 
 	start := metav1.Now()
 	if _, err := j.ssh.Run(ctx, j.ip, fmt.Sprintf("sudo rm -f /var/tmp/small.rc; sudo setsid sh -c "+

@@ -10,15 +10,8 @@ import (
 
 // Real files in the test's own directory: 1 MiB allocated by fallocate is
 // 1 MiB of st_blocks, a sparse file of the same apparent size takes nothing.
-func TestStatfsAllocated(t *testing.T) {
+func TestAllocated(t *testing.T) {
 	dir := t.TempDir()
-	before, err := Statfs(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if before.Size == 0 || before.Avail > before.Free || before.Free > before.Size {
-		t.Fatalf("statfs %s: %+v: want 0 < avail <= free <= size", dir, before)
-	}
 	full, sparse := filepath.Join(dir, "full"), filepath.Join(dir, "sparse")
 	f, err := os.Create(full)
 	if err != nil {
