@@ -33,6 +33,22 @@ ip -n "$ns" link set lo up
 podman run -d --name "$ctr" --network "ns:/run/netns/$ns" --read-only --cap-drop ALL \
 	--ulimit nofile=4096:4096 --ulimit nproc=4096:4096 "$IMAGE" >/dev/null
 
+# websockify in the container listens on 6080 a moment after `podman run -d` returns (seconds on a
+# cold machine): the checks below start once it accepts a connection.
+listening=0
+for _ in $(seq 1 120); do
+	if ip netns exec "$ns" bash -c 'exec 3<>/dev/tcp/127.0.0.1/6080' 2>/dev/null; then
+		listening=1
+		break
+	fi
+	sleep 0.5
+done
+if ((listening == 0)); then
+	log "FAIL: the novnc container does not listen on 127.0.0.1:6080 within 60 s; its log:"
+	podman logs "$ctr" >&2 || true
+	exit 1
+fi
+
 qemu() { # qemu ARGS...: QEMU in the namespace, VGA and VNC as vmm gives them
 	ip netns exec "$ns" qemu-system-x86_64 -machine q35 -accel tcg -device VGA -vnc 127.0.0.1:0 \
 		-nic none -display none "$@" >"$OUT/qemu.log" 2>&1 &
