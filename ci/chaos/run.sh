@@ -87,9 +87,10 @@ phase setup
 
 # --- the faults (the Go test) -------------------------------------------------------------------
 chaos_test() { # chaos_test PATTERN FLAGS...: the test binary, from its package directory
-	local pattern=$1
+	local pattern=$1 pattern_name
+	pattern_name=$(tr -c 'A-Za-z0-9\n' _ <<<"$pattern")
 	shift
-	(cd "$repo/e2e/chaos" && "$work/chaos.test" -test.v -test.timeout 60m -test.run "$pattern" \
+	(cd "$repo/e2e/chaos" && run_go_test "$CHAOS_OUT/chaos-$pattern_name.log" "$work/chaos.test" -test.v -test.timeout 60m -test.run "$pattern" \
 		-kubeconfig "$KUBECONFIG_ADMIN" -helm "$HELM" -chart "$repo/chart" -namespace "$CHAOS_NS" \
 		-ssh-key "$work/id" -node-netns "/var/run/netns/$NODE_NS" -cluster-dir "$CLUSTER_DIR" \
 		-ctr "$(command -v ctr)" -containerd "$CONTAINERD_SOCK" -out "$CHAOS_OUT" -boot-timeout "${BOOT_TIMEOUT}s" "$@" 8>&-)

@@ -116,3 +116,24 @@ YAML
 	kc -n "$ns" wait --for=condition=Ready "pod/$name" --timeout=60s >/dev/null || return 1
 	echo "http://$(kc -n "$ns" get pod "$name" -o jsonpath='{.status.podIP}'):8080"
 }
+
+# run_go_test LOG CMD...: runs a Go test binary's command line, its output to stdout and to LOG;
+# when it fails, ends with a digest of LOG (CI shows the end of the output: the failures, each
+# test's own error lines, and the console of each VM pod that was not Ready, from the
+# diagnostics), so a failure is understood from the last lines alone. Returns the test's status.
+run_go_test() {
+	local log=$1 rc=0
+	shift
+	"$@" 2>&1 | tee "$log" || rc=$?
+	((rc == 0)) && return 0
+	{
+		echo "=== digest of $log (the full output is above)"
+		grep -E -- '^\s*--- FAIL|^\s+[a-z_]+_test\.go:[0-9]+: ' "$log" | tail -n 40 || true
+		awk '/^ *--- pod .*ready false/ { pod = 1; print; next }
+			/^ *--- (pod|events)/ { pod = 0; vm = 0 }
+			pod && /^ *\[[^]]*\/vm\]$/ { vm = 1; print; next }
+			pod && /^ *\[/ { vm = 0 }
+			vm { print }' "$log" | tail -n 60 || true
+	} >&2
+	return "$rc"
+}

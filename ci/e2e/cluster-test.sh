@@ -103,7 +103,7 @@ run_cni() {
 
 	local run='^TestCluster$'
 	if [ "$full" = true ]; then run='^(TestCluster|TestDisks|TestDiskMigration)$'; fi
-	(cd "$repo/e2e/cluster" && "$work/cluster.test" -test.v -test.timeout 120m -test.run "${E2E_RUN:-$run}" \
+	(cd "$repo/e2e/cluster" && run_go_test "$OUT/e2e-$CNI.log" "$work/cluster.test" -test.v -test.timeout 120m -test.run "${E2E_RUN:-$run}" \
 		-kubeconfig "$KUBECONFIG_ADMIN" -helm "$HELM" -kubectl "$K8S_BIN/kubectl" -chart "$repo/chart" \
 		-values "$work/values.yaml" -namespace "$NS" -release "$REL" -cni "$CNI" -full="$full" \
 		-ssh-key "$work/id" -node-netns "/var/run/netns/$NODE_NS" -marker "$MARKER" -console-password "$CONSOLE_PASSWORD" \
