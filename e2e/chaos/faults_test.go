@@ -725,17 +725,29 @@ func (r *run) imageVolumeFull(t *testing.T) {
 	poll(t, "the download to the tmpfs at 20 %", 180*time.Second, 200*time.Millisecond, func() bool { return size(part) >= r.guestSize/5 })
 	partIno := inode(t, part)
 	// Once the download is under way, a ballast file takes all but 4 MiB of what is left.
-	var fs unix.Statfs_t
-	if err := unix.Statfs(full, &fs); err != nil {
-		t.Fatal(err)
-	}
+	// The download goes on meanwhile: what statfs said may be gone by the fallocate
+	// (ENOSPC), so it is measured again and retried.
 	ballast := filepath.Join(full, "ballast")
 	bf, err := os.Create(ballast)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := unix.Fallocate(int(bf.Fd()), 0, 0, int64(fs.Bavail)*fs.Bsize-4*mib); err != nil {
-		t.Fatalf("fallocate the ballast: %v", err)
+	for try := 1; ; try++ {
+		var fs unix.Statfs_t
+		if err := unix.Statfs(full, &fs); err != nil {
+			t.Fatal(err)
+		}
+		left := int64(fs.Bavail)*fs.Bsize - 4*mib
+		if left <= 0 {
+			break // the download itself took the rest
+		}
+		err := unix.Fallocate(int(bf.Fd()), 0, 0, left)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, unix.ENOSPC) || try == 20 {
+			t.Fatalf("fallocate the ballast (%d bytes, try %d): %v", left, try, err)
+		}
 	}
 	bf.Close()
 	st := r.waitContainer(t, "full-full-0", "image-fetch", "exit 1 on the full volume", 180*time.Second, exitedWith(1))
