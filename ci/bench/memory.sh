@@ -169,8 +169,9 @@ openshift-docs modules/virt-cluster-resource-requirements.adoc), ≈ $(awk -v g=
 
 Caveats: KubeVirt's figure is a reservation (measured \`ps\` RSS rounded up, shared libraries counted
 again in every process) for KVM, Berth's is measured RSS. Under TCG (these machines) QEMU's translation
-buffer (vmm's \`tb-size=256\`) is resident in full and dominates Berth's overhead: a smaller
-tb-size is the lever; KubeVirt runs TCG only as a fallback
+buffer (the \`tb-size\` vmm chose from the container's memory limit, here none: the largest,
+common/podmem.MaxTBSize) is resident in full and dominates Berth's overhead; the curve below is how
+small it can be; KubeVirt runs TCG only as a fallback
 (useEmulation) with the same formula. The KVM-like row subtracts that buffer; it is an estimate, not
 a KVM measurement (KVM does not work here). Size the pod's memory as guest memory + this overhead +
 headroom (the chart's values).
