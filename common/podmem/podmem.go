@@ -15,16 +15,22 @@ const mib = 1 << 20
 
 // FixedOverhead is what the vm container holds beyond the guest's RAM and
 // TCG's translation buffer once the guest has touched all its RAM: QEMU's own
-// memory (code, libraries, device state, page tables of the guest's RAM; the
-// cgroup's peak minus guest RAM minus tb-size, measured at 79–82 MiB
-// with a 512 MiB guest at every tb-size), vmm (6 MiB), and room for the page
-// cache the cgroup is charged for (the overlay's writes, reclaimable).
+// memory (code, libraries, device state, page tables of the guest's RAM),
+// vmm (about 5 MiB) and the page cache the cgroup is charged for (the
+// overlay's writes, reclaimable), plus margin. Measured with a 512 MiB guest
+// that filled its RAM, as the cgroup's peak minus guest RAM minus tb-size:
+// 43, 61, 78 and 93 MiB at tb-size 32, 64, 128 and 256 for plain QEMU in
+// ci/bench/memory.sh's curve, 63 MiB for vmm and QEMU at tb-size 128 in
+// TestBinaryGuestFillsRAM (cgroup v1, 2026-12-01).
 const FixedOverhead = 112 * mib
 
-// TB-size bounds, MiB (QEMU's -accel tcg,tb-size=). MaxTBSize is the size
-// beyond which the test guest boots no faster (the curve); it is also the
-// choice when the container has no memory limit. Below MinTBSize TCG spends
-// its time retranslating code it has just thrown away.
+// TB-size bounds, MiB (QEMU's -accel tcg,tb-size=). MaxTBSize is the
+// choice when the room allows and when the container has no limit: one boot
+// of the test guest uses about 139 MiB of a 256 MiB buffer (info jit), so 128
+// costs about one flush a boot; the curve's boot and CPU times (one round on a
+// loaded machine) do not tell 32..256 apart; and the chart's 256Mi
+// memoryOverhead holds 128 + FixedOverhead, 256 does not (349 MiB measured).
+// Below MinTBSize TCG retranslates constantly.
 const (
 	MinTBSize = 32
 	MaxTBSize = 128
