@@ -15,6 +15,8 @@ import (
 	"helm.sh/helm/v3/pkg/action"
 	"helm.sh/helm/v3/pkg/chart"
 	"helm.sh/helm/v3/pkg/chartutil"
+
+	"github.com/berth-vm/berth/common/podmem"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden snapshots in testdata/")
@@ -881,4 +883,23 @@ func mustKubeVersion(t *testing.T) *chartutil.KubeVersion {
 		t.Fatal(err)
 	}
 	return kv
+}
+
+// TestMemoryOverheadCoversTCG: the chart's default memory limit holds what the vm container needs
+// beyond guest RAM under TCG at the largest tb-size (common/podmem, measured by ci/bench/memory.sh),
+// whatever accel says (auto may fall back to TCG), so vmm's cgroup-based choice is the largest and a
+// guest that fills its RAM is not OOM-killed; and with accel kvm too (it changes nothing here).
+func TestMemoryOverheadCoversTCG(t *testing.T) {
+	for _, accel := range []string{"", "    accel: tcg\n", "    accel: kvm\n"} {
+		for _, mem := range []string{"256Mi", "1Gi", "8Gi"} {
+			vm := container(t, sts(t, render(t, oneVM+accel+"    memory: "+mem+"\n"), "vm1"), "vm")
+			limit := vm.Resources.Limits[corev1.ResourceMemory]
+			guest := resource.MustParse(mem)
+			beyond := uint64(limit.Value() - guest.Value())
+			if tb := podmem.PlanTB(uint64(limit.Value()), uint64(guest.Value())); tb.Short || tb.MiB != podmem.MaxTBSize {
+				t.Errorf("%smemory %s: limit %s leaves %d MiB beyond guest RAM; vmm would choose %+v, want the largest tb-size %d MiB (needs %d MiB)",
+					accel, mem, limit.String(), beyond>>20, tb, podmem.MaxTBSize, podmem.TCGOverhead(podmem.MaxTBSize)>>20)
+			}
+		}
+	}
 }

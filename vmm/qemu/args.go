@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/berth-vm/berth/common/disks"
+	"github.com/berth-vm/berth/common/podmem"
 	"github.com/berth-vm/berth/vmm/config"
 )
 
@@ -53,6 +54,8 @@ type Plan struct {
 	Accel       string // kvm or tcg: the result of ACCEL and the KVM probe
 	Vhost       bool   // /dev/vhost-net can be opened
 	VNCPassword bool   // VNC requires a password (set over QMP after start)
+	TBSize      uint64 // TCG's translation buffer, MiB (podmem.PlanTB); 0 under KVM
+	TBReason    string // why that size
 }
 
 // Arg is one option of the command line: Flag and Value (Value may be empty),
@@ -79,7 +82,15 @@ func Args(p Plan) []Arg {
 		add("-accel", "kvm", "hardware virtualisation: /dev/kvm ran a test guest")
 		add("-cpu", "host", "pass the host CPU through: fastest, and the guest sees the real features")
 	default:
-		add("-accel", "tcg,thread=multi,tb-size=256", "emulation (no working KVM): one host thread per vCPU; a 256 MiB translation cache bounds QEMU's memory overhead")
+		tb := p.TBSize
+		if tb == 0 {
+			tb = podmem.MaxTBSize
+		}
+		why := fmt.Sprintf("emulation (no working KVM): one host thread per vCPU; a %d MiB translation cache, resident in full, sized to the container's memory limit", tb)
+		if p.TBReason != "" {
+			why += ": " + p.TBReason
+		}
+		add("-accel", fmt.Sprintf("tcg,thread=multi,tb-size=%d", tb), why)
 		add("-cpu", "max", "every CPU feature TCG can emulate (x86-64-v2 and more), so modern distributions boot")
 	}
 	add("-smp", fmt.Sprint(p.CPUs), "VM_CPUS virtual CPUs")

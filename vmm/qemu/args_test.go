@@ -9,6 +9,7 @@ import (
 
 	"github.com/berth-vm/berth/common/disks"
 	"github.com/berth-vm/berth/common/golden"
+	"github.com/berth-vm/berth/common/podmem"
 	"github.com/berth-vm/berth/common/stage"
 	"github.com/berth-vm/berth/vmm/config"
 )
@@ -29,6 +30,11 @@ func TestArgsGolden(t *testing.T) {
 		plan func() Plan
 	}{
 		{"tcg-default", func() Plan { return Plan{Config: base(), Accel: config.AccelTCG} }},
+		{"tcg-small-limit", func() Plan {
+			c := base()
+			tb := podmem.PlanTB(c.Memory+200<<20, c.Memory) // room for less than the largest buffer
+			return Plan{Config: c, Accel: config.AccelTCG, TBSize: tb.MiB, TBReason: tb.Reason}
+		}},
 		{"kvm-vhost-vnc-password", func() Plan {
 			c := base()
 			c.VNCListen, c.VNCPasswordFile, c.CPUs, c.Memory = "0.0.0.0", "/etc/berth/vnc", 4, 4<<30

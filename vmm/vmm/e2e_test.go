@@ -82,6 +82,8 @@ func sh(t *testing.T, name string, args ...string) string {
 // pod is a work dir (run, disk dirs owned by vmUID) and a netns with tap0.
 type pod struct {
 	ns, work, run, disk string
+	cgroupProcs         string // when set, vmm starts in this cgroup (its cgroup.procs file)
+	cgroupMount         string // with cgroupProcs: shell that mounts the cgroup hierarchy in vmm's mount namespace
 }
 
 func newPod(t *testing.T) *pod {
@@ -152,11 +154,21 @@ func (p *pod) cmd(t *testing.T, env []string, args ...string) *exec.Cmd {
 // cmdAs is cmd as uid (0: root, as the defect of a root vmm creating the tap needs).
 func (p *pod) cmdAs(t *testing.T, uid int, env []string, args ...string) *exec.Cmd {
 	argv := []string{"netns", "exec", p.ns}
+	if p.cgroupProcs != "" {
+		// ip netns exec mounts a fresh /sys without the cgroup hierarchy: mount it again, as a
+		// container runtime does in the container, before vmm looks for its limit.
+		argv = append(argv, "sh", "-c", p.cgroupMount+` && exec "$@"`, "sh")
+	}
 	if uid != 0 {
 		argv = append(argv, "setpriv", "--reuid="+strconv.Itoa(uid), "--regid="+strconv.Itoa(uid), "--clear-groups")
 	}
 	argv = append(append(argv, "env", "-i"), env...)
 	argv = append(argv, buildVMM(t))
+	if p.cgroupProcs != "" {
+		// root's shell moves itself into the cgroup, then becomes vmm: vmm, QEMU and every page they
+		// touch are charged there from the start, as in the pod's container.
+		return exec.Command("sh", append([]string{"-c", `echo $$ >"$0" && exec "$@"`, p.cgroupProcs, "ip"}, append(argv, args...)...)...)
+	}
 	return exec.Command("ip", append(argv, args...)...)
 }
 

@@ -20,10 +20,12 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/berth-vm/berth/common/fsutil"
+	"github.com/berth-vm/berth/common/podmem"
 	"github.com/berth-vm/berth/common/qcow2"
 	"github.com/berth-vm/berth/common/stage"
 	"github.com/berth-vm/berth/vmm/config"
 	"github.com/berth-vm/berth/vmm/kvm"
+	"github.com/berth-vm/berth/vmm/memlimit"
 	"github.com/berth-vm/berth/vmm/qemu"
 	"github.com/berth-vm/berth/vmm/qmp"
 	"github.com/berth-vm/berth/vmm/status"
@@ -125,7 +127,8 @@ func makePlan(r stage.Run) (stage.Plan, error) {
 	if err != nil {
 		return nil, err
 	}
-	p.QEMU = qemu.Plan{Config: c, Accel: accel, Vhost: canOpen(VhostDevice), VNCPassword: p.password != ""}
+	tb := planMemory(r.Log, accel, c.Memory, memlimit.Self)
+	p.QEMU = qemu.Plan{Config: c, Accel: accel, Vhost: canOpen(VhostDevice), VNCPassword: p.password != "", TBSize: tb.MiB, TBReason: tb.Reason}
 	p.Args = qemu.Args(p.QEMU)
 	return p, nil
 }
@@ -284,6 +287,45 @@ func chooseAccel(ctx context.Context, log *slog.Logger, want string) (string, er
 	}
 	log.Warn("KVM does not work here: running the guest with TCG emulation, which is many times slower", "reason", res.Reason)
 	return config.AccelTCG, nil
+}
+
+// planMemory sizes TCG's translation buffer to the container's memory limit
+// (podmem.PlanTB; under KVM there is none, podmem.PlanKVM) and logs the
+// choice. A limit too small for the guest to fill its RAM is a warning, not
+// bad input: the limit is the pod's resources, outside vmm's environment; the
+// VM works until its guest uses nearly all its RAM, which many never do, and
+// exit 2 would make a possible OOM kill a certain outage. The warning names
+// the limit and the memoryOverhead the chart needs.
+func planMemory(log *slog.Logger, accel string, guest uint64, read func() (memlimit.Limit, error)) podmem.TB {
+	lim, err := read()
+	if err != nil {
+		log.Warn("cannot read the container's memory limit: sizing as if there were none", "err", err)
+	}
+	kvm := accel == config.AccelKVM
+	tb := podmem.PlanTB(lim.Bytes, guest)
+	if kvm {
+		tb = podmem.PlanKVM(lim.Bytes, guest)
+	}
+	if tb.Short {
+		log.Warn("the memory limit is too small for this VM: a guest that fills its RAM will be OOM-killed with QEMU",
+			"memory_limit", podmem.MiBString(tb.Limit), "limit_file", lim.File, "guest_memory", podmem.MiBString(guest),
+			"memory_overhead", podmem.MiBString(tb.Limit-min(tb.Limit, guest)),
+			"need_memory_overhead", podmem.MiBString(podmem.NeededOverhead(kvm)), "accel", accel,
+			"fix", "raise the chart's vm.memoryOverhead (or resources.limits.memory) to at least guest memory + need_memory_overhead")
+	}
+	if kvm {
+		log.Info("memory", "reason", tb.Reason)
+	} else {
+		log.Info("TCG translation buffer", "tb_size", fmt.Sprintf("%dMi", tb.MiB), "memory_limit", limitDesc(lim), "reason", tb.Reason)
+	}
+	return tb
+}
+
+func limitDesc(l memlimit.Limit) string {
+	if l.Bytes == 0 {
+		return "none"
+	}
+	return podmem.MiBString(l.Bytes) + " (" + l.File + ")"
 }
 
 func canOpen(dev string) bool {
