@@ -76,26 +76,59 @@ func (s *sink) Write(p []byte) (int, error) {
 	return n, err
 }
 
-// copyBody copies body into w in chunks of len(buf): each chunk is filled
-// from the network before it is written, so writes and hash updates are
-// large whatever the reads return. received counts body bytes as they
+// copyBody copies body into w through two buffers of len(buf) each: one is
+// filled from the network while the other is written and hashed, so the
+// receive and the write path run at once (no byte is copied in between).
+// Each buffer is filled before it is written, so writes and hash updates
+// are large whatever the reads return. received counts body bytes as they
 // arrive (for progress, stall and rate checks). What was received before an
-// error is written before the error is returned.
-func copyBody(w io.Writer, body io.Reader, buf []byte, received *atomic.Int64) error {
-	for {
-		n, rerr := fill(body, buf, received)
-		if n > 0 {
-			if _, err := w.Write(buf[:n]); err != nil {
+// error is written before the error is returned. On a write error body is
+// closed, which ends the pending read.
+func copyBody(w io.Writer, body io.ReadCloser, buf []byte, received *atomic.Int64) error {
+	type chunk struct {
+		b   []byte
+		err error
+	}
+	free := make(chan []byte, 2)
+	free <- buf
+	free <- make([]byte, len(buf))
+	full := make(chan chunk, 1)
+	stop := make(chan struct{})
+	go func() {
+		defer close(full)
+		for {
+			var b []byte
+			select {
+			case b = <-free:
+			case <-stop:
+				return
+			}
+			n, err := fill(body, b, received)
+			full <- chunk{b[:n], err}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	for c := range full {
+		if len(c.b) > 0 {
+			if _, err := w.Write(c.b); err != nil {
+				close(stop)
+				body.Close()
+				for range full { // until the reader is gone: the buffers are the caller's again
+				}
 				return err
 			}
 		}
-		if rerr == io.EOF {
+		if c.err == io.EOF {
 			return nil
 		}
-		if rerr != nil {
-			return rerr
+		if c.err != nil {
+			return c.err
 		}
+		free <- c.b[:cap(c.b)]
 	}
+	return nil
 }
 
 // fill reads into buf until it is full or the reader fails (io.EOF at the end).

@@ -57,7 +57,7 @@ func TestSinkHashesWhatItWrites(t *testing.T) {
 			}
 			defer f.Close()
 			var received atomic.Int64
-			err = copyBody(&sink{f: f, d: dg, queued: int64(tt.prefix)}, tt.reader(), buf, &received)
+			err = copyBody(&sink{f: f, d: dg, queued: int64(tt.prefix)}, io.NopCloser(tt.reader()), buf, &received)
 			if !errors.Is(err, tt.err) {
 				t.Fatalf("copyBody: %v, want %v", err, tt.err)
 			}
