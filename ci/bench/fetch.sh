@@ -1,50 +1,45 @@
 #!/usr/bin/env bash
-# Bench "fetch": bin/image-fetch downloading a 512 MiB image from a loopback HTTP server, against
-# `curl -o` of the same file from the same server, alternating, in the same run; and a download cut
-# at 50 % then continued by a second image-fetch process (a container restart).
+# Bench "fetch": image-fetch downloading a raw image over HTTP, in the same run as two baselines on
+# the same server and disk, runs alternating (the order rotates each run):
+#   curl -o                                   the bare download (no hash, no fsync)
+#   curl -o F && sha256sum F && sync          the same work as image-fetch, in three passes
+# for a 512 MiB and a 2 GiB image (random bytes); a server paced to 50 MiB/s (both must be
+# link-bound); and a download cut at 50 % then continued by a second image-fetch process.
 #
-# Figures (out/bench/fetch.{md,tsv}, contract in the team guide):
-#   image-fetch wall time / curl -o wall time                          goal <= 1.05
-#   bytes sent by the server after the cut / bytes still missing       goal 1.0 (2.0 = restarted from zero)
-# BENCH_RUNS (default 7) alternating pairs; BENCH_SIZE_MIB (default 512). Every wait is bounded.
+# Figures (out/bench/fetch.{md,tsv}, contract in ci/bench/run.sh):
+#   image-fetch / curl -o                              512 MiB, 2 GiB   goal <= 1.05
+#   image-fetch / curl -o && sha256sum && sync         512 MiB, 2 GiB   goal <= 0.9
+#   image-fetch / curl -o at 50 MiB/s                  512 MiB          goal 1.0
+#   bytes sent by the server after the cut / bytes still missing        goal 1.0 (2.0 = from zero)
+# The server runs in the node netns of lib.sh's pod_netns, the clients in its pod netns (a Calico-
+# shaped veth, as a real pod reaches a server). BENCH_RUNS (default 7) runs of each; BENCH_SIZES_MIB
+# (default "512 2048"); BENCH_PACED_MIBS (default 50, the paced server's MiB/s). Root (namespaces).
 set -euo pipefail
-
-REPO=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/../.." && pwd)
+# shellcheck source=ci/bench/lib.sh
+source "$(dirname "$(readlink -f "$0")")/lib.sh"
+bench_init fetch
 RUNS=${BENCH_RUNS:-7}
-SIZE_MIB=${BENCH_SIZE_MIB:-512}
-OUT=$REPO/out/bench
-BIN=$REPO/bin/image-fetch
-mkdir -p "$OUT"
-export PATH=/usr/local/go/bin:$PATH
-
-log() { echo "fetch bench: $*" >&2; }
-fail() { log "FAIL: $*"; exit 1; }
-# shellcheck source=ci/bench/stats.sh
-source "$(dirname "$(readlink -f "$0")")/stats.sh"
-
+read -r -a SIZES <<<"${BENCH_SIZES_MIB:-512 2048}"
+PACED=${BENCH_PACED_MIBS:-50}
+PORT=8091
+[[ $(id -u) == 0 ]] || fail "run as root (network namespaces)"
 command -v curl >/dev/null || fail "curl missing (ci/install-deps.sh)"
 command -v qemu-img >/dev/null || fail "qemu-img missing (ci/install-deps.sh)"
-if [[ ! -x $BIN ]]; then
-  log "building $BIN"
-  (cd "$REPO/init" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$BIN" ./cmd/image-fetch)
-fi
 
-# Work dir on disk (not tmpfs), like a node's hostPath cache.
-WORK=$(mktemp -d /var/tmp/berth-bench-fetch.XXXXXX)
-SRV_PID=
-cleanup() {
-  if [[ -n $SRV_PID ]]; then
-    kill "$SRV_PID" 2>/dev/null || true
-    wait "$SRV_PID" 2>/dev/null || true
-  fi
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+COMMIT=$(git -C "$BENCH_REPO" rev-parse --short HEAD)
+git -C "$BENCH_REPO" diff --quiet HEAD -- init common || COMMIT+=" (with uncommitted changes)"
+CPU=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
+LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
 
-# The loopback server: Go's http.ServeContent (Range, If-Range, Last-Modified, sendfile) over one
-# file. GET /cut/<tag>/<name>: the first GET of that path sends half the body, then drops the
-# connection and writes $WORK/cut-<tag>. Every request is logged with the body bytes it sent.
+# image-fetch built from this tree (what is measured is the source at $COMMIT, not a stale bin/).
+BIN=$WORK/image-fetch
+(cd "$BENCH_REPO/init" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$BIN" ./cmd/image-fetch) ||
+  fail "build image-fetch"
+
+# The server: Go's http.ServeContent (Range, If-Range, Last-Modified; sendfile) over the files of
+# $WORK/www. GET /paced/<name>: the same, at most PACED MiB/s. GET /cut/<tag>/<name>: the first GET
+# of that path sends half the body, then drops the connection and writes $WORK/cut-<tag>. Every
+# request is logged with the body bytes it sent.
 mkdir -p "$WORK/srv" "$WORK/www"
 cat >"$WORK/srv/go.mod" <<'EOF'
 module benchsrv
@@ -61,9 +56,11 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 type counter struct {
@@ -74,27 +71,65 @@ type counter struct {
 func (c *counter) Write(b []byte) (int, error) { n, err := c.ResponseWriter.Write(b); c.n.Add(int64(n)); return n, err }
 func (c *counter) Flush()                      { c.ResponseWriter.(http.Flusher).Flush() }
 
-func main() {
-	file, work := os.Args[1], os.Args[2]
-	f, err := os.Open(file)
-	if err != nil {
-		panic(err)
+// ReadFrom keeps net/http's sendfile path (ServeContent copies into an io.ReaderFrom).
+func (c *counter) ReadFrom(r io.Reader) (int64, error) {
+	n, err := c.ResponseWriter.(io.ReaderFrom).ReadFrom(r)
+	c.n.Add(n)
+	return n, err
+}
+
+// paced writes at most rate bytes/s from its first write on, in 64 KiB steps
+// (it has no ReadFrom: no sendfile, every byte goes through Write).
+type paced struct {
+	http.ResponseWriter
+	c     *counter
+	rate  float64
+	start time.Time
+	sent  int64
+}
+
+func (p *paced) Write(b []byte) (int, error) {
+	if p.start.IsZero() {
+		p.start = time.Now()
 	}
-	fi, _ := f.Stat()
+	done := 0
+	for done < len(b) {
+		n, err := p.c.Write(b[done:min(len(b), done+64<<10)])
+		done += n
+		p.sent += int64(n)
+		if err != nil {
+			return done, err
+		}
+		time.Sleep(time.Until(p.start.Add(time.Duration(float64(p.sent) / p.rate * float64(time.Second)))))
+	}
+	return done, nil
+}
+
+func main() {
+	addr, www, work := os.Args[1], os.Args[2], os.Args[3]
+	mibs, _ := strconv.ParseFloat(os.Args[4], 64)
 	var mu sync.Mutex
 	cut := map[string]bool{}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		panic(err)
 	}
-	fmt.Println(ln.Addr().(*net.TCPAddr).Port)
-	os.Stdout.Sync()
 	http.Serve(ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		c := &counter{ResponseWriter: w}
 		defer func() {
 			fmt.Fprintf(os.Stderr, "REQ %s %s range=%q bytes=%d\n", r.Method, r.URL.Path, r.Header.Get("Range"), c.n.Load())
 		}()
-		body := io.NewSectionReader(f, 0, fi.Size()) // *io.SectionReader: ServeContent can Seek
+		f, err := os.Open(filepath.Join(www, filepath.Base(r.URL.Path)))
+		if err != nil {
+			http.NotFound(w, r)
+			return
+		}
+		defer f.Close()
+		fi, _ := f.Stat()
+		if strings.HasPrefix(r.URL.Path, "/paced/") {
+			http.ServeContent(&paced{ResponseWriter: w, c: c, rate: mibs * (1 << 20)}, r, fi.Name(), fi.ModTime(), f)
+			return
+		}
 		if tag, ok := strings.CutPrefix(r.URL.Path, "/cut/"); ok && r.Method == http.MethodGet {
 			tag = filepath.Dir(tag)
 			mu.Lock()
@@ -105,35 +140,34 @@ func main() {
 				w.Header().Set("Content-Length", fmt.Sprint(fi.Size()))
 				w.Header().Set("Last-Modified", fi.ModTime().UTC().Format(http.TimeFormat))
 				w.Header().Set("Accept-Ranges", "bytes")
-				buf := make([]byte, 1<<20)
-				for sent := int64(0); sent < fi.Size()/2; {
-					n, _ := body.Read(buf[:min(int64(len(buf)), fi.Size()/2-sent)])
-					c.Write(buf[:n])
-					sent += int64(n)
-				}
+				io.Copy(c, io.LimitReader(f, fi.Size()/2))
 				c.Flush()
 				os.WriteFile(filepath.Join(work, "cut-"+tag), nil, 0o644)
 				panic(http.ErrAbortHandler)
 			}
 		}
-		http.ServeContent(c, r, "image.raw", fi.ModTime(), body)
+		http.ServeContent(c, r, fi.Name(), fi.ModTime(), f)
 	}))
 }
 EOF
-log "building the loopback server"
+log "building the server"
 (cd "$WORK/srv" && GOWORK=off CGO_ENABLED=0 go build -o server .) || fail "server build"
 
-# A raw image: any bytes are one. Random bytes, so nothing compresses and nothing is sparse.
-IMG=$WORK/www/image.raw
-head -c $((SIZE_MIB << 20)) /dev/urandom >"$IMG"
-SIZE=$(stat -c %s "$IMG")
-"$WORK/srv/server" "$IMG" "$WORK" >"$WORK/port" 2>"$WORK/server.log" &
-SRV_PID=$!
-for ((i = 0; i < 100; i++)); do [[ -s $WORK/port ]] && break; sleep 0.05; done
-PORT=$(head -1 "$WORK/port")
-[[ -n $PORT ]] || fail "server did not start"
-URL=http://127.0.0.1:$PORT
-curl -fsS -o /dev/null --max-time 60 "$URL/image.raw" || fail "server does not serve"  # warm the page cache
+# Random bytes: nothing compresses, nothing is sparse; any bytes are a valid raw image.
+for s in "${SIZES[@]}"; do
+  head -c $((s << 20)) /dev/urandom >"$WORK/www/image-$s.raw"
+done
+
+pod_netns
+ip netns exec "$NODE_NS" setsid "$WORK/srv/server" "$NODE_IP:$PORT" "$WORK/www" "$WORK" "$PACED" \
+  >/dev/null 2>"$WORK/server.log" </dev/null &
+BENCH_PIDS+=($!)
+wait_tcp "$POD_NS" "$NODE_IP" "$PORT" 15
+URL=http://$NODE_IP:$PORT
+IN_POD=(ip netns exec "$POD_NS")
+for s in "${SIZES[@]}"; do # warm the server's page cache
+  "${IN_POD[@]}" curl -fsS -o /dev/null --max-time 120 "$URL/image-$s.raw" || fail "the server does not serve"
+done
 
 fetch_env() { # fetch_env DIR SOURCE: sets FETCH_ENV (makes DIR's images and disk: the volumes no stage creates)
   mkdir -p "$1/images" "$1/disk"
@@ -141,42 +175,97 @@ fetch_env() { # fetch_env DIR SOURCE: sets FETCH_ENV (makes DIR's images and dis
     IMAGE_DIR="$1/images" DISK_DIR="$1/disk" TERMINATION_LOG="$1/termination-log")
 }
 
-# 1. image-fetch vs curl -o, alternating (which one goes first alternates too), fresh dirs each time.
-time_fetch() { # DIR
+# One timed contender: run_<name> DIR URL, its time in ms on stdout. Each starts after a sync, in a
+# fresh DIR on disk (like a node's hostPath cache), the source in the server's page cache.
+run_fetch() {
+  fetch_env "$1" "$2"
+  timeout 600 "${IN_POD[@]}" "${FETCH_ENV[@]}" "$BIN" >"$1/fetch.log" 2>&1 || { cat "$1/fetch.log" >&2; fail "image-fetch failed"; }
+  cmp -s "$1/images/image.raw" "$3" || fail "image-fetch's file differs from the source"
+}
+run_curl() {
+  timeout 600 "${IN_POD[@]}" curl -fsS -o "$1/curl.raw" "$2" || fail "curl failed"
+}
+run_curlsum() {
+  # shellcheck disable=SC2016 # the inner script's own $1 and $2
+  timeout 600 "${IN_POD[@]}" bash -c 'curl -fsS -o "$1" "$2" && sha256sum "$1" >"$1.sha256" && sync' _ "$1/curlsum.raw" "$2" ||
+    fail "curl && sha256sum && sync failed"
+}
+timed() { # timed NAME DIR URL SRC: appends the time to t_NAME
   local t0
   sync
   t0=$(now_ms)
-  fetch_env "$1" "$URL/image.raw"
-  timeout 300 "${FETCH_ENV[@]}" "$BIN" >"$1/fetch.log" 2>&1 || { cat "$1/fetch.log" >&2; fail "image-fetch failed"; }
-  t_fetch+=($(($(now_ms) - t0)))
+  "run_$1" "$2" "$3" "$4"
+  local -n acc=t_$1
+  acc+=($(($(now_ms) - t0)))
 }
-time_curl() { # DIR
-  local t0
-  sync
-  t0=$(now_ms)
-  timeout 300 curl -fsS --max-time 300 -o "$1/curl/image.raw" "$URL/image.raw" || fail "curl failed"
-  t_curl+=($(($(now_ms) - t0)))
+
+# measure LABEL URL SRC CONTENDER...: RUNS runs, the order rotated each run; sets t_<contender>.
+measure() {
+  local label=$1 url=$2 src=$3 run i d
+  shift 3
+  local who=("$@") n=$# c
+  for ((run = 0; run < RUNS; run++)); do
+    d=$WORK/run
+    rm -rf "$d"
+    mkdir -p "$d"
+    for ((i = 0; i < n; i++)); do timed "${who[(run + i) % n]}" "$d" "$url" "$src"; done
+    local line="$label run $((run + 1)):"
+    for c in "${who[@]}"; do line+=" ${NAMES[$c]} $(last "$c") ms,"; done
+    log "$line"
+  done
+  rm -rf "$WORK/run"
 }
-t_fetch=() t_curl=() ratios=()
-for ((run = 1; run <= RUNS; run++)); do
-  d=$WORK/run$run
-  mkdir -p "$d/curl"
-  if ((run % 2)); then time_fetch "$d"; time_curl "$d"; else time_curl "$d"; time_fetch "$d"; fi
-  cmp -s "$d/images/image.raw" "$IMG" || fail "image-fetch's file differs from the source"
-  ratios+=("$(ratio "${t_fetch[-1]}" "${t_curl[-1]}")")
-  log "run $run: image-fetch ${t_fetch[-1]} ms, curl -o ${t_curl[-1]} ms, ratio ${ratios[-1]}"
-  rm -rf "$d"
+
+last() { local -n l=t_$1; echo "${l[-1]}"; }       # last NAME: its latest time
+tstats() { local -n l=t_$1; stats "${l[@]}"; }     # tstats NAME: "min median max" of its times
+declare -A NAMES=([fetch]="image-fetch" [curl]="curl -o" [curlsum]="curl -o && sha256sum && sync")
+
+# ratios NAME_A NAME_B: per-run ratios t_A[i] / t_B[i], "min median max".
+ratios() {
+  local -n a=t_$1 b=t_$2
+  local r=() i
+  for i in "${!a[@]}"; do r+=("$(ratio "${a[i]}" "${b[i]}")"); done
+  fstats 3 "${r[@]}"
+}
+
+tsv=() md=()
+for s in "${SIZES[@]}"; do
+  # shellcheck disable=SC2034 # read and filled through namerefs (timed, last, tstats, ratios)
+  t_fetch=() t_curl=() t_curlsum=()
+  measure "$s MiB" "$URL/image-$s.raw" "$WORK/www/image-$s.raw" fetch curl curlsum
+  read -r a b c < <(ratios fetch curl)
+  tsv+=("$(tsv_row "image-fetch $s MiB / curl -o" "curl -o, same server" "$a" "$b" "$c" "<= 1.05")")
+  md+=("ratio image-fetch / curl -o, $s MiB|$a|$b|$c|≤ 1.05")
+  read -r a b c < <(ratios fetch curlsum)
+  tsv+=("$(tsv_row "image-fetch $s MiB / curl -o && sha256sum && sync" "curl -o && sha256sum && sync, same server" "$a" "$b" "$c" "<= 0.9")")
+  md+=("ratio image-fetch / curl -o && sha256sum && sync, $s MiB|$a|$b|$c|≤ 0.9")
+  for c in fetch curl curlsum; do
+    read -r a b x < <(tstats "$c")
+    md+=("${NAMES[$c]}, $s MiB (ms)|$a|$b|$x|")
+  done
 done
 
-# 2. Cut at 50 %, the process is stopped (SIGTERM, as a container restart), a new one continues.
+# Paced: the smallest image, at PACED MiB/s: both must take size / rate.
+s=${SIZES[0]}
+# shellcheck disable=SC2034 # as above
+t_fetch=() t_curl=()
+measure "$s MiB at $PACED MiB/s" "$URL/paced/image-$s.raw" "$WORK/www/image-$s.raw" fetch curl
+read -r a b c < <(ratios fetch curl)
+tsv+=("$(tsv_row "image-fetch / curl -o, $s MiB at $PACED MiB/s" "curl -o, same paced server" "$a" "$b" "$c" "1.0")")
+md+=("ratio image-fetch / curl -o, $s MiB at $PACED MiB/s|$a|$b|$c|1.0")
+read -r a b c < <(tstats fetch)
+md+=("image-fetch, $s MiB at $PACED MiB/s (ms; link time $((s * 1000 / PACED)))|$a|$b|$c|")
+read -r a b c < <(tstats curl)
+md+=("curl -o, $s MiB at $PACED MiB/s (ms)|$a|$b|$c|")
+
+# Cut at 50 %, the process is stopped (SIGTERM, as a container restart), a new one continues.
 resume=()
 for ((run = 1; run <= RUNS; run++)); do
   d=$WORK/resume$run
   mkdir -p "$d"
-  src="$URL/cut/r$run/image.raw"
   before=$(wc -l <"$WORK/server.log")
-  fetch_env "$d" "$src"
-  "${FETCH_ENV[@]}" "$BIN" >"$d/fetch1.log" 2>&1 &
+  fetch_env "$d" "$URL/cut/r$run/image-$s.raw"
+  "${IN_POD[@]}" "${FETCH_ENV[@]}" "$BIN" >"$d/fetch1.log" 2>&1 &
   pid=$!
   for ((i = 0; i < 600; i++)); do [[ -e $WORK/cut-r$run ]] && break; sleep 0.05; done
   [[ -e $WORK/cut-r$run ]] || fail "the server never cut the download"
@@ -184,58 +273,55 @@ for ((run = 1; run <= RUNS; run++)); do
   kill -TERM "$pid" 2>/dev/null || true
   if wait "$pid"; then fail "image-fetch succeeded despite the cut"; fi
   part=$(stat -c %s "$d/images/.image.raw.part" 2>/dev/null || echo 0)
-  timeout 300 "${FETCH_ENV[@]}" "$BIN" >"$d/fetch2.log" 2>&1 || { cat "$d/fetch2.log" >&2; fail "second image-fetch failed"; }
-  cmp -s "$d/images/image.raw" "$IMG" || fail "resumed file differs from the source"
+  timeout 300 "${IN_POD[@]}" "${FETCH_ENV[@]}" "$BIN" >"$d/fetch2.log" 2>&1 || { cat "$d/fetch2.log" >&2; fail "second image-fetch failed"; }
+  cmp -s "$d/images/image.raw" "$WORK/www/image-$s.raw" || fail "resumed file differs from the source"
   # Body bytes the server sent for this path: the first request (cut) and all after it.
-  tail -n +$((before + 1)) "$WORK/server.log" | grep " /cut/r$run/" >"$d/reqs"
+  tail -n +$((before + 1)) "$WORK/server.log" | awk -v p="/cut/r$run/" 'index($0, p)' >"$d/reqs"
   first=$(awk -F'bytes=' 'NR==1 {print $2}' "$d/reqs")
   after=$(awk -F'bytes=' 'NR>1 {s+=$2} END {print s+0}' "$d/reqs")
-  missing=$((SIZE - first))
+  missing=$(($(stat -c %s "$WORK/www/image-$s.raw") - first))
   resume+=("$(ratio "$after" "$missing")")
   log "resume run $run: cut after $first bytes (partial file $part), then $after bytes sent for $missing missing: ratio ${resume[-1]}"
   rm -rf "$d"
 done
+read -r a b c < <(fstats 3 "${resume[@]}")
+tsv+=("$(tsv_row "resume after a 50 % cut: bytes sent / bytes missing" "the bytes still missing" "$a" "$b" "$c" "1.0")")
+md+=("resume: bytes sent after the cut / bytes missing|$a|$b|$c|1.0")
 
-LOAD=$(cut -d' ' -f1-3 /proc/loadavg)
-read -r r_min r_med r_max < <(fstats 3 "${ratios[@]}")
-read -r f_min f_med f_max < <(stats "${t_fetch[@]}")
-read -r c_min c_med c_max < <(stats "${t_curl[@]}")
-read -r s_min s_med s_max < <(fstats 3 "${resume[@]}")
-
+LOAD1=$(cut -d' ' -f1-3 /proc/loadavg)
+printf '%s\n' "${tsv[@]}" >"$OUT/fetch.tsv"
 {
-  printf 'image-fetch %s MiB / curl -o\tcurl -o, same loopback server\t%s\t%s\t%s\t<= 1.05\n' "$SIZE_MIB" "$r_min" "$r_med" "$r_max"
-  printf 'resume after a 50 %% cut: bytes sent / bytes missing\tthe bytes still missing\t%s\t%s\t%s\t1.0\n' "$s_min" "$s_med" "$s_max"
-} >"$OUT/fetch.tsv"
+  cat <<EOF
+## Image fetch: image-fetch against curl
 
-cat >"$OUT/fetch.md" <<EOF
-## Image fetch: download of a $SIZE_MIB MiB image
+**What.** image-fetch (built from commit $COMMIT) fetching a raw image of $(printf '%s MiB, ' "${SIZES[@]}" | sed 's/, $//')
+(random bytes: any bytes are a valid raw image) from a Go HTTP server (\`http.ServeContent\`: Range,
+sendfile; the file in its page cache) in a node netns, the client in a Calico-shaped pod netns (veth,
+MTU $POD_MTU), into a fresh directory on disk, against two baselines on the same server and disk: \`curl -o\`
+(the bare download: no hash, no fsync) and \`curl -o F && sha256sum F && sync\` (the same work as
+image-fetch, in three passes). $RUNS runs of each, the order rotated each run; \`sync\` before each.
+Ratios are per run (the contenders of one run ran back to back), then min/median/max.
 
-**What.** \`bin/image-fetch\` fetching a $SIZE_MIB MiB raw image (random bytes: any bytes are a valid
-raw image, so the qemu-img check accepts it) from a loopback Go HTTP server (\`http.ServeContent\`,
-Range support) into a fresh IMAGE_DIR and DISK_DIR on disk, against \`curl -o\` of the same URL into
-the same disk, $RUNS pairs in the same run, alternating which goes first; \`sync\` before each; the
-file is in the server's page cache.
+**What is timed.** image-fetch's whole run, from exec to exit: the download with the sha256 computed
+in the write path (1 MiB buffer, one pass, nothing read back; writeback started every 8 MiB), the fsync
+of the file, \`qemu-img info\` and \`check\`, the rename into place with its \`.sha256\` record, and
+the pet overlay (\`qemu-img create\`, its JSON record).
 
-**What is timed.** image-fetch's whole run, from exec to exit: the download (grab, 1 MiB buffer),
-fsync of the file, its sha256 (computed while the file is written), \`qemu-img info\`, the rename into place with its \`.sha256\` record,
-and the pet overlay (\`qemu-img create\`, its JSON record). curl -o only downloads (no fsync,
-no hash). The figure is the price of a verified, crash-safe image against a bare download.
+**Paced.** The same server sending at most $PACED MiB/s (the link-bound case of a real mirror): both
+must take the link time; ratio 1.0.
 
 **Resume.** The server sends the first GET of a path only up to 50 %, then drops the connection;
 the running image-fetch is stopped with SIGTERM (a container restart) and a new one is started on
-the same directories. Figure: body bytes the server sent after the cut (all requests) / bytes still
-missing after the cut. 1.0 = only the rest was fetched; 2.0 would be a restart from zero.
+the same directories (it hashes the half on disk once, then fetches the rest with Range). Figure:
+body bytes the server sent after the cut / bytes still missing. 1.0 = only the rest was fetched.
 
-| figure | min | median | max | goal |
-|---|---|---|---|---|
-| image-fetch (ms) | $f_min | $f_med | $f_max | |
-| curl -o (ms) | $c_min | $c_med | $c_max | |
-| ratio image-fetch / curl -o | $r_min | $r_med | $r_max | ≤ 1.05 |
-| resume: bytes sent after the cut / bytes missing | $s_min | $s_med | $s_max | 1.0 |
-
-Absolute times on these shared 2-core machines are noise; the ratios are the result (load average
-at the end of the run: $LOAD; with other agents' builds on the same disk and cores the time ratio
-spreads widely around 1: read the median).
 EOF
+  md_table "${md[@]}"
+  cat <<EOF
+
+Machine: $(nproc) × $CPU; load average $LOAD0 at the start, $LOAD1 at the end (a shared machine:
+other jobs' builds use the same cores and disk, so absolute times are noise; read the ratios).
+EOF
+} >"$OUT/fetch.md"
 log "wrote $OUT/fetch.md and $OUT/fetch.tsv"
 cat "$OUT/fetch.tsv"

@@ -17,12 +17,12 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/berth-vm/berth/common/fsutil"
 	"github.com/berth-vm/berth/common/stage"
-	"github.com/cavaliergopher/grab/v3"
 )
 
 // Downloader fetches one URL into a partial file, resuming it across attempts
@@ -38,9 +38,9 @@ type Downloader struct {
 	RateWindow     time.Duration
 	Deadline       time.Duration // the whole Download ends after this long; 0: none
 	ProgressEvery  time.Duration // progress line in the log at most this often
-	BufferSize     int
+	BufferSize     int           // the copy buffer: each write to the file and each hash update is up to this size
 
-	client *grab.Client
+	client *http.Client
 }
 
 // NewDownloader returns a Downloader with the production defaults
@@ -90,7 +90,10 @@ func checkRedirect(req *http.Request, via []*http.Request) error {
 	return nil
 }
 
-func (d *Downloader) grabClient() *grab.Client {
+// userAgent is sent with every request.
+const userAgent = "berth-image-fetch/0.1"
+
+func (d *Downloader) httpClient() *http.Client {
 	if d.client != nil {
 		return d.client
 	}
@@ -107,7 +110,7 @@ func (d *Downloader) grabClient() *grab.Client {
 		MaxIdleConns:       2,
 		IdleConnTimeout:    30 * time.Second,
 	}
-	d.client = &grab.Client{HTTPClient: &http.Client{Transport: tr, CheckRedirect: checkRedirect}, UserAgent: "berth-image-fetch/0.1", BufferSize: d.BufferSize}
+	d.client = &http.Client{Transport: tr, CheckRedirect: checkRedirect}
 	return d.client
 }
 
@@ -251,11 +254,11 @@ func (d *Downloader) Download(ctx context.Context, url, part string) (string, er
 	}
 	backoff := d.Backoff
 	restarts := 0
-	fol := newFollower(part)
+	dg, buf := newDigest(), make([]byte, max(d.BufferSize, 64<<10))
 	for attempt := 1; ; {
-		size, err := d.attempt(ctx, url, part, fol)
+		err := d.attempt(ctx, url, part, dg, buf)
 		if err == nil {
-			return fol.sum(size)
+			return dg.hex(), nil
 		}
 		if ctx.Err() != nil {
 			return "", interrupted()
@@ -264,7 +267,7 @@ func (d *Downloader) Download(ctx context.Context, url, part string) (string, er
 			restarts++
 			d.Log.Warn("starting the download again from zero", "url", url, "reason", err)
 			removePart(part)
-			fol.reset()
+			dg.reset()
 			continue
 		}
 		if errors.Is(err, fsutil.ErrNotOwnFile) {
@@ -346,10 +349,10 @@ func writeMeta(part string, m partMeta) error {
 	return fsutil.WriteFileAtomic(part+".meta", b, 0o644)
 }
 
-// attempt is one GET (grab may send a HEAD first to learn the size and
-// whether ranges are served).
-func (d *Downloader) attempt(ctx context.Context, url, part string, fol *follower) (int64, error) {
-	n, err := d.attemptInto(ctx, url, part, fol)
+// attempt is one GET: the whole body, or the rest of the partial file with
+// Range. On success part holds the whole body, synced, and dg is its sha256.
+func (d *Downloader) attempt(ctx context.Context, url, part string, dg *digest, buf []byte) error {
+	err := d.attemptInto(ctx, url, part, dg, buf)
 	if err != nil && !errors.Is(err, fsutil.ErrNotOwnFile) {
 		// The partial file is opened before the request: one still empty
 		// after a failure is nothing to continue (and none is said to be kept).
@@ -357,136 +360,177 @@ func (d *Downloader) attempt(ctx context.Context, url, part string, fol *followe
 			removePart(part)
 		}
 	}
-	return n, err
+	return err
 }
 
-func (d *Downloader) attemptInto(ctx context.Context, url, part string, fol *follower) (int64, error) {
+func (d *Downloader) attemptInto(ctx context.Context, url, part string, dg *digest, buf []byte) error {
 	// A symlink, FIFO or directory planted at the partial file or its .meta
 	// is refused and left alone (not removed as a stale partial file).
 	for _, f := range []string{part, part + ".meta"} {
 		if err := fsutil.CheckOwnFile(f); err != nil {
-			return 0, err
+			return err
 		}
 	}
-	var offset int64
 	meta, haveMeta := readMeta(part)
-	if fi, err := os.Stat(part); err == nil {
-		offset = fi.Size()
+	// Opened without following a symlink (a link planted at
+	// .<IMG_TARGET>.part once made the download overwrite the pet disk); all
+	// that follows uses this descriptor, never the name again.
+	pf, err := fsutil.OpenFile(part, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return fmt.Errorf("download %s: %w", url, err)
 	}
+	defer pf.Close()
+	fi, err := pf.Stat()
+	if err != nil {
+		return fmt.Errorf("download %s: %w", url, err)
+	}
+	offset := fi.Size()
 	resume := offset > 0 && haveMeta && meta.URL == urlKey(url) && meta.validator() != "" && (meta.Size < 0 || offset <= meta.Size)
 	if offset > 0 && !resume {
 		d.Log.Info("partial file cannot be continued, starting from zero", "part", part, "bytes", offset)
-		removePart(part)
-		fol.reset()
+	}
+	if !resume {
+		if err := d.startOver(pf, part, dg); err != nil {
+			return fmt.Errorf("download %s: %w", url, err)
+		}
 		offset = 0
-	} else if offset == 0 {
-		removePart(part)
-		fol.reset()
+	} else if dg.off != offset {
+		// Left by an earlier run: its bytes are hashed once, here.
+		dg.reset()
+		t0 := time.Now()
+		if err := dg.catchUp(ctx, pf, offset, buf); err != nil {
+			return err
+		}
+		d.Log.Info("hashed the partial file left by an earlier run", "bytes", offset, "seconds", fmt.Sprintf("%.1f", time.Since(t0).Seconds()))
 	}
 
-	// grab opens the file by name. It gets a name that cannot be redirected:
-	// the partial file is opened here without following a symlink (a link
-	// planted at .<IMG_TARGET>.part once made the download overwrite the pet
-	// disk), and grab reopens that very file through /proc/self/fd.
-	pf, err := fsutil.OpenFile(part, os.O_WRONLY|os.O_CREATE, 0o644)
-	if err != nil {
-		return 0, fmt.Errorf("download %s: %w", url, err)
-	}
-	defer pf.Close()
 	actx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	req, err := grab.NewRequest(fmt.Sprintf("/proc/self/fd/%d", pf.Fd()), url)
+	req, err := http.NewRequestWithContext(actx, http.MethodGet, url, nil)
 	if err != nil {
-		return 0, fmt.Errorf("download %s: %w", url, err)
+		return fmt.Errorf("download %s: %w", url, err)
 	}
-	req = req.WithContext(actx)
-	req.NoCreateDirectories = true
-	req.IgnoreRemoteTime = true
-	req.NoResume = !resume
+	req.Header.Set("User-Agent", userAgent)
 	if resume {
 		// If-Range: the server sends the rest only if it is still this version,
 		// else the whole body with 200 (which restarts from zero below).
-		req.HTTPRequest.Header.Set("If-Range", meta.validator())
+		req.Header.Set("Range", fmt.Sprintf("bytes=%d-", offset))
+		req.Header.Set("If-Range", meta.validator())
 		d.Log.Info("continuing partial download", "url", url, "from", offset, "of", meta.Size)
 	}
-	var newMeta partMeta
-	req.BeforeCopy = func(r *grab.Response) error {
-		hr := r.HTTPResponse
-		if hr.Request.Header.Get("Range") != "" {
-			if err := checkResume(hr, offset, meta); err != nil {
+	start := time.Now()
+	hr, err := d.httpClient().Do(req)
+	if err != nil {
+		return fmt.Errorf("GET %s: %w", url, err)
+	}
+	defer hr.Body.Close()
+	total, err := d.accept(hr, url, part, offset, meta, resume)
+	if errors.Is(err, errComplete) {
+		total = offset
+	} else if err != nil {
+		return err
+	} else {
+		if !resume {
+			meta = partMeta{URL: urlKey(url), ETag: hr.Header.Get("ETag"), LastModified: hr.Header.Get("Last-Modified"), Size: hr.ContentLength}
+			// Recorded before the first byte is written: a partial file never
+			// exists without knowing what it is a prefix of.
+			if err := writeMeta(part, meta); err != nil {
 				return err
 			}
-			return checkSpace(filepath.Dir(part), hr.ContentLength, meta.Size)
 		}
-		// A whole body from zero: grab truncates the file before writing.
-		fol.reset()
-		if hr.StatusCode != http.StatusOK {
-			return fmt.Errorf("GET %s: answered %d to a request without Range", url, hr.StatusCode)
-		}
-		if err := checkSpace(filepath.Dir(part), hr.ContentLength, hr.ContentLength); err != nil {
-			return err
-		}
-		newMeta = partMeta{URL: urlKey(url), ETag: hr.Header.Get("ETag"), LastModified: hr.Header.Get("Last-Modified"), Size: hr.ContentLength}
-		// Recorded before the first byte is written: a partial file never
-		// exists without knowing what it is a prefix of.
-		return writeMeta(part, newMeta)
-	}
-
-	start := time.Now()
-	resp := d.grabClient().Do(req)
-	d.watch(actx, cancel, resp, offset, start, fol)
-	if err := resp.Err(); err != nil {
-		if errors.Is(context.Cause(actx), errStalled) {
-			return 0, fmt.Errorf("GET %s: no data for %s (IMG_FETCH_STALL_TIMEOUT): %w", url, d.IdleTimeout, errStalled)
-		}
-		var slow *slowError
-		if errors.As(context.Cause(actx), &slow) {
-			return 0, fmt.Errorf("GET %s: %w", url, slow)
-		}
-		if sc, ok := err.(grab.StatusCodeError); ok {
-			if int(sc) == http.StatusRequestedRangeNotSatisfiable && req.HTTPRequest.Header.Get("Range") != "" {
-				// The partial file is not a prefix of what the server has now.
-				return 0, fmt.Errorf("GET %s: 416 to a Range request: %w", url, errRestart)
+		var received atomic.Int64
+		done := make(chan struct{})
+		watched := make(chan struct{})
+		go func() {
+			defer close(watched)
+			d.watch(actx, cancel, done, func() int64 { return offset + received.Load() }, total, offset, start)
+		}()
+		err = copyBody(&sink{f: pf, d: dg, queued: offset}, hr.Body, buf, &received)
+		close(done)
+		<-watched
+		if err != nil {
+			if errors.Is(context.Cause(actx), errStalled) {
+				return fmt.Errorf("GET %s: no data for %s (IMG_FETCH_STALL_TIMEOUT): %w", url, d.IdleTimeout, errStalled)
 			}
-			se := &statusError{URL: url, Code: int(sc)}
-			if hr := resp.HTTPResponse; hr != nil {
-				se.RetryAfter = retryAfter(hr.Header, time.Now())
+			var slow *slowError
+			if errors.As(context.Cause(actx), &slow) {
+				return fmt.Errorf("GET %s: %w", url, slow)
 			}
-			return 0, se
+			return fmt.Errorf("GET %s: %w", url, err)
 		}
-		if errors.Is(err, grab.ErrBadLength) {
-			return 0, fmt.Errorf("GET %s: %w: %w", url, err, errRestart)
-		}
-		return 0, fmt.Errorf("GET %s: %w", url, err)
 	}
-	if hr := resp.HTTPResponse; hr != nil && hr.Request.Method == http.MethodHead {
-		// grab found the partial file already complete by its size (HEAD):
-		// only trust it if the server still names the same version.
-		if v := hr.Header.Get("ETag"); meta.ETag != "" && v != meta.ETag {
-			return 0, fmt.Errorf("complete partial file, but the server's ETag changed: %w", errRestart)
-		}
-		if v := hr.Header.Get("Last-Modified"); meta.ETag == "" && v != meta.LastModified {
-			return 0, fmt.Errorf("complete partial file, but the server's Last-Modified changed: %w", errRestart)
-		}
-		newMeta = meta
+	if meta.Size >= 0 && dg.off != meta.Size {
+		return fmt.Errorf("GET %s: got %d bytes, want %d", url, dg.off, meta.Size)
 	}
-	if newMeta.URL == "" {
-		newMeta = meta
-	}
-	fi, err := os.Stat(part)
-	if err != nil {
-		return 0, fmt.Errorf("download %s: %w", url, err)
-	}
-	if newMeta.Size >= 0 && fi.Size() != newMeta.Size {
-		return 0, fmt.Errorf("GET %s: got %d bytes, want %d", url, fi.Size(), newMeta.Size)
-	}
-	if err := fsutil.SyncFile(part); err != nil {
-		return 0, err
+	if err := pf.Sync(); err != nil {
+		return fmt.Errorf("fsync %s: %w", part, err)
 	}
 	el := time.Since(start)
-	d.Log.Info("downloaded", "url", url, "bytes", fi.Size(), "resumed_from", offset, "seconds", fmt.Sprintf("%.1f", el.Seconds()),
-		"rate", rate(float64(fi.Size()-offset)/el.Seconds()))
-	return fi.Size(), nil
+	d.Log.Info("downloaded", "url", url, "bytes", dg.off, "resumed_from", offset, "seconds", fmt.Sprintf("%.1f", el.Seconds()),
+		"rate", rate(float64(dg.off-offset)/el.Seconds()))
+	return nil
+}
+
+// startOver empties the partial file and forgets its record and hash.
+func (d *Downloader) startOver(pf *os.File, part string, dg *digest) error {
+	dg.reset()
+	if err := os.Remove(part + ".meta"); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return pf.Truncate(0)
+}
+
+// errComplete: the partial file already holds the whole body (a run ended
+// between the last byte and the rename); there is nothing more to fetch.
+var errComplete = errors.New("partial file complete")
+
+// accept checks the response before a byte of its body is written and
+// returns the body's total size (-1 unknown). To a Range request it wants a
+// 206 continuing the file (checkResume) or a 416 saying the file is already
+// whole; to a request without Range, a 200. The rest of the image must fit
+// in IMAGE_DIR.
+func (d *Downloader) accept(hr *http.Response, url, part string, offset int64, meta partMeta, resume bool) (int64, error) {
+	if resume && hr.StatusCode == http.StatusRequestedRangeNotSatisfiable {
+		if err := checkComplete(hr, offset, meta); err != nil {
+			return 0, err
+		}
+		return offset, errComplete
+	}
+	if hr.StatusCode < 200 || hr.StatusCode > 299 {
+		return 0, &statusError{URL: url, Code: hr.StatusCode, RetryAfter: retryAfter(hr.Header, time.Now())}
+	}
+	if resume {
+		if err := checkResume(hr, offset, meta); err != nil {
+			return 0, err
+		}
+		return meta.Size, checkSpace(filepath.Dir(part), hr.ContentLength, meta.Size)
+	}
+	if hr.StatusCode != http.StatusOK {
+		return 0, fmt.Errorf("GET %s: answered %d to a request without Range", url, hr.StatusCode)
+	}
+	return hr.ContentLength, checkSpace(filepath.Dir(part), hr.ContentLength, hr.ContentLength)
+}
+
+// checkComplete accepts a 416 to a Range request as "the partial file is
+// whole" only if the file has the recorded size and the 416 says that is the
+// whole body ("bytes */SIZE", RFC 9110 15.5.17) of the recorded version (a
+// changed version fails If-Range and gets a 200 instead).
+func checkComplete(hr *http.Response, offset int64, meta partMeta) error {
+	cr := hr.Header.Get("Content-Range")
+	total, err := strconv.ParseInt(strings.TrimPrefix(cr, "bytes */"), 10, 64)
+	switch {
+	case !strings.HasPrefix(cr, "bytes */") || err != nil:
+		return fmt.Errorf("416 to a Range request, Content-Range %q: %w", cr, errRestart)
+	case total != offset || meta.Size != offset:
+		return fmt.Errorf("416 to a Range request: the server's size %d, the partial file's %d, recorded %d: %w", total, offset, meta.Size, errRestart)
+	}
+	if et := hr.Header.Get("ETag"); et != "" && meta.ETag != "" && et != meta.ETag {
+		return fmt.Errorf("complete partial file, but the server's ETag changed: %w", errRestart)
+	}
+	if lm := hr.Header.Get("Last-Modified"); lm != "" && meta.ETag == "" && lm != meta.LastModified {
+		return fmt.Errorf("complete partial file, but the server's Last-Modified changed: %w", errRestart)
+	}
+	return nil
 }
 
 // noSpaceError: the volume has less room than the rest of the image needs, so
@@ -578,28 +622,16 @@ func parseContentRange(s string) (start, total int64, err error) {
 }
 
 // watch logs progress every ProgressEvery and cancels the attempt with
-// errStalled when no byte arrived for IdleTimeout. It returns when resp is done.
-func (d *Downloader) watch(ctx context.Context, cancel context.CancelCauseFunc, resp *grab.Response, offset int64, start time.Time, fol *follower) {
+// errStalled when no byte arrived for IdleTimeout, or with a *slowError
+// below MinRate. got is the file's size so far (offset included), total the
+// body's (-1 unknown). It returns when done is closed.
+func (d *Downloader) watch(ctx context.Context, cancel context.CancelCauseFunc, done <-chan struct{}, got func() int64, total, offset int64, start time.Time) {
 	every := min(time.Second, d.IdleTimeout/4+time.Millisecond)
 	if d.MinRate > 0 {
 		every = min(every, d.RateWindow/4+time.Millisecond)
 	}
 	tick := time.NewTicker(every)
 	defer tick.Stop()
-	// Hash what is written, as it is written (bytes below BytesComplete are final).
-	hashDone := make(chan struct{})
-	go func() {
-		defer close(hashDone)
-		for {
-			select {
-			case <-resp.Done:
-				return
-			case <-time.After(20 * time.Millisecond):
-				_ = fol.catchUp(resp.BytesComplete()) // an error is found again by sum()
-			}
-		}
-	}()
-	defer func() { <-hashDone }()
 	last, lastChange, lastLog, lastLogBytes := int64(-1), time.Now(), time.Now(), int64(0)
 	// samples of (time, bytes) covering the last RateWindow, oldest first.
 	type sample struct {
@@ -609,13 +641,13 @@ func (d *Downloader) watch(ctx context.Context, cancel context.CancelCauseFunc, 
 	samples := []sample{{start, offset}}
 	for {
 		select {
-		case <-resp.Done:
+		case <-done:
 			return
 		case <-ctx.Done():
-			<-resp.Done
+			<-done
 			return
 		case now := <-tick.C:
-			n := resp.BytesComplete()
+			n := got()
 			if n != last {
 				last, lastChange = n, now
 			} else if now.Sub(lastChange) >= d.IdleTimeout {
@@ -640,10 +672,10 @@ func (d *Downloader) watch(ctx context.Context, cancel context.CancelCauseFunc, 
 					r = float64(got) / now.Sub(start).Seconds()
 				}
 				attrs := []any{"bytes", n, "rate", rate(r)}
-				if size := resp.Size(); size > 0 {
-					attrs = append(attrs, "total", size, "percent", fmt.Sprintf("%.1f", 100*float64(n)/float64(size)))
+				if total > 0 {
+					attrs = append(attrs, "total", total, "percent", fmt.Sprintf("%.1f", 100*float64(n)/float64(total)))
 					if r > 0 {
-						attrs = append(attrs, "eta", time.Duration(float64(size-n)/r*float64(time.Second)).Round(time.Second).String())
+						attrs = append(attrs, "eta", time.Duration(float64(total-n)/r*float64(time.Second)).Round(time.Second).String())
 					}
 				}
 				d.Log.Info("downloading", attrs...)

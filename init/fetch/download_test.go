@@ -736,7 +736,7 @@ func TestDownloadNeverWritesThroughSymlinkedPart(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := testApplier(t)
-	_, err := s.DL.attempt(context.Background(), p.Source, part, newFollower(part))
+	err := s.DL.attempt(context.Background(), p.Source, part, newDigest(), make([]byte, 64<<10))
 	if !errors.Is(err, fsutil.ErrNotOwnFile) {
 		t.Fatalf("attempt through a symlinked .part: %v, want ErrNotOwnFile", err)
 	}
@@ -751,7 +751,7 @@ func TestDownloadNeverWritesThroughSymlinkedPart(t *testing.T) {
 	if err := os.Remove(part); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.DL.attempt(context.Background(), p.Source, part, newFollower(part)); err != nil {
+	if err := s.DL.attempt(context.Background(), p.Source, part, newDigest(), make([]byte, 64<<10)); err != nil {
 		t.Fatal(err)
 	}
 	if b, err := os.ReadFile(part + ".meta"); err == nil && strings.Contains(string(b), "sekrit") {
@@ -853,4 +853,73 @@ func TestRetryAfterHonoured(t *testing.T) {
 	if gap < 900*time.Millisecond {
 		t.Errorf("retried %s after a 503 with Retry-After: 1: the server's wait was not honoured", gap)
 	}
+}
+
+// TestCompletePartialFile: a run that ended after the last byte but before
+// the rename leaves a whole partial file. The next run asks for the rest
+// with Range and If-Range; a 416 "bytes */SIZE" for the same version means
+// nothing is missing (no body byte is fetched, the file is hashed once); a
+// changed version (If-Range fails: 200) is fetched again from zero.
+func TestCompletePartialFile(t *testing.T) {
+	body := rawImage(13, 1<<20)
+	other := rawImage(14, 1<<20)
+	for _, tt := range []struct {
+		name      string
+		serve     []byte
+		mod       time.Time
+		want      []byte
+		wantBytes int64 // image bytes the server sends (in 2xx responses); -1: not checked
+	}{
+		{"same version", body, modTime, body, 0},
+		{"changed version", other, modTime.Add(time.Hour), other, -1},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var sent atomic.Int64
+			srv := newServer(t, func(n int, w http.ResponseWriter, r *http.Request) {
+				serveRange(&okCounter{ResponseWriter: w, n: &sent}, r, tt.serve, tt.mod)
+			})
+			p := testPlan(t, srv.URL+"/image.raw", "")
+			part := p.partPath()
+			if err := os.WriteFile(part, body, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if err := writeMeta(part, partMeta{URL: urlKey(p.Source), LastModified: modTime.Format(http.TimeFormat), Size: int64(len(body))}); err != nil {
+				t.Fatal(err)
+			}
+			b, err := testApplier(t).EnsureBase(context.Background(), p, "", "IMG_SHA256")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if b.SHA256 != sum(tt.want) {
+				t.Errorf("sha256 %s, want %s", b.SHA256, sum(tt.want))
+			}
+			assertInPlace(t, p, tt.want)
+			if srv.ranges.Load() != 1 {
+				t.Errorf("%d Range requests, want 1", srv.ranges.Load())
+			}
+			if got := sent.Load(); tt.wantBytes >= 0 && got != tt.wantBytes {
+				t.Errorf("the server sent %d body bytes, want %d", got, tt.wantBytes)
+			}
+		})
+	}
+}
+
+// okCounter counts the body bytes of 2xx responses (not an error's text).
+type okCounter struct {
+	http.ResponseWriter
+	n    *atomic.Int64
+	code int
+}
+
+func (c *okCounter) WriteHeader(code int) { c.code = code; c.ResponseWriter.WriteHeader(code) }
+
+func (c *okCounter) Write(b []byte) (int, error) {
+	if c.code == 0 {
+		c.code = http.StatusOK
+	}
+	n, err := c.ResponseWriter.Write(b)
+	if c.code/100 == 2 {
+		c.n.Add(int64(n))
+	}
+	return n, err
 }
