@@ -21,7 +21,8 @@ const mib = 1 << 20
 // that filled its RAM, as the cgroup's peak minus guest RAM minus tb-size:
 // 43, 61, 78 and 93 MiB at tb-size 32, 64, 128 and 256 for plain QEMU in
 // ci/bench/memory.sh's curve, 63 MiB for vmm and QEMU at tb-size 128 in
-// TestBinaryGuestFillsRAM (cgroup v1, 2026-12-01).
+// TestBinaryGuestFillsRAM (cgroup v1, 2026-12-01; now part of
+// vmm/vmm TestBinaryFullVolume).
 const FixedOverhead = 112 * mib
 
 // TB-size bounds, MiB (QEMU's -accel tcg,tb-size=). MaxTBSize is the

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berth-vm/berth/common/podmem"
 	"github.com/berth-vm/berth/common/roottest"
 	"github.com/berth-vm/berth/vmm/status"
 )
@@ -206,23 +208,43 @@ const (
 	fullBytes   = 64 << 20
 )
 
+// fullGuestMiB is the guest's RAM in TestBinaryFullVolume.
+const fullGuestMiB = 512
+
 // fullVolumeUserData writes fullBytes onto the data disk (by its serial),
-// O_DIRECT, then reads them back from the disk and prints their sha256.
+// O_DIRECT, then reads them back from the disk and prints their sha256. Then
+// the guest fills its RAM: tail keeps a whole line in memory, and /dev/zero
+// has no newline, so tail grows until the guest's own OOM killer ends it;
+// every page of the guest's RAM is then touched.
 const fullVolumeUserData = `#cloud-config
 runcmd:
-  - [sh, -c, "echo BERTH-WRITE-START >/dev/ttyS0; yes berth-full-volume | head -c 67108864 | dd of=/dev/disk/by-id/virtio-data bs=1M iflag=fullblock oflag=direct conv=fsync 2>/dev/ttyS0; echo BERTH-WRITE-DONE $(dd if=/dev/disk/by-id/virtio-data bs=1M count=64 iflag=direct 2>/dev/null | sha256sum) >/dev/ttyS0"]
+  - [sh, -c, "echo BERTH-WRITE-START >/dev/ttyS0; yes berth-full-volume | head -c 67108864 | dd of=/dev/disk/by-id/virtio-data bs=1M iflag=fullblock oflag=direct conv=fsync 2>/dev/ttyS0; echo BERTH-WRITE-DONE $(dd if=/dev/disk/by-id/virtio-data bs=1M count=64 iflag=direct 2>/dev/null | sha256sum) >/dev/ttyS0; echo BERTH-FILL-START >/dev/ttyS0; head -c 512M /dev/zero | tail >/dev/null; echo BERTH-FILL-DONE $(free -m | awk '/^Mem:/ {print $2}') >/dev/ttyS0"]
 `
 
-// TestBinaryFullVolume: a guest writes 64 MiB onto a data disk whose real
-// ext4 volume has about 16 MiB left for it. QEMU pauses the guest
-// (werror=enospc); vmm logs the disk and how full its volume is, the status
-// file says io-error and probe ready fails; a ballast file is removed, vmm
-// resumes the guest (cont), the write completes, the guest reads back exactly
-// what it wrote, probe ready passes, and the qcow2 checks clean.
+// TestBinaryFullVolume boots one TCG guest for two stories (a boot costs
+// minutes).
+//
+// The full volume: a guest writes 64 MiB onto a data disk whose real ext4
+// volume has about 16 MiB left for it. QEMU pauses the guest (werror=enospc);
+// vmm logs the disk and how full its volume is, the status file says io-error
+// and probe ready fails; a ballast file is removed, vmm resumes the guest
+// (cont), the write completes, the guest reads back exactly what it wrote,
+// and the qcow2 checks clean after shutdown.
+//
+// The guest fills its RAM: vmm runs in a memory cgroup limited as the pod's
+// vm container is (guest memory + the chart's default memoryOverhead); it
+// finds the limit and sizes tb-size to it; after its write the guest fills
+// all its RAM; QEMU is not OOM-killed (the cgroup counts no OOM kill, vmm
+// still runs), the guest answers afterwards (probe ready, its sshd), and
+// SIGTERM still powers it down.
 func TestBinaryFullVolume(t *testing.T) {
 	roottest.Require(t)
 	needQEMU(t)
+	guest := uint64(fullGuestMiB) << 20
+	limit := guest + chartMemoryOverhead(t)
+	cg := newMemCgroup(t, limit)
 	p := newPod(t)
+	p.cgroupProcs, p.cgroupMount = cg.procs(), cg.mount()
 	image := testGuest(t, p)
 	seedWith(t, p, fullVolumeUserData)
 	dataDir := filepath.Join(p.work, "disks")
@@ -234,17 +256,30 @@ func TestBinaryFullVolume(t *testing.T) {
 	ballast := vol.fill(t, 16<<20)
 	leases := startDnsmasq(t, p)
 
-	env := p.env("ACCEL=tcg", "VM_CPUS=2", "VM_MEMORY=1Gi", "NO_VNC=true", "SHUTDOWN_TIMEOUT=60", "IMAGE_DIR="+filepath.Dir(image),
-		"DATA_DISK_DIR="+dataDir, `DATA_DISKS=[{"name":"data","size":"128Mi"}]`)
+	env := p.env("ACCEL=tcg", "VM_CPUS=1", "VM_MEMORY="+strconv.Itoa(fullGuestMiB)+"Mi", "NO_VNC=true", "SHUTDOWN_TIMEOUT=60",
+		"READY_TCP_PORT=22", "IMAGE_DIR="+filepath.Dir(image), "DATA_DISK_DIR="+dataDir, `DATA_DISKS=[{"name":"data","size":"128Mi"}]`)
 	start := time.Now()
 	v := p.start(t, "full", env)
-	const pausedLog = `level=ERROR msg="the guest is paused: a disk's volume is full" disk=data drive=disk-data`
-	until(t, 900*time.Second, "the guest paused on the full volume (vmm's log)", func() bool {
+	alive := func() {
+		t.Helper()
 		select {
 		case <-v.done:
-			t.Fatalf("vmm exited: %v\n%s", v.err, readFile(v.stderr))
+			t.Fatalf("vmm exited (OOM kills in the cgroup: %d): %v\nstderr:\n%s\nconsole end:\n%s", cg.oomKills(t), v.err, readFile(v.stderr), tail(readFile(v.console), 2000))
 		default:
 		}
+	}
+	until(t, 60*time.Second, "vmm logs its tb-size", func() bool { alive(); return strings.Contains(readFile(v.stderr), "TCG translation buffer") })
+	wantTB := fmt.Sprintf("tb_size=%dMi", podmem.PlanTB(limit, guest).MiB)
+	if st := readFile(v.stderr); !strings.Contains(st, wantTB) || !strings.Contains(st, cg.dir) {
+		t.Errorf("vmm did not size tb-size to the cgroup's limit %d MiB (%s): want %s and the limit's file named:\n%s", limit>>20, cg.dir, wantTB, st)
+	}
+	if strings.Contains(readFile(v.stderr), "level=WARN msg=\"the memory limit is too small") {
+		t.Errorf("vmm warns the chart's default limit is too small:\n%s", readFile(v.stderr))
+	}
+
+	const pausedLog = `level=ERROR msg="the guest is paused: a disk's volume is full" disk=data drive=disk-data`
+	until(t, 900*time.Second, "the guest paused on the full volume (vmm's log)", func() bool {
+		alive()
 		return strings.Contains(readFile(v.stderr), pausedLog)
 	})
 	t.Logf("paused %s after start", time.Since(start).Round(time.Second))
@@ -282,20 +317,32 @@ func TestBinaryFullVolume(t *testing.T) {
 	if strings.Count(readFile(v.stderr), "the guest is paused: a disk's volume is full") != 1 {
 		t.Logf("the guest paused more than once (backoff):\n%s", readFile(v.stderr))
 	}
-	deadline := time.Now().Add(180 * time.Second)
+
+	until(t, 60*time.Second, "the guest begins to fill its RAM", func() bool { alive(); return strings.Contains(readFile(v.console), "BERTH-FILL-START") })
+	t.Logf("filling from %s after start", time.Since(start).Round(time.Second))
+	until(t, 600*time.Second, "the guest has filled its RAM", func() bool { alive(); return strings.Contains(readFile(v.console), "BERTH-FILL-DONE") })
+	t.Logf("filled %s after start; the cgroup's peak: %d MiB of the %d MiB limit, %d MiB beyond guest RAM",
+		time.Since(start).Round(time.Second), cg.peak()>>20, limit>>20, (cg.peak()-min(cg.peak(), guest))>>20)
+	// probe ready after the resume and the fill: the guest runs and its sshd answers.
+	deadline := time.Now().Add(300 * time.Second)
 	for {
+		alive()
 		c, out := p.probe(t, env, "ready")
 		if c == 0 {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("probe ready after the resume: %s\nleases: %s", out, readFile(leases))
+			t.Fatalf("probe ready after the resume and the fill: %s\nleases: %s", out, readFile(leases))
 		}
 		time.Sleep(time.Second)
 	}
+	alive()
+	if n := cg.oomKills(t); n != 0 {
+		t.Errorf("the cgroup counts %d OOM kills", n)
+	}
 	v.cmd.Process.Signal(syscall.SIGTERM)
-	if code := v.exit(t, 90*time.Second); code != 0 {
-		t.Errorf("SIGTERM: exit %d", code)
+	if code := v.exit(t, 120*time.Second); code != 0 {
+		t.Errorf("SIGTERM: exit %d; stderr:\n%s", code, readFile(v.stderr))
 	}
 	if out, err := exec.Command("qemu-img", "check", disk).CombinedOutput(); err != nil {
 		t.Errorf("qemu-img check of the data disk: %v\n%s", err, out)
