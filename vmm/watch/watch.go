@@ -141,17 +141,22 @@ func (w *Watch) poll(ctx context.Context, now time.Time) error {
 
 // bound gives the next command on the long-lived connection QMPTimeout (the
 // connection keeps no deadline of an earlier command or of its handshake:
-// one slow answer must not end the watch).
+// one slow answer must not end the watch). Its cancel also drops the events
+// the client kept while it waited for the answer: the status and query-block
+// say all vmm needs, and events must not pile up after any command.
 func (w *Watch) bound(ctx context.Context) (context.Context, context.CancelFunc) {
 	_ = w.QMP.SetDeadline(time.Now().Add(QMPTimeout))
-	return context.WithTimeout(ctx, QMPTimeout)
+	cctx, cancel := context.WithTimeout(ctx, QMPTimeout)
+	return cctx, func() {
+		cancel()
+		w.QMP.TakeEvents()
+	}
 }
 
 func (w *Watch) status(ctx context.Context) (string, error) {
 	ctx, cancel := w.bound(ctx)
 	defer cancel()
 	st, err := w.QMP.QueryStatus(ctx)
-	w.QMP.TakeEvents() // the status and query-block say all vmm needs; events must not pile up
 	return st.Status, err
 }
 
