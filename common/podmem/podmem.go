@@ -65,19 +65,18 @@ func PlanTB(limit, guest uint64) TB {
 	}
 	room := int64(limit) - int64(guest) - FixedOverhead
 	t := TB{Limit: limit, Room: room}
+	left := fmt.Sprintf("memory limit %s leaves %s beyond guest RAM %s and QEMU's own %s",
+		MiBString(limit), signedMiB(room), MiBString(guest), MiBString(FixedOverhead))
 	switch {
 	case room < MinTBSize*mib:
 		t.MiB, t.Short = MinTBSize, true
-		t.Reason = fmt.Sprintf("memory limit %s leaves %s beyond guest RAM %s and QEMU's own %s, below the least tb-size, %d MiB",
-			MiBString(limit), signedMiB(room), MiBString(guest), MiBString(FixedOverhead), uint64(MinTBSize))
+		t.Reason = fmt.Sprintf("%s, below the least tb-size, %d MiB", left, uint64(MinTBSize))
 	case room >= MaxTBSize*mib:
 		t.MiB = MaxTBSize
-		t.Reason = fmt.Sprintf("memory limit %s leaves %s beyond guest RAM %s and QEMU's own %s: the largest tb-size, %d MiB",
-			MiBString(limit), signedMiB(room), MiBString(guest), MiBString(FixedOverhead), uint64(MaxTBSize))
+		t.Reason = fmt.Sprintf("%s: the largest tb-size, %d MiB", left, uint64(MaxTBSize))
 	default:
 		t.MiB = uint64(room) / mib
-		t.Reason = fmt.Sprintf("memory limit %s leaves %s beyond guest RAM %s and QEMU's own %s: all of it for the buffer",
-			MiBString(limit), signedMiB(room), MiBString(guest), MiBString(FixedOverhead))
+		t.Reason = left + ": all of it for the buffer"
 	}
 	return t
 }

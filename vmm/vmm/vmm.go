@@ -302,9 +302,11 @@ func planMemory(log *slog.Logger, accel string, guest uint64, read func() (memli
 		log.Warn("cannot read the container's memory limit: sizing as if there were none", "err", err)
 	}
 	kvm := accel == config.AccelKVM
-	tb := podmem.PlanTB(lim.Bytes, guest)
+	var tb podmem.TB
 	if kvm {
 		tb = podmem.PlanKVM(lim.Bytes, guest)
+	} else {
+		tb = podmem.PlanTB(lim.Bytes, guest)
 	}
 	if tb.Short {
 		log.Warn("the memory limit is too small for this VM: a guest that fills its RAM will be OOM-killed with QEMU",
