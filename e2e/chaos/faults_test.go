@@ -18,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -34,6 +35,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/yaml"
 
+	"github.com/berth-vm/berth/common/fsutil"
 	"github.com/berth-vm/berth/e2e/internal/guest"
 	"github.com/berth-vm/berth/e2e/internal/helm"
 	"github.com/berth-vm/berth/e2e/internal/kube"
@@ -401,26 +403,17 @@ func (r *run) serve(t *testing.T, name, from string) {
 }
 
 // underCacheLock runs f holding the flock(2) image-fetch takes on lock (a
-// download, its check and its discard all happen under it), waiting up to bound.
+// download, its check and its discard all happen under it), waiting up to
+// bound: image-fetch's own fsutil.LockFile.
 func underCacheLock(t *testing.T, lock string, bound time.Duration, f func()) {
 	t.Helper()
-	fd, err := os.Open(lock)
+	ctx, cancel := context.WithTimeout(t.Context(), bound)
+	defer cancel()
+	l, err := fsutil.LockFile(ctx, slog.New(slog.NewTextHandler(t.Output(), nil)), lock, 100*time.Millisecond)
 	if err != nil {
-		t.Fatalf("the cache's lock: %v", err)
+		t.Fatalf("the cache's lock (%s): %v", bound, err)
 	}
-	defer fd.Close()
-	deadline := time.Now().Add(bound)
-	for {
-		err := syscall.Flock(int(fd.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
-		if err == nil {
-			break
-		}
-		if !errors.Is(err, syscall.EWOULDBLOCK) || time.Now().After(deadline) {
-			t.Fatalf("flock %s (%s): %v", lock, bound, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	defer syscall.Flock(int(fd.Fd()), syscall.LOCK_UN)
+	defer l.Unlock()
 	f()
 }
 
