@@ -6,7 +6,9 @@ usage: assemble.py OUT_DIR MD_PATH PNG_PATH
 Each out/bench/<name>.tsv row: figure, baseline, ratio_min, ratio_median, ratio_max, goal.
 A goal is "< x", "<= x", "> x", ">= x", "x" (equal, within 0.1 %) or "" (shown, no goal).
 A bench that failed leaves out/bench/<name>.failed (run.sh); it is listed, its old results are not
-used. The PNG is skipped (with a note) when matplotlib is missing.
+used. A bench with nothing in OUT_DIR (not run since out/ was cleaned, or on another machine) keeps
+its section and summary rows from the document MD_PATH already holds: each section there starts
+with a `<!-- bench: NAME -->` line. The PNG is skipped (with a note) when matplotlib is missing.
 """
 import datetime
 import glob
@@ -16,7 +18,7 @@ import re
 import subprocess
 import sys
 
-ORDER = ["nat", "conntrack", "stages", "memory", "images", "boot", "disk", "fetch"]
+ORDER = ["nat", "conntrack", "stages", "memory", "images", "boot", "disk", "fetch", "density", "demo"]
 
 
 def read(path, default=""):
@@ -99,9 +101,41 @@ def bench_names(outdir):
     return sorted(names, key=lambda n: (ORDER.index(n) if n in ORDER else len(ORDER), n))
 
 
+MARKER = re.compile(r"^<!-- bench: (\S+) -->$", re.M)
+
+
+def previous(md_text):
+    """The sections and summary rows of an earlier document, by bench name."""
+    sections, rows = {}, {}
+    marks = list(MARKER.finditer(md_text))
+    for i, m in enumerate(marks):
+        end = marks[i + 1].start() if i + 1 < len(marks) else len(md_text)
+        sections[m.group(1)] = md_text[m.end():end].strip()
+    for line in md_text.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) != 8 or cells[0] not in sections:
+            continue
+        try:
+            lo, med, hi = (float(x) for x in cells[3:6])
+        except ValueError:
+            continue
+        goal = "" if cells[6] == "—" else cells[6]
+        _, ok = verdict(goal, lo, med, hi)
+        rows.setdefault(cells[0], []).append(dict(bench=cells[0], fig=cells[1], base=cells[2], lo=lo, med=med, hi=hi,
+                                                  raw=cells[3:6], goal=goal, verdict=cells[7], ok=ok))
+    return sections, rows
+
+
 def main(outdir, md_path, png_path):
     rows, sections, failed, stamps = [], [], [], {}
-    for name in bench_names(outdir):
+    old_sections, old_rows = previous(read(md_path))
+    present = set(bench_names(outdir))
+    names = sorted(present | set(old_sections), key=lambda n: (ORDER.index(n) if n in ORDER else len(ORDER), n))
+    for name in names:
+        if name not in present:
+            rows.extend(old_rows.get(name, []))
+            sections.append(f"<!-- bench: {name} -->\n" + old_sections[name])
+            continue
         if os.path.exists(os.path.join(outdir, name + ".failed")):
             failed.append((name, read(os.path.join(outdir, name + ".failed")).strip()))
             continue
@@ -124,7 +158,7 @@ def main(outdir, md_path, png_path):
             when = stamps.get(name)
             if when:
                 md += f"\n\n<sub>Measured {when.strftime('%Y-%m-%d %H:%M UTC')}.</sub>"
-            sections.append(md)
+            sections.append(f"<!-- bench: {name} -->\n" + md)
 
     now = datetime.datetime.now(datetime.timezone.utc)
     mach = machine()
