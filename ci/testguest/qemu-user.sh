@@ -7,8 +7,12 @@
 #   ci/testguest/qemu-user.sh [IMAGE]     default IMAGE: the one ci/testguest/build.sh prints
 #
 # Waits (bounded) until SSH answers, checks hostname and the runcmd marker, powers the guest off and
-# prints `boot_to_ssh_seconds=N` as the last line. Env: VM_CPUS (2), VM_MEMORY_MIB (1024),
-# BOOT_TIMEOUT (300 s), KEEP=1 keeps the guest running and prints the ssh command instead.
+# prints `qemu_cpu_seconds=C` (QEMU's user+sys CPU time when SSH first answered) and
+# `boot_to_ssh_seconds=N` as the last two lines. Env: VM_CPUS (2), VM_MEMORY_MIB (1024),
+# BOOT_TIMEOUT (300 s), GUEST_REPORT=FILE writes the guest's own view of its boot there
+# (ci/testguest/guest-report.sh, after cloud-init finished), SSH_HOST_KEY_TYPES (empty: the image's
+# default; else cloud-init's ssh_genkeytypes, as ci/local-pod.sh takes it), KEEP=1 keeps the guest
+# running and prints the ssh command instead.
 set -euo pipefail
 
 here=$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")
@@ -39,6 +43,11 @@ ssh_authorized_keys:
 runcmd:
   - [ sh, -c, 'echo berth-runcmd-ok > /var/lib/berth-marker' ]
 EOF
+if [[ -n ${SSH_HOST_KEY_TYPES:-} ]]; then
+  [[ $SSH_HOST_KEY_TYPES =~ ^(rsa|ecdsa|ed25519)(,(rsa|ecdsa|ed25519))*$ ]] ||
+    { echo "qemu-user: SSH_HOST_KEY_TYPES=$SSH_HOST_KEY_TYPES: want a comma-separated list of rsa, ecdsa, ed25519" >&2; exit 2; }
+  echo "ssh_genkeytypes: [${SSH_HOST_KEY_TYPES//,/, }]" >>"$work/user-data"
+fi
 genisoimage -quiet -output "$work/seed.iso" -volid cidata -joliet -rock "$work/user-data" "$work/meta-data"
 qemu-img create -q -f qcow2 -F qcow2 -b "$img" "$work/disk.qcow2"
 
@@ -62,10 +71,13 @@ until "${sshc[@]}" true 2>/dev/null; do
   sleep 1
 done
 secs=$(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
+# utime + stime (fields 14, 15; QEMU's command name has no spaces) in clock ticks.
+cpu=$(awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' "/proc/$qpid/stat")
 echo "qemu-user: SSH answered after ${secs}s" >&2
 
 if [[ ${KEEP:-0} == 1 ]]; then
   echo "qemu-user: guest left running (QEMU pid $qpid, files in $work): ${sshc[*]}" >&2
+  echo "qemu_cpu_seconds=$cpu"
   echo "boot_to_ssh_seconds=$secs"
   exit 0
 fi
@@ -74,10 +86,14 @@ got=$("${sshc[@]}" hostname)
 "${sshc[@]}" 'timeout 120 cloud-init status --wait' >/dev/null || { echo "qemu-user: cloud-init did not finish cleanly" >&2; exit 1; }
 marker=$("${sshc[@]}" 'cat /var/lib/berth-marker') || marker=
 [[ $marker == berth-runcmd-ok ]] || { echo "qemu-user: runcmd marker missing" >&2; exit 1; }
+if [[ -n ${GUEST_REPORT:-} ]]; then
+  "${sshc[@]}" 'timeout 300 sh -s' <"$here/guest-report.sh" >"$GUEST_REPORT" || { echo "qemu-user: guest report failed" >&2; exit 1; }
+fi
 "${sshc[@]}" 'sudo systemctl poweroff' 2>/dev/null || true
 for _ in $(seq 60); do kill -0 "$qpid" 2>/dev/null || break; sleep 1; done
 if kill -0 "$qpid" 2>/dev/null; then echo "qemu-user: guest did not power off within 60 s" >&2; exit 1; fi
 wait "$qpid" || true
 qpid=
 echo "qemu-user: ok (hostname $got, runcmd ran, powered off)" >&2
+echo "qemu_cpu_seconds=$cpu"
 echo "boot_to_ssh_seconds=$secs"

@@ -9,9 +9,10 @@
 //
 // STATE (default /run/berth-local-pod.state) holds KEY='value' lines a shell can source: WORK,
 // NODE_NS, POD_NS, POD_IP, KEY, VM_NAME, VMM_PID, DNSMASQ_PID, CONSOLE, SHUTDOWN_TIMEOUT,
-// BOOT_TO_SSH_S and, after warm-restart, STAGES_TO_QEMU_EXEC_MS. The pod's settings come from the
-// environment (localpod.FromEnv: VM_NAME, VM_CPUS, VM_MEMORY, DISK_SIZE, SHUTDOWN_TIMEOUT,
-// BOOT_TIMEOUT, HTTP_PORT, VM_UID, BERTH_BIN) and BERTH_REPO (default: the working directory).
+// BOOT_TO_SSH_S, QEMU_PID, QEMU_CPU_S (QEMU's user+sys CPU seconds when SSH first answered) and,
+// after warm-restart, STAGES_TO_QEMU_EXEC_MS. The pod's settings come from the environment
+// (localpod.FromEnv: VM_NAME, VM_CPUS, VM_MEMORY, DISK_SIZE, SHUTDOWN_TIMEOUT, BOOT_TIMEOUT,
+// HTTP_PORT, VM_UID, BERTH_BIN) and BERTH_REPO (default: the working directory).
 // Exit 2 on bad usage or a bad variable, 1 on failure (an `up` that fails removes what it made).
 package main
 
@@ -100,7 +101,8 @@ func up(ctx context.Context, cfg localpod.Config, state string) (err error) {
 		"WORK": p.Work, "NODE_NS": p.NodeNS, "POD_NS": p.PodNS, "POD_IP": localpod.PodIP, "KEY": p.Key,
 		"VM_NAME": p.VMName, "VMM_PID": strconv.Itoa(p.VMM.Pid), "DNSMASQ_PID": strconv.Itoa(p.Dnsmasq.Pid),
 		"CONSOLE": p.ConsoleLog("up"), "SHUTDOWN_TIMEOUT": strconv.Itoa(int(p.ShutdownTimeout / time.Second)),
-		"BOOT_TO_SSH_S": fmt.Sprintf("%.2f", boot.Seconds()),
+		"BOOT_TO_SSH_S": fmt.Sprintf("%.2f", boot.Seconds()), "QEMU_PID": strconv.Itoa(p.QEMUPid()),
+		"QEMU_CPU_S": fmt.Sprintf("%.2f", p.QEMUCPU.Seconds()),
 	}); err != nil {
 		return err
 	}
@@ -169,7 +171,7 @@ func down(ctx context.Context, cfg localpod.Config, state string) error {
 
 // stateKeys are the state's keys, in the order written.
 var stateKeys = []string{"WORK", "NODE_NS", "POD_NS", "POD_IP", "KEY", "VM_NAME", "VMM_PID", "DNSMASQ_PID",
-	"CONSOLE", "SHUTDOWN_TIMEOUT", "BOOT_TO_SSH_S", "STAGES_TO_QEMU_EXEC_MS"}
+	"CONSOLE", "SHUTDOWN_TIMEOUT", "BOOT_TO_SSH_S", "QEMU_PID", "QEMU_CPU_S", "STAGES_TO_QEMU_EXEC_MS"}
 
 // writeState writes s as KEY='value' lines: with excl, to a new file only
 // (never through a symlink); else replacing path by rename.
