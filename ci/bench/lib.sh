@@ -140,3 +140,17 @@ md_table() {
   local r
   for r in "$@"; do echo "| ${r//|/ | } |"; done
 }
+
+# bench_machine PATH...: what every bench records. Sets BENCH_COMMIT (HEAD, marked when PATHs have
+# uncommitted changes), BENCH_CPU (model name) and BENCH_LOAD0 (load average now).
+# bench_machine_line: the closing "Machine:" sentence of a bench's section (load at start and end).
+bench_machine() {
+  BENCH_COMMIT=$(git -C "$BENCH_REPO" rev-parse --short HEAD)
+  git -C "$BENCH_REPO" diff --quiet HEAD -- "$@" || BENCH_COMMIT+=" (with uncommitted changes)"
+  BENCH_CPU=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
+  BENCH_LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
+}
+bench_machine_line() {
+  printf 'Machine: %s × %s; commit %s; load average %s at the start, %s at the end (a shared machine:\nabsolute times are noise, read the ratios).\n' \
+    "$(nproc)" "$BENCH_CPU" "$BENCH_COMMIT" "$BENCH_LOAD0" "$(cut -d' ' -f1-3 /proc/loadavg)"
+}
