@@ -20,7 +20,7 @@ timeout_of() {
   if [ -n "${BENCH_TIMEOUT:-}" ]; then echo "$BENCH_TIMEOUT"; return; fi
   case $1 in
   boot) echo 2700 ;;
-  memory) echo 1500 ;;
+  memory) echo 2700 ;;
   disk) echo 2400 ;;
   *) echo 1200 ;;
   esac
