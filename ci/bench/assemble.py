@@ -16,7 +16,7 @@ import re
 import subprocess
 import sys
 
-ORDER = ["nat", "conntrack", "stages", "memory", "images", "boot", "disk", "fetch"]
+ORDER = ["nat", "conntrack", "stages", "memory", "images", "boot", "disk", "fetch", "density"]
 
 
 def read(path, default=""):
