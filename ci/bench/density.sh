@@ -20,7 +20,7 @@
 #   failures / VMs started (all N)                                         goal 0
 #   image downloads per install                                            goal 1.0
 # Stops increasing N (and says so) when MemAvailable would fall under 2 GiB (N × the pod's memory
-# limit, 512 MiB). Every wait is bounded (all Ready: BENCH_DENSITY_READY_TIMEOUT, default
+# limit, 544 MiB). Every wait is bounded (all Ready: BENCH_DENSITY_READY_TIMEOUT, default
 # 180 + 60 × N s). The cluster is brought up when it is not running, and then taken down again at the
 # end (BENCH_DENSITY_KEEP_CLUSTER=1 keeps it); the release, its namespace and its image cache always
 # go. Root. Never asserts timings.
@@ -33,7 +33,7 @@ bench_init density
 [[ $(id -u) == 0 ]] || fail "run as root (the cluster, its cgroups)"
 read -r -a NS_LIST <<<"${BENCH_DENSITY_N:-1 4 8 16}"
 GUEST_MIB=256
-POD_LIMIT_MIB=512 # guest + the chart's default memoryOverhead (256Mi): the pod's memory limit
+POD_LIMIT_MIB=544 # the pod's memory limit: vm 256 MiB + the default memoryOverhead 256Mi, dnsmasq 32Mi
 FLOOR_MIB=2048    # MemAvailable never planned below this
 NS=berth-bench-density
 REL=density
