@@ -118,14 +118,18 @@ ready_count() { jq '[.items[] | select(any(.status.conditions[]?; .type == "Read
 pod_cgroup() {
   find "$CG_ROOT/kubepods" -maxdepth 2 -type d \( -name "pod$1" -o -name "pod${1//-/_}" \) -print -quit 2>/dev/null
 }
-# cgroup_qemu CG: the pid of the qemu-system process in CG or below it.
+# cgroup_qemu CG: the pid of the qemu-system process in CG or below it (nothing when there is none).
 cgroup_qemu() {
   local f p
   while read -r f; do
     while read -r p; do
-      [[ $(cat "/proc/$p/comm" 2>/dev/null) == qemu-system* ]] && { echo "$p"; return; }
+      if [[ $(cat "/proc/$p/comm" 2>/dev/null) == qemu-system* ]]; then
+        echo "$p"
+        return 0
+      fi
     done <"$f"
   done < <(find "$1" -name cgroup.procs)
+  return 0
 }
 
 # berth_run N: install N VMs at once, wait (bounded) until all are Ready, measure, uninstall.
