@@ -23,7 +23,7 @@ timeout_of() {
   boot) echo 2700 ;;
   memory) echo 1500 ;;
   disk) echo 2400 ;;
-  density) echo 5400 ;;
+  density) echo 7200 ;;
   *) echo 1200 ;;
   esac
 }
