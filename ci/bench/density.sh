@@ -22,8 +22,8 @@
 # Stops increasing N (and says so) when MemAvailable would fall under 2 GiB (N × the pod's memory
 # limit, 544 MiB). Every wait is bounded (all Ready, and all plain SSH: BENCH_DENSITY_READY_TIMEOUT,
 # default 300 + 120 × N s: on 2 cores 8 plain boots at once took 612 s). The cluster is brought up
-# when it is not running, and then taken down again at the end (BENCH_DENSITY_KEEP_CLUSTER=1 keeps it); the release, its namespace and its image cache always
-# go. Root. Never asserts timings.
+# when it is not running, and then taken down again at the end (BENCH_DENSITY_KEEP_CLUSTER=1 keeps
+# it); the release, its namespace and its image cache always go. Root. Never asserts timings.
 set -euo pipefail
 # shellcheck source=ci/bench/lib.sh
 source "$(dirname "$(readlink -f "$0")")/lib.sh"
