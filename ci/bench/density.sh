@@ -255,7 +255,7 @@ plain_run() {
 # --- the runs ---------------------------------------------------------------------------------
 printf 'n\tpod\tcg_usage_kib\tcg_file_kib\tguest_ram_rss_kib\tbeyond_guest_no_cache_kib\tready_at\n' >"$OUT/density-pods.tsv"
 rows=() stopped='' all_fail=0 all_vms=0 downloads=() idx=0
-declare -A R_B R_P R_FAIL R_PFAIL R_DL R_U0 R_U1 R_USAGE R_OWN R_LOAD
+declare -A R_B R_P R_FAIL R_PFAIL R_DL R_U0 R_U1 R_USAGE R_OWN R_LOAD R_BOUND
 for n in "${NS_LIST[@]}"; do
   avail=$(($(mem_kib MemAvailable) / 1024))
   if ((avail - n * POD_LIMIT_MIB < FLOOR_MIB)); then
@@ -264,7 +264,7 @@ for n in "${NS_LIST[@]}"; do
     break
   fi
   bound=${BENCH_DENSITY_READY_TIMEOUT:-$((300 + 120 * n))}
-  R_LOAD[$n]=$(load1)
+  R_LOAD[$n]=$(load1) R_BOUND[$n]=$bound
   if ((idx % 2 == 0)); then
     berth_run "$n" "$bound"
     plain_run "$n" "$bound"
@@ -294,7 +294,8 @@ tsv=() md=()
 for n in "${rows[@]}"; do
   r=$(ratio "${R_B[$n]}" "${R_P[$n]}")
   [[ ${R_B[$n]} == nan || ${R_P[$n]} == nan ]] && r=nan
-  tsv+=("$(tsv_row "N=$n VMs at once: time to all Ready / time to all SSH of $n plain QEMU" "$n plain QEMU boots started at once, same guest, 1 vCPU, 256 MiB" "$r" "$r" "$r" "")")
+  # not all within the bound: no ratio (the failures row counts them; the table says so)
+  [[ $r == nan ]] || tsv+=("$(tsv_row "N=$n VMs at once: time to all Ready / time to all SSH of $n plain QEMU" "$n plain QEMU boots started at once, same guest, 1 vCPU, 256 MiB" "$r" "$r" "$r" "")")
   read -r o_min o_med o_max <<<"${R_OWN[$n]}"
   read -r u_min u_med u_max <<<"${R_USAGE[$n]}"
   growth=$(ratio "$r" "$ratio1")
@@ -302,7 +303,12 @@ for n in "${rows[@]}"; do
   if [[ $n != "$first" ]]; then
     tsv+=("$(tsv_row "N=$n: per-VM memory beyond guest RAM (no page cache) / at N=$first" "the same figure at N=$first ($(mib_of_kib "$own1") MiB)" "$(ratio "$o_min" "$own1")" "$(ratio "$o_med" "$own1")" "$(ratio "$o_max" "$own1")" "<= 1.1")")
   fi
-  md+=("| $n | ${R_LOAD[$n]} | ${R_B[$n]} | ${R_P[$n]} | $r | $growth | $(mib_of_kib "$u_min") / $(mib_of_kib "$u_med") / $(mib_of_kib "$u_max") | $(mib_of_kib "$o_min") / $(mib_of_kib "$o_med") / $(mib_of_kib "$o_max") | ${R_U0[$n]} → ${R_U1[$n]} ($(calc "(${R_U1[$n]} - ${R_U0[$n]}) / $n" | cut -d. -f1)) | ${R_FAIL[$n]} (plain: ${R_PFAIL[$n]}) | ${R_DL[$n]} |")
+  b_cell=${R_B[$n]} p_cell=${R_P[$n]}
+  [[ $b_cell == nan ]] && b_cell="not all in ${R_BOUND[$n]}"
+  [[ $p_cell == nan ]] && p_cell="not all in ${R_BOUND[$n]}"
+  [[ $r == nan ]] && r="—"
+  [[ $growth == nan ]] && growth="—"
+  md+=("| $n | ${R_LOAD[$n]} | $b_cell | $p_cell | $r | $growth | $(mib_of_kib "$u_min") / $(mib_of_kib "$u_med") / $(mib_of_kib "$u_max") | $(mib_of_kib "$o_min") / $(mib_of_kib "$o_med") / $(mib_of_kib "$o_max") | ${R_U0[$n]} → ${R_U1[$n]} ($(calc "(${R_U1[$n]} - ${R_U0[$n]}) / $n" | cut -d. -f1)) | ${R_FAIL[$n]} (plain: ${R_PFAIL[$n]}) | ${R_DL[$n]} |")
 done
 read -r d_min d_med d_max < <(stats "${downloads[@]}")
 tsv+=("$(tsv_row "failures (not Ready in the bound, or a restart) / VMs started, all N" "the $all_vms VMs started" "$(ratio "$all_fail" "$all_vms")" "$(ratio "$all_fail" "$all_vms")" "$(ratio "$all_fail" "$all_vms")" "0")")
