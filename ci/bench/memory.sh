@@ -72,16 +72,6 @@ tcg_rss() {
     /^Rss:/ { if (path == "" && size <= want && size >= want - 64 && !done) { rss = $2; done = 1 } }
     END { print rss + 0 }' "/proc/$1/smaps"
 }
-# guest_ram_rss PID: Rss (KiB) of QEMU's guest-RAM mapping: the largest anonymous mapping at least
-# the guest's size (QEMU maps the RAM block in one piece, maybe padded for alignment).
-guest_ram_rss() {
-  awk -v want=$((GUEST_MIB * 1024)) '
-    /^[0-9a-f]+-[0-9a-f]+ / { path = $6; size = 0; next }
-    /^Size:/ { size = $2; next }
-    /^Rss:/ { if (path == "" && size >= want && size > best) { best = size; rss = $2 } }
-    END { print rss + 0 }' "/proc/$1/smaps"
-}
-
 # berth_part: BENCH_RUNS boots through Berth's stages; rows and a section in memory.{tsv,md}.
 berth_part() {
   qemu_rss=() guest_rss=() tcg=() qemu_own=() qemu_kvm=() vmm_rss=() dns_rss=() berth=() berth_kvm=() ssh_s=()
@@ -95,7 +85,7 @@ berth_part() {
     sleep 5
     qpid=$(pgrep -P "$VMM_PID" -f qemu-system || true)
     [[ -n $qpid ]] || fail "no QEMU child of vmm ($VMM_PID)"
-    q=$(rss_kib "$qpid") g=$(guest_ram_rss "$qpid") t=$(tcg_rss "$qpid") v=$(rss_kib "$VMM_PID") d=$(rss_kib "$DNSMASQ_PID")
+    q=$(rss_kib "$qpid") g=$(guest_ram_rss "$qpid" "$GUEST_MIB") t=$(tcg_rss "$qpid") v=$(rss_kib "$VMM_PID") d=$(rss_kib "$DNSMASQ_PID")
     ((g > 0)) || fail "found no guest-RAM mapping of ${GUEST_MIB} MiB in QEMU's smaps"
     qemu_rss+=("$q") guest_rss+=("$g") tcg+=("$t") qemu_own+=($((q - g))) qemu_kvm+=($((q - g - t))) vmm_rss+=("$v") dns_rss+=("$d")
     berth+=($((q - g + v + d))) berth_kvm+=($((q - g - t + v + d)))
@@ -178,28 +168,6 @@ headroom (the chart's values).
 EOF
 }
 
-# The memory cgroup the curve's QEMUs run in: v2 where the unified hierarchy has the memory
-# controller, else v1's memory hierarchy (these machines: the kernel mounts both, memory on v1).
-CG_ROOT='' CG_V=''
-if [[ -f /sys/fs/cgroup/cgroup.controllers ]] && grep -qw memory /sys/fs/cgroup/cgroup.controllers; then
-  CG_ROOT=/sys/fs/cgroup CG_V=2
-elif [[ -f /sys/fs/cgroup/memory/memory.usage_in_bytes ]]; then
-  CG_ROOT=/sys/fs/cgroup/memory CG_V=1
-fi
-cg_file() { # KIND: the file of the cgroup version for usage, peak or stat
-  case $CG_V:$1 in
-  2:usage) echo memory.current ;; 1:usage) echo memory.usage_in_bytes ;;
-  2:peak) echo memory.peak ;; 1:peak) echo memory.max_usage_in_bytes ;;
-  2:stat) echo memory.stat ;; 1:stat) echo memory.stat ;;
-  esac
-}
-cg_kib() { awk '{ printf "%d", $1 / 1024 }' "$1/$(cg_file "$2")"; }
-# cg_anon_kib CG: anonymous memory charged to CG (v2 anon, v1 rss): what reclaim cannot drop.
-cg_anon_kib() {
-  local key=anon
-  [[ $CG_V == 1 ]] && key=rss
-  awk -v k="$key" '$1 == k { printf "%d", $2 / 1024 }' "$1/memory.stat"
-}
 stats_in() { # stats of the values on stdin, one a line
   local v
   mapfile -t v
@@ -214,7 +182,7 @@ cpu_s() { # PID: user+sys CPU seconds so far
 # fill_anon" (KiB). Not in a subshell: the EXIT trap must know the QEMU and the cgroup.
 curve_boot() {
   local tb=$1 work=$2 cg port start deadline q g t u a secs cpu fq fp fa
-  cg=$CG_ROOT/berth-bench-tb$tb-$$
+  cg=$CG_ROOT/berth-bench-tb$tb-$$ # stats.sh's memory hierarchy (CG_ROOT, CG_V)
   mkdir "$cg"
   CURVE_CG=$cg
   rm -f "$work/disk.qcow2" "$work/console.log"
@@ -243,7 +211,7 @@ curve_boot() {
   cpu=$(cpu_s "$CURVE_QPID")
   psh 'timeout 120 cloud-init status --wait' >/dev/null 2>&1 || log "cloud-init not done within 120 s at tb-size $tb; measuring anyway"
   sleep 5
-  q=$(rss_kib "$CURVE_QPID") g=$(guest_ram_rss "$CURVE_QPID") t=$(tcg_rss "$CURVE_QPID") u=$(cg_kib "$cg" usage) a=$(cg_anon_kib "$cg")
+  q=$(rss_kib "$CURVE_QPID") g=$(guest_ram_rss "$CURVE_QPID" "$GUEST_MIB") t=$(tcg_rss "$CURVE_QPID") u=$(cg_kib "$cg" usage) a=$(cg_anon_kib "$cg")
   # The guest fills its RAM: tail keeps the whole of a line (no newline in /dev/zero) in memory;
   # the guest's own OOM killer ends it once the guest's RAM is full. Every guest page is then touched.
   psh "head -c ${GUEST_MIB}M /dev/zero | tail >/dev/null; free -m" >&2 || true

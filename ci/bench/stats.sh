@@ -1,5 +1,6 @@
-# The benches' arithmetic (source it). Not a bench itself: run.sh skips it. lib.sh sources it; the
-# benches built on ci/local-pod.sh (boot, memory) and fetch.sh source it directly.
+# The benches' arithmetic and memory readings (source it). Not a bench itself: run.sh skips it.
+# lib.sh sources it; the benches built on ci/local-pod.sh (boot, memory) and fetch.sh source it
+# directly.
 now_ms() { date +%s%3N; }
 now_ns() { date +%s%N; }
 
@@ -18,3 +19,42 @@ calc() { awk "BEGIN { printf \"%.3f\", $* }"; }
 
 # tsv_row FIGURE BASELINE MIN MEDIAN MAX GOAL >> out/bench/NAME.tsv
 tsv_row() { printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$@"; }
+
+# ---------------------------------------------------------------- memory: cgroups and QEMU's smaps
+
+# The memory cgroup hierarchy: v2 where the unified hierarchy has the memory controller, else v1's
+# memory hierarchy (these machines: the kernel mounts both, memory on v1). CG_V empty: neither.
+CG_ROOT='' CG_V=''
+if [[ -f /sys/fs/cgroup/cgroup.controllers ]] && grep -qw memory /sys/fs/cgroup/cgroup.controllers; then
+  CG_ROOT=/sys/fs/cgroup CG_V=2
+elif [[ -f /sys/fs/cgroup/memory/memory.usage_in_bytes ]]; then
+  CG_ROOT=/sys/fs/cgroup/memory CG_V=1
+fi
+cg_file() { # KIND: the file of the cgroup version for usage, peak or stat
+  case $CG_V:$1 in
+  2:usage) echo memory.current ;; 1:usage) echo memory.usage_in_bytes ;;
+  2:peak) echo memory.peak ;; 1:peak) echo memory.max_usage_in_bytes ;;
+  2:stat) echo memory.stat ;; 1:stat) echo memory.stat ;;
+  esac
+}
+# cg_kib CG KIND: usage or peak of CG (its descendants included), KiB.
+cg_kib() { awk '{ printf "%d", $1 / 1024 }' "$1/$(cg_file "$2")"; }
+# cg_stat_kib CG anon|file: CG's anonymous memory (what reclaim cannot drop) or page cache, its
+# descendants included (v2 anon, file; v1 total_rss, total_cache), KiB.
+cg_stat_kib() {
+  local key=$2
+  [[ $CG_V == 1 ]] && case $2 in anon) key=total_rss ;; file) key=total_cache ;; esac
+  awk -v k="$key" '$1 == k { printf "%d", $2 / 1024 }' "$1/memory.stat"
+}
+cg_anon_kib() { cg_stat_kib "$1" anon; }
+
+# guest_ram_rss PID MIB: Rss (KiB) of QEMU's guest-RAM mapping for a guest of MIB MiB: the largest
+# anonymous mapping at least that size (QEMU maps the RAM block in one piece, maybe padded for
+# alignment). 0 when none is found.
+guest_ram_rss() {
+  awk -v want=$(($2 * 1024)) '
+    /^[0-9a-f]+-[0-9a-f]+ / { path = $6; size = 0; next }
+    /^Size:/ { size = $2; next }
+    /^Rss:/ { if (path == "" && size >= want && size > best) { best = size; rss = $2 } }
+    END { print rss + 0 }' "/proc/$1/smaps"
+}
