@@ -36,7 +36,6 @@ STATE=$(mktemp -u /run/berth-bench-boot.XXXXXX) # ci/local-pod.sh up writes it, 
 trap '[[ -f $STATE ]] && "$REPO/ci/local-pod.sh" down "$STATE"' EXIT
 trap 'exit 130' INT TERM
 
-rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 
 # plain RUN: the baseline, plain QEMU with user networking, same image, vCPUs and memory.
 plain() {

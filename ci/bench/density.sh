@@ -40,10 +40,7 @@ REL=density
 CACHE=$CLUSTER_DIR/density-image-cache
 unset KUBECONFIG # the local cluster, always
 
-COMMIT=$(git -C "$BENCH_REPO" rev-parse --short HEAD)
-git -C "$BENCH_REPO" diff --quiet HEAD -- chart init vmm netsetup common images || COMMIT+=" (with uncommitted changes)"
-CPU=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
-LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
+bench_machine chart init vmm netsetup common images
 load1() { cut -d' ' -f1 /proc/loadavg; }
 mem_kib() { awk -v k="$1:" '$1 == k { print $2 }' /proc/meminfo; }
 node_used_mib() { awk '/^MemTotal:/ { t = $2 } /^MemAvailable:/ { a = $2 } END { printf "%d", (t - a) / 1024 }' /proc/meminfo; }
@@ -326,7 +323,7 @@ size, $DISK_MIB MiB) in **one** helm release (\`vms.vm01\` … \`vms.vmNN\`, the
 cluster (ci/cluster/up), the image served by a pod in the cluster into an image cache emptied before
 each N. Baseline, same run: N plain QEMU boots of the same guest started at once
 (ci/testguest/qemu-user.sh, VM_CPUS=1 VM_MEMORY_MIB=256, TCG, user networking): the TCG CPU work itself.
-The order of the two alternates per N. Chart and stages at commit $COMMIT (\`ci/bench/density.sh\`).
+The order of the two alternates per N. Chart and stages at commit $BENCH_COMMIT (\`ci/bench/density.sh\`).
 
 **How.** All Ready: from \`helm install\` (no \`--wait\`) to the latest of the VM pods' Ready
 transitions (the vm container is Ready when the guest accepts on TCP 22); plain: until the last
@@ -349,8 +346,8 @@ EOF
   [[ -z $stopped ]] || echo "Stopped increasing N: $stopped."
   [[ -z $stopped ]] || echo
   cat <<EOF
-Per pod: out/bench/density-pods.tsv. Machine: $(nproc) × $CPU, $(($(mem_kib MemTotal) / 1024)) MiB; load
-average $LOAD0 at the start, $LOAD1 at the end (a shared machine: absolute times are noise, read the
+Per pod: out/bench/density-pods.tsv. Machine: $(nproc) × $BENCH_CPU, $(($(mem_kib MemTotal) / 1024)) MiB; load
+average $BENCH_LOAD0 at the start, $LOAD1 at the end (a shared machine: absolute times are noise, read the
 ratios and their growth).
 EOF
 } >"$OUT/density.md"

@@ -26,12 +26,9 @@ PORT=8091
 command -v curl >/dev/null || fail "curl missing (ci/install-deps.sh)"
 command -v qemu-img >/dev/null || fail "qemu-img missing (ci/install-deps.sh)"
 
-COMMIT=$(git -C "$BENCH_REPO" rev-parse --short HEAD)
-git -C "$BENCH_REPO" diff --quiet HEAD -- init common || COMMIT+=" (with uncommitted changes)"
-CPU=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
-LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
+bench_machine init common
 
-# image-fetch built from this tree (what is measured is the source at $COMMIT, not a stale bin/).
+# image-fetch built from this tree (what is measured is the source at $BENCH_COMMIT, not a stale bin/).
 BIN=$WORK/image-fetch
 (cd "$BENCH_REPO/init" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$BIN" ./cmd/image-fetch) ||
   fail "build image-fetch"
@@ -294,7 +291,7 @@ printf '%s\n' "${tsv[@]}" >"$OUT/fetch.tsv"
   cat <<EOF
 ## Image fetch: image-fetch against curl
 
-**What.** image-fetch (built from commit $COMMIT) fetching a raw image of $(printf '%s MiB, ' "${SIZES[@]}" | sed 's/, $//')
+**What.** image-fetch (built from commit $BENCH_COMMIT) fetching a raw image of $(printf '%s MiB, ' "${SIZES[@]}" | sed 's/, $//')
 (random bytes: any bytes are a valid raw image) from a Go HTTP server (\`http.ServeContent\`: Range,
 sendfile; the file in its page cache) in a node netns, the client in a Calico-shaped pod netns (veth,
 MTU $POD_MTU), into a fresh directory on disk, against two baselines on the same server and disk: \`curl -o\`
@@ -319,7 +316,7 @@ EOF
   md_table "${md[@]}"
   cat <<EOF
 
-Machine: $(nproc) × $CPU; load average $LOAD0 at the start, $LOAD1 at the end (a shared machine:
+Machine: $(nproc) × $BENCH_CPU; load average $BENCH_LOAD0 at the start, $LOAD1 at the end (a shared machine:
 other jobs' builds use the same cores and disk, so absolute times are noise; read the ratios).
 EOF
 } >"$OUT/fetch.md"

@@ -59,7 +59,6 @@ gssh() {
     -o LogLevel=ERROR -o ConnectTimeout=5 -o BatchMode=yes "debian@$POD_IP" "$@"
 }
 
-rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 # tcg_rss PID: Rss (KiB) of TCG's translation buffer: the anonymous mapping of the size vmm gives
 # QEMU (-accel tcg,tb-size=MiB; a guard page less). 0 when not found (KVM, or no tb-size given).
 tcg_rss() {

@@ -22,6 +22,9 @@ tsv_row() { printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$@"; }
 
 # ---------------------------------------------------------------- memory: cgroups and QEMU's smaps
 
+# rss_kib PID: VmRSS of PID, KiB.
+rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+
 # The memory cgroup hierarchy: v2 where the unified hierarchy has the memory controller, else v1's
 # memory hierarchy (these machines: the kernel mounts both, memory on v1). CG_V empty: neither.
 CG_ROOT='' CG_V=''
