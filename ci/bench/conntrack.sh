@@ -12,6 +12,7 @@ set -euo pipefail
 # shellcheck source=ci/bench/lib.sh
 source "$(dirname "$(readlink -f "$0")")/lib.sh"
 bench_init conntrack
+bench_machine netsetup
 RUNS=${BENCH_RUNS:-3}
 CONNS=${BENCH_CONNS:-10000}
 CONC=${BENCH_CONC:-8}
@@ -112,6 +113,8 @@ $(md_table \
   "$(row 'wall time ratio NAT / plain' 3 '' "${r_time[@]}")")
 
 Client errors: $( [[ -s $WORK/errors.log ]] && head -3 "$WORK/errors.log" | tr '\n' ' ' || echo none).
+
+$(bench_machine_line)
 EOF
 log "wrote $OUT/conntrack.md and $OUT/conntrack.tsv"
 cat "$OUT/conntrack.tsv"

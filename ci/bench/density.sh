@@ -17,6 +17,8 @@
 #   N VMs at once: time to all Ready / time to all SSH of N plain QEMU     per N, shown (the goal is
 #                                                                           that it does not grow with N)
 #   per-VM memory beyond guest RAM at N / at N=1                           per N > 1, goal <= 1.1
+#   N VMs: QEMU CPU time to Ready, all VMs / plain QEMUs' to SSH           per N, shown (the same guest
+#   N VMs: node CPU time until all Ready / until all plain SSH             work, and where the rest goes)
 #   failures / VMs started (all N)                                         goal 0
 #   image downloads per install                                            goal 1.0
 # Stops increasing N (and says so) when MemAvailable would fall under 2 GiB (N × the pod's memory
@@ -129,28 +131,53 @@ cgroup_qemu() {
   return 0
 }
 
+# note_ready_cpu JSON: for each VM pod in JSON that is Ready and not yet noted, its QEMU's CPU time
+# and its pod cgroup's (stages, vmm, dnsmasq, the probes' execs and QEMU) now, into B_QCPU and B_PCPU.
+# Read when the poll first sees the pod Ready: up to a poll (5 s) after its Ready transition.
+note_ready_cpu() {
+  local p uid cg q
+  while read -r p uid; do
+    [[ -n ${B_QCPU[$p]:-} ]] && continue
+    cg=$(pod_cgroup "$uid") q=''
+    [[ -n $cg ]] && q=$(cgroup_qemu "$cg")
+    [[ -n $q ]] || { log "pod $p is Ready but its QEMU was not found (cgroup '$cg')"; continue; }
+    B_QCPU[$p]=$(proc_cpu_s "$q") B_PCPU[$p]=$(cg_cpu_s "$cg")
+  done < <(jq -r '.items[] | select(any(.status.conditions[]?; .type == "Ready" and .status == "True")) | "\(.metadata.name) \(.metadata.uid)"' <<<"$1")
+}
+
+# sum_of VALUE...: their sum, 2 decimals (nothing given: 0).
+sum_of() { printf '%s\n' "$@" | awk '{ s += $1 } END { printf "%.2f", s }'; }
+
 # berth_run N: install N VMs at once, wait (bounded) until all are Ready, measure, uninstall.
-# Sets B_READY_S, B_FAIL, B_DOWNLOADS, B_USED0, B_USED1, B_POD_USAGE (KiB list), B_POD_OWN (KiB list).
+# Sets B_READY_S, B_FAIL, B_DOWNLOADS, B_USED0, B_USED1, B_POD_USAGE (KiB list), B_POD_OWN (KiB list),
+# and CPU seconds from the install until the poll saw all Ready: B_NODE_CPU (the whole node),
+# B_KUBEPODS_CPU (every pod's cgroup), B_QEMU_CPU (the VMs' QEMUs, each at its Ready), B_PODS_CPU (the
+# VM pods' cgroups, each at its Ready).
+declare -A B_QCPU B_PCPU
 berth_run() {
-  local n=$1 bound=$2 t0 json ready=0 p uid cg usage file g q
+  local n=$1 bound=$2 t0 json ready=0 p uid cg usage file g q nb0 kp0
   rm -rf "$CACHE" # an empty node cache: the first VM downloads, the others must wait for it
   values_for "$n" >"$WORK/values-$n.yaml"
   local gets0
   gets0=$(downloads_so_far)
   B_USED0=$(node_used_mib)
+  B_QCPU=() B_PCPU=()
+  nb0=$(node_busy_s) kp0=$(cg_cpu_s "$CG_ROOT/kubepods")
   t0=$(now_ms)
   timeout 300 "$HELM" --kubeconfig "$KUBECONFIG_ADMIN" -n "$NS" install "$REL" "$BENCH_REPO/chart" -f "$WORK/values-$n.yaml" >/dev/null ||
     fail "helm install of $n VMs"
   while :; do
-    json=$(pods_json) && ready=$(ready_count <<<"$json")
+    json=$(pods_json) && ready=$(ready_count <<<"$json") && note_ready_cpu "$json"
     ((ready >= n)) && break
     if (($(now_ms) - t0 > bound * 1000)); then
       log "N=$n: only $ready of $n VMs Ready after ${bound}s"
       kc -n "$NS" get pods -o wide >&2 || true
       break
     fi
-    sleep 2
+    sleep 5 # the poll's own cost (kubectl, the API server) is CPU the VMs would use: not more often
   done
+  B_NODE_CPU=$(calc "$(node_busy_s) - $nb0") B_KUBEPODS_CPU=$(calc "$(cg_cpu_s "$CG_ROOT/kubepods") - $kp0")
+  B_QEMU_CPU=$(sum_of "${B_QCPU[@]}") B_PODS_CPU=$(sum_of "${B_PCPU[@]}")
   json=$(pods_json)
   # The time to all Ready: the latest Ready transition (the API server's clock: this machine's).
   local last
@@ -184,6 +211,7 @@ berth_run() {
   local when="after ${B_READY_S}s"
   [[ $B_READY_S == nan ]] && when="not all within ${bound}s"
   log "N=$n Berth: all Ready $when, failures $B_FAIL, downloads $B_DOWNLOADS, node used ${B_USED0} -> ${B_USED1} MiB"
+  log "N=$n Berth CPU s: node $B_NODE_CPU, all pods $B_KUBEPODS_CPU, VM pods $B_PODS_CPU, their QEMUs $B_QEMU_CPU"
   # Down again: the release, then its disks (the PVCs outlive a release by design).
   timeout 600 "$HELM" --kubeconfig "$KUBECONFIG_ADMIN" -n "$NS" uninstall "$REL" --wait --timeout 540s >/dev/null ||
     fail "helm uninstall of $n VMs"
@@ -206,10 +234,12 @@ plain_stop() {
   kill -KILL -- "-$pg" 2>/dev/null || true
 }
 
-# plain_run N: N plain QEMU boots at once; sets P_SSH_S (all answered), P_FAIL.
+# plain_run N: N plain QEMU boots at once; sets P_SSH_S (all answered), P_FAIL, and CPU seconds until
+# the last answered: P_NODE_CPU (the whole node), P_QEMU_CPU (the QEMUs, each when its SSH answered).
 plain_run() {
-  local n=$1 bound=$2 t0 i pg e rc max=0
+  local n=$1 bound=$2 t0 i pg e rc max=0 nb0 qcpu=()
   rm -f "$WORK"/plain-*
+  nb0=$(node_busy_s)
   t0=$(now_ms)
   for ((i = 1; i <= n; i++)); do
     (
@@ -227,6 +257,7 @@ plain_run() {
     PLAIN_PGIDS+=("$(cat "$WORK/plain-$i.pgid")")
   done
   wait
+  P_NODE_CPU=$(calc "$(node_busy_s) - $nb0")
   P_FAIL=0
   for ((i = 1; i <= n; i++)); do
     read -r rc e <"$WORK/plain-$i.end"
@@ -235,7 +266,9 @@ plain_run() {
       log "N=$n plain boot $i failed: $(tail -3 "$WORK/plain-$i.err" | tr '\n' ' ')"
     fi
     ((e > max)) && max=$e
+    qcpu+=("$(sed -n 's/^qemu_cpu_seconds=//p' "$WORK/plain-$i.out")")
   done
+  P_QEMU_CPU=$(sum_of "${qcpu[@]}")
   P_SSH_S=nan
   ((P_FAIL == 0)) && P_SSH_S=$(calc "($max - $t0) / 1000")
   for pg in "${PLAIN_PGIDS[@]}"; do plain_stop "$pg"; done
@@ -247,12 +280,13 @@ plain_run() {
   local when="after ${P_SSH_S}s"
   [[ $P_SSH_S == nan ]] && when="not all within ${bound}s"
   log "N=$n plain QEMU: all answered SSH $when, failures $P_FAIL"
+  log "N=$n plain CPU s: node $P_NODE_CPU, the QEMUs $P_QEMU_CPU"
 }
 
 # --- the runs ---------------------------------------------------------------------------------
 printf 'n\tpod\tcg_usage_kib\tcg_file_kib\tguest_ram_rss_kib\tbeyond_guest_no_cache_kib\tready_at\n' >"$OUT/density-pods.tsv"
 rows=() stopped='' all_fail=0 all_vms=0 downloads=() idx=0
-declare -A R_B R_P R_FAIL R_PFAIL R_DL R_U0 R_U1 R_USAGE R_OWN R_LOAD R_BOUND
+declare -A R_B R_P R_FAIL R_PFAIL R_DL R_U0 R_U1 R_USAGE R_OWN R_LOAD R_BOUND R_CPU
 for n in "${NS_LIST[@]}"; do
   avail=$(($(mem_kib MemAvailable) / 1024))
   if ((avail - n * POD_LIMIT_MIB < FLOOR_MIB)); then
@@ -271,6 +305,7 @@ for n in "${NS_LIST[@]}"; do
   fi
   idx=$((idx + 1))
   R_B[$n]=$B_READY_S R_P[$n]=$P_SSH_S R_FAIL[$n]=$B_FAIL R_PFAIL[$n]=$P_FAIL R_DL[$n]=$B_DOWNLOADS R_U0[$n]=$B_USED0 R_U1[$n]=$B_USED1
+  R_CPU[$n]="$B_NODE_CPU $B_KUBEPODS_CPU $B_PODS_CPU $B_QEMU_CPU $P_NODE_CPU $P_QEMU_CPU"
   all_fail=$((all_fail + B_FAIL)) all_vms=$((all_vms + n))
   downloads+=("$B_DOWNLOADS")
   beyond=()
@@ -287,7 +322,7 @@ LOAD1=$(cut -d' ' -f1-3 /proc/loadavg)
 first=${rows[0]}
 read -r _ own1 _ <<<"${R_OWN[$first]}"
 ratio1=$(ratio "${R_B[$first]}" "${R_P[$first]}")
-tsv=() md=()
+tsv=() md=() cpu_md=()
 for n in "${rows[@]}"; do
   r=$(ratio "${R_B[$n]}" "${R_P[$n]}")
   [[ ${R_B[$n]} == nan || ${R_P[$n]} == nan ]] && r=nan
@@ -305,6 +340,10 @@ for n in "${rows[@]}"; do
   [[ $p_cell == nan ]] && p_cell="not all in ${R_BOUND[$n]}"
   [[ $r == nan ]] && r="—"
   [[ $growth == nan ]] && growth="—"
+  read -r c_node c_pods c_vmpods c_qemu c_pnode c_pqemu <<<"${R_CPU[$n]}"
+  tsv+=("$(tsv_row "N=$n: QEMU CPU time to Ready, all VMs / plain QEMUs' to SSH" "$n plain QEMU boots started at once (their CPU time when SSH answered)" "$(ratio "$c_qemu" "$c_pqemu")" "$(ratio "$c_qemu" "$c_pqemu")" "$(ratio "$c_qemu" "$c_pqemu")" "")")
+  tsv+=("$(tsv_row "N=$n: node CPU time until all Ready / until all plain SSH" "the node's busy CPU time while $n plain QEMU boots ran" "$(ratio "$c_node" "$c_pnode")" "$(ratio "$c_node" "$c_pnode")" "$(ratio "$c_node" "$c_pnode")" "")")
+  cpu_md+=("| $n | $c_node | $c_pnode | $(ratio "$c_node" "$c_pnode") | $c_qemu | $c_pqemu | $(ratio "$c_qemu" "$c_pqemu") | $(calc "($c_vmpods - $c_qemu) / $n") | $(calc "$c_pods - $c_vmpods") | $(calc "$c_node - $c_pods") | $(calc "$c_node - $c_qemu") / $(calc "$c_pnode - $c_pqemu") |")
   md+=("| $n | ${R_LOAD[$n]} | $b_cell | $p_cell | $r | $growth | $(mib_of_kib "$u_min") / $(mib_of_kib "$u_med") / $(mib_of_kib "$u_max") | $(mib_of_kib "$o_min") / $(mib_of_kib "$o_med") / $(mib_of_kib "$o_max") | ${R_U0[$n]} → ${R_U1[$n]} ($(calc "(${R_U1[$n]} - ${R_U0[$n]}) / $n" | cut -d. -f1)) | ${R_FAIL[$n]} (plain: ${R_PFAIL[$n]}) | ${R_DL[$n]} |")
 done
 read -r d_min d_med d_max < <(stats "${downloads[@]}")
@@ -345,6 +384,20 @@ EOF
   echo
   [[ -z $stopped ]] || echo "Stopped increasing N: $stopped."
   [[ -z $stopped ]] || echo
+  cat <<EOF
+**Where the CPU goes** (CPU seconds, user + sys). Node: the machine's busy time (/proc/stat) from
+\`helm install\` until the poll (every 5 s) saw all Ready, and for plain from the first start until
+the last SSH answered. QEMU: each VM's QEMU when the poll first saw its pod Ready (/proc/PID/stat),
+each plain QEMU when its SSH answered (qemu-user.sh). VM pod beyond QEMU: the pod's cgroup (cgroup
+v$CG_V) less its QEMU: init containers, vmm, dnsmasq and the probes' execs. Other pods: the image
+server and the cluster's own pods. Outside pods: kubelet, containerd, the API server, etcd, the
+scheduler and controllers, and the bench's poll (kubectl).
+
+| N | node, Berth | node, plain | Berth / plain | QEMUs, Berth | QEMUs, plain | Berth / plain | per VM pod beyond QEMU | other pods | outside pods | node − QEMUs, Berth / plain |
+|---|---|---|---|---|---|---|---|---|---|---|
+EOF
+  printf '%s\n' "${cpu_md[@]}"
+  echo
   cat <<EOF
 Per pod: out/bench/density-pods.tsv. Machine: $(nproc) × $BENCH_CPU, $(($(mem_kib MemTotal) / 1024)) MiB; load
 average $BENCH_LOAD0 at the start, $LOAD1 at the end (a shared machine: absolute times are noise, read the

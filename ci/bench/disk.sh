@@ -30,6 +30,7 @@ set -euo pipefail
 # shellcheck source=ci/bench/lib.sh
 source "$(dirname "$(readlink -f "$0")")/lib.sh"
 bench_init disk
+bench_machine vmm init common ci/testguest
 [[ $(id -u) == 0 ]] || fail "run as root (loop devices, mount)"
 RUNS=${BENCH_RUNS:-3}
 FIO_SECONDS=${BENCH_FIO_SECONDS:-5}
@@ -200,7 +201,6 @@ fio_disk() {
 }
 
 mkdir -p "$WORK/fio"
-load_start=$(cut -d' ' -f1-3 /proc/loadavg)
 for ((run = 1; run <= RUNS; run++)); do
   for c in "${CONFIGS[@]}"; do
     id=${c%%|*}
@@ -217,6 +217,7 @@ if grep -Ei 'I/O error|blk_update_request' "$WORK/guest-dmesg.txt" >&2; then fai
 
 python3 "$BENCH_REPO/ci/bench/disk_report.py" "$WORK" "$OUT" --runs "$RUNS" --fio-seconds "$FIO_SECONDS" \
   --region-mib "$REGION_MIB" --qemu "$(qemu-system-x86_64 --version | head -1)" \
-  --load "$load_start at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end"
+  --load "$BENCH_LOAD0 at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end"
+bench_machine_line >>"$OUT/disk.md"
 log "wrote $OUT/disk.md and $OUT/disk.tsv"
 cat "$OUT/disk.tsv"

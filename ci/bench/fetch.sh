@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
-# Bench "fetch": image-fetch downloading a raw image over HTTP, in the same run as two baselines on
+# Bench "fetch": image-fetch downloading a raw image over HTTP, in the same run as three baselines on
 # the same server and disk, runs alternating (the order rotates each run):
 #   curl -o                                   the bare download (no hash, no fsync)
+#   curl -o F && sync F                       the bare download made durable (fsync of F: what
+#                                             image-fetch must do before it calls the image whole)
 #   curl -o F && sha256sum F && sync          the same work as image-fetch, in three passes
 # for a 512 MiB and a 2 GiB image (random bytes); a server paced to 50 MiB/s (both must be
 # link-bound); and a download cut at 50 % then continued by a second image-fetch process.
 #
 # Figures (out/bench/fetch.{md,tsv}, contract in ci/bench/run.sh):
 #   image-fetch / curl -o                              512 MiB, 2 GiB   goal <= 1.05
+#   image-fetch / curl -o && sync F                    512 MiB, 2 GiB   shown (the fsync's share)
 #   image-fetch / curl -o && sha256sum && sync         512 MiB, 2 GiB   goal <= 0.9
 #   image-fetch / curl -o at 50 MiB/s                  512 MiB          goal 1.0
 #   bytes sent by the server after the cut / bytes still missing        goal 1.0 (2.0 = from zero)
@@ -182,6 +185,11 @@ run_fetch() {
 run_curl() {
   timeout 600 "${IN_POD[@]}" curl -fsS -o "$1/curl.raw" "$2" || fail "curl failed"
 }
+run_curlsync() {
+  # shellcheck disable=SC2016 # the inner script's own $1 and $2
+  timeout 600 "${IN_POD[@]}" bash -c 'curl -fsS -o "$1" "$2" && sync "$1"' _ "$1/curlsync.raw" "$2" ||
+    fail "curl && sync failed"
+}
 run_curlsum() {
   # shellcheck disable=SC2016 # the inner script's own $1 and $2
   timeout 600 "${IN_POD[@]}" bash -c 'curl -fsS -o "$1" "$2" && sha256sum "$1" >"$1.sha256" && sync' _ "$1/curlsum.raw" "$2" ||
@@ -215,7 +223,7 @@ measure() {
 
 last() { local -n l=t_$1; echo "${l[-1]}"; }       # last NAME: its latest time
 tstats() { local -n l=t_$1; stats "${l[@]}"; }     # tstats NAME: "min median max" of its times
-declare -A NAMES=([fetch]="image-fetch" [curl]="curl -o" [curlsum]="curl -o && sha256sum && sync")
+declare -A NAMES=([fetch]="image-fetch" [curl]="curl -o" [curlsync]="curl -o && sync F" [curlsum]="curl -o && sha256sum && sync")
 
 # ratios NAME_A NAME_B: per-run ratios t_A[i] / t_B[i], "min median max".
 ratios() {
@@ -228,15 +236,18 @@ ratios() {
 tsv=() md=()
 for s in "${SIZES[@]}"; do
   # shellcheck disable=SC2034 # read and filled through namerefs (timed, last, tstats, ratios)
-  t_fetch=() t_curl=() t_curlsum=()
-  measure "$s MiB" "$URL/image-$s.raw" "$WORK/www/image-$s.raw" fetch curl curlsum
+  t_fetch=() t_curl=() t_curlsync=() t_curlsum=()
+  measure "$s MiB" "$URL/image-$s.raw" "$WORK/www/image-$s.raw" fetch curl curlsync curlsum
   read -r a b c < <(ratios fetch curl)
   tsv+=("$(tsv_row "image-fetch $s MiB / curl -o" "curl -o, same server" "$a" "$b" "$c" "<= 1.05")")
   md+=("ratio image-fetch / curl -o, $s MiB|$a|$b|$c|≤ 1.05")
+  read -r a b c < <(ratios fetch curlsync)
+  tsv+=("$(tsv_row "image-fetch $s MiB / curl -o && sync F" "curl -o, then fsync of the file (the download made durable), same server" "$a" "$b" "$c" "")")
+  md+=("ratio image-fetch / curl -o && sync F, $s MiB|$a|$b|$c|")
   read -r a b c < <(ratios fetch curlsum)
   tsv+=("$(tsv_row "image-fetch $s MiB / curl -o && sha256sum && sync" "curl -o && sha256sum && sync, same server" "$a" "$b" "$c" "<= 0.9")")
   md+=("ratio image-fetch / curl -o && sha256sum && sync, $s MiB|$a|$b|$c|≤ 0.9")
-  for c in fetch curl curlsum; do
+  for c in fetch curl curlsync curlsum; do
     read -r a b x < <(tstats "$c")
     md+=("${NAMES[$c]}, $s MiB (ms)|$a|$b|$x|")
   done
@@ -294,9 +305,10 @@ printf '%s\n' "${tsv[@]}" >"$OUT/fetch.tsv"
 **What.** image-fetch (built from commit $BENCH_COMMIT) fetching a raw image of $(printf '%s MiB, ' "${SIZES[@]}" | sed 's/, $//')
 (random bytes: any bytes are a valid raw image) from a Go HTTP server (\`http.ServeContent\`: Range,
 sendfile; the file in its page cache) in a node netns, the client in a Calico-shaped pod netns (veth,
-MTU $POD_MTU), into a fresh directory on disk, against two baselines on the same server and disk: \`curl -o\`
-(the bare download: no hash, no fsync) and \`curl -o F && sha256sum F && sync\` (the same work as
-image-fetch, in three passes). $RUNS runs of each, the order rotated each run; \`sync\` before each.
+MTU $POD_MTU), into a fresh directory on disk, against three baselines on the same server and disk: \`curl -o\`
+(the bare download: no hash, no fsync), \`curl -o F && sync F\` (the download made durable: image-fetch
+fsyncs the image before it calls it whole, so that a crash never leaves a truncated image in the cache)
+and \`curl -o F && sha256sum F && sync\` (the same work as image-fetch, in three passes). $RUNS runs of each, the order rotated each run; \`sync\` before each.
 Ratios are per run (the contenders of one run ran back to back), then min/median/max.
 
 **What is timed.** image-fetch's whole run, from exec to exit: the download with the sha256 computed

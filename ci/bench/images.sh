@@ -12,6 +12,7 @@ set -euo pipefail
 # shellcheck source=ci/bench/lib.sh
 source "$(dirname "$(readlink -f "$0")")/lib.sh"
 bench_init images
+bench_machine images init vmm netsetup common
 TAG=${BERTH_TAG:-0.1.0}
 IMAGES=(net-setup image-fetch seed-iso dnsmasq vmm)
 GO_STAGES=" net-setup image-fetch seed-iso "
@@ -100,6 +101,8 @@ Sources: KubeVirt's virt-launcher was 745 MB in v0.33.0 (kubevirt/kubevirt issue
 600 MB. qemux/qemu's published size could not be fetched here (no registry access); the figure is
 ci/images/compare.sh's image with qemux/qemu's Dockerfile apt packages on the same bookworm-slim,
 without its noVNC, passt and Python parts — a lower bound of the real image.
+
+$(bench_machine_line)
 EOF
 log "wrote $OUT/images.md and $OUT/images.tsv"
 cat "$OUT/images.tsv"

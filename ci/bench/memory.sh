@@ -20,10 +20,11 @@
 # vmm's tb-size choice and the chart's memoryOverhead are sized by (vmm/qemu/tcg.go).
 # BENCH_MEMORY_PARTS ("berth curve") picks the parts to run.
 set -euo pipefail
-BENCH_REPO=$(cd "$(dirname "$(readlink -f "$0")")/../.." && pwd)
-# shellcheck source=ci/bench/stats.sh
-source "$BENCH_REPO/ci/bench/stats.sh"
-OUT=$BENCH_REPO/out/bench
+# lib.sh for its helpers (stats.sh, bench_machine); not its bench_init: this bench has its own cleanup.
+# shellcheck source=ci/bench/lib.sh
+source "$(dirname "$(readlink -f "$0")")/lib.sh"
+BENCH=memory
+bench_machine vmm common ci/testguest ci/local-pod.sh e2e/localpod
 RUNS=${BENCH_RUNS:-2}
 PARTS=${BENCH_MEMORY_PARTS:-berth curve}
 TB_SIZES=${BENCH_TB_SIZES:-32 64 128 256 1024}
@@ -33,11 +34,6 @@ GUEST_MIB=512
 VCPUS=1
 mkdir -p "$OUT"
 mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
-log() { printf '%s memory bench: %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
-fail() {
-  log "FAIL: $*"
-  exit 1
-}
 [[ $(id -u) == 0 ]] || fail "run as root (network namespaces)"
 STATE=$(mktemp -u /run/berth-bench-memory.XXXXXX) # ci/local-pod.sh up writes it, down removes it
 CURVE_QPID='' CURVE_CG='' CURVE_WORK='' # the curve's QEMU, its cgroup and files, while they exist
@@ -172,10 +168,6 @@ stats_in() { # stats of the values on stdin, one a line
   mapfile -t v
   stats "${v[@]}"
 }
-cpu_s() { # PID: user+sys CPU seconds so far
-  awk -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); printf "%.1f", ($12 + $13) / hz }' "/proc/$1/stat"
-}
-
 # curve_boot TB WORK: boot the test guest with plain QEMU at tb-size TB in a fresh memory cgroup;
 # sets CURVE_RESULT to "ssh_s cpu_s qemu_rss guest_rss tcg_rss cg_usage cg_anon fill_rss fill_peak
 # fill_anon" (KiB). Not in a subshell: the EXIT trap must know the QEMU and the cgroup.
@@ -207,7 +199,7 @@ curve_boot() {
     sleep 1
   done
   secs=$(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
-  cpu=$(cpu_s "$CURVE_QPID")
+  cpu=$(proc_cpu_s "$CURVE_QPID")
   psh 'timeout 120 cloud-init status --wait' >/dev/null 2>&1 || log "cloud-init not done within 120 s at tb-size $tb; measuring anyway"
   sleep 5
   q=$(rss_kib "$CURVE_QPID") g=$(guest_ram_rss "$CURVE_QPID" "$GUEST_MIB") t=$(tcg_rss "$CURVE_QPID") u=$(cg_kib "$cg" usage) a=$(cg_anon_kib "$cg")
@@ -311,5 +303,6 @@ for part in $PARTS; do
   *) fail "BENCH_MEMORY_PARTS: unknown part '$part' (berth, curve)" ;;
   esac
 done
+{ echo; bench_machine_line; } >>"$OUT/memory.md"
 log "wrote $OUT/memory.md and $OUT/memory.tsv"
 cat "$OUT/memory.tsv"

@@ -12,6 +12,7 @@ set -euo pipefail
 # shellcheck source=ci/bench/lib.sh
 source "$(dirname "$(readlink -f "$0")")/lib.sh"
 bench_init nat
+bench_machine netsetup
 RUNS=${BENCH_RUNS:-7}
 SECS=${BENCH_SECONDS:-3}
 UDP_RATE=${BENCH_UDP_RATE:-100M}
@@ -156,6 +157,8 @@ $(md_table \
 
 Absolute rates and times on these shared machines are noise (veth throughput is CPU-bound and the
 CPUs are shared); the ratios, measured back to back, are the result.
+
+$(bench_machine_line)
 EOF
 log "wrote $OUT/nat.md and $OUT/nat.tsv"
 cat "$OUT/nat.tsv"

@@ -8,6 +8,7 @@ set -euo pipefail
 # shellcheck source=ci/bench/lib.sh
 source "$(dirname "$(readlink -f "$0")")/lib.sh"
 bench_init stages
+bench_machine init vmm netsetup common
 RUNS=${BENCH_RUNS:-11}
 # The timed stages run at this nice level (children inherit it), so the other jobs of a shared
 # machine delay them less; 0 turns it off. CPU time does not depend on it.
@@ -95,7 +96,6 @@ timed() {
 net_setup_ms=() net_setup_rss=() image_fetch_ms=() image_fetch_rss=() image_restart_ms=() image_restart_rss=()
 seed_iso_ms=() seed_iso_rss=() vmm_ms=() vmm_rss=() total_ms=() total_cpu=()
 net_setup_cpu=() image_fetch_cpu=() seed_iso_cpu=() vmm_cpu=()
-LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
 for ((run = 0; run <= RUNS; run++)); do # run 0 warms the caches (image download, page cache) and is not kept
   RUN=$WORK/r$run/run DISK=$WORK/r$run/disk
   mkdir -p "$RUN" "$DISK"
@@ -134,7 +134,6 @@ for ((run = 0; run <= RUNS; run++)); do # run 0 warms the caches (image download
   rm -rf "$WORK/r$run"
 done
 gets=$(grep -c 'GET /base.qcow2' "$WORK/http.log" || true)
-LOAD1=$(cut -d' ' -f1-3 /proc/loadavg)
 
 ratios() { # DIVISOR V... → "min med max" of V/DIVISOR
   local d=$1 v r=()
@@ -208,11 +207,12 @@ $(md_table \
   "$(rss_row '**peak RSS seed-iso (MiB)**' "${seed_iso_rss[@]}")" \
   "$(rss_row '**peak RSS vmm --dry-run (MiB)**' "${vmm_rss[@]}")")
 
-The total is per run (the four stages of one run added), min/median/max over the runs. Load
-average of this shared machine (2 cores) at the start and the end of the bench: $LOAD0 / $LOAD1 —
-wall times stretch with it (waiting for a CPU), CPU times much less. Child
+The total is per run (the four stages of one run added), min/median/max over the runs. Wall
+times stretch with the load average (waiting for a CPU; below), CPU times much less. Child
 processes a stage starts (iptables-restore, qemu-img, dnsmasq --test) count in its wall time; its
 peak RSS (ru_maxrss from wait4) is the largest of the stage and the children it waited for, not their sum.
+
+$(bench_machine_line)
 EOF
 log "wrote $OUT/stages.md and $OUT/stages.tsv"
 cat "$OUT/stages.tsv"

@@ -61,3 +61,24 @@ guest_ram_rss() {
     /^Rss:/ { if (path == "" && size >= want && size > best) { best = size; rss = $2 } }
     END { print rss + 0 }' "/proc/$1/smaps"
 }
+
+# ---------------------------------------------------------------- CPU time
+# proc_cpu_s PID: the process's CPU time so far, user + sys (/proc/PID/stat fields 14 and 15, read
+# after the command name, which may hold spaces), seconds; nothing when the process is gone.
+proc_cpu_s() {
+  awk -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); printf "%.2f", ($12 + $13) / hz }' "/proc/$1/stat" 2>/dev/null || true
+}
+# node_busy_s: CPU seconds every core of the machine has spent busy since boot (/proc/stat's cpu line:
+# user nice system irq softirq steal; guest time is inside user).
+node_busy_s() {
+  awk -v hz="$(getconf CLK_TCK)" '$1 == "cpu" { printf "%.2f", ($2 + $3 + $4 + $7 + $8 + $9) / hz; exit }' /proc/stat
+}
+# cg_cpu_s MEMCG: CPU seconds used so far by the cgroup whose memory-hierarchy directory is MEMCG
+# (v2: the same directory's cpu.stat; v1: the same path in the cpuacct hierarchy); nothing when gone.
+cg_cpu_s() {
+  if ((CG_V == 2)); then
+    awk '$1 == "usage_usec" { printf "%.2f", $2 / 1e6 }' "$1/cpu.stat" 2>/dev/null || true
+  else
+    awk '{ printf "%.2f", $1 / 1e9 }' "/sys/fs/cgroup/cpuacct${1#"$CG_ROOT"}/cpuacct.usage" 2>/dev/null || true
+  fi
+}
