@@ -233,7 +233,21 @@ ratios() {
   fstats 3 "${r[@]}"
 }
 
-tsv=() md=()
+tsv=() md=() runs_md=()
+# runs_rows LABEL CONTENDER...: one markdown row per run, each contender's time (ms) in that run.
+runs_rows() {
+  local label=$1 i c row
+  shift
+  local -n first=t_$1
+  for i in "${!first[@]}"; do
+    row="| $label | $((i + 1)) |"
+    for c in "$@"; do
+      local -n t=t_$c
+      row+=" ${t[i]} |"
+    done
+    runs_md+=("$row")
+  done
+}
 for s in "${SIZES[@]}"; do
   # shellcheck disable=SC2034 # read and filled through namerefs (timed, last, tstats, ratios)
   t_fetch=() t_curl=() t_curlsync=() t_curlsum=()
@@ -251,6 +265,7 @@ for s in "${SIZES[@]}"; do
     read -r a b x < <(tstats "$c")
     md+=("${NAMES[$c]}, $s MiB (ms)|$a|$b|$x|")
   done
+  runs_rows "$s MiB" fetch curl curlsync curlsum
 done
 
 # Paced: the smallest image, at PACED MiB/s: both must take size / rate.
@@ -326,6 +341,15 @@ body bytes the server sent after the cut / bytes still missing. 1.0 = only the r
 
 EOF
   md_table "${md[@]}"
+  cat <<EOF
+
+Every run (ms; the contenders of a run in the rotated order, back to back). A contender that is
+several times slower than in the run before is the disk, not the contender: read the ratios per run.
+
+| image | run | image-fetch | curl -o | curl -o && sync F | curl -o && sha256sum && sync |
+|---|---|---|---|---|---|
+EOF
+  printf '%s\n' "${runs_md[@]}"
   cat <<EOF
 
 Machine: $(nproc) × $BENCH_CPU; load average $BENCH_LOAD0 at the start, $LOAD1 at the end (a shared machine:
