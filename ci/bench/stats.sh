@@ -51,14 +51,15 @@ cg_stat_kib() {
 }
 cg_anon_kib() { cg_stat_kib "$1" anon; }
 
-# guest_ram_rss PID MIB: Rss (KiB) of QEMU's guest-RAM mapping for a guest of MIB MiB: the largest
+# guest_ram_rss PID MIB: Rss (KiB) of QEMU's guest-RAM mapping for a guest of MIB MiB: the smallest
 # anonymous mapping at least that size (QEMU maps the RAM block in one piece, maybe padded for
-# alignment). 0 when none is found.
+# alignment; TCG's translation buffer, a guard page short of its tb-size, is larger only when tb-size
+# is above the guest's RAM, and then the RAM block is the smaller one). 0 when none is found.
 guest_ram_rss() {
   awk -v want=$(($2 * 1024)) '
     /^[0-9a-f]+-[0-9a-f]+ / { path = $6; size = 0; next }
     /^Size:/ { size = $2; next }
-    /^Rss:/ { if (path == "" && size >= want && size > best) { best = size; rss = $2 } }
+    /^Rss:/ { if (path == "" && size >= want && (best == 0 || size < best)) { best = size; rss = $2 } }
     END { print rss + 0 }' "/proc/$1/smaps"
 }
 
