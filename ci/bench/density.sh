@@ -205,7 +205,7 @@ berth_run() {
     B_POD_OWN+=($((usage - file - g)))
     printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$n" "$p" "$usage" "$file" "$g" "$((usage - file - g))" \
       "$(jq -r --arg p "$p" '.items[] | select(.metadata.name == $p) | .status.conditions[]? | select(.type == "Ready") | .lastTransitionTime' <<<"$json")" \
-      >>"$OUT/density-pods.tsv"
+      >>"$OUT/density/pods.tsv"
   done < <(jq -r '.items[] | "\(.metadata.name) \(.metadata.uid)"' <<<"$json")
   B_DOWNLOADS=$(($(downloads_so_far) - gets0))
   local when="after ${B_READY_S}s"
@@ -284,7 +284,8 @@ plain_run() {
 }
 
 # --- the runs ---------------------------------------------------------------------------------
-printf 'n\tpod\tcg_usage_kib\tcg_file_kib\tguest_ram_rss_kib\tbeyond_guest_no_cache_kib\tready_at\n' >"$OUT/density-pods.tsv"
+mkdir -p "$OUT/density" # raw rows beside the bench's own density.{md,tsv}, which run.sh assembles
+printf 'n\tpod\tcg_usage_kib\tcg_file_kib\tguest_ram_rss_kib\tbeyond_guest_no_cache_kib\tready_at\n' >"$OUT/density/pods.tsv"
 rows=() stopped='' all_fail=0 all_vms=0 downloads=() idx=0
 declare -A R_B R_P R_FAIL R_PFAIL R_DL R_U0 R_U1 R_USAGE R_OWN R_LOAD R_BOUND R_CPU
 for n in "${NS_LIST[@]}"; do
@@ -399,7 +400,7 @@ EOF
   printf '%s\n' "${cpu_md[@]}"
   echo
   cat <<EOF
-Per pod: out/bench/density-pods.tsv. Machine: $(nproc) × $BENCH_CPU, $(($(mem_kib MemTotal) / 1024)) MiB; load
+Per pod: out/bench/density/pods.tsv. Machine: $(nproc) × $BENCH_CPU, $(($(mem_kib MemTotal) / 1024)) MiB; load
 average $BENCH_LOAD0 at the start, $LOAD1 at the end (a shared machine: absolute times are noise, read the
 ratios and their growth).
 EOF
