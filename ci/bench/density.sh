@@ -145,9 +145,6 @@ note_ready_cpu() {
   done < <(jq -r '.items[] | select(any(.status.conditions[]?; .type == "Ready" and .status == "True")) | "\(.metadata.name) \(.metadata.uid)"' <<<"$1")
 }
 
-# sum_of VALUE...: their sum, 2 decimals (nothing given: 0).
-sum_of() { printf '%s\n' "$@" | awk '{ s += $1 } END { printf "%.2f", s }'; }
-
 # berth_run N: install N VMs at once, wait (bounded) until all are Ready, measure, uninstall.
 # Sets B_READY_S, B_FAIL, B_DOWNLOADS, B_USED0, B_USED1, B_POD_USAGE (KiB list), B_POD_OWN (KiB list),
 # and CPU seconds from the install until the poll saw all Ready: B_NODE_CPU (the whole node),
@@ -342,9 +339,10 @@ for n in "${rows[@]}"; do
   [[ $r == nan ]] && r="—"
   [[ $growth == nan ]] && growth="—"
   read -r c_node c_pods c_vmpods c_qemu c_pnode c_pqemu <<<"${R_CPU[$n]}"
-  tsv+=("$(tsv_row "N=$n: QEMU CPU time to Ready, all VMs / plain QEMUs' to SSH" "$n plain QEMU boots started at once (their CPU time when SSH answered)" "$(ratio "$c_qemu" "$c_pqemu")" "$(ratio "$c_qemu" "$c_pqemu")" "$(ratio "$c_qemu" "$c_pqemu")" "")")
-  tsv+=("$(tsv_row "N=$n: node CPU time until all Ready / until all plain SSH" "the node's busy CPU time while $n plain QEMU boots ran" "$(ratio "$c_node" "$c_pnode")" "$(ratio "$c_node" "$c_pnode")" "$(ratio "$c_node" "$c_pnode")" "")")
-  cpu_md+=("| $n | $c_node | $c_pnode | $(ratio "$c_node" "$c_pnode") | $c_qemu | $c_pqemu | $(ratio "$c_qemu" "$c_pqemu") | $(calc "($c_vmpods - $c_qemu) / $n") | $(calc "$c_pods - $c_vmpods") | $(calc "$c_node - $c_pods") | $(calc "$c_node - $c_qemu") / $(calc "$c_pnode - $c_pqemu") |")
+  r_qemu=$(ratio "$c_qemu" "$c_pqemu") r_node=$(ratio "$c_node" "$c_pnode") # one install per N: min = median = max
+  tsv+=("$(tsv_row "N=$n: QEMU CPU time to Ready, all VMs / plain QEMUs' to SSH" "$n plain QEMU boots started at once (their CPU time when SSH answered)" "$r_qemu" "$r_qemu" "$r_qemu" "")")
+  tsv+=("$(tsv_row "N=$n: node CPU time until all Ready / until all plain SSH" "the node's busy CPU time while $n plain QEMU boots ran" "$r_node" "$r_node" "$r_node" "")")
+  cpu_md+=("| $n | $c_node | $c_pnode | $r_node | $c_qemu | $c_pqemu | $r_qemu | $(calc "($c_vmpods - $c_qemu) / $n") | $(calc "$c_pods - $c_vmpods") | $(calc "$c_node - $c_pods") | $(calc "$c_node - $c_qemu") / $(calc "$c_pnode - $c_pqemu") |")
   md+=("| $n | ${R_LOAD[$n]} | $b_cell | $p_cell | $r | $growth | $(mib_of_kib "$u_min") / $(mib_of_kib "$u_med") / $(mib_of_kib "$u_max") | $(mib_of_kib "$o_min") / $(mib_of_kib "$o_med") / $(mib_of_kib "$o_max") | ${R_U0[$n]} → ${R_U1[$n]} ($(calc "(${R_U1[$n]} - ${R_U0[$n]}) / $n" | cut -d. -f1)) | ${R_FAIL[$n]} (plain: ${R_PFAIL[$n]}) | ${R_DL[$n]} |")
 done
 read -r d_min d_med d_max < <(stats "${downloads[@]}")

@@ -216,8 +216,7 @@ gssh 'sudo dmesg' >"$WORK/guest-dmesg.txt" 2>/dev/null || true
 if grep -Ei 'I/O error|blk_update_request' "$WORK/guest-dmesg.txt" >&2; then fail "the guest logged I/O errors"; fi
 
 python3 "$BENCH_REPO/ci/bench/disk_report.py" "$WORK" "$OUT" --runs "$RUNS" --fio-seconds "$FIO_SECONDS" \
-  --region-mib "$REGION_MIB" --qemu "$(qemu-system-x86_64 --version | head -1)" \
-  --load "$BENCH_LOAD0 at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end"
+  --region-mib "$REGION_MIB" --qemu "$(qemu-system-x86_64 --version | head -1)"
 bench_machine_line >>"$OUT/disk.md"
 log "wrote $OUT/disk.md and $OUT/disk.tsv"
 cat "$OUT/disk.tsv"

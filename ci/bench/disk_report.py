@@ -62,7 +62,6 @@ def main():
     ap.add_argument("--fio-seconds", type=int, required=True)
     ap.add_argument("--region-mib", type=int, required=True)
     ap.add_argument("--qemu", default="")
-    ap.add_argument("--load", default="", help="load averages at the start and the end of the runs")
     a = ap.parse_args()
 
     disks = {}  # id -> {mode, cache, aio, b: option, p: option}
@@ -158,8 +157,7 @@ def main():
         "writes fresh clusters, as a new disk does): 4k random write, then 1M sequential write over the region, then 4k",
         f"random read, all `iodepth=16 direct=1 ioengine=libaio`, {a.fio_seconds} s each ({3 * a.fio_seconds} s at most",
         f"for the sequential write); {a.runs} runs. {a.qemu}; {fio_version} in the guest. Figures are Berth / plain",
-        "per run (min, median, max); above 1 Berth's options are faster."
-        + (f" Host load average (1, 5, 15 min) {a.load}." if a.load else ""),
+        "per run (min, median, max); above 1 Berth's options are faster.",
         "",
         "**TCG.** The guest's CPU is emulated: fio and the guest's block layer run tens of times slower than",
         "under KVM, so absolute figures are low and noisy, and the host I/O path that cache and aio change is a",

@@ -17,6 +17,8 @@ ratio() { awk -v a="$1" -v b="$2" -v d="${3:-3}" 'BEGIN { if (b == 0) print "nan
 # calc EXPR: awk arithmetic, e.g. calc "3.5 - 1.25".
 calc() { awk "BEGIN { printf \"%.3f\", $* }"; }
 
+# sum_of VALUE...: their sum, 2 decimals (nothing given: 0).
+sum_of() { printf '%s\n' "$@" | awk '{ s += $1 } END { printf "%.2f", s }'; }
 # tsv_row FIGURE BASELINE MIN MEDIAN MAX GOAL >> out/bench/NAME.tsv
 tsv_row() { printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$@"; }
 
