@@ -31,6 +31,26 @@ const (
 	AccelTCG  = "tcg"
 )
 
+// What vmm does when the guest powers itself off (ON_POWEROFF).
+const (
+	// PoweroffRestart: vmm exits 0 and the kubelet starts the container
+	// again, which boots the guest again (restartPolicy Always).
+	PoweroffRestart = "restart"
+	// PoweroffStop: vmm stays, holding no QEMU, not ready, until the pod is
+	// deleted (the only way to start the VM again without an operator).
+	PoweroffStop = "stop"
+)
+
+// What vmm does when the guest's kernel panics (ON_PANIC; the pvpanic device
+// tells QEMU, which pauses the guest in status guest-panicked).
+const (
+	// PanicReset: a system reset in the same QEMU: the guest boots again.
+	PanicReset = "reset"
+	// PanicRestart: vmm ends QEMU and exits 1: the kubelet restarts the
+	// container, and the guest boots in a new QEMU.
+	PanicRestart = "restart"
+)
+
 // MinMemory is the least guest memory vmm accepts: below it no cloud image boots.
 const MinMemory = 128 << 20
 
@@ -56,6 +76,8 @@ func Vars() []stage.Var {
 		{Name: "VM_IP", Default: stage.DefaultVMIP, Help: "the guest's address (probe ready looks for its lease)"},
 		{Name: "READY_TCP_PORT", Help: "probe ready also needs this TCP port on the guest to accept"},
 		{Name: "QEMU", Default: "qemu-system-x86_64", Help: "QEMU binary: a name in PATH or an absolute path"},
+		{Name: "ON_POWEROFF", Default: PoweroffRestart, Help: "when the guest powers itself off: restart (vmm exits 0, the kubelet starts the container and so the guest again) or stop (vmm stays without QEMU, not ready, until the pod is deleted)"},
+		{Name: "ON_PANIC", Default: PanicReset, Help: "when the guest's kernel panics (pvpanic): reset (the guest boots again in the same QEMU) or restart (vmm ends QEMU and exits 1: the container restarts)"},
 	}
 }
 
@@ -88,6 +110,9 @@ type Config struct {
 	VNCPasswordFile string
 
 	ShutdownTimeout time.Duration
+
+	OnPoweroff string // PoweroffRestart or PoweroffStop
+	OnPanic    string // PanicReset or PanicRestart
 
 	VMIP         netip.Addr
 	ReadyTCPPort int // 0: none
@@ -192,6 +217,12 @@ func FromEnv(env stage.Env, host Host) (Config, error) {
 		return c, err
 	}
 	c.ShutdownTimeout = time.Duration(secs) * time.Second
+	if c.OnPoweroff, err = env.OneOf("ON_POWEROFF", PoweroffRestart, PoweroffRestart, PoweroffStop); err != nil {
+		return c, err
+	}
+	if c.OnPanic, err = env.OneOf("ON_PANIC", PanicReset, PanicReset, PanicRestart); err != nil {
+		return c, err
+	}
 
 	if c.VMIP, err = VMIP(env); err != nil {
 		return c, err

@@ -33,6 +33,7 @@ func TestDefaults(t *testing.T) {
 		Name: "vm-0", RunDir: "/run/berth", DiskDir: "/var/lib/berth/disk", ImageDir: "/var/lib/berth/images",
 		QEMU: "qemu-system-x86_64", CPUs: 1, Memory: 1 << 30, Accel: "auto", Tap: "tap0",
 		VNC: true, VNCListen: "127.0.0.1", ShutdownTimeout: 60 * time.Second, VMIP: c.VMIP,
+		OnPoweroff: PoweroffRestart, OnPanic: PanicReset,
 	}
 	want.DataDiskDir = "/var/lib/berth/disks"
 	if !reflect.DeepEqual(c, want) || c.VMIP.String() != "192.168.254.2" {
@@ -104,6 +105,10 @@ func TestBadInput(t *testing.T) {
 		{map[string]string{"ACCEL": "hvf"}, "ACCEL"},
 		{map[string]string{"ACCEL": "KVM"}, "ACCEL"},
 		{map[string]string{"NO_VNC": "maybe"}, "NO_VNC"},
+		{map[string]string{"ON_POWEROFF": "halt"}, "ON_POWEROFF"},
+		{map[string]string{"ON_POWEROFF": "Stop"}, "ON_POWEROFF"},
+		{map[string]string{"ON_PANIC": "reboot"}, "ON_PANIC"},
+		{map[string]string{"ON_PANIC": "restart "}, "ON_PANIC"},
 		{map[string]string{"VNC_LISTEN": "0.0.0.0"}, "VNC_LISTEN"}, // no password file
 		{map[string]string{"VNC_LISTEN": "10.1.2.3"}, "VNC_LISTEN"},
 		{map[string]string{"VNC_LISTEN": "localhost"}, "VNC_LISTEN"},
@@ -143,6 +148,8 @@ func TestBadInput(t *testing.T) {
 		"VM_IP":             {"10.0.0.2,x", "10.0.0.2\n", "--", " 10.0.0.2", "10.0.0.２", "::ffff:10.0.0.2", "/10.0.0.2"},
 		"READY_TCP_PORT":    {"22,x", "22\n", "--", " 22", "２２", "+22", "0"},
 		"DISK_SIZE":         {"1Gi,x", "1Gi\n", "--", " 1Gi", "1Gі", "/1Gi"},
+		"ON_POWEROFF":       {"stop,x", "stop\n", "--", " stop", "stöp", "STOP", "/stop"},
+		"ON_PANIC":          {"reset,x", "reset\n", "--", " reset", "rеset", "RESET", "/reset"},
 		"DATA_DISK_DIR":     {"disks", "/d,file=/etc/shadow", "/d\n-drive", "/d d", "/dïsk", "/d/../e", "/d/", "-d"},
 		"DATA_DISKS":        {`[{"name":"d,file=/etc/shadow","size":"1Gi"}]`, `[{"name":"d","size":"1Gi","cache":"none,aio=io_uring"}]`, "--", `[{"name":"d\n","size":"1Gi"}]`},
 	}

@@ -33,7 +33,9 @@ const Timeout = 2 * time.Second
 const Usage = "usage: vmm probe ready|live\n" +
 	"  ready: the guest runs (vmm's status file says QEMU is running, not paused on a full volume),\n" +
 	"         dnsmasq leased VM_IP (and, with READY_TCP_PORT, the guest accepts on that port)\n" +
-	"  live:  QEMU answers query-status on $BERTH_RUN_DIR/qmp.sock\n" +
+	"         since the guest's current boot (a lease of an earlier boot does not count)\n" +
+	"  live:  QEMU answers query-status on $BERTH_RUN_DIR/qmp.sock in a state the guest can go on from\n" +
+	"         (not internal-error, not a kernel panic left unreset); or the guest powered off with ON_POWEROFF=stop\n" +
 	"Reads BERTH_RUN_DIR, VM_IP and READY_TCP_PORT as vmm does; exit 0 yes, 1 no, 2 bad input.\n"
 
 // Main runs a probe; args are what follows "probe". Bad arguments or a bad
@@ -56,16 +58,17 @@ func Main(args []string, env stage.Env, stdout, stderr io.Writer) int {
 		return stage.ExitBadInput
 	}
 	if args[0] == "live" {
-		msg, err = Live(ctx, filepath.Join(runDir, stage.QMPSocketName))
+		msg, err = Live(ctx, filepath.Join(runDir, stage.QMPSocketName), filepath.Join(runDir, status.FileName))
 	} else {
 		var ip netip.Addr
 		var port int
+		var st status.Status
 		ip, port, err = readyEnv(env)
 		if err == nil {
-			err = GuestRuns(filepath.Join(runDir, status.FileName))
+			st, err = GuestRuns(filepath.Join(runDir, status.FileName))
 		}
 		if err == nil {
-			msg, err = Ready(ctx, filepath.Join(runDir, stage.DnsmasqLeasesName), ip, port)
+			msg, err = Ready(ctx, filepath.Join(runDir, stage.DnsmasqLeasesName), ip, port, st.Boot)
 		}
 	}
 	if err != nil {
@@ -95,8 +98,16 @@ func readyEnv(env stage.Env) (netip.Addr, int, error) {
 // MaxLeases bounds what is read of the lease file (a /30 has one lease).
 const MaxLeases = 1 << 20
 
-// Live: QEMU runs and its QMP answers query-status.
-func Live(ctx context.Context, sock string) (string, error) {
+// Live: QEMU answers query-status on sock, in a run state the guest can go
+// on from (status.Live: not internal-error, not a panic vmm has not reset);
+// or vmm's status file (statusFile) says the guest powered itself off and vmm
+// stays without QEMU on purpose (ON_POWEROFF=stop): a restart would boot it.
+func Live(ctx context.Context, sock, statusFile string) (string, error) {
+	if s, err := status.Read(statusFile); err == nil && s.QEMU == status.PoweredOff {
+		return "the guest is powered off and vmm holds no QEMU on purpose (ON_POWEROFF=stop) since " + s.Since.UTC().Format(time.RFC3339), nil
+	} else if stage.IsBadInput(err) {
+		return "", err
+	}
 	c, err := qmp.Dial(ctx, sock)
 	if err != nil {
 		return "", err
@@ -106,35 +117,51 @@ func Live(ctx context.Context, sock string) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	if live, why := status.Live(st.Status); !live {
+		return "", fmt.Errorf("QEMU answers, status %s: %s", st.Status, why)
+	}
+	if st.Status != status.Running {
+		return "QEMU answers, status " + st.Status + " (" + status.Why(st.Status) + "; not ready, but the container must not restart)", nil
+	}
 	return "QEMU answers, status " + st.Status, nil
 }
 
-// GuestRuns: vmm's status file says QEMU runs the guest. A guest QEMU paused
-// (a full volume: io-error) or that has not started is not ready; the file is
-// read as the lease file is (no symlink, no FIFO, bounded).
-func GuestRuns(path string) error {
+// GuestRuns: vmm's status file says QEMU runs the guest, and returns it. A
+// guest QEMU paused (a full volume: io-error), panicked, powered off or not
+// started is not ready; the file is read as the lease file is (no symlink, no
+// FIFO, bounded).
+func GuestRuns(path string) (status.Status, error) {
 	s, err := status.Read(path)
 	if errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("vmm has not reported QEMU's status yet (%s does not exist)", path)
+		return s, fmt.Errorf("vmm has not reported QEMU's status yet (%s does not exist)", path)
 	}
 	if err != nil {
-		return err
+		return s, err
 	}
 	if s.QEMU != status.Running {
 		why := s.Reason
 		if why == "" {
-			why = "QEMU's status is " + s.QEMU
+			why = status.Why(s.QEMU)
 		}
-		return fmt.Errorf("the guest is not running since %s: %s", s.Since.UTC().Format(time.RFC3339), why)
+		return s, fmt.Errorf("the guest is not running since %s: %s", s.Since.UTC().Format(time.RFC3339), why)
 	}
-	return nil
+	return s, nil
 }
 
-// Ready: the lease file lists ip, and (port > 0) ip:port accepts a TCP connection.
-func Ready(ctx context.Context, leases string, ip netip.Addr, port int) (string, error) {
-	mac, err := leased(leases, ip)
+// Ready: the lease file lists ip, written since boot (the guest's current
+// boot began; zero: not checked), and (port > 0) ip:port accepts a TCP
+// connection. dnsmasq rewrites the file whenever it grants or renews a
+// lease, so a file older than the boot holds only a lease of an earlier
+// boot: the guest (rebooted, reset, or a new QEMU in the same pod) has not
+// brought its network up yet.
+func Ready(ctx context.Context, leases string, ip netip.Addr, port int, boot time.Time) (string, error) {
+	mac, written, err := leased(leases, ip)
 	if err != nil {
 		return "", err
+	}
+	if !boot.IsZero() && written.Before(boot) {
+		return "", fmt.Errorf("%s was leased to %s before the guest's current boot (lease file written %s, boot %s): the guest has not taken its lease again yet",
+			ip, mac, written.UTC().Format(time.RFC3339), boot.UTC().Format(time.RFC3339))
 	}
 	msg := fmt.Sprintf("%s leased to %s", ip, mac)
 	if port == 0 {
@@ -153,24 +180,29 @@ func Ready(ctx context.Context, leases string, ip netip.Addr, port int) (string,
 // The file is in the shared run volume: it is opened without following a
 // symlink and without blocking on a FIFO, must be a regular file, and at most
 // MaxLeases bytes of it are read.
-func leased(path string, ip netip.Addr) (string, error) {
+func leased(path string, ip netip.Addr) (mac string, written time.Time, err error) {
 	f, err := fsutil.Open(path)
 	if errors.Is(err, os.ErrNotExist) {
-		return "", fmt.Errorf("no leases yet (%s does not exist)", path)
+		return "", written, fmt.Errorf("no leases yet (%s does not exist)", path)
 	}
 	if err != nil {
-		return "", err
+		return "", written, err
 	}
 	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return "", written, fmt.Errorf("stat %s: %w", path, err)
+	}
+	written = fi.ModTime()
 	sc := bufio.NewScanner(io.LimitReader(f, MaxLeases))
 	for sc.Scan() {
 		fields := strings.Fields(sc.Text())
 		if len(fields) >= 3 && fields[2] == ip.String() {
-			return fields[1], nil
+			return fields[1], written, nil
 		}
 	}
 	if err := sc.Err(); err != nil {
-		return "", fmt.Errorf("read %s: %w", path, err)
+		return "", written, fmt.Errorf("read %s: %w", path, err)
 	}
-	return "", fmt.Errorf("%s not leased yet (not in %s)", ip, path)
+	return "", written, fmt.Errorf("%s not leased yet (not in %s)", ip, path)
 }

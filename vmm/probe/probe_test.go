@@ -26,17 +26,27 @@ func TestReady(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 
-	if _, err := Ready(ctx, leases, ip, 0); err == nil || !strings.Contains(err.Error(), "no leases yet") {
+	if _, err := Ready(ctx, leases, ip, 0, time.Time{}); err == nil || !strings.Contains(err.Error(), "no leases yet") {
 		t.Errorf("no lease file: err = %v", err)
 	}
 	os.WriteFile(leases, []byte("0 52:54:00:00:00:01 127.0.0.2 other *\n"), 0o644)
-	if _, err := Ready(ctx, leases, ip, 0); err == nil || !strings.Contains(err.Error(), "not leased") {
+	if _, err := Ready(ctx, leases, ip, 0, time.Time{}); err == nil || !strings.Contains(err.Error(), "not leased") {
 		t.Errorf("lease of another address: err = %v", err)
 	}
 	os.WriteFile(leases, []byte("0 52:54:00:00:00:01 127.0.0.2 other *\n"+leaseLine), 0o644)
-	msg, err := Ready(ctx, leases, ip, 0)
+	msg, err := Ready(ctx, leases, ip, 0, time.Time{})
 	if err != nil || !strings.Contains(msg, "52:54:2f:66:76:20") {
 		t.Errorf("leased: %q, %v", msg, err)
+	}
+
+	// A lease written before the guest's current boot (a reboot, a new QEMU in the same pod) is not this boot's.
+	old := time.Now().Add(-time.Minute)
+	os.Chtimes(leases, old, old)
+	if _, err := Ready(ctx, leases, ip, 0, old.Add(time.Second)); err == nil || !strings.Contains(err.Error(), "before the guest's current boot") {
+		t.Errorf("a lease of an earlier boot: err = %v", err)
+	}
+	if _, err := Ready(ctx, leases, ip, 0, old.Add(-time.Second)); err != nil {
+		t.Errorf("a lease of this boot: %v", err)
 	}
 
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -44,11 +54,11 @@ func TestReady(t *testing.T) {
 		t.Fatal(err)
 	}
 	port := l.Addr().(*net.TCPAddr).Port
-	if _, err := Ready(ctx, leases, ip, port); err != nil {
+	if _, err := Ready(ctx, leases, ip, port, time.Time{}); err != nil {
 		t.Errorf("leased and port open: %v", err)
 	}
 	l.Close()
-	if _, err := Ready(ctx, leases, ip, port); err == nil || !strings.Contains(err.Error(), "does not accept") {
+	if _, err := Ready(ctx, leases, ip, port, time.Time{}); err == nil || !strings.Contains(err.Error(), "does not accept") {
 		t.Errorf("port closed: err = %v", err)
 	}
 }
@@ -93,7 +103,12 @@ func TestReadyNeedsARunningGuest(t *testing.T) {
 		{"paused on a full volume", func() {
 			status.Write(file, status.Status{QEMU: "io-error", Reason: "paused: the volume of disk data is full; vmm resumes the guest once it has room"})
 		}, 1, "the volume of disk data is full"},
-		{"paused by someone", func() { status.Write(file, status.Status{QEMU: "paused"}) }, 1, "QEMU's status is paused"},
+		{"paused by someone", func() { status.Write(file, status.Status{QEMU: "paused"}) }, 1, "paused by a QMP stop"},
+		{"panicked", func() { status.Write(file, status.Status{QEMU: status.GuestPanicked}) }, 1, "the guest's kernel panicked"},
+		{"powered off (ON_POWEROFF=stop)", func() {
+			status.Write(file, status.Status{QEMU: status.PoweredOff, Reason: "the guest powered itself off and stays off (ON_POWEROFF=stop): start it again with `kubectl delete pod vm-0`"})
+		}, 1, "kubectl delete pod vm-0"},
+		{"running, lease of an earlier boot", func() { status.Write(file, status.Status{QEMU: status.Running, Boot: time.Now().Add(time.Hour)}) }, 1, "before the guest's current boot"},
 		{"a symlink to a running status", func() { os.Remove(file); os.Symlink(elsewhere, file) }, 1, "symlink"},
 		{"a FIFO", func() { os.Remove(file); syscall.Mkfifo(file, 0o644) }, 1, "FIFO"},
 		{"not JSON", func() { os.Remove(file); os.WriteFile(file, []byte("running\n"), 0o644) }, 1, "invalid character"},
@@ -111,6 +126,30 @@ func TestReadyNeedsARunningGuest(t *testing.T) {
 		}
 		if code != st.code || !strings.Contains(msg, st.want) {
 			t.Errorf("%s: exit %d, %q; want %d with %q", st.name, code, msg, st.code, st.want)
+		}
+	}
+}
+
+// TestLivePoweredOff: with the guest powered off and vmm staying without QEMU
+// (ON_POWEROFF=stop), probe live passes with no QMP socket at all (a restart
+// would boot the guest); with any other status and no QEMU it fails.
+func TestLivePoweredOff(t *testing.T) {
+	dir := t.TempDir()
+	env := stage.MapEnv(map[string]string{"BERTH_RUN_DIR": dir})
+	file := filepath.Join(dir, status.FileName)
+	for _, tc := range []struct {
+		st   string
+		code int
+		want string
+	}{
+		{status.PoweredOff, 0, "powered off and vmm holds no QEMU on purpose"},
+		{status.Running, 1, "qmp.sock"},
+	} {
+		status.Write(file, status.Status{QEMU: tc.st, Since: time.Now()})
+		var out, errb bytes.Buffer
+		code := Main([]string{"live"}, env, &out, &errb)
+		if code != tc.code || !strings.Contains(out.String()+errb.String(), tc.want) {
+			t.Errorf("status %s: exit %d, %q %q; want %d with %q", tc.st, code, out.String(), errb.String(), tc.code, tc.want)
 		}
 	}
 }

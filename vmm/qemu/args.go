@@ -142,6 +142,16 @@ func Args(p Plan) []Arg {
 		add("-device", "qemu-xhci", "USB controller for the tablet")
 		add("-device", "usb-tablet", "absolute pointer: the VNC mouse follows the cursor")
 	}
+	// After every other device: no device a pet already had moves to another PCI slot.
+	panicWhy := "the guest's kernel reports a panic to QEMU (Linux: the pvpanic-pci driver, loaded by its PCI id): "
+	if p.OnPanic == config.PanicRestart {
+		panicWhy += "vmm ends QEMU and exits 1, the container restarts (ON_PANIC=restart)"
+	} else {
+		panicWhy += "vmm resets the guest, which boots again in the same QEMU (ON_PANIC=reset)"
+	}
+	add("-device", "pvpanic-pci", panicWhy)
+	add("-action", "reboot=reset,shutdown=poweroff,panic=pause",
+		"a guest reboot is a reset inside this QEMU (no container restart); a guest power-off ends QEMU (then ON_POWEROFF="+p.OnPoweroff+"); a panic pauses the guest in status guest-panicked for vmm to act on, instead of QEMU's default of exiting")
 	add("-msg", "timestamp=on", "timestamps on QEMU's own messages on stderr")
 	return a
 }

@@ -19,6 +19,7 @@ func base() config.Config {
 		Name: "vm-0", RunDir: "/run/berth", DiskDir: "/var/lib/berth/disk", ImageDir: "/var/lib/berth/images",
 		QEMU: "qemu-system-x86_64", CPUs: 2, Memory: 1 << 30, Accel: config.AccelAuto, Tap: "tap0",
 		VNC: true, VNCListen: "127.0.0.1", ShutdownTimeout: 60 * time.Second,
+		OnPoweroff: config.PoweroffRestart, OnPanic: config.PanicReset,
 	}
 }
 
@@ -38,6 +39,7 @@ func TestArgsGolden(t *testing.T) {
 		{"kvm-vhost-vnc-password", func() Plan {
 			c := base()
 			c.VNCListen, c.VNCPasswordFile, c.CPUs, c.Memory = "0.0.0.0", "/etc/berth/vnc", 4, 4<<30
+			c.OnPoweroff, c.OnPanic = config.PoweroffStop, config.PanicRestart
 			return Plan{Config: c, Accel: config.AccelKVM, Vhost: true, VNCPassword: true}
 		}},
 		{"no-vnc", func() Plan {

@@ -33,11 +33,68 @@ type Status struct {
 	Reason string `json:"reason,omitempty"`
 	// Since is when vmm saw this status first.
 	Since time.Time `json:"since"`
+	// Boot is when the guest's current boot began: QEMU's start, or the
+	// guest's last reset (a reboot, a reset after a panic). probe ready
+	// wants a DHCP lease granted after it: a lease from an earlier boot
+	// says nothing of this one.
+	Boot time.Time `json:"boot,omitzero"`
 }
 
 // Starting is the status vmm writes before QEMU starts, replacing any left by
 // an earlier container of the pod.
 const Starting = "starting"
+
+// PoweredOff is vmm's own status (not QEMU's) once the guest has powered
+// itself off and vmm stays without QEMU (ON_POWEROFF=stop): not ready, but
+// live, so the kubelet does not start it again.
+const PoweredOff = "powered-off"
+
+// QEMU's run states (query-status) that vmm names and acts on.
+const (
+	GuestPanicked = "guest-panicked" // the guest's kernel panicked (pvpanic); vmm resets it or restarts the container
+	InternalError = "internal-error" // QEMU cannot go on emulating the guest (e.g. a KVM emulation failure)
+	IOError       = "io-error"       // paused on a disk error (a full volume: vmm resumes it)
+	Paused        = "paused"         // paused by a QMP stop
+	Shutdown      = "shutdown"       // the guest shut down; QEMU exits next
+)
+
+// Live says whether QEMU in run state st can go on without the container
+// being restarted: a guest paused on a full volume or by someone's QMP stop
+// is not ready but alive (restarting the container would lose the writes
+// QEMU holds, or undo a pause someone asked for); an internal error never
+// clears, and a panicked guest that vmm has not reset within a few seconds
+// will not be (vmm resets it within one look, every second).
+func Live(st string) (bool, string) {
+	switch st {
+	case InternalError:
+		return false, "QEMU stopped the guest on an internal error (its emulation cannot go on): the container must restart"
+	case GuestPanicked:
+		return false, "the guest's kernel panicked and is still stopped there: the container must restart"
+	}
+	return true, ""
+}
+
+// Why says in words why a guest in run state st does not run, for the
+// probes' output and the log.
+func Why(st string) string {
+	switch st {
+	case GuestPanicked:
+		return "the guest's kernel panicked (pvpanic)"
+	case InternalError:
+		return "QEMU stopped the guest on an internal error"
+	case IOError:
+		return "paused on a disk error"
+	case Paused:
+		return "paused by a QMP stop (QMP cont resumes it)"
+	case Shutdown:
+		return "the guest has shut down"
+	case "suspended":
+		return "the guest suspended itself (ACPI S3)"
+	case "watchdog":
+		return "the guest's watchdog fired"
+	}
+	return "QEMU's status is " + st
+}
 
 // MaxBytes bounds what is read of the file.
 const MaxBytes = 64 << 10

@@ -41,3 +41,31 @@ func TestReadRefusesAnotherOwner(t *testing.T) {
 		t.Fatalf("Read of a file owned by uid 4242: %v; want bad input naming BERTH_RUN_DIR", err)
 	}
 }
+
+// TestLive: only the states that never clear by themselves fail liveness; a
+// pause (a full volume, a QMP stop) keeps the container.
+func TestLive(t *testing.T) {
+	for _, tc := range []struct {
+		st   string
+		live bool
+	}{
+		{Running, true},
+		{IOError, true},
+		{Paused, true},
+		{Shutdown, true},
+		{"prelaunch", true},
+		{"suspended", true},
+		{GuestPanicked, false},
+		{InternalError, false},
+	} {
+		live, why := Live(tc.st)
+		if live != tc.live || (live != (why == "")) {
+			t.Errorf("Live(%q) = %v, %q; want live %v, a reason exactly when not live", tc.st, live, why, tc.live)
+		}
+	}
+	for _, st := range []string{GuestPanicked, InternalError, IOError, Paused, Shutdown, "suspended", "watchdog", "colo"} {
+		if w := Why(st); w == "" || (st == "colo" && w != "QEMU's status is colo") {
+			t.Errorf("Why(%q) = %q", st, w)
+		}
+	}
+}

@@ -328,6 +328,8 @@ func TestBinaryHostileEnv(t *testing.T) {
 		"SHUTDOWN_TIMEOUT":  {"60,x", "60\n", "--", " 60", "６０", "+60", "-1", "0", "86401"},
 		"VM_IP":             {"10.0.0.2,x", "10.0.0.2\n", "--", " 10.0.0.2", "10.0.0.２", "::ffff:10.0.0.2", "fe80::1"},
 		"READY_TCP_PORT":    {"22,x", "22\n", "--", " 22", "２２", "+22", "0", "65536"},
+		"ON_POWEROFF":       {"stop,x", "stop\n", "--", " stop", "stöp", "STOP", "halt"},
+		"ON_PANIC":          {"reset,x", "reset\n", "--", " reset", "rеset", "RESET", "reboot"},
 		"LOG_FORMAT":        {"json,x", "json\n", "--", "JSON"},
 		"LOG_LEVEL":         {"debug,x", "debug\n", "--", "DEBUG"},
 	}

@@ -22,10 +22,13 @@ import (
 )
 
 // Supervisor runs QEMU as a child and turns its life into vmm's exit:
-//   - QEMU exits 0 by itself (the guest powered off): nil, exit 0;
+//   - QEMU exits 0 by itself (the guest powered off): nil, exit 0, and
+//     PoweredOff is true;
 //   - QEMU dies otherwise: an error carrying its last stderr line;
 //   - ctx is cancelled (SIGTERM): ACPI power-down over QMP every second until
-//     QEMU exits or ShutdownTimeout ends, then QMP quit, then SIGKILL.
+//     QEMU exits or ShutdownTimeout ends, then QMP quit, then SIGKILL;
+//   - the watch aborts (a panic with ON_PANIC=restart, an internal error):
+//     QMP quit, then SIGKILL, and the watch's error (exit 1).
 //
 // As PID 1 (Reap) it also reaps orphans that the kernel re-parents to it.
 type Supervisor struct {
@@ -42,10 +45,15 @@ type Supervisor struct {
 	// error is logged, QEMU keeps running.
 	AfterStart func(ctx context.Context) error
 	// Watch, if set, runs beside QEMU from its start until it exits (vmm's
-	// watch over its own QMP connection).
-	Watch func(ctx context.Context)
+	// watch over its own QMP connection). Its abort ends QEMU and makes err
+	// Run's result: the guest cannot go on in this QEMU.
+	Watch func(ctx context.Context, abort func(err error))
 	// Started, if set, is told QEMU's process once it runs (tests use it).
 	Started func(*os.Process)
+
+	// PoweredOff is set by Run when QEMU exited 0 by itself: the guest
+	// powered itself off (ON_POWEROFF says what vmm does next).
+	PoweredOff bool
 }
 
 // ErrShutdownTimeout is returned when the guest did not power off in time and
@@ -119,8 +127,15 @@ func (s *Supervisor) Run(ctx context.Context, cmd *exec.Cmd) error {
 	startCtx, startCancel := context.WithCancel(ctx)
 	defer startCancel()
 	watchDone := make(chan struct{})
+	aborts := make(chan error, 1)
+	abort := func(err error) {
+		select {
+		case aborts <- err:
+		default: // one is enough
+		}
+	}
 	if s.Watch != nil {
-		go func() { defer close(watchDone); s.Watch(startCtx) }()
+		go func() { defer close(watchDone); s.Watch(startCtx, abort) }()
 	} else {
 		close(watchDone)
 	}
@@ -152,6 +167,7 @@ func (s *Supervisor) Run(ctx context.Context, cmd *exec.Cmd) error {
 		switch {
 		case werr == nil && how == byItself:
 			s.Log.Info("QEMU exited: the guest powered off")
+			s.PoweredOff = true
 			return nil
 		case werr == nil && how == asked:
 			s.Log.Info("QEMU exited after ACPI power-down: the guest shut down cleanly")
@@ -175,9 +191,40 @@ func (s *Supervisor) Run(ctx context.Context, cmd *exec.Cmd) error {
 			_ = cmd.Process.Signal(sig)
 		case <-chld:
 			reapOthers(cmd.Process.Pid)
+		case err := <-aborts:
+			return s.end(cmd, exited, err, finish)
 		case <-ctx.Done():
 			return s.shutdown(cmd, exited, chld, finish)
 		}
+	}
+}
+
+// end stops a QEMU whose guest cannot go on (no power-down: there is no
+// guest to ask): QMP quit, SIGKILL after QuitGrace; the result is why.
+func (s *Supervisor) end(cmd *exec.Cmd, exited <-chan error, why error, finish func(error, exitKind) error) error {
+	s.quitOrKill(cmd, exited)
+	_ = finish(nil, timedOut)
+	return why
+}
+
+// quitOrKill tells QEMU to quit over QMP and SIGKILLs it if it has not
+// exited QuitGrace later. It returns QEMU's exit error when it exited
+// (nil once killed: that error is the signal vmm sent).
+func (s *Supervisor) quitOrKill(cmd *exec.Cmd, exited <-chan error) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	_, err := qmp.Do(ctx, s.QMPSocket, "quit", nil)
+	cancel()
+	if err != nil {
+		s.Log.Warn("QMP quit", "err", err)
+	}
+	select {
+	case werr := <-exited:
+		return werr
+	case <-time.After(s.QuitGrace):
+		s.Log.Warn("QEMU still running after quit: SIGKILL")
+		_ = cmd.Process.Kill()
+		<-exited
+		return nil
 	}
 }
 
@@ -216,21 +263,8 @@ func (s *Supervisor) shutdown(cmd *exec.Cmd, exited <-chan error, chld <-chan os
 			powerdown()
 		case <-deadline.C:
 			s.Log.Warn("the guest did not power off in time: telling QEMU to quit", "timeout", s.ShutdownTimeout)
-			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-			_, err := qmp.Do(ctx, s.QMPSocket, "quit", nil)
-			cancel()
-			if err != nil {
-				s.Log.Warn("QMP quit", "err", err)
-			}
-			select {
-			case werr := <-exited:
-				if werr != nil {
-					return finish(werr, asked)
-				}
-			case <-time.After(s.QuitGrace):
-				s.Log.Warn("QEMU still running after quit: SIGKILL")
-				_ = cmd.Process.Kill()
-				<-exited
+			if werr := s.quitOrKill(cmd, exited); werr != nil {
+				return finish(werr, asked)
 			}
 			_ = finish(nil, timedOut)
 			return fmt.Errorf("%w (%s): QEMU was stopped without a guest shutdown", ErrShutdownTimeout, s.ShutdownTimeout)

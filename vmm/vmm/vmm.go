@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"runtime"
 	"syscall"
@@ -175,7 +176,8 @@ func (p *Plan) Apply(r stage.Run) error {
 		return err
 	}
 	defer monitor.Close()
-	if err := status.Write(c.StatusFile(), status.Status{QEMU: status.Starting, Reason: "QEMU is starting", Since: time.Now()}); err != nil {
+	boot := time.Now()
+	if err := status.Write(c.StatusFile(), status.Status{QEMU: status.Starting, Reason: "QEMU is starting", Since: boot, Boot: boot}); err != nil {
 		tapFile.Close()
 		seed.Close()
 		qemuEnd.Close()
@@ -199,7 +201,7 @@ func (p *Plan) Apply(r stage.Run) error {
 		ShutdownTimeout: c.ShutdownTimeout,
 		Reap:            os.Getpid() == 1,
 	}
-	sup.Watch = func(ctx context.Context) {
+	sup.Watch = func(ctx context.Context, abort func(error)) {
 		hctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 		client, err := qmp.NewClient(hctx, monitor)
 		cancel()
@@ -209,7 +211,7 @@ func (p *Plan) Apply(r stage.Run) error {
 			}
 			return
 		}
-		w := &watch.Watch{Log: r.Log, QMP: client, Disks: watch.Disks(c), StatusFile: c.StatusFile()}
+		w := &watch.Watch{Log: r.Log, QMP: client, Disks: watch.Disks(c), StatusFile: c.StatusFile(), OnPanic: c.OnPanic, Abort: abort, Boot: boot}
 		if err := w.Run(ctx); err != nil && ctx.Err() == nil {
 			r.Log.Debug("watch ended", "err", err) // QEMU exited: the supervisor reports why
 		}
@@ -226,7 +228,45 @@ func (p *Plan) Apply(r stage.Run) error {
 			return nil
 		}
 	}
-	return sup.Run(r.Ctx, cmd)
+	if err := sup.Run(r.Ctx, cmd); err != nil || !sup.PoweredOff || c.OnPoweroff != config.PoweroffStop {
+		return err // ON_POWEROFF=restart: exit 0, and the kubelet starts the container again
+	}
+	return stayOff(r, c, sup.Reap)
+}
+
+// stayOff is ON_POWEROFF=stop after the guest powered itself off: without an
+// operator nothing can scale the StatefulSet to 0, so vmm stays as the
+// container's process, holding no QEMU, until the pod is deleted. The status
+// file says powered-off (probe ready fails with how to start the VM again,
+// probe live passes: a restart of the container would boot the guest), and
+// the log and the termination log say the same.
+func stayOff(r stage.Run, c config.Config, reap bool) error {
+	pod, err := os.Hostname() // a StatefulSet pod's hostname is its name
+	if err != nil {
+		pod = "<pod>"
+	}
+	how := fmt.Sprintf("the guest powered itself off and stays off (ON_POWEROFF=stop): start it again with `kubectl delete pod %s` (or helm upgrade with running: false, then running: true)", pod)
+	since := time.Now()
+	if err := status.Write(c.StatusFile(), status.Status{QEMU: status.PoweredOff, Reason: how, Since: since}); err != nil {
+		r.Log.Error("cannot write the status file: probe ready reads it", "err", err)
+	}
+	stage.WriteTerminationLog(r.Env.String("TERMINATION_LOG", "/dev/termination-log"), "vmm: "+how)
+	r.Log.Warn("the guest powered itself off: vmm holds no QEMU and waits for the pod's deletion", "on_poweroff", c.OnPoweroff,
+		"start_again", fmt.Sprintf("kubectl delete pod %s", pod))
+	chld := make(chan os.Signal, 1)
+	if reap {
+		signal.Notify(chld, syscall.SIGCHLD)
+		defer signal.Stop(chld)
+	}
+	for {
+		select {
+		case <-r.Ctx.Done():
+			r.Log.Info("stop requested: the guest is off already", "off_for", time.Since(since).Round(time.Second).String())
+			return nil
+		case <-chld:
+			reapOthers(0)
+		}
+	}
 }
 
 // monitorPair makes vmm's own QMP connection: a connected socket pair, one

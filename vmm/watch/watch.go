@@ -1,5 +1,7 @@
 // Package watch is vmm's eye on the running QEMU, over vmm's own QMP
-// connection: it keeps the status file `vmm probe ready` reads, resumes a
+// connection: it keeps the status file `vmm probe ready` reads, names every
+// state the guest is in (a reboot, a panic, a pause), resets a guest whose
+// kernel panicked (or ends QEMU so the container restarts), resumes a
 // guest that QEMU paused because a disk's volume filled (werror=enospc) once
 // the volume has room again, and grows a disk whose target size its volume
 // (or device) now holds, so a PVC grown while the pod runs is used without a
@@ -8,6 +10,7 @@ package watch
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -70,7 +73,19 @@ type Watch struct {
 
 	StatusEvery, RoomEvery, GrowEvery time.Duration // zero: the defaults
 
+	// OnPanic is config.PanicReset or config.PanicRestart: what a guest
+	// whose kernel panicked gets.
+	OnPanic string
+	// Abort ends QEMU and vmm with err (exit 1: the container restarts): a
+	// panic with ON_PANIC=restart, an internal error. Nil: only logged.
+	Abort func(err error)
+
 	state string // QEMU's status as last seen
+
+	// Boot is when the guest's current boot began (status.Status.Boot):
+	// QEMU's start (vmm sets it), then each reset of the guest.
+	Boot  time.Time
+	reset bool // a RESET event came since the last poll
 
 	lastRoom, lastGrow time.Time // the last looks at the full volumes' room, at the sizes
 	pause              Pause     // the current (or last) pause on a full volume
@@ -124,6 +139,13 @@ func (w *Watch) poll(ctx context.Context, now time.Time) error {
 		}
 		return nil
 	}
+	if w.reset {
+		w.reset = false
+		w.Boot = now
+		if st == w.state { // the status file must carry the new boot even when the status is the same
+			w.write(status.Status{QEMU: st, Since: now})
+		}
+	}
 	if st != w.state {
 		w.changed(ctx, w.state, st, now)
 		w.state = st
@@ -149,7 +171,33 @@ func (w *Watch) bound(ctx context.Context) (context.Context, context.CancelFunc)
 	cctx, cancel := context.WithTimeout(ctx, QMPTimeout)
 	return cctx, func() {
 		cancel()
-		w.QMP.TakeEvents()
+		w.events(w.QMP.TakeEvents())
+	}
+}
+
+// events logs what the status alone does not show: a guest that reset
+// itself (a reboot: QEMU stays, the guest boots again) and a watchdog that
+// fired. Everything else is in the status, or is the supervisor's to say.
+func (w *Watch) events(evs []qmp.Event) {
+	for _, e := range evs {
+		switch e.Event {
+		case "RESET":
+			var d struct {
+				Guest  bool   `json:"guest"`
+				Reason string `json:"reason"`
+			}
+			_ = json.Unmarshal(e.Data, &d)
+			if d.Guest {
+				w.Log.Info("the guest reset itself (a reboot): it boots again in the same QEMU", "reason", d.Reason)
+			}
+			w.reset = true // the guest's or vmm's own after a panic: a new boot either way
+		case "WATCHDOG":
+			var d struct {
+				Action string `json:"action"`
+			}
+			_ = json.Unmarshal(e.Data, &d)
+			w.Log.Error("the guest's watchdog fired: the guest stopped feeding it", "action", d.Action)
+		}
 	}
 }
 
@@ -177,16 +225,76 @@ func (w *Watch) changed(ctx context.Context, from, to string, now time.Time) {
 		s.Reason = w.pausedReason()
 	case to == status.Running && (from == "io-error" || from == contSent):
 		w.Log.Info("the guest runs again", "paused_for", now.Sub(w.pause.Since).Round(time.Second).String())
-	case to == "shutdown":
-		s.Reason = "the guest has shut down" // QEMU exits next: the supervisor says how
+	case to == status.Shutdown:
+		s.Reason = status.Why(to) // QEMU exits next: the supervisor says how
+	case to == status.GuestPanicked:
+		s.Reason = status.Why(to)
+		w.write(s)
+		w.panicked(ctx)
+		return
+	case to == status.InternalError:
+		s.Reason = status.Why(to)
+		w.write(s)
+		w.Log.Error("QEMU stopped the guest on an internal error: its emulation cannot go on; ending QEMU so the container restarts", "status", to)
+		w.abort(errors.New("QEMU stopped the guest on an internal error (status internal-error): the container restarts, and the guest boots in a new QEMU"))
+		return
+	case to == "prelaunch" && from == status.GuestPanicked:
+		s.Reason = "the guest was reset after its panic and is about to run"
+	case to == status.Running && (from == status.GuestPanicked || from == "prelaunch"):
+		w.Log.Info("the guest runs again after its reset: it boots again")
 	case to != status.Running:
-		s.Reason = "QEMU's status is " + to
-		w.Log.Warn("the guest is not running", "status", to)
+		s.Reason = status.Why(to)
+		w.Log.Warn("the guest is not running", "status", to, "why", s.Reason)
 	}
 	w.write(s)
 }
 
+// panicked acts on a guest whose kernel panicked (pvpanic; QEMU paused it
+// in guest-panicked): a reset in the same QEMU, then cont (a reset leaves a
+// panicked guest in prelaunch), or with ON_PANIC=restart the end of QEMU.
+func (w *Watch) panicked(ctx context.Context) {
+	if w.OnPanic == config.PanicRestart {
+		w.Log.Error("the guest's kernel panicked: ending QEMU so the container restarts (ON_PANIC=restart)")
+		w.abort(errors.New("the guest's kernel panicked (status guest-panicked; ON_PANIC=restart): the container restarts, and the guest boots in a new QEMU"))
+		return
+	}
+	w.Log.Error("the guest's kernel panicked: resetting it, it boots again in the same QEMU (ON_PANIC=reset)")
+	if err := w.command(ctx, "system_reset"); err != nil {
+		w.Log.Error("could not reset the panicked guest: probe live fails until it runs", "err", err)
+		return
+	}
+	// The reset takes effect in QEMU's main loop: until then cont is refused
+	// ("Resetting the Virtual Machine is required").
+	var err error
+	for try := 0; try < 50; try++ {
+		if err = w.command(ctx, "cont"); err == nil {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	w.Log.Error("the panicked guest was reset but does not run: probe live fails until it runs", "err", err)
+}
+
+// command runs one QMP command on vmm's connection, bounded.
+func (w *Watch) command(ctx context.Context, cmd string) error {
+	ctx, cancel := w.bound(ctx)
+	defer cancel()
+	_, err := w.QMP.Execute(ctx, cmd, nil)
+	return err
+}
+
+func (w *Watch) abort(err error) {
+	if w.Abort != nil {
+		w.Abort(err)
+	}
+}
+
 func (w *Watch) write(s status.Status) {
+	s.Boot = w.Boot
 	if err := status.Write(w.StatusFile, s); err != nil {
 		w.Log.Error("cannot write the status file: probe ready reads it", "err", err)
 	}

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berth-vm/berth/vmm/config"
 	"github.com/berth-vm/berth/vmm/qmp"
 	"github.com/berth-vm/berth/vmm/status"
 
@@ -48,6 +49,7 @@ func (f *fakeMonitor) serve(t *testing.T, conn net.Conn) {
 		f.mu.Lock()
 		f.commands = append(f.commands, req.Execute)
 		var ret any = map[string]any{}
+		var qerr any
 		switch req.Execute {
 		case "query-status":
 			ret = map[string]any{"status": f.status, "running": f.status == "running"}
@@ -59,7 +61,15 @@ func (f *fakeMonitor) serve(t *testing.T, conn net.Conn) {
 			ret = []any{map[string]any{"device": "disk-data", "io-status": io,
 				"inserted": map[string]any{"image": map[string]any{"virtual-size": f.size}}}}
 		case "cont":
-			f.status = "running"
+			if f.status == "guest-panicked" { // as QEMU: a panicked guest needs a reset first
+				qerr = map[string]any{"class": "GenericError", "desc": "Resetting the Virtual Machine is required"}
+			} else {
+				f.status = "running"
+			}
+		case "system_reset":
+			if f.status == "guest-panicked" {
+				f.status = "prelaunch"
+			}
 		case "block_resize":
 			var a struct {
 				Device string `json:"device"`
@@ -69,7 +79,11 @@ func (f *fakeMonitor) serve(t *testing.T, conn net.Conn) {
 			f.size = a.Size
 		}
 		f.mu.Unlock()
-		b, _ := json.Marshal(map[string]any{"return": ret, "id": req.ID})
+		reply := map[string]any{"return": ret, "id": req.ID}
+		if qerr != nil {
+			reply = map[string]any{"error": qerr, "id": req.ID}
+		}
+		b, _ := json.Marshal(reply)
 		// An event before the reply, as QEMU sends them: the client keeps it for TakeEvents.
 		fmt.Fprintln(conn, `{"event": "BLOCK_IO_ERROR", "data": {"device": "disk-data", "nospace": true}}`)
 		conn.Write(append(b, '\n'))
@@ -156,6 +170,88 @@ func TestWatchResumesAndGrows(t *testing.T) {
 	defer f.mu.Unlock()
 	if n := count(f.commands, "cont"); n != 1 {
 		t.Errorf("cont sent %d times, want 1 (commands %q)", n, f.commands)
+	}
+}
+
+// TestWatchPanic: a guest whose kernel panicked (guest-panicked) is named in
+// the log and the status file; ON_PANIC=reset resets it in the same QEMU
+// (system_reset, then cont) until it runs; ON_PANIC=restart asks the
+// supervisor to end QEMU, and neither resets nor resumes.
+func TestWatchPanic(t *testing.T) {
+	for _, onPanic := range []string{config.PanicReset, config.PanicRestart} {
+		t.Run(onPanic, func(t *testing.T) {
+			dir := t.TempDir()
+			mine, theirs := net.Pipe()
+			f := &fakeMonitor{status: "guest-panicked"}
+			go f.serve(t, theirs)
+			c, err := qmp.NewClient(context.Background(), mine)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			var logs bytes.Buffer
+			var logMu sync.Mutex
+			aborted := make(chan error, 1)
+			w := &Watch{
+				Log:         slog.New(slog.NewTextHandler(&lockedWriter{w: &logs, mu: &logMu}, nil)),
+				QMP:         c,
+				StatusFile:  filepath.Join(dir, status.FileName),
+				StatusEvery: 20 * time.Millisecond, RoomEvery: time.Hour, GrowEvery: time.Hour,
+				OnPanic: onPanic,
+				Abort:   func(err error) { aborted <- err },
+			}
+			done := make(chan error, 1)
+			go func() { done <- w.Run(ctx) }()
+			var seen []string
+			for {
+				s, err := status.Read(w.StatusFile)
+				if err == nil && (len(seen) == 0 || seen[len(seen)-1] != s.QEMU) {
+					seen = append(seen, s.QEMU)
+				}
+				if onPanic == config.PanicReset && s.QEMU == "running" {
+					break
+				}
+				if onPanic == config.PanicRestart && len(aborted) > 0 {
+					break
+				}
+				if ctx.Err() != nil {
+					t.Fatalf("statuses %q; aborted %d", seen, len(aborted))
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+			cancel()
+			<-done
+			logMu.Lock()
+			out := logs.String()
+			logMu.Unlock()
+			if seen[0] != "guest-panicked" {
+				t.Errorf("status file went %q, want guest-panicked first", seen)
+			}
+			if s, _ := status.Read(w.StatusFile); onPanic == config.PanicRestart && s.Reason != "the guest's kernel panicked (pvpanic)" {
+				t.Errorf("status reason %q", s.Reason)
+			}
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			switch onPanic {
+			case config.PanicReset:
+				if !strings.Contains(out, `level=ERROR msg="the guest's kernel panicked: resetting it, it boots again in the same QEMU (ON_PANIC=reset)"`) ||
+					!strings.Contains(out, `msg="the guest runs again after its reset: it boots again"`) {
+					t.Errorf("log:\n%s", out)
+				}
+				if count(f.commands, "system_reset") != 1 || count(f.commands, "cont") != 1 {
+					t.Errorf("commands %q: want one system_reset and one cont", f.commands)
+				}
+			case config.PanicRestart:
+				err := <-aborted
+				if !strings.Contains(err.Error(), "ON_PANIC=restart") || !strings.Contains(out, "ending QEMU so the container restarts") {
+					t.Errorf("abort %v; log:\n%s", err, out)
+				}
+				if count(f.commands, "system_reset")+count(f.commands, "cont") != 0 {
+					t.Errorf("commands %q: ON_PANIC=restart must neither reset nor resume", f.commands)
+				}
+			}
+		})
 	}
 }
 
