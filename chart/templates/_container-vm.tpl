@@ -50,6 +50,10 @@ from a device plugin (kvm.resourceName, tun.mode devicePlugin). */ -}}
     {{- end }}
     - name: SHUTDOWN_TIMEOUT
       value: {{ include "berth.env" $vm.shutdownTimeout }}
+    - name: ON_POWEROFF
+      value: {{ include "berth.env" $vm.onPoweroff }}
+    - name: ON_PANIC
+      value: {{ include "berth.env" $vm.onPanic }}
     - name: DISK_DIR
       value: /var/lib/berth/disk
     - name: DISK_SIZE

@@ -70,6 +70,7 @@ var steps = []step{
 	{"delete-pod", true, (*scenario).deletePod},
 	{"reboot-vm1", true, (*scenario).rebootVM1},
 	{"upgrade-memory", true, (*scenario).upgradeMemory},
+	{"stop-start", true, (*scenario).stopStart},
 	{"second-vm", true, (*scenario).secondVM},
 	{"helm-test", false, (*scenario).helmTest},
 	{"uninstall", false, (*scenario).uninstall},
@@ -456,6 +457,55 @@ func (s *scenario) upgradeMemory(t *testing.T) {
 		t.Errorf("after helm upgrade the guest has MemTotal %q kB, expected 1536 MiB", line)
 	}
 	s.persisted(t, "helm upgrade")
+}
+
+// 4b. running: false by helm upgrade stops vm1 (an ACPI shutdown, the pod gone, the StatefulSet at
+// 0 replicas, its PVC kept and bound); running: true starts it again on the same disk.
+func (s *scenario) stopStart(t *testing.T) {
+	ctx := t.Context()
+	upgrade := func(running string) {
+		t.Helper()
+		if _, err := s.helm.Run(ctx, "upgrade", s.cfg.release, s.cfg.chart, "-n", s.cfg.namespace, "-f", s.cfg.values,
+			"--set", "vms.vm1.memory=1536Mi", "--set", "vms.vm1.running="+running); err != nil {
+			t.Fatal(err)
+		}
+	}
+	since := int64(1)
+	stop, err := s.k.Follow(ctx, s.cfg.namespace, s.pod.Name, corev1.PodLogOptions{Container: "vm", SinceSeconds: &since})
+	if err != nil {
+		t.Fatal(err)
+	}
+	upgrade("false")
+	_, err = wait.For(ctx, "vm1: no pod after running: false", 180*time.Second, time.Second, t.Logf, func(ctx context.Context) (bool, string, error) {
+		name, err := s.vmPodName(ctx, "vm1")
+		return err == nil && name == "", s.k.Summary(ctx, s.cfg.namespace), nil
+	})
+	console := stop()
+	if werr := os.WriteFile(s.out("console-stop-%s.txt"), []byte(console), 0o644); werr != nil {
+		t.Error(werr)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !regexp.MustCompile(`reboot: Power down|System is powered off|Power-Off|powering off`).MatchString(console) {
+		t.Errorf("running: false: no clean ACPI shutdown in the console (see %s):\n%s", s.out("console-stop-%s.txt"), tail(console, 20))
+	}
+	sts, err := s.k.Client.AppsV1().StatefulSets(s.cfg.namespace).Get(ctx, s.cfg.release+"-vm1", metav1.GetOptions{})
+	switch {
+	case err != nil:
+		t.Errorf("running: false: the StatefulSet: %v", err)
+	case sts.Spec.Replicas == nil || *sts.Spec.Replicas != 0:
+		t.Errorf("running: false: the StatefulSet has replicas %v, want 0", sts.Spec.Replicas)
+	}
+	claim, err := s.k.GetClaim(ctx, s.cfg.namespace, s.pvc1)
+	if err != nil || claim.Phase != corev1.ClaimBound {
+		t.Errorf("running: false: the disk's PVC %s: %+v, %v; want it kept and Bound", s.pvc1, claim, err)
+	}
+	t.Log("running: false: shut down over ACPI, no pod, 0 replicas, the PVC kept")
+	upgrade("true")
+	s.pod = s.waitVMReady(t, "vm1", s.pod.UID)
+	s.ip = s.pod.Status.PodIP
+	s.persisted(t, "running: false, then true")
 }
 
 // 5. a second VM in the release: its own pod IP, disk, hostname; the same base image.

@@ -516,6 +516,22 @@ const serialUserData = "#cloud-config\npassword: berth-serial\nchpasswd: {expire
 // whose answer is not in what was typed.
 func loginOnSerial(t *testing.T, v *vmmProc, term *os.File) {
 	t.Helper()
+	from := serialLogin(t, v, term)
+	typ := func(s string) {
+		if _, err := term.WriteString(s); err != nil {
+			t.Fatalf("type on the console: %v", err)
+		}
+	}
+	typ("echo berth-$((6*7))-serial\r")
+	v.expect(t, 30*time.Second, from, "berth-42-serial")
+	typ("exit\r")
+	t.Log("logged in on the serial console and ran a command through the terminal")
+}
+
+// serialLogin logs in as debian on the serial console through the terminal and returns the
+// console offset after the shell's prompt.
+func serialLogin(t *testing.T, v *vmmProc, term *os.File) int {
+	t.Helper()
 	typ := func(s string) {
 		if _, err := term.WriteString(s); err != nil {
 			t.Fatalf("type on the console: %v", err)
@@ -526,24 +542,20 @@ func loginOnSerial(t *testing.T, v *vmmProc, term *os.File) {
 	for try := 1; ; try++ {
 		// After "Login incorrect" login(1) prompts again by itself: another Enter there would be
 		// an empty user name, answered with "Password:", not "login:".
-		_, from = v.expect(t, 30*time.Second, from, "login:")
+		_, from = v.expect(t, 60*time.Second, from, "login:")
 		typ("debian\r")
 		_, from = v.expect(t, 30*time.Second, from, "Password:")
 		typ("berth-serial\r")
 		var which int
 		which, from = v.expect(t, 60*time.Second, from, "debian@testvm", "Login incorrect")
 		if which == 0 {
-			break
+			return from
 		}
 		if try == 12 {
 			t.Fatalf("login on the serial console: still 'Login incorrect' after %d tries", try)
 		}
 		time.Sleep(5 * time.Second) // cloud-init has not set the password yet
 	}
-	typ("echo berth-$((6*7))-serial\r")
-	v.expect(t, 30*time.Second, from, "berth-42-serial")
-	typ("exit\r")
-	t.Log("logged in on the serial console and ran a command through the terminal")
 }
 
 // TestBinaryPID1: vmm as PID 1 of a PID namespace (as in its container) reaps

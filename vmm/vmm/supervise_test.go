@@ -39,6 +39,12 @@ type run struct {
 // startNone starts QEMU with -machine none under a Supervisor.
 func startNone(t *testing.T, timeout time.Duration, extra ...string) *run {
 	t.Helper()
+	return startNoneWatched(t, timeout, nil, extra...)
+}
+
+// startNoneWatched is startNone with the supervisor's Watch set.
+func startNoneWatched(t *testing.T, timeout time.Duration, watch func(context.Context, func(error)), extra ...string) *run {
+	t.Helper()
 	bin := needQEMU(t)
 	sock := filepath.Join(t.TempDir(), "qmp.sock")
 	args := append([]string{"-machine", "none", "-nodefaults", "-display", "none", "-qmp", "unix:" + sock + ",server=on,wait=off"}, extra...)
@@ -52,6 +58,7 @@ func startNone(t *testing.T, timeout time.Duration, extra ...string) *run {
 		QuitGrace:       3 * time.Second,
 		Stderr:          r.stderr,
 		Started:         func(p *os.Process) { r.proc <- p },
+		Watch:           watch,
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	r.cancel = cancel
@@ -156,6 +163,32 @@ func TestRealQEMUExitsByItself(t *testing.T) {
 	if err := r.wait(t, 30*time.Second); err != nil {
 		t.Fatalf("err = %v, want nil", err)
 	}
+	if !r.sup.PoweredOff {
+		t.Error("PoweredOff not set after QEMU exited 0 by itself")
+	}
+}
+
+// TestRealQEMUWatchAborts: the watch's abort (a panic with ON_PANIC=restart,
+// an internal error) ends a running QEMU at once, without a power-down, and
+// its error is Run's (exit 1); PoweredOff stays false.
+func TestRealQEMUWatchAborts(t *testing.T) {
+	why := errors.New("the guest's kernel panicked (ON_PANIC=restart)")
+	r := startNoneWatched(t, time.Hour, func(ctx context.Context, abort func(error)) {
+		select {
+		case <-time.After(time.Second):
+			abort(why)
+		case <-ctx.Done():
+		}
+	})
+	start := time.Now()
+	err := r.wait(t, 30*time.Second)
+	if !errors.Is(err, why) {
+		t.Fatalf("err = %v, want the watch's", err)
+	}
+	if r.sup.PoweredOff {
+		t.Error("PoweredOff set after an abort")
+	}
+	t.Logf("aborted QEMU ended %s after start (SHUTDOWN_TIMEOUT 1h was not waited for)", time.Since(start).Round(time.Millisecond))
 }
 
 type testWriter struct{ t *testing.T }

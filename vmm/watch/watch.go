@@ -179,6 +179,7 @@ func (w *Watch) bound(ctx context.Context) (context.Context, context.CancelFunc)
 // itself (a reboot: QEMU stays, the guest boots again) and a watchdog that
 // fired. Everything else is in the status, or is the supervisor's to say.
 func (w *Watch) events(evs []qmp.Event) {
+	logged := false // QEMU may send one reset as two events: one line for them
 	for _, e := range evs {
 		switch e.Event {
 		case "RESET":
@@ -187,8 +188,9 @@ func (w *Watch) events(evs []qmp.Event) {
 				Reason string `json:"reason"`
 			}
 			_ = json.Unmarshal(e.Data, &d)
-			if d.Guest {
+			if d.Guest && !logged {
 				w.Log.Info("the guest reset itself (a reboot): it boots again in the same QEMU", "reason", d.Reason)
+				logged = true
 			}
 			w.reset = true // the guest's or vmm's own after a panic: a new boot either way
 		case "WATCHDOG":
@@ -242,6 +244,8 @@ func (w *Watch) changed(ctx context.Context, from, to string, now time.Time) {
 		s.Reason = "the guest was reset after its panic and is about to run"
 	case to == status.Running && (from == status.GuestPanicked || from == "prelaunch"):
 		w.Log.Info("the guest runs again after its reset: it boots again")
+	case to == status.Running && from != "" && from != unknown:
+		w.Log.Info("the guest runs again", "was", from)
 	case to != status.Running:
 		s.Reason = status.Why(to)
 		w.Log.Warn("the guest is not running", "status", to, "why", s.Reason)
