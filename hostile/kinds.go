@@ -62,6 +62,8 @@ var kinds = map[string]Kind{
 	"SHUTDOWN_TIMEOUT":    KindCount,
 	"READY_TCP_PORT":      KindCount,
 	"QEMU":                KindExec,
+	"ON_POWEROFF":         KindEnum,
+	"ON_PANIC":            KindEnum,
 }
 
 // KindOf returns the kind of a stage's variable.
@@ -85,6 +87,7 @@ var examples = map[string]string{
 	"SSH_AUTHORIZED_KEYS": sshKey,
 	"VM_CPUS":             "1", "VM_MEMORY": "1Gi", "ACCEL": "tcg", "VNC_LISTEN": "127.0.0.1",
 	"SHUTDOWN_TIMEOUT": "60", "READY_TCP_PORT": "22", "QEMU": "qemu-system-x86_64",
+	"ON_POWEROFF": "restart", "ON_PANIC": "reset",
 }
 
 // sshKey is a real public key (its private half was thrown away).
