@@ -263,7 +263,7 @@ func (w *Watch) panicked(ctx context.Context) {
 		return
 	}
 	w.Log.Error("the guest's kernel panicked: resetting it, it boots again in the same QEMU (ON_PANIC=reset)")
-	if err := w.command(ctx, "system_reset"); err != nil {
+	if err := w.command(ctx, "system_reset", nil); err != nil {
 		w.Log.Error("could not reset the panicked guest: probe live fails until it runs", "err", err)
 		return
 	}
@@ -271,7 +271,7 @@ func (w *Watch) panicked(ctx context.Context) {
 	// ("Resetting the Virtual Machine is required").
 	var err error
 	for try := 0; try < 50; try++ {
-		if err = w.command(ctx, "cont"); err == nil {
+		if err = w.command(ctx, "cont", nil); err == nil {
 			return
 		}
 		select {
@@ -284,10 +284,10 @@ func (w *Watch) panicked(ctx context.Context) {
 }
 
 // command runs one QMP command on vmm's connection, bounded.
-func (w *Watch) command(ctx context.Context, cmd string) error {
+func (w *Watch) command(ctx context.Context, cmd string, args any) error {
 	ctx, cancel := w.bound(ctx)
 	defer cancel()
-	_, err := w.QMP.Execute(ctx, cmd, nil)
+	_, err := w.QMP.Execute(ctx, cmd, args)
 	return err
 }
 
@@ -396,9 +396,7 @@ func (w *Watch) maybeResume(ctx context.Context, now time.Time) {
 	if !ShouldResume(w.pause, now, vols) {
 		return
 	}
-	cctx, cancel := w.bound(ctx)
-	defer cancel()
-	if _, err := w.QMP.Execute(cctx, "cont", nil); err != nil {
+	if err := w.command(ctx, "cont", nil); err != nil {
 		w.Log.Error("cont failed: the guest stays paused", "err", err)
 		return
 	}
@@ -451,10 +449,7 @@ func (w *Watch) grow(ctx context.Context) {
 			})
 			continue
 		}
-		cctx, cancel := w.bound(ctx)
-		_, err = w.QMP.Execute(cctx, "block_resize", map[string]any{"device": d.Drive, "size": d.Target.Size})
-		cancel()
-		if err != nil {
+		if err := w.command(ctx, "block_resize", map[string]any{"device": d.Drive, "size": d.Target.Size}); err != nil {
 			var qe *qmp.Error
 			if !errors.As(err, &qe) && ctx.Err() != nil {
 				return
