@@ -469,22 +469,7 @@ func TestBinaryRealGuest(t *testing.T) {
 		return strings.Contains(readFile(v.console), "login:")
 	})
 	t.Logf("login prompt %s after start", time.Since(start).Round(time.Second))
-	var last string
-	deadline := time.Now().Add(180 * time.Second)
-	for {
-		c, out := p.probe(t, env, "ready")
-		if c == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("probe ready not within 180s; last: %s\ndnsmasq log:\n%s\nconsole end:\n%s", out, readFile(filepath.Join(p.work, "dnsmasq.log")), tail(readFile(v.console), 3000))
-		}
-		if out != last {
-			t.Logf("probe ready: %s", strings.TrimSpace(out))
-			last = out
-		}
-		time.Sleep(time.Second)
-	}
+	waitReady(t, p, env, v, 180*time.Second)
 	t.Logf("ready %s after start", time.Since(start).Round(time.Second))
 	if mac := config.MAC("testvm").String(); !strings.Contains(readFile(leases), mac) {
 		t.Errorf("lease file does not show the derived MAC %s:\n%s", mac, readFile(leases))

@@ -3,6 +3,7 @@ package vmm
 import (
 	"context"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"syscall"
@@ -37,7 +38,7 @@ func TestBinaryLifecycle(t *testing.T) {
 	p.chown(t)
 	startDnsmasq(t, p)
 	env := p.env("ACCEL=tcg", "VM_CPUS=2", "VM_MEMORY=1Gi", "SHUTDOWN_TIMEOUT=60", "NO_VNC=true",
-		"ON_POWEROFF=stop", "ON_PANIC=reset", "IMAGE_DIR="+dirOf(image))
+		"ON_POWEROFF=stop", "ON_PANIC=reset", "IMAGE_DIR="+filepath.Dir(image))
 	start := time.Now()
 	v, term := p.startTTY(t, "lifecycle", env)
 	waitReady(t, p, env, v, 480*time.Second)
@@ -144,23 +145,32 @@ func notReadyAfterReset(t *testing.T, p *pod, env []string) {
 	t.Logf("after the reset: %s", strings.TrimSpace(out))
 }
 
-func dirOf(path string) string { return path[:strings.LastIndexByte(path, '/')] }
-
-// waitReady polls probe ready until it passes (failing if vmm exits).
+// waitReady polls probe ready until it passes, logging each new answer; it fails if vmm exits, or
+// after bound with the last answer, dnsmasq's log and the console's end.
 func waitReady(t *testing.T, p *pod, env []string, v *vmmProc, bound time.Duration) {
 	t.Helper()
 	var last string
-	until(t, bound, "probe ready", func() bool {
+	deadline := time.Now().Add(bound)
+	for {
 		select {
 		case <-v.done:
 			t.Fatalf("vmm exited: %v\n%s", v.err, readFile(v.stderr))
 		default:
 		}
 		c, out := p.probe(t, env, "ready")
-		last = out
-		return c == 0
-	})
-	_ = last
+		if c == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("probe ready not within %s; last: %s\ndnsmasq log:\n%s\nconsole end:\n%s", bound, out,
+				readFile(filepath.Join(p.work, "dnsmasq.log")), tail(readFile(v.console), 3000))
+		}
+		if out != last {
+			t.Logf("probe ready: %s", strings.TrimSpace(out))
+			last = out
+		}
+		time.Sleep(time.Second)
+	}
 }
 
 // qmpDo runs one command on the running QEMU's qmp.sock.

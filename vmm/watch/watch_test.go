@@ -115,10 +115,9 @@ func TestWatchResumesAndGrows(t *testing.T) {
 	time.Sleep(300 * time.Millisecond)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	var logs bytes.Buffer
-	var logMu sync.Mutex
+	var logs logBuffer
 	w := &Watch{
-		Log:         slog.New(slog.NewTextHandler(&lockedWriter{w: &logs, mu: &logMu}, nil)),
+		Log:         slog.New(slog.NewTextHandler(&logs, nil)),
 		QMP:         c,
 		Disks:       []Disk{{Name: "data", Drive: "disk-data", Path: disk, Volume: dir, Target: Target{Format: "raw", Size: 2 << 20}}},
 		StatusFile:  filepath.Join(dir, status.FileName),
@@ -127,13 +126,10 @@ func TestWatchResumesAndGrows(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- w.Run(ctx) }()
 
-	var seen []string
+	var seen statusTrail
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		s, _ := status.Read(w.StatusFile)
-		if len(seen) == 0 || seen[len(seen)-1] != s.QEMU {
-			seen = append(seen, s.QEMU)
-		}
+		s := seen.look(w.StatusFile)
 		f.mu.Lock()
 		grown := f.size == 2<<20
 		f.mu.Unlock()
@@ -147,9 +143,7 @@ func TestWatchResumesAndGrows(t *testing.T) {
 	}
 	cancel()
 	<-done
-	logMu.Lock()
 	out := logs.String()
-	logMu.Unlock()
 	for _, want := range []string{
 		`level=ERROR msg="the guest is paused: a disk's volume is full" disk=data drive=disk-data path=` + disk + ` volume=` + dir + ` used=`,
 		`level=INFO msg="resuming the guest: its full volumes have room again" data_avail=`,
@@ -190,11 +184,10 @@ func TestWatchPanic(t *testing.T) {
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 			defer cancel()
-			var logs bytes.Buffer
-			var logMu sync.Mutex
+			var logs logBuffer
 			aborted := make(chan error, 1)
 			w := &Watch{
-				Log:         slog.New(slog.NewTextHandler(&lockedWriter{w: &logs, mu: &logMu}, nil)),
+				Log:         slog.New(slog.NewTextHandler(&logs, nil)),
 				QMP:         c,
 				StatusFile:  filepath.Join(dir, status.FileName),
 				StatusEvery: 20 * time.Millisecond, RoomEvery: time.Hour, GrowEvery: time.Hour,
@@ -203,12 +196,9 @@ func TestWatchPanic(t *testing.T) {
 			}
 			done := make(chan error, 1)
 			go func() { done <- w.Run(ctx) }()
-			var seen []string
+			var seen statusTrail
 			for {
-				s, err := status.Read(w.StatusFile)
-				if err == nil && (len(seen) == 0 || seen[len(seen)-1] != s.QEMU) {
-					seen = append(seen, s.QEMU)
-				}
+				s := seen.look(w.StatusFile)
 				if onPanic == config.PanicReset && s.QEMU == "running" {
 					break
 				}
@@ -222,9 +212,7 @@ func TestWatchPanic(t *testing.T) {
 			}
 			cancel()
 			<-done
-			logMu.Lock()
 			out := logs.String()
-			logMu.Unlock()
 			if seen[0] != "guest-panicked" {
 				t.Errorf("status file went %q, want guest-panicked first", seen)
 			}
@@ -267,13 +255,33 @@ func count(list []string, s string) int {
 	return n
 }
 
-type lockedWriter struct {
-	w  *bytes.Buffer
-	mu *sync.Mutex
+// logBuffer holds the watch's log lines; the test reads them while the watch may still write.
+type logBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
 }
 
-func (l *lockedWriter) Write(b []byte) (int, error) {
+func (l *logBuffer) Write(b []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.w.Write(b)
+	return l.b.Write(b)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// statusTrail is the sequence of statuses a test saw in the status file, each change once.
+type statusTrail []string
+
+// look reads the status file and records its status when it changed (a file not written yet is
+// not a status); it returns what it read.
+func (tr *statusTrail) look(file string) status.Status {
+	s, err := status.Read(file)
+	if err == nil && (len(*tr) == 0 || (*tr)[len(*tr)-1] != s.QEMU) {
+		*tr = append(*tr, s.QEMU)
+	}
+	return s
 }
