@@ -403,21 +403,31 @@ func (s *scenario) deletePod(t *testing.T) {
 	if _, err := s.ssh.Run(ctx, s.ip, "echo "+s.cfg.marker+"-persist | sudo tee /var/tmp/persist >/dev/null && sync"); err != nil {
 		t.Fatalf("write a file in the guest: %v", err)
 	}
+	s.shutsDownCleanly(t, "console-shutdown-%s.txt", "kubectl delete pod", func() error {
+		_, err := s.k.DeletePod(ctx, s.cfg.namespace, s.pod.Name, 180*time.Second, t.Logf)
+		return err
+	})
+}
+
+// shutsDownCleanly follows vm1's console while stop ends its pod, keeps the console in file (an
+// s.out pattern) and fails unless the guest powered off over ACPI before the pod went.
+func (s *scenario) shutsDownCleanly(t *testing.T, file, how string, stop func() error) {
+	t.Helper()
 	since := int64(1)
-	stop, err := s.k.Follow(ctx, s.cfg.namespace, s.pod.Name, corev1.PodLogOptions{Container: "vm", SinceSeconds: &since})
+	end, err := s.k.Follow(t.Context(), s.cfg.namespace, s.pod.Name, corev1.PodLogOptions{Container: "vm", SinceSeconds: &since})
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = s.k.DeletePod(ctx, s.cfg.namespace, s.pod.Name, 180*time.Second, t.Logf)
-	console := stop()
-	if werr := os.WriteFile(s.out("console-shutdown-%s.txt"), []byte(console), 0o644); werr != nil {
+	err = stop()
+	console := end()
+	if werr := os.WriteFile(s.out(file), []byte(console), 0o644); werr != nil {
 		t.Error(werr)
 	}
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !regexp.MustCompile(`reboot: Power down|System is powered off|Power-Off|powering off`).MatchString(console) {
-		t.Errorf("no clean ACPI shutdown in the console before the pod went (see %s):\n%s", s.out("console-shutdown-%s.txt"), tail(console, 20))
+		t.Errorf("%s: no clean ACPI shutdown in the console before the pod went (see %s):\n%s", how, s.out(file), tail(console, 20))
 	}
 }
 
@@ -470,26 +480,14 @@ func (s *scenario) stopStart(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	since := int64(1)
-	stop, err := s.k.Follow(ctx, s.cfg.namespace, s.pod.Name, corev1.PodLogOptions{Container: "vm", SinceSeconds: &since})
-	if err != nil {
-		t.Fatal(err)
-	}
-	upgrade("false")
-	_, err = wait.For(ctx, "vm1: no pod after running: false", 180*time.Second, time.Second, t.Logf, func(ctx context.Context) (bool, string, error) {
-		name, err := s.vmPodName(ctx, "vm1")
-		return err == nil && name == "", s.k.Summary(ctx, s.cfg.namespace), nil
+	s.shutsDownCleanly(t, "console-stop-%s.txt", "running: false", func() error {
+		upgrade("false")
+		_, err := wait.For(ctx, "vm1: no pod after running: false", 180*time.Second, time.Second, t.Logf, func(ctx context.Context) (bool, string, error) {
+			name, err := s.vmPodName(ctx, "vm1")
+			return err == nil && name == "", s.k.Summary(ctx, s.cfg.namespace), nil
+		})
+		return err
 	})
-	console := stop()
-	if werr := os.WriteFile(s.out("console-stop-%s.txt"), []byte(console), 0o644); werr != nil {
-		t.Error(werr)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !regexp.MustCompile(`reboot: Power down|System is powered off|Power-Off|powering off`).MatchString(console) {
-		t.Errorf("running: false: no clean ACPI shutdown in the console (see %s):\n%s", s.out("console-stop-%s.txt"), tail(console, 20))
-	}
 	sts, err := s.k.Client.AppsV1().StatefulSets(s.cfg.namespace).Get(ctx, s.cfg.release+"-vm1", metav1.GetOptions{})
 	switch {
 	case err != nil:
