@@ -77,6 +77,7 @@ func Vars() []stage.Var {
 		{Name: "READY_TCP_PORT", Help: "probe ready also needs this TCP port on the guest to accept"},
 		{Name: "QEMU", Default: "qemu-system-x86_64", Help: "QEMU binary: a name in PATH or an absolute path"},
 		{Name: "ON_POWEROFF", Default: PoweroffRestart, Help: "when the guest powers itself off: restart (vmm exits 0, the kubelet starts the container and so the guest again) or stop (vmm stays without QEMU, not ready, until the pod is deleted)"},
+		{Name: "WATCHDOG", Default: "false", Help: "true: an i6300esb watchdog device; a guest that opens /dev/watchdog and then stops feeding it (hung) is reset by QEMU and boots again in the same QEMU (Linux: the i6300esb driver, in Debian's generic kernel, not in its cloud kernel)"},
 		{Name: "ON_PANIC", Default: PanicReset, Help: "when the guest's kernel panics (pvpanic): reset (the guest boots again in the same QEMU) or restart (vmm ends QEMU and exits 1: the container restarts)"},
 	}
 }
@@ -113,6 +114,7 @@ type Config struct {
 
 	OnPoweroff string // PoweroffRestart or PoweroffStop
 	OnPanic    string // PanicReset or PanicRestart
+	Watchdog   bool   // an i6300esb watchdog: QEMU resets the guest when it stops feeding it
 
 	VMIP         netip.Addr
 	ReadyTCPPort int // 0: none
@@ -221,6 +223,9 @@ func FromEnv(env stage.Env, host Host) (Config, error) {
 		return c, err
 	}
 	if c.OnPanic, err = env.OneOf("ON_PANIC", PanicReset, PanicReset, PanicRestart); err != nil {
+		return c, err
+	}
+	if c.Watchdog, err = env.Bool("WATCHDOG", false); err != nil {
 		return c, err
 	}
 

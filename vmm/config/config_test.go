@@ -109,6 +109,7 @@ func TestBadInput(t *testing.T) {
 		{map[string]string{"ON_POWEROFF": "Stop"}, "ON_POWEROFF"},
 		{map[string]string{"ON_PANIC": "reboot"}, "ON_PANIC"},
 		{map[string]string{"ON_PANIC": "restart "}, "ON_PANIC"},
+		{map[string]string{"WATCHDOG": "reset"}, "WATCHDOG"},
 		{map[string]string{"VNC_LISTEN": "0.0.0.0"}, "VNC_LISTEN"}, // no password file
 		{map[string]string{"VNC_LISTEN": "10.1.2.3"}, "VNC_LISTEN"},
 		{map[string]string{"VNC_LISTEN": "localhost"}, "VNC_LISTEN"},
@@ -150,6 +151,7 @@ func TestBadInput(t *testing.T) {
 		"DISK_SIZE":         {"1Gi,x", "1Gi\n", "--", " 1Gi", "1Gі", "/1Gi"},
 		"ON_POWEROFF":       {"stop,x", "stop\n", "--", " stop", "stöp", "STOP", "/stop"},
 		"ON_PANIC":          {"reset,x", "reset\n", "--", " reset", "rеset", "RESET", "/reset"},
+		"WATCHDOG":          {"true,x", "true\n", "--", " true", "TRUE", "trüe", "/true"},
 		"DATA_DISK_DIR":     {"disks", "/d,file=/etc/shadow", "/d\n-drive", "/d d", "/dïsk", "/d/../e", "/d/", "-d"},
 		"DATA_DISKS":        {`[{"name":"d,file=/etc/shadow","size":"1Gi"}]`, `[{"name":"d","size":"1Gi","cache":"none,aio=io_uring"}]`, "--", `[{"name":"d\n","size":"1Gi"}]`},
 	}
