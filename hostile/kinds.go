@@ -85,8 +85,8 @@ var examples = map[string]string{
 	"BRIDGE": "br0", "TAP": "tap0", "TAP_UID": "107", "TAP_GID": "107", "IPTABLES_BACKEND": "auto",
 	"LOG_FORMAT": "text", "LOG_LEVEL": "info", "VM_NAME": "pet",
 	"IMG_TARGET": "base.qcow2", "IMG_SHA256": "",
-	"DISK_SIZE":   "64Mi", // the base's size: growing to it changes nothing
-	"SEED_FORMAT": "configdrive",
+	"DISK_SIZE":           "64Mi", // the base's size: growing to it changes nothing
+	"SEED_FORMAT":         "configdrive",
 	"SSH_AUTHORIZED_KEYS": sshKey,
 	"VM_CPUS":             "1", "VM_MEMORY": "1Gi", "ACCEL": "tcg", "VNC_LISTEN": "127.0.0.1",
 	"SHUTDOWN_TIMEOUT": "60", "READY_TCP_PORT": "22", "QEMU": "qemu-system-x86_64",
