@@ -482,9 +482,14 @@ func (s *scenario) stopStart(t *testing.T) {
 	}
 	s.shutsDownCleanly(t, "console-stop-%s.txt", "running: false", func() error {
 		upgrade("false")
+		// Gone, not only terminating: the pod's deletion is what powers the guest down.
 		_, err := wait.For(ctx, "vm1: no pod after running: false", 180*time.Second, time.Second, t.Logf, func(ctx context.Context) (bool, string, error) {
-			name, err := s.vmPodName(ctx, "vm1")
-			return err == nil && name == "", s.k.Summary(ctx, s.cfg.namespace), nil
+			_, err := s.k.Client.CoreV1().Pods(s.cfg.namespace).Get(ctx, s.pod.Name, metav1.GetOptions{})
+			if err != nil && !apierrors.IsNotFound(err) {
+				return false, "", err
+			}
+			name, lerr := s.vmPodName(ctx, "vm1")
+			return apierrors.IsNotFound(err) && lerr == nil && name == "", s.k.Summary(ctx, s.cfg.namespace), nil
 		})
 		return err
 	})
