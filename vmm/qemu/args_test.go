@@ -3,6 +3,7 @@ package qemu
 import (
 	"fmt"
 	"io/fs"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -19,7 +20,7 @@ func base() config.Config {
 		Name: "vm-0", RunDir: "/run/berth", DiskDir: "/var/lib/berth/disk", ImageDir: "/var/lib/berth/images",
 		QEMU: "qemu-system-x86_64", CPUs: 2, Memory: 1 << 30, Accel: config.AccelAuto, Tap: "tap0",
 		VNC: true, VNCListen: "127.0.0.1", ShutdownTimeout: 60 * time.Second,
-		OnPoweroff: config.PoweroffRestart, OnPanic: config.PanicReset,
+		OnPoweroff: config.PoweroffRestart, OnPanic: config.PanicReset, GuestAgent: true,
 	}
 }
 
@@ -46,6 +47,11 @@ func TestArgsGolden(t *testing.T) {
 			c := base()
 			c.VNC, c.CPUs, c.Memory = false, 1, 128<<20
 			return Plan{Config: c, Accel: config.AccelTCG}
+		}},
+		{"no-guest-agent", func() Plan {
+			c := base()
+			c.GuestAgent = false
+			return Plan{Config: c, Accel: config.AccelKVM}
 		}},
 		{"data-disks", func() Plan {
 			c := base()
@@ -106,6 +112,40 @@ func TestArgsInvariants(t *testing.T) {
 				if a.Why == "" {
 					t.Errorf("option %s %s has no reason", a.Flag, a.Value)
 				}
+			}
+		}
+	}
+}
+
+// TestAgentAfterEveryDevice: the guest agent's devices come after every other
+// device, so turning GUEST_AGENT on (or a pet from before it) moves no
+// device to another PCI slot: the devices without it are a prefix of the
+// devices with it, for every shape of the command line.
+func TestAgentAfterEveryDevice(t *testing.T) {
+	devices := func(p Plan) []string {
+		var d []string
+		for _, a := range Args(p) {
+			if a.Flag == "-device" {
+				d = append(d, a.Value)
+			}
+		}
+		return d
+	}
+	for _, vnc := range []bool{true, false} {
+		for _, data := range []bool{true, false} {
+			c := base()
+			c.VNC = vnc
+			if data {
+				c.DataDisks, _ = disks.Parse(`[{"name":"data","size":"1Gi"},{"name":"db","size":"1Gi","volumeMode":"Block"}]`)
+			}
+			with := devices(Plan{Config: c, Accel: config.AccelKVM})
+			c.GuestAgent = false
+			without := devices(Plan{Config: c, Accel: config.AccelKVM})
+			if len(with) != len(without)+2 || !reflect.DeepEqual(with[:len(without)], without) {
+				t.Errorf("vnc=%v data=%v: the guest agent's devices are not appended after the others:\nwithout %q\n   with %q", vnc, data, without, with)
+			}
+			if got := with[len(with)-1]; got != "virtserialport,chardev="+AgentChardev+",name="+AgentPort {
+				t.Errorf("vnc=%v data=%v: last device %q, want the agent's port", vnc, data, got)
 			}
 		}
 	}
