@@ -84,8 +84,11 @@ type Watch struct {
 
 	// Boot is when the guest's current boot began (status.Status.Boot):
 	// QEMU's start (vmm sets it), then each reset of the guest.
-	Boot  time.Time
-	reset bool // a RESET event came since the last poll
+	Boot time.Time
+	// OnBoot, if set, is told each new Boot (a reset of the guest): the
+	// greeting of the guest agent (Greeting.NewBoot).
+	OnBoot func(time.Time)
+	reset  bool // a RESET event came since the last poll
 
 	lastRoom, lastGrow time.Time // the last looks at the full volumes' room, at the sizes
 	pause              Pause     // the current (or last) pause on a full volume
@@ -142,6 +145,9 @@ func (w *Watch) poll(ctx context.Context, now time.Time) error {
 	if w.reset {
 		w.reset = false
 		w.Boot = now
+		if w.OnBoot != nil {
+			w.OnBoot(now)
+		}
 		if st == w.state { // the status file must carry the new boot even when the status is the same
 			w.write(status.Status{QEMU: st, Since: now})
 		}
