@@ -47,7 +47,8 @@ const (
 const Summary = "Runs the VM: builds QEMU's command line from the environment and runs qemu-system-x86_64 as its\n" +
 	"child (console on stdout, QMP on $BERTH_RUN_DIR/qmp.sock); SIGTERM powers the guest down over ACPI.\n" +
 	"--check asks the running QEMU over QMP whether it is the VM of the plan.\n" +
-	"`vmm probe ready` and `vmm probe live` are the pod's exec probes (they write no termination log)."
+	"`vmm probe ready` and `vmm probe live` are the pod's exec probes (they write no termination log).\n" +
+	"`vmm agent ping|osinfo|freeze|thaw|status` asks the guest agent (GUEST_AGENT), e.g. to freeze around a backup."
 
 // Stage is vmm as a stage.Stage: the plan is QEMU's command line, --dry-run
 // prints it, --check compares the running QEMU with it, and applying it runs
