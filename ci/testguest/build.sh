@@ -15,8 +15,10 @@ set -euo pipefail
 
 SUITE=bookworm
 DISK_SIZE=${TESTGUEST_DISK_SIZE:-2G}
-# fio: ci/bench/disk.sh measures the data disks with it inside the guest.
-PACKAGES=linux-image-cloud-amd64,systemd-sysv,udev,cloud-init,cloud-guest-utils,openssh-server,ifupdown,isc-dhcp-client,sudo,extlinux,iproute2,netbase,ca-certificates,dbus,fio
+# fio: ci/bench/disk.sh measures the data disks with it inside the guest. qemu-guest-agent: vmm's
+# `vmm agent` and READY_WHEN=agent; its udev rule starts qemu-guest-agent.service when the virtio
+# port org.qemu.guest_agent.0 appears (no enabling needed).
+PACKAGES=linux-image-cloud-amd64,systemd-sysv,udev,cloud-init,cloud-guest-utils,openssh-server,ifupdown,isc-dhcp-client,sudo,extlinux,iproute2,netbase,ca-certificates,dbus,fio,qemu-guest-agent
 NAME=debian-12-testguest.qcow2
 
 log() { echo "testguest: $*" >&2; }
