@@ -200,7 +200,7 @@ var Outputs = map[string][]string{
 	"net-setup":   {"run/dnsmasq.conf", "run/net.json", "run/tun"},
 	"image-fetch": {"images/", "disk/pet.json", "disk/.pet.lock"},
 	"seed-iso":    {"run/seed.iso"},
-	"vmm":         {"run/qmp.sock", "run/" + VMStatusName},
+	"vmm":         {"run/qmp.sock", "run/qga.sock", "run/" + VMStatusName},
 }
 
 // VMStatusName is vmm's status file in the run volume (vmm/status.FileName):
