@@ -56,6 +56,7 @@ const Usage = "usage: vmm agent [-timeout DURATION] ping|osinfo|freeze|thaw|stat
 type Request struct {
 	Command string
 	Timeout time.Duration
+	RunDir  string // BERTH_RUN_DIR
 	Socket  string
 }
 
@@ -95,6 +96,7 @@ func Parse(args []string, env stage.Env) (Request, error) {
 	if !on {
 		return r, stage.BadInput("GUEST_AGENT", "false", "this VM has no guest agent channel: set GUEST_AGENT=true (chart: guestAgent.enabled) and restart the VM")
 	}
+	r.RunDir = runDir
 	r.Socket = filepath.Join(runDir, stage.AgentSocketName)
 	return r, nil
 }
@@ -108,8 +110,13 @@ func oneOf(s string, list []string) bool {
 	return false
 }
 
-// Run does the request and returns its one line.
+// Run does the request and returns its one line. A BERTH_RUN_DIR that is
+// not the run volume's directory (missing, a symlink, a file) is bad input,
+// as for every stage.
 func Run(ctx context.Context, r Request) (string, error) {
+	if err := stage.CheckVolumeDir("BERTH_RUN_DIR", r.RunDir); err != nil {
+		return "", err
+	}
 	ctx, cancel := context.WithTimeout(ctx, r.Timeout)
 	defer cancel()
 	c, err := agent.Dial(ctx, r.Socket)
@@ -170,6 +177,10 @@ func Main(args []string, env stage.Env, stdout, stderr io.Writer) int {
 		return stage.ExitCode(err)
 	}
 	msg, err := Run(context.Background(), r)
+	if stage.IsBadInput(err) {
+		fmt.Fprintf(stderr, "vmm agent: bad input: %s\n", oneLine(err))
+		return stage.ExitCode(err)
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "vmm agent %s: %s\n", r.Command, oneLine(err))
 		return stage.ExitCode(err)

@@ -112,6 +112,22 @@ func TestMainCommands(t *testing.T) {
 		t.Errorf("silent agent: %s, far beyond -timeout 300ms", d)
 	}
 
+	// A run dir that is not the volume's directory (the agent behind a symlink still answers).
+	file, link := filepath.Join(t.TempDir(), "file"), filepath.Join(t.TempDir(), "link")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(dir, link); err != nil {
+		t.Fatal(err)
+	}
+	for name, bad := range map[string]string{"missing": filepath.Join(dir, "nope"), "a file": file, "a symlink": link} {
+		errb.Reset()
+		code := Main([]string{"ping"}, stage.MapEnv(map[string]string{"BERTH_RUN_DIR": bad}), &out, &errb)
+		if code != 2 || !strings.HasPrefix(errb.String(), "vmm agent: bad input: BERTH_RUN_DIR=") || !strings.Contains(errb.String(), map[string]string{"missing": "does not exist", "a file": "not a directory", "a symlink": "is a symlink"}[name]) {
+			t.Errorf("BERTH_RUN_DIR %s: exit %d, stderr %q; want 2 naming BERTH_RUN_DIR and why", name, code, errb.String())
+		}
+	}
+
 	os.Remove(a.Path) // no channel at all (QEMU not running)
 	errb.Reset()
 	if code := Main([]string{"ping"}, env, &out, &errb); code != 1 || !strings.Contains(errb.String(), "qga.sock") || !strings.Contains(errb.String(), "QEMU is not running") {
