@@ -139,6 +139,8 @@ var exitOne = map[string]string{
 	"image-fetch/IMG_SOURCE/url-no-file":      "a well-formed URL of a server that does not answer",
 	"vmm probe live/*":                        "no QEMU runs in the sandbox: 1 (not live) is the right answer to every value",
 	"vmm probe ready/BERTH_RUN_DIR/*":         "a run dir without dnsmasq's lease file is not ready yet (1), whatever its name",
+	"vmm agent/BERTH_RUN_DIR/empty":           "unset: the default run dir, where no QEMU serves qga.sock: the agent does not answer (1)",
+	"vmm agent/GUEST_AGENT/empty":             "unset: the default true; no QEMU serves qga.sock in the sandbox: the agent does not answer (1)",
 }
 
 // ExitOneReason returns why exit 1 is allowed for the case, or "".
