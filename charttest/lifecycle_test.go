@@ -8,31 +8,33 @@ import (
 // TestRunningAndPowerValues: running false scales the VM's StatefulSet to 0
 // (its PVC stays rendered: nothing is deleted), true (the default) to 1; one
 // VM's value does not leak into another's; onPoweroff and onPanic reach vmm
-// as ON_POWEROFF and ON_PANIC, defaults restart and reset.
+// as ON_POWEROFF and ON_PANIC, defaults restart and reset; watchdog as
+// WATCHDOG, default false.
 func TestRunningAndPowerValues(t *testing.T) {
 	r := render(t, oneVM+`
     running: false
     onPoweroff: stop
     onPanic: restart
+    watchdog: true
   vm2:
     image:
       source: http://images.example/other.qcow2
 `)
 	for _, tc := range []struct {
-		vm                  string
-		replicas            int32
-		onPoweroff, onPanic string
+		vm                            string
+		replicas                      int32
+		onPoweroff, onPanic, watchdog string
 	}{
-		{"vm1", 0, "stop", "restart"},
-		{"vm2", 1, "restart", "reset"},
+		{"vm1", 0, "stop", "restart", "true"},
+		{"vm2", 1, "restart", "reset", "false"},
 	} {
 		s := sts(t, r, tc.vm)
 		if *s.Spec.Replicas != tc.replicas {
 			t.Errorf("%s: replicas %d, want %d", tc.vm, *s.Spec.Replicas, tc.replicas)
 		}
 		e := env(container(t, s, "vm"))
-		if e["ON_POWEROFF"] != tc.onPoweroff || e["ON_PANIC"] != tc.onPanic {
-			t.Errorf("%s: ON_POWEROFF=%q ON_PANIC=%q, want %q %q", tc.vm, e["ON_POWEROFF"], e["ON_PANIC"], tc.onPoweroff, tc.onPanic)
+		if e["ON_POWEROFF"] != tc.onPoweroff || e["ON_PANIC"] != tc.onPanic || e["WATCHDOG"] != tc.watchdog {
+			t.Errorf("%s: ON_POWEROFF=%q ON_PANIC=%q WATCHDOG=%q, want %q %q %q", tc.vm, e["ON_POWEROFF"], e["ON_PANIC"], e["WATCHDOG"], tc.onPoweroff, tc.onPanic, tc.watchdog)
 		}
 	}
 	if !hasKind(r, "PersistentVolumeClaim/disk-rel-vm1-0") {

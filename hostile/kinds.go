@@ -64,6 +64,7 @@ var kinds = map[string]Kind{
 	"QEMU":                KindExec,
 	"ON_POWEROFF":         KindEnum,
 	"ON_PANIC":            KindEnum,
+	"WATCHDOG":            KindBool,
 	"GUEST_AGENT":         KindBool,
 	"READY_WHEN":          KindEnum,
 }
@@ -85,11 +86,13 @@ var examples = map[string]string{
 	"VM_IP": "192.168.254.2", "VM_GW": "192.168.254.1", "NO_VNC": "false", "POD_IFACE": "eth0",
 	"BRIDGE": "br0", "TAP": "tap0", "TAP_UID": "107", "TAP_GID": "107", "IPTABLES_BACKEND": "auto",
 	"LOG_FORMAT": "text", "LOG_LEVEL": "info", "VM_NAME": "pet",
-	"IMG_TARGET": "base.qcow2", "IMG_SHA256": "", "DISK_SIZE": "64Mi", // the base's size: growing to it changes nothing "SEED_FORMAT": "configdrive",
+	"IMG_TARGET": "base.qcow2", "IMG_SHA256": "",
+	"DISK_SIZE":           "64Mi", // the base's size: growing to it changes nothing
+	"SEED_FORMAT":         "configdrive",
 	"SSH_AUTHORIZED_KEYS": sshKey,
 	"VM_CPUS":             "1", "VM_MEMORY": "1Gi", "ACCEL": "tcg", "VNC_LISTEN": "127.0.0.1",
 	"SHUTDOWN_TIMEOUT": "60", "READY_TCP_PORT": "22", "QEMU": "qemu-system-x86_64",
-	"ON_POWEROFF": "restart", "ON_PANIC": "reset",
+	"ON_POWEROFF": "restart", "ON_PANIC": "reset", "WATCHDOG": "false",
 	"GUEST_AGENT": "true", "READY_WHEN": "lease",
 }
 

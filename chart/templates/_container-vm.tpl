@@ -58,6 +58,8 @@ from a device plugin (kvm.resourceName, tun.mode devicePlugin). */ -}}
       value: {{ include "berth.env" $vm.onPoweroff }}
     - name: ON_PANIC
       value: {{ include "berth.env" $vm.onPanic }}
+    - name: WATCHDOG
+      value: {{ include "berth.env" $vm.watchdog }}
     - name: DISK_DIR
       value: /var/lib/berth/disk
     - name: DISK_SIZE

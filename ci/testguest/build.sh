@@ -9,17 +9,24 @@
 # concurrent runs build once (flock), the result appears atomically (rename) or not at all.
 #
 # Needs root (loop device and mount). Env: BERTH_CACHE (default /var/cache/berth),
-# TESTGUEST_DISK_SIZE (virtual disk size, default 2G; part of the hash), TESTGUEST_LOCK_WAIT
-# (seconds to wait for a concurrent build, default 1800).
+# TESTGUEST_DISK_SIZE (virtual disk size, default 2G; part of the hash), TESTGUEST_KERNEL (cloud,
+# the default: Debian's small cloud kernel; or generic: linux-image-amd64, which has the drivers the
+# cloud kernel leaves out, e.g. the i6300esb watchdog; part of the hash and of the file's name),
+# TESTGUEST_LOCK_WAIT (seconds to wait for a concurrent build, default 1800).
 set -euo pipefail
 
 SUITE=bookworm
 DISK_SIZE=${TESTGUEST_DISK_SIZE:-2G}
+KERNEL=${TESTGUEST_KERNEL:-cloud}
+case $KERNEL in
+  cloud) KERNEL_PACKAGE=linux-image-cloud-amd64 NAME=debian-12-testguest.qcow2 ;;
+  generic) KERNEL_PACKAGE=linux-image-amd64 NAME=debian-12-testguest-generic.qcow2 ;;
+  *) echo "testguest: error: TESTGUEST_KERNEL=$KERNEL: want cloud or generic" >&2; exit 2 ;;
+esac
 # fio: ci/bench/disk.sh measures the data disks with it inside the guest. qemu-guest-agent: vmm's
 # `vmm agent` and READY_WHEN=agent; its udev rule starts qemu-guest-agent.service when the virtio
 # port org.qemu.guest_agent.0 appears (no enabling needed).
-PACKAGES=linux-image-cloud-amd64,systemd-sysv,udev,cloud-init,cloud-guest-utils,openssh-server,ifupdown,isc-dhcp-client,sudo,extlinux,iproute2,netbase,ca-certificates,dbus,fio,qemu-guest-agent
-NAME=debian-12-testguest.qcow2
+PACKAGES=$KERNEL_PACKAGE,systemd-sysv,udev,cloud-init,cloud-guest-utils,openssh-server,ifupdown,isc-dhcp-client,sudo,extlinux,iproute2,netbase,ca-certificates,dbus,fio,qemu-guest-agent
 
 log() { echo "testguest: $*" >&2; }
 die() { echo "testguest: error: $*" >&2; exit 1; }
@@ -31,8 +38,9 @@ done
 [[ -f /usr/lib/EXTLINUX/mbr.bin ]] || die "/usr/lib/EXTLINUX/mbr.bin missing: install extlinux"
 
 self=$(readlink -f "${BASH_SOURCE[0]}")
-# The inputs: this script (package list, configuration written into the image) and the disk size.
-hash=$( { cat "$self"; echo "disk=$DISK_SIZE"; } | sha256sum | cut -c1-16)
+# The inputs: this script (package list, configuration written into the image), the disk size and
+# the kernel.
+hash=$( { cat "$self"; echo "disk=$DISK_SIZE"; echo "kernel=$KERNEL"; } | sha256sum | cut -c1-16)
 root=${BERTH_CACHE:-/var/cache/berth}/testguest
 dir=$root/$hash
 out=$dir/$NAME

@@ -93,6 +93,7 @@ func Vars() []stage.Var {
 		{Name: "GUEST_AGENT", Default: "true", Help: "true: a virtio-serial channel org.qemu.guest_agent.0 for qemu-guest-agent in the guest, on $BERTH_RUN_DIR/" + stage.AgentSocketName + " (vmm agent, READY_WHEN=agent, the guest's OS and addresses in vmm's log); false: none"},
 		{Name: "QEMU", Default: "qemu-system-x86_64", Help: "QEMU binary: a name in PATH or an absolute path"},
 		{Name: "ON_POWEROFF", Default: PoweroffRestart, Help: "when the guest powers itself off: restart (vmm exits 0, the kubelet starts the container and so the guest again) or stop (vmm stays without QEMU, not ready, until the pod is deleted)"},
+		{Name: "WATCHDOG", Default: "false", Help: "true: an i6300esb watchdog device; a guest that opens /dev/watchdog and then stops feeding it (hung) is reset by QEMU and boots again in the same QEMU (Linux: the i6300esb driver, in Debian's generic kernel, not in its cloud kernel)"},
 		{Name: "ON_PANIC", Default: PanicReset, Help: "when the guest's kernel panics (pvpanic): reset (the guest boots again in the same QEMU) or restart (vmm ends QEMU and exits 1: the container restarts)"},
 	}
 }
@@ -129,6 +130,7 @@ type Config struct {
 
 	OnPoweroff string // PoweroffRestart or PoweroffStop
 	OnPanic    string // PanicReset or PanicRestart
+	Watchdog   bool   // an i6300esb watchdog: QEMU resets the guest when it stops feeding it
 
 	VMIP         netip.Addr
 	ReadyTCPPort int // 0: none
@@ -245,6 +247,9 @@ func FromEnv(env stage.Env, host Host) (Config, error) {
 		return c, err
 	}
 	if c.OnPanic, err = env.OneOf("ON_PANIC", PanicReset, PanicReset, PanicRestart); err != nil {
+		return c, err
+	}
+	if c.Watchdog, err = env.Bool("WATCHDOG", false); err != nil {
 		return c, err
 	}
 

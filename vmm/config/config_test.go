@@ -135,6 +135,7 @@ func TestBadInput(t *testing.T) {
 		{map[string]string{"ON_POWEROFF": "Stop"}, "ON_POWEROFF"},
 		{map[string]string{"ON_PANIC": "reboot"}, "ON_PANIC"},
 		{map[string]string{"ON_PANIC": "restart "}, "ON_PANIC"},
+		{map[string]string{"WATCHDOG": "reset"}, "WATCHDOG"},
 		{map[string]string{"VNC_LISTEN": "0.0.0.0"}, "VNC_LISTEN"}, // no password file
 		{map[string]string{"VNC_LISTEN": "10.1.2.3"}, "VNC_LISTEN"},
 		{map[string]string{"VNC_LISTEN": "localhost"}, "VNC_LISTEN"},
@@ -182,6 +183,7 @@ func TestBadInput(t *testing.T) {
 		"GUEST_AGENT":       {"true,x", "true\n", "--", " true", "TRUE", "trüe", "/true"},
 		"READY_WHEN":        {"lease,x", "lease\n", "--", " lease", "lеase", "LEASE", "/lease"},
 		"ON_PANIC":          {"reset,x", "reset\n", "--", " reset", "rеset", "RESET", "/reset"},
+		"WATCHDOG":          {"true,x", "true\n", "--", " true", "TRUE", "trüe", "/true"},
 		"DATA_DISK_DIR":     {"disks", "/d,file=/etc/shadow", "/d\n-drive", "/d d", "/dïsk", "/d/../e", "/d/", "-d"},
 		"DATA_DISKS":        {`[{"name":"d,file=/etc/shadow","size":"1Gi"}]`, `[{"name":"d","size":"1Gi","cache":"none,aio=io_uring"}]`, "--", `[{"name":"d\n","size":"1Gi"}]`},
 	}

@@ -168,6 +168,11 @@ func Args(p Plan) []Arg {
 	}
 	add("-action", "reboot=reset,shutdown=poweroff,panic=pause",
 		"a guest reboot is a reset inside this QEMU (no container restart); a guest power-off ends QEMU (then ON_POWEROFF="+p.OnPoweroff+"); a panic pauses the guest in status guest-panicked for vmm to act on, instead of QEMU's default of exiting")
+	if p.Watchdog {
+		// Optional, so last of all: turning it on moves no other device.
+		add("-device", "i6300esb", "a watchdog (WATCHDOG=true): Linux's i6300esb driver is /dev/watchdog in the guest")
+		add("-action", "watchdog=reset", "a guest that stops feeding its watchdog is reset in this QEMU and boots again (vmm logs the WATCHDOG event)")
+	}
 	add("-msg", "timestamp=on", "timestamps on QEMU's own messages on stderr")
 	return a
 }

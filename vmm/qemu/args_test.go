@@ -40,7 +40,7 @@ func TestArgsGolden(t *testing.T) {
 		{"kvm-vhost-vnc-password", func() Plan {
 			c := base()
 			c.VNCListen, c.VNCPasswordFile, c.CPUs, c.Memory = "0.0.0.0", "/etc/berth/vnc", 4, 4<<30
-			c.OnPoweroff, c.OnPanic = config.PoweroffStop, config.PanicRestart
+			c.OnPoweroff, c.OnPanic, c.Watchdog = config.PoweroffStop, config.PanicRestart, true
 			return Plan{Config: c, Accel: config.AccelKVM, Vhost: true, VNCPassword: true}
 		}},
 		{"no-vnc", func() Plan {

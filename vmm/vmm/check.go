@@ -42,6 +42,7 @@ type Live struct {
 	FDSets map[int][]string // query-fdsets: each set's descriptors' labels (opaque)
 	Status string           // query-status: running, paused, prelaunch, ...
 	VNC    VNC              // query-vnc
+	Panic  bool             // query-pci: the pvpanic-pci device is there
 }
 
 // Drive is a drive's medium as query-block reports it.
@@ -98,6 +99,7 @@ func QueryLive(ctx context.Context, sock string) (Live, error) {
 			} `json:"fds"`
 		}
 		status qmp.Status
+		pci    []pciBus
 		l      Live
 	)
 	for _, q := range []struct {
@@ -112,12 +114,14 @@ func QueryLive(ctx context.Context, sock string) (Live, error) {
 		{"query-fdsets", &fdsets},
 		{"query-status", &status},
 		{"query-vnc", &l.VNC},
+		{"query-pci", &pci},
 	} {
 		if err := c.Query(ctx, q.cmd, q.out); err != nil {
 			return Live{}, fmt.Errorf("ask QEMU on %s: %w", sock, err)
 		}
 	}
 	l.Name, l.KVM, l.Memory, l.CPUs, l.Status = name.Name, kvm.Enabled, mem.Base, len(cpus), status.Status
+	l.Panic = hasPCIDevice(pci, pvpanicVendor, pvpanicDevice)
 	l.Drives = map[string]Drive{}
 	for _, b := range block {
 		if b.Inserted != nil {
@@ -131,6 +135,50 @@ func QueryLive(ctx context.Context, sock string) (Live, error) {
 		}
 	}
 	return l, nil
+}
+
+// pvpanic-pci's PCI id: Red Hat's vendor id, QEMU's PVPANIC device.
+const (
+	pvpanicVendor = 0x1b36
+	pvpanicDevice = 0x0011
+)
+
+// pciBus is a bus of query-pci: its devices, and the buses behind bridges.
+type pciBus struct {
+	Devices []pciDevice `json:"devices"`
+}
+
+type pciDevice struct {
+	ID struct {
+		Vendor int `json:"vendor"`
+		Device int `json:"device"`
+	} `json:"id"`
+	Bridge *struct {
+		Devices []pciDevice `json:"devices"` // the devices behind a PCI bridge
+	} `json:"pci_bridge"`
+}
+
+// hasPCIDevice says whether a device of this vendor and device id is on any
+// bus, behind bridges too.
+func hasPCIDevice(buses []pciBus, vendor, device int) bool {
+	var walk func([]pciDevice) bool
+	walk = func(ds []pciDevice) bool {
+		for _, d := range ds {
+			if d.ID.Vendor == vendor && d.ID.Device == device {
+				return true
+			}
+			if d.Bridge != nil && walk(d.Bridge.Devices) {
+				return true
+			}
+		}
+		return false
+	}
+	for _, b := range buses {
+		if walk(b.Devices) {
+			return true
+		}
+	}
+	return false
 }
 
 // Differences compares the running QEMU with the plan: one line per property
@@ -203,6 +251,9 @@ func Differences(p qemu.Plan, l Live) []string {
 
 	if l.Status != "running" {
 		add("QEMU's status is %q, want \"running\"", l.Status)
+	}
+	if !l.Panic {
+		add("QEMU has no pvpanic-pci device, want one (a kernel panic in the guest would go unseen: ON_PANIC)")
 	}
 
 	switch {

@@ -2,6 +2,7 @@ package vmm
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"os"
 	"os/exec"
@@ -30,6 +31,7 @@ func livePlan() (qemu.Plan, Live) {
 		},
 		FDSets: map[int][]string{1: {"/run/berth/seed.iso"}},
 		VNC:    VNC{Enabled: true, Host: "127.0.0.1", Service: "5900", Auth: "none"},
+		Panic:  true,
 	}
 	return p, l
 }
@@ -81,6 +83,7 @@ func TestDifferences(t *testing.T) {
 		{"seed from another run dir", func(p *qemu.Plan, l *Live) { l.FDSets[1] = []string{"/run/other/seed.iso"} },
 			[]string{`QEMU's fd set 1 holds ["/run/other/seed.iso"], want the seed ISO /run/berth/seed.iso`}},
 		{"paused", func(p *qemu.Plan, l *Live) { l.Status = "paused" }, []string{`QEMU's status is "paused", want "running"`}},
+		{"no pvpanic", func(p *qemu.Plan, l *Live) { l.Panic = false }, []string{"QEMU has no pvpanic-pci device, want one (a kernel panic in the guest would go unseen: ON_PANIC)"}},
 		{"VNC off, planned", func(p *qemu.Plan, l *Live) { l.VNC = VNC{} }, []string{"QEMU serves no VNC, want VNC on 127.0.0.1 port 5900 (NO_VNC, VNC_LISTEN)"}},
 		{"VNC on, NO_VNC", func(p *qemu.Plan, l *Live) { p.Config.VNC = false }, []string{"QEMU serves VNC on 127.0.0.1 port 5900, want no VNC (NO_VNC=true)"}},
 		{"VNC elsewhere, with a password", func(p *qemu.Plan, l *Live) { l.VNC.Host, l.VNC.Auth = "0.0.0.0", "vnc" },
@@ -146,6 +149,31 @@ func (p *pod) check(t *testing.T, env []string) (int, string, string) {
 // the same plan matches (exit 0); a QEMU started with another plan gives one
 // "differs:" line per property (exit 1); a paused QEMU differs in its status;
 // no QEMU to ask is exit 1 saying so; a symlink at qmp.sock is exit 2.
+// TestHasPCIDevice reads query-pci answers of real QEMU (testdata: QEMU 7.2,
+// -nodefaults, asked after SeaBIOS numbered the buses: without it QEMU lists
+// no device behind a bridge), with pvpanic-pci behind a pci-bridge and without it.
+func TestHasPCIDevice(t *testing.T) {
+	for _, tt := range []struct {
+		file string
+		want bool
+	}{
+		{"query-pci-pvpanic-behind-bridge.json", true},
+		{"query-pci-no-pvpanic.json", false},
+	} {
+		b, err := os.ReadFile(filepath.Join("testdata", tt.file))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var buses []pciBus
+		if err := json.Unmarshal(b, &buses); err != nil {
+			t.Fatalf("%s: %v", tt.file, err)
+		}
+		if got := hasPCIDevice(buses, pvpanicVendor, pvpanicDevice); got != tt.want {
+			t.Errorf("%s: pvpanic found %v, want %v", tt.file, got, tt.want)
+		}
+	}
+}
+
 func TestBinaryCheck(t *testing.T) {
 	roottest.Require(t)
 	needQEMU(t)

@@ -178,9 +178,19 @@ func startDnsmasq(t *testing.T, p *pod) string {
 // testGuest builds (or finds) the test guest and makes the pet overlay on it.
 func testGuest(t *testing.T, p *pod) string {
 	t.Helper()
-	out, err := exec.Command("../../ci/testguest/build.sh").Output()
+	return testGuestWith(t, p, "cloud")
+}
+
+// testGuestWith is testGuest with the guest's kernel: cloud (Debian's cloud
+// kernel, the default guest) or generic (linux-image-amd64: its drivers
+// include the i6300esb watchdog).
+func testGuestWith(t *testing.T, p *pod, kernel string) string {
+	t.Helper()
+	build := exec.Command("../../ci/testguest/build.sh")
+	build.Env = append(os.Environ(), "TESTGUEST_KERNEL="+kernel)
+	out, err := build.Output()
 	if err != nil {
-		t.Fatalf("ci/testguest/build.sh: %v", err)
+		t.Fatalf("TESTGUEST_KERNEL=%s ci/testguest/build.sh: %v", kernel, err)
 	}
 	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
 	image, err := filepath.EvalSymlinks(lines[len(lines)-1])

@@ -14,9 +14,11 @@ import (
 	"github.com/berth-vm/berth/vmm/qmp"
 )
 
-// TestBinaryLifecycle boots the test guest once under vmm (ON_POWEROFF=stop,
-// ON_PANIC=reset, no READY_TCP_PORT, so only the status file and the lease
-// decide readiness) and walks it through the states a VM lives through:
+// TestBinaryLifecycle boots the test guest with Debian's generic kernel (its
+// drivers include the i6300esb watchdog's) once under vmm (ON_POWEROFF=stop,
+// ON_PANIC=reset, WATCHDOG=true, no READY_TCP_PORT, so only the status file
+// and the lease decide readiness) and walks it through the states a VM lives
+// through:
 //
 //  1. ready; the guest's boot_id read on the serial console;
 //  2. `sudo reboot` in the guest: vmm logs the reset, probe ready fails (the
@@ -26,19 +28,23 @@ import (
 //     ready again;
 //  4. a kernel panic (sysrq c): pvpanic tells QEMU, vmm logs it and resets
 //     the guest in the same QEMU, which boots again (a new boot_id);
-//  5. `sudo poweroff`: vmm stays without QEMU, probe ready fails saying how to
+//  5. a hung guest: the guest arms its watchdog and stops feeding it (one
+//     write to /dev/watchdog, closed without the magic 'V', as a watchdog
+//     daemon that hangs leaves it); it fires, QEMU resets the guest, vmm logs
+//     the WATCHDOG event, the guest boots again in the same QEMU;
+//  6. `sudo poweroff`: vmm stays without QEMU, probe ready fails saying how to
 //     start it again, probe live passes, the termination log says it;
 //     SIGTERM then ends vmm with exit 0.
 func TestBinaryLifecycle(t *testing.T) {
 	roottest.Require(t)
 	needQEMU(t)
 	p := newPod(t)
-	image := testGuest(t, p)
+	image := testGuestWith(t, p, "generic")
 	seedWith(t, p, serialUserData)
 	p.chown(t)
 	startDnsmasq(t, p)
 	env := p.env("ACCEL=tcg", "VM_CPUS=2", "VM_MEMORY=1Gi", "SHUTDOWN_TIMEOUT=60", "NO_VNC=true",
-		"ON_POWEROFF=stop", "ON_PANIC=reset", "IMAGE_DIR="+filepath.Dir(image))
+		"ON_POWEROFF=stop", "ON_PANIC=reset", "WATCHDOG=true", "IMAGE_DIR="+filepath.Dir(image))
 	start := time.Now()
 	v, term := p.startTTY(t, "lifecycle", env)
 	waitReady(t, p, env, v, 480*time.Second)
@@ -95,17 +101,39 @@ func TestBinaryLifecycle(t *testing.T) {
 		t.Errorf("the console shows no kernel panic; its end:\n%s", tail(readFile(v.console), 2000))
 	}
 	sh = login(t, v, term)
-	if boot3 := bootID(t, sh); boot3 == boot2 || boot3 == boot1 {
+	boot3 := bootID(t, sh)
+	if boot3 == boot2 || boot3 == boot1 {
 		t.Errorf("boot_id %s after the panic: not a new boot (%s, %s before)", boot3, boot1, boot2)
 	}
 
-	// 5. The guest powers itself off: vmm stays, without QEMU.
+	// 5. A hung guest: its watchdog fires, QEMU resets it in the same QEMU.
+	sh.run("echo WDT-$((6*7))-$(cat /sys/class/watchdog/watchdog0/identity)", "WDT-42-i6300ESB") // the driver's name: "i6300ESB timer"
+	mark = time.Now()
+	// One write, then close without the magic 'V': the driver says "unexpected close, not stopping
+	// watchdog" and nobody feeds it again. Its default heartbeat is 30 s.
+	sh.run("sudo sh -c 'echo 1 >/dev/watchdog'", "")
+	until(t, 180*time.Second, "vmm logs the watchdog firing", func() bool {
+		return strings.Contains(readFile(v.stderr), "the guest's watchdog fired")
+	})
+	t.Logf("5. the watchdog fired %s after it was armed and left unfed", time.Since(mark).Round(time.Second))
+	notReadyAfterReset(t, p, env)
+	waitReady(t, p, env, v, 300*time.Second)
+	t.Logf("5. ready again %s after the watchdog was armed", time.Since(mark).Round(time.Second))
+	if got := v.qemuPid(t); got != qemu {
+		t.Errorf("after the watchdog QEMU is pid %d, want the same QEMU (pid %d)", got, qemu)
+	}
+	sh = login(t, v, term)
+	if boot4 := bootID(t, sh); boot4 == boot3 || boot4 == boot2 || boot4 == boot1 {
+		t.Errorf("boot_id %s after the watchdog: not a new boot", boot4)
+	}
+
+	// 6. The guest powers itself off: vmm stays, without QEMU.
 	mark = time.Now()
 	sh.run("sudo poweroff", "")
 	until(t, 120*time.Second, "vmm logs the power-off and stays", func() bool {
 		return strings.Contains(readFile(v.stderr), "vmm holds no QEMU and waits for the pod's deletion")
 	})
-	t.Logf("5. powered off %s after `sudo poweroff`", time.Since(mark).Round(time.Second))
+	t.Logf("6. powered off %s after `sudo poweroff`", time.Since(mark).Round(time.Second))
 	select {
 	case <-v.done:
 		t.Fatalf("vmm exited after the guest's power-off with ON_POWEROFF=stop: %v", v.err)

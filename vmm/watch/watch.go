@@ -185,7 +185,9 @@ func (w *Watch) bound(ctx context.Context) (context.Context, context.CancelFunc)
 // itself (a reboot: QEMU stays, the guest boots again) and a watchdog that
 // fired. Everything else is in the status, or is the supervisor's to say.
 func (w *Watch) events(evs []qmp.Event) {
-	logged := false // QEMU may send one reset as two events: one line for them
+	// One line for one reset: QEMU may send it as two events, and a watchdog's
+	// reset comes as WATCHDOG then RESET (the reset is the watchdog's, not a reboot).
+	logged := false
 	for _, e := range evs {
 		switch e.Event {
 		case "RESET":
@@ -204,7 +206,12 @@ func (w *Watch) events(evs []qmp.Event) {
 				Action string `json:"action"`
 			}
 			_ = json.Unmarshal(e.Data, &d)
-			w.Log.Error("the guest's watchdog fired: the guest stopped feeding it", "action", d.Action)
+			if d.Action == "reset" {
+				w.Log.Error("the guest's watchdog fired: the guest stopped feeding it; QEMU resets it, it boots again in the same QEMU", "action", d.Action)
+				logged = true
+			} else {
+				w.Log.Error("the guest's watchdog fired: the guest stopped feeding it", "action", d.Action)
+			}
 		}
 	}
 }

@@ -255,6 +255,50 @@ func count(list []string, s string) int {
 	return n
 }
 
+// TestEventsLog: each reset is one line saying what it was, and marks a new
+// boot; a watchdog's reset is the watchdog's line, not a reboot's.
+func TestEventsLog(t *testing.T) {
+	ev := func(name, data string) qmp.Event { return qmp.Event{Event: name, Data: json.RawMessage(data)} }
+	for _, tt := range []struct {
+		name  string
+		evs   []qmp.Event
+		want  []string // substrings, one line each, in order
+		reset bool
+	}{
+		{"a reboot", []qmp.Event{ev("RESET", `{"guest":true,"reason":"guest-reset"}`)},
+			[]string{"the guest reset itself (a reboot)"}, true},
+		{"one reset as two events", []qmp.Event{ev("RESET", `{"guest":true,"reason":"guest-reset"}`), ev("RESET", `{"guest":true,"reason":"guest-reset"}`)},
+			[]string{"the guest reset itself (a reboot)"}, true},
+		{"vmm's own reset after a panic", []qmp.Event{ev("RESET", `{"guest":false,"reason":"host-qmp-system-reset"}`)}, nil, true},
+		{"the watchdog resets the guest", []qmp.Event{ev("WATCHDOG", `{"action":"reset"}`), ev("RESET", `{"guest":true,"reason":"guest-reset"}`)},
+			[]string{"the guest's watchdog fired: the guest stopped feeding it; QEMU resets it"}, true},
+		{"the watchdog pauses it", []qmp.Event{ev("WATCHDOG", `{"action":"pause"}`)},
+			[]string{"the guest's watchdog fired: the guest stopped feeding it\" action=pause"}, false},
+		{"another event", []qmp.Event{ev("STOP", `{}`)}, nil, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var log logBuffer
+			w := &Watch{Log: slog.New(slog.NewTextHandler(&log, nil))}
+			w.events(tt.evs)
+			lines := strings.Split(strings.TrimSpace(log.String()), "\n")
+			if log.String() == "" {
+				lines = nil
+			}
+			if len(lines) != len(tt.want) {
+				t.Fatalf("logged %d lines, want %d:\n%s", len(lines), len(tt.want), log.String())
+			}
+			for i, want := range tt.want {
+				if !strings.Contains(lines[i], want) {
+					t.Errorf("line %d = %s, want it to say %q", i, lines[i], want)
+				}
+			}
+			if w.reset != tt.reset {
+				t.Errorf("a new boot marked: %v, want %v", w.reset, tt.reset)
+			}
+		})
+	}
+}
+
 // logBuffer holds the watch's log lines; the test reads them while the watch may still write.
 type logBuffer struct {
 	mu sync.Mutex
