@@ -158,7 +158,8 @@ func Args(p Plan) []Arg {
 		panicWhy += "vmm resets the guest, which boots again in the same QEMU (ON_PANIC=reset)"
 	}
 	add("-device", "pvpanic-pci", panicWhy)
-	// The guest agent's channel after pvpanic: a pet that had no channel keeps every device's slot.
+	// The guest agent's channel after pvpanic: a pet that had no channel keeps every device's slot
+	// (only the optional watchdog comes later, so turning that on still moves nothing).
 	if p.GuestAgent {
 		add("-chardev", "socket,id="+AgentChardev+",path="+optEscape(p.AgentSocket())+",server=on,wait=off",
 			"the guest agent's channel on a unix socket in the run volume, for `vmm agent` (freeze and thaw around a backup), READY_WHEN=agent and the guest's OS and addresses in vmm's log (GUEST_AGENT=true)")

@@ -118,9 +118,10 @@ func TestArgsInvariants(t *testing.T) {
 }
 
 // TestAgentAfterEveryDevice: the guest agent's devices come after every other
-// device, so turning GUEST_AGENT on (or a pet from before it) moves no
-// device to another PCI slot: the devices without it are a prefix of the
-// devices with it, for every shape of the command line.
+// device but the optional watchdog, so turning GUEST_AGENT on (or a pet from
+// before it) moves no device to another PCI slot, and turning WATCHDOG on
+// moves no agent device: without the agent, the devices are those with it
+// less its two, and the agent's are last but for the watchdog.
 func TestAgentAfterEveryDevice(t *testing.T) {
 	devices := func(p Plan) []string {
 		var d []string
@@ -131,21 +132,26 @@ func TestAgentAfterEveryDevice(t *testing.T) {
 		}
 		return d
 	}
+	agentDevs := []string{"virtio-serial-pci,id=agent-serial0", "virtserialport,chardev=" + AgentChardev + ",name=" + AgentPort}
 	for _, vnc := range []bool{true, false} {
 		for _, data := range []bool{true, false} {
-			c := base()
-			c.VNC = vnc
-			if data {
-				c.DataDisks, _ = disks.Parse(`[{"name":"data","size":"1Gi"},{"name":"db","size":"1Gi","volumeMode":"Block"}]`)
-			}
-			with := devices(Plan{Config: c, Accel: config.AccelKVM})
-			c.GuestAgent = false
-			without := devices(Plan{Config: c, Accel: config.AccelKVM})
-			if len(with) != len(without)+2 || !reflect.DeepEqual(with[:len(without)], without) {
-				t.Errorf("vnc=%v data=%v: the guest agent's devices are not appended after the others:\nwithout %q\n   with %q", vnc, data, without, with)
-			}
-			if got := with[len(with)-1]; got != "virtserialport,chardev="+AgentChardev+",name="+AgentPort {
-				t.Errorf("vnc=%v data=%v: last device %q, want the agent's port", vnc, data, got)
+			for _, watchdog := range []bool{false, true} {
+				c := base()
+				c.VNC, c.Watchdog = vnc, watchdog
+				if data {
+					c.DataDisks, _ = disks.Parse(`[{"name":"data","size":"1Gi"},{"name":"db","size":"1Gi","volumeMode":"Block"}]`)
+				}
+				with := devices(Plan{Config: c, Accel: config.AccelKVM})
+				c.GuestAgent = false
+				without := devices(Plan{Config: c, Accel: config.AccelKVM})
+				tail := without[len(without):]
+				if watchdog {
+					tail = []string{"i6300esb"}
+				}
+				want := append(append(append([]string(nil), without[:len(without)-len(tail)]...), agentDevs...), tail...)
+				if !reflect.DeepEqual(with, want) {
+					t.Errorf("vnc=%v data=%v watchdog=%v: devices\n got %q\nwant %q", vnc, data, watchdog, with, want)
+				}
 			}
 		}
 	}
