@@ -2,12 +2,18 @@ package watch
 
 import (
 	"context"
+	"encoding/json"
+	"io"
 	"log/slog"
+	"net"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/berth-vm/berth/vmm/agent/agenttest"
+	"github.com/berth-vm/berth/vmm/qmp"
+	"github.com/berth-vm/berth/vmm/status"
 )
 
 // TestGreeting: while the guest agent does not answer nothing is logged;
@@ -59,4 +65,35 @@ func TestGreeting(t *testing.T) {
 	until("the greeting of the next boot", func() bool { return strings.Count(logs.String(), line) == 2 })
 	cancel()
 	<-done
+}
+
+// TestWatchTellsNewBoot: a reset seen by the watch (a RESET event) is a new
+// boot for OnBoot (the greeting asks the agent again), with the boot's time;
+// a poll without one tells nothing.
+func TestWatchTellsNewBoot(t *testing.T) {
+	mine, theirs := net.Pipe()
+	f := &fakeMonitor{status: "running"}
+	go f.serve(t, theirs)
+	c, err := qmp.NewClient(context.Background(), mine)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var told []time.Time
+	w := &Watch{Log: slog.New(slog.NewTextHandler(io.Discard, nil)), QMP: c, StatusFile: filepath.Join(t.TempDir(), status.FileName),
+		StatusEvery: time.Hour, RoomEvery: time.Hour, GrowEvery: time.Hour, OnBoot: func(b time.Time) { told = append(told, b) }, warned: map[string]string{}}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	first := time.Now()
+	if err := w.poll(ctx, first); err != nil {
+		t.Fatal(err)
+	}
+	w.events([]qmp.Event{{Event: "RESET", Data: json.RawMessage(`{"guest":true,"reason":"guest-reset"}`)}})
+	second := first.Add(time.Minute)
+	if err := w.poll(ctx, second); err != nil {
+		t.Fatal(err)
+	}
+	if len(told) != 1 || !told[0].Equal(second) || !w.Boot.Equal(second) {
+		t.Errorf("OnBoot told %v (Boot %v), want once, %v", told, w.Boot, second)
+	}
 }
