@@ -48,12 +48,12 @@ from a device plugin (kvm.resourceName, tun.mode devicePlugin). */ -}}
     - name: READY_TCP_PORT
       value: {{ include "berth.env" $vm.readyTCPPort }}
     {{- end }}
+    - name: SHUTDOWN_TIMEOUT
+      value: {{ include "berth.env" $vm.shutdownTimeout }}
     - name: READY_WHEN
       value: {{ include "berth.env" $vm.readyWhen }}
     - name: GUEST_AGENT
       value: {{ include "berth.env" $vm.guestAgent.enabled }}
-    - name: SHUTDOWN_TIMEOUT
-      value: {{ include "berth.env" $vm.shutdownTimeout }}
     - name: ON_POWEROFF
       value: {{ include "berth.env" $vm.onPoweroff }}
     - name: ON_PANIC

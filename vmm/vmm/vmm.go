@@ -217,7 +217,7 @@ func (p *Plan) Apply(r stage.Run) error {
 		if c.GuestAgent {
 			g := &watch.Greeting{Log: r.Log, Socket: c.AgentSocket()}
 			g.NewBoot(boot)
-			w.OnBoot = g.NewBoot
+			w.Reset = g.NewBoot
 			go g.Run(ctx)
 		}
 		if err := w.Run(ctx); err != nil && ctx.Err() == nil {

@@ -68,7 +68,7 @@ func TestGreeting(t *testing.T) {
 }
 
 // TestWatchTellsNewBoot: a reset seen by the watch (a RESET event) is a new
-// boot for OnBoot (the greeting asks the agent again), with the boot's time;
+// boot for Reset (the greeting asks the agent again), with the boot's time;
 // a poll without one tells nothing.
 func TestWatchTellsNewBoot(t *testing.T) {
 	mine, theirs := net.Pipe()
@@ -81,7 +81,7 @@ func TestWatchTellsNewBoot(t *testing.T) {
 	defer c.Close()
 	var told []time.Time
 	w := &Watch{Log: slog.New(slog.NewTextHandler(io.Discard, nil)), QMP: c, StatusFile: filepath.Join(t.TempDir(), status.FileName),
-		StatusEvery: time.Hour, RoomEvery: time.Hour, GrowEvery: time.Hour, OnBoot: func(b time.Time) { told = append(told, b) }, warned: map[string]string{}}
+		StatusEvery: time.Hour, RoomEvery: time.Hour, GrowEvery: time.Hour, Reset: func(b time.Time) { told = append(told, b) }, warned: map[string]string{}}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	first := time.Now()
@@ -94,6 +94,6 @@ func TestWatchTellsNewBoot(t *testing.T) {
 		t.Fatal(err)
 	}
 	if len(told) != 1 || !told[0].Equal(second) || !w.Boot.Equal(second) {
-		t.Errorf("OnBoot told %v (Boot %v), want once, %v", told, w.Boot, second)
+		t.Errorf("Reset told %v (Boot %v), want once, %v", told, w.Boot, second)
 	}
 }

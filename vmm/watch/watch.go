@@ -84,11 +84,11 @@ type Watch struct {
 
 	// Boot is when the guest's current boot began (status.Status.Boot):
 	// QEMU's start (vmm sets it), then each reset of the guest.
-	Boot time.Time
-	// OnBoot, if set, is told each new Boot (a reset of the guest): the
-	// greeting of the guest agent (Greeting.NewBoot).
-	OnBoot func(time.Time)
-	reset  bool // a RESET event came since the last poll
+	Boot  time.Time
+	reset bool // a RESET event came since the last poll
+	// Reset, if set, is told of each new boot in the same QEMU (a RESET
+	// event: a reboot, vmm's reset after a panic) when the watch takes it.
+	Reset func(at time.Time)
 
 	lastRoom, lastGrow time.Time // the last looks at the full volumes' room, at the sizes
 	pause              Pause     // the current (or last) pause on a full volume
@@ -145,8 +145,8 @@ func (w *Watch) poll(ctx context.Context, now time.Time) error {
 	if w.reset {
 		w.reset = false
 		w.Boot = now
-		if w.OnBoot != nil {
-			w.OnBoot(now)
+		if w.Reset != nil {
+			w.Reset(now)
 		}
 		if st == w.state { // the status file must carry the new boot even when the status is the same
 			w.write(status.Status{QEMU: st, Since: now})
