@@ -132,13 +132,13 @@ type Config struct {
 	OnPanic    string // PanicReset or PanicRestart
 	Watchdog   bool   // an i6300esb watchdog: QEMU resets the guest when it stops feeding it
 
-	VMIP         netip.Addr
-	ReadyTCPPort int // 0: none
-
 	// GuestAgent: QEMU has the guest agent's channel (GUEST_AGENT).
 	GuestAgent bool
 	// ReadyWhen is ReadyLease, ReadyTCP or ReadyAgent (READY_WHEN).
 	ReadyWhen string
+
+	VMIP         netip.Addr
+	ReadyTCPPort int // 0: none
 }
 
 // Overlay is the pet disk's path.
@@ -252,17 +252,17 @@ func FromEnv(env stage.Env, host Host) (Config, error) {
 	if c.Watchdog, err = env.Bool("WATCHDOG", false); err != nil {
 		return c, err
 	}
+	if c.GuestAgent, err = GuestAgent(env); err != nil {
+		return c, err
+	}
+	if c.ReadyWhen, err = ReadyWhen(env, c.GuestAgent); err != nil {
+		return c, err
+	}
 
 	if c.VMIP, err = VMIP(env); err != nil {
 		return c, err
 	}
 	if c.ReadyTCPPort, err = ReadyTCPPort(env); err != nil {
-		return c, err
-	}
-	if c.GuestAgent, err = GuestAgent(env); err != nil {
-		return c, err
-	}
-	if c.ReadyWhen, err = ReadyWhen(env, c.ReadyTCPPort, c.GuestAgent); err != nil {
 		return c, err
 	}
 	return c, nil
@@ -328,9 +328,14 @@ func ReadyTCPPort(env stage.Env) (int, error) {
 func GuestAgent(env stage.Env) (bool, error) { return env.Bool("GUEST_AGENT", true) }
 
 // ReadyWhen reads READY_WHEN (default ReadyLease) against what it needs:
-// tcp needs READY_TCP_PORT (port > 0), agent needs GUEST_AGENT (agent).
-func ReadyWhen(env stage.Env, port int, agent bool) (string, error) {
+// tcp needs READY_TCP_PORT (read here as ReadyTCPPort reads it), agent needs
+// GUEST_AGENT (agent).
+func ReadyWhen(env stage.Env, agent bool) (string, error) {
 	v, err := env.OneOf("READY_WHEN", ReadyLease, ReadyLease, ReadyTCP, ReadyAgent)
+	if err != nil {
+		return "", err
+	}
+	port, err := ReadyTCPPort(env)
 	if err != nil {
 		return "", err
 	}

@@ -113,7 +113,7 @@ func readyEnv(env stage.Env) (readyVars, error) {
 	if err != nil {
 		return r, err
 	}
-	r.when, err = config.ReadyWhen(env, r.port, agent)
+	r.when, err = config.ReadyWhen(env, agent)
 	return r, err
 }
 
