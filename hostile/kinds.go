@@ -61,12 +61,12 @@ var kinds = map[string]Kind{
 	"VNC_PASSWORD_FILE":   KindFile,
 	"SHUTDOWN_TIMEOUT":    KindCount,
 	"READY_TCP_PORT":      KindCount,
+	"READY_WHEN":          KindEnum,
+	"GUEST_AGENT":         KindBool,
 	"QEMU":                KindExec,
 	"ON_POWEROFF":         KindEnum,
 	"ON_PANIC":            KindEnum,
 	"WATCHDOG":            KindBool,
-	"GUEST_AGENT":         KindBool,
-	"READY_WHEN":          KindEnum,
 }
 
 // KindOf returns the kind of a stage's variable.
@@ -86,6 +86,7 @@ var examples = map[string]string{
 	"VM_IP": "192.168.254.2", "VM_GW": "192.168.254.1", "NO_VNC": "false", "POD_IFACE": "eth0",
 	"BRIDGE": "br0", "TAP": "tap0", "TAP_UID": "107", "TAP_GID": "107", "IPTABLES_BACKEND": "auto",
 	"LOG_FORMAT": "text", "LOG_LEVEL": "info", "VM_NAME": "pet",
+	"GUEST_AGENT": "true", "READY_WHEN": "lease",
 	"IMG_TARGET": "base.qcow2", "IMG_SHA256": "",
 	"DISK_SIZE":           "64Mi", // the base's size: growing to it changes nothing
 	"SEED_FORMAT":         "configdrive",
@@ -93,7 +94,6 @@ var examples = map[string]string{
 	"VM_CPUS":             "1", "VM_MEMORY": "1Gi", "ACCEL": "tcg", "VNC_LISTEN": "127.0.0.1",
 	"SHUTDOWN_TIMEOUT": "60", "READY_TCP_PORT": "22", "QEMU": "qemu-system-x86_64",
 	"ON_POWEROFF": "restart", "ON_PANIC": "reset", "WATCHDOG": "false",
-	"GUEST_AGENT": "true", "READY_WHEN": "lease",
 }
 
 // sshKey is a real public key (its private half was thrown away).
