@@ -148,6 +148,7 @@ var stages = []stageDef{
 	{Name: "vmm", Bin: "vmm", Netns: "tap", Help: []string{"-h"}, ByHelp: true},
 	{Name: "vmm probe ready", Bin: "vmm", Args: []string{"probe", "ready"}, Probe: true, Help: []string{"probe", "-h"}},
 	{Name: "vmm probe live", Bin: "vmm", Args: []string{"probe", "live"}, Probe: true, Help: []string{"probe", "-h"}},
+	{Name: "vmm agent", Bin: "vmm", Args: []string{"agent", "status"}, Probe: true, Help: []string{"agent", "-h"}},
 }
 
 // Vars lists the stage's variables from the real binary.

@@ -61,6 +61,8 @@ var kinds = map[string]Kind{
 	"VNC_PASSWORD_FILE":   KindFile,
 	"SHUTDOWN_TIMEOUT":    KindCount,
 	"READY_TCP_PORT":      KindCount,
+	"READY_WHEN":          KindEnum,
+	"GUEST_AGENT":         KindBool,
 	"QEMU":                KindExec,
 	"ON_POWEROFF":         KindEnum,
 	"ON_PANIC":            KindEnum,
@@ -84,6 +86,7 @@ var examples = map[string]string{
 	"VM_IP": "192.168.254.2", "VM_GW": "192.168.254.1", "NO_VNC": "false", "POD_IFACE": "eth0",
 	"BRIDGE": "br0", "TAP": "tap0", "TAP_UID": "107", "TAP_GID": "107", "IPTABLES_BACKEND": "auto",
 	"LOG_FORMAT": "text", "LOG_LEVEL": "info", "VM_NAME": "pet",
+	"GUEST_AGENT": "true", "READY_WHEN": "lease",
 	"IMG_TARGET": "base.qcow2", "IMG_SHA256": "",
 	"DISK_SIZE":           "64Mi", // the base's size: growing to it changes nothing
 	"SEED_FORMAT":         "configdrive",
@@ -139,6 +142,8 @@ var exitOne = map[string]string{
 	"image-fetch/IMG_SOURCE/url-no-file":      "a well-formed URL of a server that does not answer",
 	"vmm probe live/*":                        "no QEMU runs in the sandbox: 1 (not live) is the right answer to every value",
 	"vmm probe ready/BERTH_RUN_DIR/*":         "a run dir without dnsmasq's lease file is not ready yet (1), whatever its name",
+	"vmm agent/BERTH_RUN_DIR/empty":           "unset: the default run dir, where no QEMU serves qga.sock: the agent does not answer (1)",
+	"vmm agent/GUEST_AGENT/empty":             "unset: the default true; no QEMU serves qga.sock in the sandbox: the agent does not answer (1)",
 }
 
 // ExitOneReason returns why exit 1 is allowed for the case, or "".
@@ -200,7 +205,7 @@ var Outputs = map[string][]string{
 	"net-setup":   {"run/dnsmasq.conf", "run/net.json", "run/tun"},
 	"image-fetch": {"images/", "disk/pet.json", "disk/.pet.lock"},
 	"seed-iso":    {"run/seed.iso"},
-	"vmm":         {"run/qmp.sock", "run/" + VMStatusName},
+	"vmm":         {"run/qmp.sock", "run/qga.sock", "run/" + VMStatusName},
 }
 
 // VMStatusName is vmm's status file in the run volume (vmm/status.FileName):

@@ -93,7 +93,7 @@ func validBaseline(t *testing.T, st stageDef) baseline {
 	for _, args := range st.modes() {
 		o := s.run(t, st, env, args, ns)
 		want := 0
-		if st.Name == "vmm probe live" {
+		if st.Name == "vmm probe live" || st.Name == "vmm agent" { // no QEMU in the sandbox: not live, no agent
 			want = 1
 		}
 		if o.code != want {

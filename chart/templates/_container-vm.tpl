@@ -50,6 +50,10 @@ from a device plugin (kvm.resourceName, tun.mode devicePlugin). */ -}}
     {{- end }}
     - name: SHUTDOWN_TIMEOUT
       value: {{ include "berth.env" $vm.shutdownTimeout }}
+    - name: READY_WHEN
+      value: {{ include "berth.env" $vm.readyWhen }}
+    - name: GUEST_AGENT
+      value: {{ include "berth.env" $vm.guestAgent.enabled }}
     - name: ON_POWEROFF
       value: {{ include "berth.env" $vm.onPoweroff }}
     - name: ON_PANIC

@@ -235,6 +235,12 @@ capabilities:
 {{- if ne (mod (include "berth.bytes" .vm.diskSize | int64) 512) 0 -}}
 {{- fail (printf "berth: vms.%s.diskSize %s must be a multiple of 512 bytes (e.g. 20Gi)" .name .vm.diskSize) -}}
 {{- end -}}
+{{- if and (eq .vm.readyWhen "tcp") (not .vm.readyTCPPort) -}}
+{{- fail (printf "berth: vms.%s.readyWhen tcp needs readyTCPPort (1 to 65535; it is 0): set it, or readyWhen: lease" .name) -}}
+{{- end -}}
+{{- if and (eq .vm.readyWhen "agent") (not .vm.guestAgent.enabled) -}}
+{{- fail (printf "berth: vms.%s.readyWhen agent needs the guest agent's channel: guestAgent.enabled true (it is false), or readyWhen: lease or tcp" .name) -}}
+{{- end -}}
 {{- if and (eq (int .vm.readyTCPPort) 5900) (not .vm.noVNC) -}}
 {{- fail (printf "berth: vms.%s.readyTCPPort 5900 is QEMU's VNC port in the pod, not the guest's (the probe would never reach the guest): use another port, or noVNC: true" .name) -}}
 {{- end -}}

@@ -23,8 +23,10 @@ case $KERNEL in
   generic) KERNEL_PACKAGE=linux-image-amd64 NAME=debian-12-testguest-generic.qcow2 ;;
   *) echo "testguest: error: TESTGUEST_KERNEL=$KERNEL: want cloud or generic" >&2; exit 2 ;;
 esac
-# fio: ci/bench/disk.sh measures the data disks with it inside the guest.
-PACKAGES=$KERNEL_PACKAGE,systemd-sysv,udev,cloud-init,cloud-guest-utils,openssh-server,ifupdown,isc-dhcp-client,sudo,extlinux,iproute2,netbase,ca-certificates,dbus,fio
+# fio: ci/bench/disk.sh measures the data disks with it inside the guest. qemu-guest-agent: vmm's
+# `vmm agent` and READY_WHEN=agent; its udev rule starts qemu-guest-agent.service when the virtio
+# port org.qemu.guest_agent.0 appears (no enabling needed).
+PACKAGES=$KERNEL_PACKAGE,systemd-sysv,udev,cloud-init,cloud-guest-utils,openssh-server,ifupdown,isc-dhcp-client,sudo,extlinux,iproute2,netbase,ca-certificates,dbus,fio,qemu-guest-agent
 
 log() { echo "testguest: $*" >&2; }
 die() { echo "testguest: error: $*" >&2; exit 1; }

@@ -22,6 +22,7 @@ const (
 	TunNodeName       = "tun"            // net-setup makes it, vmm opens it when /dev/net/tun is absent
 	SeedISOName       = "seed.iso"       // seed-iso writes, vmm attaches
 	QMPSocketName     = "qmp.sock"       // vmm's QEMU serves it, `vmm probe live` asks it
+	AgentSocketName   = "qga.sock"       // vmm's QEMU serves it (the guest agent's channel), `vmm agent` and `vmm probe ready` ask it
 )
 
 // Links net-setup makes carry one of these as their ifalias (IFLA_IFALIAS):

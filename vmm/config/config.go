@@ -51,6 +51,20 @@ const (
 	PanicRestart = "restart"
 )
 
+// When `vmm probe ready` says the guest is ready (READY_WHEN). Each adds to
+// the one before: the lease since the guest's boot always counts, and
+// READY_TCP_PORT when set.
+const (
+	// ReadyLease: dnsmasq leased VM_IP since the guest's boot (and, with
+	// READY_TCP_PORT, that port accepts: the behaviour before READY_WHEN).
+	ReadyLease = "lease"
+	// ReadyTCP: the lease and READY_TCP_PORT accepts; READY_TCP_PORT must be set.
+	ReadyTCP = "tcp"
+	// ReadyAgent: the lease (and READY_TCP_PORT when set), and the guest
+	// agent answers guest-ping; GUEST_AGENT must be true.
+	ReadyAgent = "agent"
+)
+
 // MinMemory is the least guest memory vmm accepts: below it no cloud image boots.
 const MinMemory = 128 << 20
 
@@ -75,6 +89,8 @@ func Vars() []stage.Var {
 		{Name: "SHUTDOWN_TIMEOUT", Default: "60", Help: "seconds from SIGTERM until QEMU is told to quit if the guest has not powered off; keep it below terminationGracePeriodSeconds"},
 		{Name: "VM_IP", Default: stage.DefaultVMIP, Help: "the guest's address (probe ready looks for its lease)"},
 		{Name: "READY_TCP_PORT", Help: "probe ready also needs this TCP port on the guest to accept"},
+		{Name: "READY_WHEN", Default: ReadyLease, Help: "what probe ready waits for: lease (VM_IP leased since the guest's boot, and READY_TCP_PORT when set), tcp (the lease and READY_TCP_PORT, which must be set) or agent (the lease, READY_TCP_PORT when set, and the guest agent answering guest-ping; needs GUEST_AGENT=true)"},
+		{Name: "GUEST_AGENT", Default: "true", Help: "true: a virtio-serial channel org.qemu.guest_agent.0 for qemu-guest-agent in the guest, on $BERTH_RUN_DIR/" + stage.AgentSocketName + " (vmm agent, READY_WHEN=agent, the guest's OS and addresses in vmm's log); false: none"},
 		{Name: "QEMU", Default: "qemu-system-x86_64", Help: "QEMU binary: a name in PATH or an absolute path"},
 		{Name: "ON_POWEROFF", Default: PoweroffRestart, Help: "when the guest powers itself off: restart (vmm exits 0, the kubelet starts the container and so the guest again) or stop (vmm stays without QEMU, not ready, until the pod is deleted)"},
 		{Name: "WATCHDOG", Default: "false", Help: "true: an i6300esb watchdog device; a guest that opens /dev/watchdog and then stops feeding it (hung) is reset by QEMU and boots again in the same QEMU (Linux: the i6300esb driver, in Debian's generic kernel, not in its cloud kernel)"},
@@ -116,6 +132,11 @@ type Config struct {
 	OnPanic    string // PanicReset or PanicRestart
 	Watchdog   bool   // an i6300esb watchdog: QEMU resets the guest when it stops feeding it
 
+	// GuestAgent: QEMU has the guest agent's channel (GUEST_AGENT).
+	GuestAgent bool
+	// ReadyWhen is ReadyLease, ReadyTCP or ReadyAgent (READY_WHEN).
+	ReadyWhen string
+
 	VMIP         netip.Addr
 	ReadyTCPPort int // 0: none
 }
@@ -131,6 +152,9 @@ func (c Config) StatusFile() string { return filepath.Join(c.RunDir, status.File
 
 // QMPSocket is the QMP socket's path.
 func (c Config) QMPSocket() string { return filepath.Join(c.RunDir, stage.QMPSocketName) }
+
+// AgentSocket is the guest agent channel's socket (GUEST_AGENT).
+func (c Config) AgentSocket() string { return filepath.Join(c.RunDir, stage.AgentSocketName) }
 
 // Leases is dnsmasq's lease file.
 func (c Config) Leases() string { return filepath.Join(c.RunDir, stage.DnsmasqLeasesName) }
@@ -228,6 +252,12 @@ func FromEnv(env stage.Env, host Host) (Config, error) {
 	if c.Watchdog, err = env.Bool("WATCHDOG", false); err != nil {
 		return c, err
 	}
+	if c.GuestAgent, err = GuestAgent(env); err != nil {
+		return c, err
+	}
+	if c.ReadyWhen, err = ReadyWhen(env, c.GuestAgent); err != nil {
+		return c, err
+	}
 
 	if c.VMIP, err = VMIP(env); err != nil {
 		return c, err
@@ -292,6 +322,30 @@ func VMIP(env stage.Env) (netip.Addr, error) {
 // ReadyTCPPort reads READY_TCP_PORT (0: unset), as vmm and `vmm probe ready` do.
 func ReadyTCPPort(env stage.Env) (int, error) {
 	return env.Int("READY_TCP_PORT", 0, 1, 65535)
+}
+
+// GuestAgent reads GUEST_AGENT (default true), as vmm and its probes do.
+func GuestAgent(env stage.Env) (bool, error) { return env.Bool("GUEST_AGENT", true) }
+
+// ReadyWhen reads READY_WHEN (default ReadyLease) against what it needs:
+// tcp needs READY_TCP_PORT (read here as ReadyTCPPort reads it), agent needs
+// GUEST_AGENT (agent).
+func ReadyWhen(env stage.Env, agent bool) (string, error) {
+	v, err := env.OneOf("READY_WHEN", ReadyLease, ReadyLease, ReadyTCP, ReadyAgent)
+	if err != nil {
+		return "", err
+	}
+	port, err := ReadyTCPPort(env)
+	if err != nil {
+		return "", err
+	}
+	switch {
+	case v == ReadyTCP && port == 0:
+		return "", stage.BadInput("READY_WHEN", v, "tcp needs READY_TCP_PORT (1 to 65535): set it, or READY_WHEN=lease")
+	case v == ReadyAgent && !agent:
+		return "", stage.BadInput("READY_WHEN", v, "agent needs the guest agent's channel: GUEST_AGENT=true (it is false), or READY_WHEN=lease or tcp")
+	}
+	return v, nil
 }
 
 // diskSize reads DISK_SIZE as image-fetch does: a size greater than 0, a

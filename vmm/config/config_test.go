@@ -33,14 +33,15 @@ func TestDefaults(t *testing.T) {
 		Name: "vm-0", RunDir: "/run/berth", DiskDir: "/var/lib/berth/disk", ImageDir: "/var/lib/berth/images",
 		QEMU: "qemu-system-x86_64", CPUs: 1, Memory: 1 << 30, Accel: "auto", Tap: "tap0",
 		VNC: true, VNCListen: "127.0.0.1", ShutdownTimeout: 60 * time.Second, VMIP: c.VMIP,
-		OnPoweroff: PoweroffRestart, OnPanic: PanicReset,
+		OnPoweroff: PoweroffRestart, OnPanic: PanicReset, GuestAgent: true, ReadyWhen: ReadyLease,
 	}
 	want.DataDiskDir = "/var/lib/berth/disks"
 	if !reflect.DeepEqual(c, want) || c.VMIP.String() != "192.168.254.2" {
 		t.Errorf("defaults:\n got %+v\nwant %+v", c, want)
 	}
-	if c.Overlay() != "/var/lib/berth/disk/vm-0.qcow2" || c.SeedISO() != "/run/berth/seed.iso" || c.QMPSocket() != "/run/berth/qmp.sock" {
-		t.Errorf("paths: %s %s %s", c.Overlay(), c.SeedISO(), c.QMPSocket())
+	if c.Overlay() != "/var/lib/berth/disk/vm-0.qcow2" || c.SeedISO() != "/run/berth/seed.iso" || c.QMPSocket() != "/run/berth/qmp.sock" ||
+		c.AgentSocket() != "/run/berth/qga.sock" {
+		t.Errorf("paths: %s %s %s %s", c.Overlay(), c.SeedISO(), c.QMPSocket(), c.AgentSocket())
 	}
 }
 
@@ -61,6 +62,31 @@ func TestDataDisks(t *testing.T) {
 	}
 	if got := c.DataDisks[1].Path(c.DataDiskDir); got != "/dev/berth/db" || c.DataDisks[1].Format != "raw" {
 		t.Errorf("db = %+v at %s", c.DataDisks[1], got)
+	}
+}
+
+// TestReadyWhen: READY_WHEN with what each choice needs.
+func TestReadyWhen(t *testing.T) {
+	tests := []struct {
+		env       map[string]string
+		want      string
+		wantAgent bool
+	}{
+		{map[string]string{}, ReadyLease, true},
+		{map[string]string{"READY_TCP_PORT": "22"}, ReadyLease, true}, // the lease and the port: as before READY_WHEN
+		{map[string]string{"READY_WHEN": "tcp", "READY_TCP_PORT": "22"}, ReadyTCP, true},
+		{map[string]string{"READY_WHEN": "agent"}, ReadyAgent, true},
+		{map[string]string{"READY_WHEN": "lease", "GUEST_AGENT": "false"}, ReadyLease, false},
+	}
+	for _, tt := range tests {
+		env := goodEnv()
+		for k, v := range tt.env {
+			env[k] = v
+		}
+		c, err := FromEnv(stage.MapEnv(env), fakeHost())
+		if err != nil || c.ReadyWhen != tt.want || c.GuestAgent != tt.wantAgent {
+			t.Errorf("%v: ReadyWhen %q GuestAgent %v (%v), want %q %v", tt.env, c.ReadyWhen, c.GuestAgent, err, tt.want, tt.wantAgent)
+		}
 	}
 }
 
@@ -118,6 +144,10 @@ func TestBadInput(t *testing.T) {
 		{map[string]string{"SHUTDOWN_TIMEOUT": "1m"}, "SHUTDOWN_TIMEOUT"},
 		{map[string]string{"VM_IP": "fe80::1"}, "VM_IP"},
 		{map[string]string{"READY_TCP_PORT": "70000"}, "READY_TCP_PORT"},
+		{map[string]string{"GUEST_AGENT": "maybe"}, "GUEST_AGENT"},
+		{map[string]string{"READY_WHEN": "ssh"}, "READY_WHEN"},
+		{map[string]string{"READY_WHEN": "tcp"}, "READY_WHEN"}, // no READY_TCP_PORT
+		{map[string]string{"READY_WHEN": "agent", "GUEST_AGENT": "false"}, "READY_WHEN"},
 		{map[string]string{"TAP": "a/b"}, "TAP"},
 		{map[string]string{"TAP": "sixteen-chars-xx"}, "TAP"},
 		{map[string]string{"VM_NAME": "Bad_Name"}, "VM_NAME"},
@@ -150,6 +180,8 @@ func TestBadInput(t *testing.T) {
 		"READY_TCP_PORT":    {"22,x", "22\n", "--", " 22", "２２", "+22", "0"},
 		"DISK_SIZE":         {"1Gi,x", "1Gi\n", "--", " 1Gi", "1Gі", "/1Gi"},
 		"ON_POWEROFF":       {"stop,x", "stop\n", "--", " stop", "stöp", "STOP", "/stop"},
+		"GUEST_AGENT":       {"true,x", "true\n", "--", " true", "TRUE", "trüe", "/true"},
+		"READY_WHEN":        {"lease,x", "lease\n", "--", " lease", "lеase", "LEASE", "/lease"},
 		"ON_PANIC":          {"reset,x", "reset\n", "--", " reset", "rеset", "RESET", "/reset"},
 		"WATCHDOG":          {"true,x", "true\n", "--", " true", "TRUE", "trüe", "/true"},
 		"DATA_DISK_DIR":     {"disks", "/d,file=/etc/shadow", "/d\n-drive", "/d d", "/dïsk", "/d/../e", "/d/", "-d"},

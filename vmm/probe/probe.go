@@ -20,6 +20,7 @@ import (
 
 	"github.com/berth-vm/berth/common/fsutil"
 	"github.com/berth-vm/berth/common/stage"
+	"github.com/berth-vm/berth/vmm/agent"
 	"github.com/berth-vm/berth/vmm/config"
 	"github.com/berth-vm/berth/vmm/qmp"
 	"github.com/berth-vm/berth/vmm/status"
@@ -33,10 +34,12 @@ const Timeout = 2 * time.Second
 const Usage = "usage: vmm probe ready|live\n" +
 	"  ready: the guest runs (vmm's status file says QEMU is running, not paused on a full volume),\n" +
 	"         dnsmasq leased VM_IP (and, with READY_TCP_PORT, the guest accepts on that port)\n" +
-	"         since the guest's current boot (a lease of an earlier boot does not count)\n" +
+	"         since the guest's current boot (a lease of an earlier boot does not count);\n" +
+	"         READY_WHEN=tcp needs READY_TCP_PORT, READY_WHEN=agent also the guest agent answering\n" +
+	"         guest-ping on $BERTH_RUN_DIR/qga.sock\n" +
 	"  live:  QEMU answers query-status on $BERTH_RUN_DIR/qmp.sock in a state the guest can go on from\n" +
 	"         (not internal-error, not a kernel panic left unreset); or the guest powered off with ON_POWEROFF=stop\n" +
-	"Reads BERTH_RUN_DIR, VM_IP and READY_TCP_PORT as vmm does; exit 0 yes, 1 no, 2 bad input.\n"
+	"Reads BERTH_RUN_DIR, VM_IP, READY_TCP_PORT, READY_WHEN and GUEST_AGENT as vmm does; exit 0 yes, 1 no, 2 bad input.\n"
 
 // Main runs a probe; args are what follows "probe". Bad arguments or a bad
 // variable are one line on stderr and exit 2.
@@ -60,15 +63,19 @@ func Main(args []string, env stage.Env, stdout, stderr io.Writer) int {
 	if args[0] == "live" {
 		msg, err = Live(ctx, filepath.Join(runDir, stage.QMPSocketName), filepath.Join(runDir, status.FileName))
 	} else {
-		var ip netip.Addr
-		var port int
+		var re readyVars
 		var st status.Status
-		ip, port, err = readyEnv(env)
+		re, err = readyEnv(env)
 		if err == nil {
 			st, err = GuestRuns(filepath.Join(runDir, status.FileName))
 		}
 		if err == nil {
-			msg, err = Ready(ctx, filepath.Join(runDir, stage.DnsmasqLeasesName), ip, port, st.Boot)
+			msg, err = Ready(ctx, filepath.Join(runDir, stage.DnsmasqLeasesName), re.ip, re.port, st.Boot)
+		}
+		if err == nil && re.when == config.ReadyAgent {
+			var amsg string
+			amsg, err = AgentAnswers(ctx, filepath.Join(runDir, stage.AgentSocketName))
+			msg += ", " + amsg
 		}
 	}
 	if err != nil {
@@ -85,14 +92,43 @@ func Main(args []string, env stage.Env, stdout, stderr io.Writer) int {
 
 func oneLine(err error) string { return strings.ReplaceAll(err.Error(), "\n", " ") }
 
-// readyEnv reads VM_IP and READY_TCP_PORT exactly as vmm does.
-func readyEnv(env stage.Env) (netip.Addr, int, error) {
-	ip, err := config.VMIP(env)
-	if err != nil {
-		return ip, 0, err
+// readyVars are the variables probe ready reads.
+type readyVars struct {
+	ip   netip.Addr
+	port int
+	when string
+}
+
+// readyEnv reads VM_IP, READY_TCP_PORT, GUEST_AGENT and READY_WHEN exactly as vmm does.
+func readyEnv(env stage.Env) (readyVars, error) {
+	var r readyVars
+	var err error
+	if r.ip, err = config.VMIP(env); err != nil {
+		return r, err
 	}
-	port, err := config.ReadyTCPPort(env)
-	return ip, port, err
+	if r.port, err = config.ReadyTCPPort(env); err != nil {
+		return r, err
+	}
+	agent, err := config.GuestAgent(env)
+	if err != nil {
+		return r, err
+	}
+	r.when, err = config.ReadyWhen(env, agent)
+	return r, err
+}
+
+// AgentAnswers: the guest agent on sock answers guest-ping within ctx (the
+// probe's Timeout): READY_WHEN=agent.
+func AgentAnswers(ctx context.Context, sock string) (string, error) {
+	c, err := agent.Dial(ctx, sock)
+	if err == nil {
+		defer c.Close()
+		err = c.Ping(ctx)
+	}
+	if err != nil {
+		return "", fmt.Errorf("the guest agent does not answer guest-ping (READY_WHEN=agent; is qemu-guest-agent installed and running in the guest?): %w", err)
+	}
+	return "the guest agent answers guest-ping", nil
 }
 
 // MaxLeases bounds what is read of the lease file (a /30 has one lease).

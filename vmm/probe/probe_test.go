@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/berth-vm/berth/common/stage"
+	"github.com/berth-vm/berth/vmm/agent/agenttest"
 	"github.com/berth-vm/berth/vmm/status"
 )
 
@@ -130,6 +131,54 @@ func TestReadyNeedsARunningGuest(t *testing.T) {
 	}
 }
 
+// TestReadyWhenAgent: READY_WHEN=agent is ready only when, beside the lease,
+// the guest agent answers guest-ping on qga.sock within the probe's bound; a
+// silent agent (none runs in the guest) is not ready and does not hang the
+// probe; a symlink at qga.sock (to a real agent) is not followed. READY_WHEN
+// lease and tcp never ask the agent.
+func TestReadyWhenAgent(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "dnsmasq.leases"), []byte(mainLeaseLine), 0o644)
+	running(t, dir)
+	sock := filepath.Join(dir, "qga.sock")
+	a := agenttest.Start(t)
+	steps := []struct {
+		name  string
+		setup func()
+		env   map[string]string
+		code  int
+		want  string
+		asks  bool // the agent gets a connection
+	}{
+		{"no socket", func() {}, nil, 1, "does not answer guest-ping", false},
+		{"a symlink to an agent", func() { os.Symlink(a.Path, sock) }, nil, 1, "a symlink", false},
+		{"the agent answers", func() { os.Remove(sock); os.Rename(a.Path, sock) }, nil, 0, "the guest agent answers guest-ping", true},
+		{"lease: the agent is not asked", func() {}, map[string]string{"READY_WHEN": "lease"}, 0, "leased", false},
+		{"a silent agent", func() { a.Set(func(a *agenttest.Agent) { a.Silent = true }) }, nil, 1, "deadline exceeded", true},
+		{"a silent agent, lease", func() {}, map[string]string{"READY_WHEN": "lease"}, 0, "leased", false},
+	}
+	for _, st := range steps {
+		st.setup()
+		m := map[string]string{"BERTH_RUN_DIR": dir, "VM_IP": "192.168.254.2", "READY_WHEN": "agent"}
+		for k, v := range st.env {
+			m[k] = v
+		}
+		var out, errb bytes.Buffer
+		syncs := a.Count("guest-sync-delimited")
+		start := time.Now()
+		code := Main([]string{"ready"}, stage.MapEnv(m), &out, &errb)
+		if msg := out.String() + errb.String(); code != st.code || !strings.Contains(msg, st.want) {
+			t.Errorf("%s: exit %d, %q; want %d with %q", st.name, code, msg, st.code, st.want)
+		}
+		if asked := a.Count("guest-sync-delimited") > syncs; asked != st.asks {
+			t.Errorf("%s: the agent was asked: %v, want %v", st.name, asked, st.asks)
+		}
+		if d := time.Since(start); d > Timeout+time.Second {
+			t.Errorf("%s: the probe took %s, beyond its bound %s", st.name, d, Timeout)
+		}
+	}
+}
+
 // TestLivePoweredOff: with the guest powered off and vmm staying without QEMU
 // (ON_POWEROFF=stop), probe live passes with no QMP socket at all (a restart
 // would boot the guest); with any other status and no QEMU it fails.
@@ -206,6 +255,10 @@ func TestMainBadInput(t *testing.T) {
 		{[]string{"ready"}, map[string]string{"VM_IP": "127.0.0.1,x"}, "VM_IP="},
 		{[]string{"ready"}, map[string]string{"READY_TCP_PORT": " 22"}, "READY_TCP_PORT="},
 		{[]string{"ready"}, map[string]string{"READY_TCP_PORT": "22\n"}, "READY_TCP_PORT="},
+		{[]string{"ready"}, map[string]string{"READY_WHEN": "ssh"}, "READY_WHEN="},
+		{[]string{"ready"}, map[string]string{"READY_WHEN": "tcp"}, "READY_WHEN="}, // no READY_TCP_PORT
+		{[]string{"ready"}, map[string]string{"READY_WHEN": "agent", "GUEST_AGENT": "false"}, "READY_WHEN="},
+		{[]string{"ready"}, map[string]string{"GUEST_AGENT": "maybe"}, "GUEST_AGENT="},
 		{[]string{"ready"}, map[string]string{"BERTH_RUN_DIR": "relative"}, "BERTH_RUN_DIR="},
 		{[]string{"live"}, map[string]string{"BERTH_RUN_DIR": dir + "/../" + filepath.Base(dir)}, "BERTH_RUN_DIR="},
 		{[]string{"live"}, map[string]string{"BERTH_RUN_DIR": dir + "\n"}, "BERTH_RUN_DIR="},

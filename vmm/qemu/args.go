@@ -35,6 +35,14 @@ const (
 // MonitorChardev is the chardev of vmm's own QMP monitor.
 const MonitorChardev = "vmm"
 
+// AgentChardev is the guest agent channel's chardev, AgentPort the name the
+// guest finds the channel by (/dev/virtio-ports/org.qemu.guest_agent.0,
+// where qemu-guest-agent looks for it).
+const (
+	AgentChardev = "qga0"
+	AgentPort    = "org.qemu.guest_agent.0"
+)
+
 // DataDrive is a data disk's drive id (-drive id=), the name QEMU reports it
 // by (query-block, BLOCK_IO_ERROR's device).
 func DataDrive(name string) string { return "disk-" + name }
@@ -150,6 +158,15 @@ func Args(p Plan) []Arg {
 		panicWhy += "vmm resets the guest, which boots again in the same QEMU (ON_PANIC=reset)"
 	}
 	add("-device", "pvpanic-pci", panicWhy)
+	// The guest agent's channel after pvpanic: a pet that had no channel keeps every device's slot
+	// (only the optional watchdog comes later, so turning that on still moves nothing).
+	if p.GuestAgent {
+		add("-chardev", "socket,id="+AgentChardev+",path="+optEscape(p.AgentSocket())+",server=on,wait=off",
+			"the guest agent's channel on a unix socket in the run volume, for `vmm agent` (freeze and thaw around a backup), READY_WHEN=agent and the guest's OS and addresses in vmm's log (GUEST_AGENT=true)")
+		add("-device", "virtio-serial-pci,id=agent-serial0", "a virtio-serial controller for the guest agent's channel (the console stays on the serial port)")
+		add("-device", "virtserialport,chardev="+AgentChardev+",name="+AgentPort,
+			"the channel qemu-guest-agent opens in the guest (/dev/virtio-ports/"+AgentPort+"; Debian's package starts with it)")
+	}
 	add("-action", "reboot=reset,shutdown=poweroff,panic=pause",
 		"a guest reboot is a reset inside this QEMU (no container restart); a guest power-off ends QEMU (then ON_POWEROFF="+p.OnPoweroff+"); a panic pauses the guest in status guest-panicked for vmm to act on, instead of QEMU's default of exiting")
 	if p.Watchdog {

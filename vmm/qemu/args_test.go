@@ -3,6 +3,7 @@ package qemu
 import (
 	"fmt"
 	"io/fs"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -19,7 +20,7 @@ func base() config.Config {
 		Name: "vm-0", RunDir: "/run/berth", DiskDir: "/var/lib/berth/disk", ImageDir: "/var/lib/berth/images",
 		QEMU: "qemu-system-x86_64", CPUs: 2, Memory: 1 << 30, Accel: config.AccelAuto, Tap: "tap0",
 		VNC: true, VNCListen: "127.0.0.1", ShutdownTimeout: 60 * time.Second,
-		OnPoweroff: config.PoweroffRestart, OnPanic: config.PanicReset,
+		OnPoweroff: config.PoweroffRestart, OnPanic: config.PanicReset, GuestAgent: true,
 	}
 }
 
@@ -46,6 +47,11 @@ func TestArgsGolden(t *testing.T) {
 			c := base()
 			c.VNC, c.CPUs, c.Memory = false, 1, 128<<20
 			return Plan{Config: c, Accel: config.AccelTCG}
+		}},
+		{"no-guest-agent", func() Plan {
+			c := base()
+			c.GuestAgent = false
+			return Plan{Config: c, Accel: config.AccelKVM}
 		}},
 		{"data-disks", func() Plan {
 			c := base()
@@ -105,6 +111,46 @@ func TestArgsInvariants(t *testing.T) {
 			for _, a := range args {
 				if a.Why == "" {
 					t.Errorf("option %s %s has no reason", a.Flag, a.Value)
+				}
+			}
+		}
+	}
+}
+
+// TestAgentAfterEveryDevice: the guest agent's devices come after every other
+// device but the optional watchdog, so turning GUEST_AGENT on (or a pet from
+// before it) moves no device to another PCI slot, and turning WATCHDOG on
+// moves no agent device: without the agent, the devices are those with it
+// less its two, and the agent's are last but for the watchdog.
+func TestAgentAfterEveryDevice(t *testing.T) {
+	devices := func(p Plan) []string {
+		var d []string
+		for _, a := range Args(p) {
+			if a.Flag == "-device" {
+				d = append(d, a.Value)
+			}
+		}
+		return d
+	}
+	agentDevs := []string{"virtio-serial-pci,id=agent-serial0", "virtserialport,chardev=" + AgentChardev + ",name=" + AgentPort}
+	for _, vnc := range []bool{true, false} {
+		for _, data := range []bool{true, false} {
+			for _, watchdog := range []bool{false, true} {
+				c := base()
+				c.VNC, c.Watchdog = vnc, watchdog
+				if data {
+					c.DataDisks, _ = disks.Parse(`[{"name":"data","size":"1Gi"},{"name":"db","size":"1Gi","volumeMode":"Block"}]`)
+				}
+				with := devices(Plan{Config: c, Accel: config.AccelKVM})
+				c.GuestAgent = false
+				without := devices(Plan{Config: c, Accel: config.AccelKVM})
+				tail := without[len(without):]
+				if watchdog {
+					tail = []string{"i6300esb"}
+				}
+				want := append(append(append([]string(nil), without[:len(without)-len(tail)]...), agentDevs...), tail...)
+				if !reflect.DeepEqual(with, want) {
+					t.Errorf("vnc=%v data=%v watchdog=%v: devices\n got %q\nwant %q", vnc, data, watchdog, with, want)
 				}
 			}
 		}

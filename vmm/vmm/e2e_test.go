@@ -446,7 +446,8 @@ func TestBinaryNoGuest(t *testing.T) {
 // probe ready passes once the guest has its lease and SSH accepts, the lease
 // carries the MAC derived from VM_NAME, a login and a command typed on the
 // terminal (stdin and stdout a pty, as kubectl attach -it) are answered by the
-// guest's shell, SIGTERM → ACPI shutdown → exit 0.
+// guest's shell, the guest agent answers and freezes the guest's writes until
+// thaw (checkGuestAgent), SIGTERM → ACPI shutdown → exit 0.
 func TestBinaryRealGuest(t *testing.T) {
 	roottest.Require(t)
 	needQEMU(t)
@@ -480,7 +481,13 @@ func TestBinaryRealGuest(t *testing.T) {
 	if !strings.Contains(readFile(v.stderr), "interactive (stdin is a terminal") {
 		t.Errorf("vmm did not log the console as interactive:\n%s", readFile(v.stderr))
 	}
-	loginOnSerial(t, v, term)
+	shell := login(t, v, term)
+	shell.run("echo berth-$((6*7))-serial", "berth-42-serial")
+	t.Log("logged in on the serial console and ran a command through the terminal")
+	agentStart := time.Now()
+	checkGuestAgent(t, p, env, v, shell)
+	t.Logf("guest agent checks: %s (of which %s the freeze held a write)", time.Since(agentStart).Round(100*time.Millisecond), frozenFor)
+	shell.run("exit", "")
 
 	stop := time.Now()
 	v.cmd.Process.Signal(syscall.SIGTERM)
@@ -497,20 +504,77 @@ func TestBinaryRealGuest(t *testing.T) {
 // stage, possibly after the login prompt appears: loginOnSerial retries).
 const serialUserData = "#cloud-config\npassword: berth-serial\nchpasswd: {expire: false}\n"
 
-// loginOnSerial logs in on the guest's serial console through the terminal and runs a command
-// whose answer is not in what was typed.
-func loginOnSerial(t *testing.T, v *vmmProc, term *os.File) {
+// frozenFor is how long checkGuestAgent keeps the guest frozen with a write waiting.
+const frozenFor = 5 * time.Second
+
+// checkGuestAgent, in the running test guest (qemu-guest-agent installed,
+// started by its udev rule): the agent answers vmm agent ping (asked until
+// it does: it starts late in the boot), osinfo names Debian, probe ready
+// with READY_WHEN=agent passes, vmm logged the guest's OS and address once;
+// vmm agent freeze makes a write typed on the serial console (logged in:
+// shell) wait for frozenFor, status says frozen, and after thaw the write
+// completes and status says thawed.
+func checkGuestAgent(t *testing.T, p *pod, env []string, v *vmmProc, shell *serialShell) {
 	t.Helper()
-	from := serialLogin(t, v, term)
-	typ := func(s string) {
-		if _, err := term.WriteString(s); err != nil {
-			t.Fatalf("type on the console: %v", err)
+	agent := func(args ...string) (int, string) {
+		out, err := p.cmd(t, env, append([]string{"agent"}, args...)...).CombinedOutput()
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			return ee.ExitCode(), string(out)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return 0, string(out)
+	}
+	want := func(args string, wantOut string) {
+		t.Helper()
+		if c, out := agent(strings.Fields(args)...); c != 0 || !strings.Contains(out, wantOut) {
+			t.Fatalf("vmm agent %s: exit %d, %q; want 0 with %q", args, c, out, wantOut)
 		}
 	}
-	typ("echo berth-$((6*7))-serial\r")
-	v.expect(t, 30*time.Second, from, "berth-42-serial")
-	typ("exit\r")
-	t.Log("logged in on the serial console and ran a command through the terminal")
+	start := time.Now()
+	var last string
+	until(t, 90*time.Second, "vmm agent ping answered", func() bool {
+		c, out := agent("ping")
+		last = out
+		return c == 0
+	})
+	t.Logf("the guest agent answers %s after the checks began (last ping: %s)", time.Since(start).Round(100*time.Millisecond), strings.TrimSpace(last))
+	want("osinfo", "Debian GNU/Linux 12")
+	if c, out := p.probe(t, append(env, "READY_WHEN=agent"), "ready"); c != 0 || !strings.Contains(out, "the guest agent answers guest-ping") {
+		t.Errorf("probe ready with READY_WHEN=agent: exit %d: %s", c, out)
+	}
+	const greeting = `msg="the guest agent answers"`
+	until(t, 30*time.Second, "vmm logs the guest's OS and address", func() bool { return strings.Contains(readFile(v.stderr), greeting) })
+	line := ""
+	for _, l := range strings.Split(readFile(v.stderr), "\n") {
+		if strings.Contains(l, greeting) {
+			line = l
+		}
+	}
+	t.Logf("vmm's log: %s", line)
+	if !strings.Contains(line, `os="Debian GNU/Linux 12`) || !strings.Contains(line, "eth0="+stage.DefaultVMIP+"/") || strings.Contains(line, "127.0.0.1") {
+		t.Errorf("vmm's greeting of the guest agent lacks the OS or eth0's address (or shows the loopback): %s", line)
+	}
+
+	want("status", "thawed")
+	want("freeze", "froze")
+	want("status", "frozen")
+	before := shell.from
+	shell.run("echo frozen >/home/debian/frozen-write && echo WRITE-$((6*7))-DONE", "")
+	time.Sleep(frozenFor)
+	if c := readFile(v.console); strings.Contains(c[min(before, len(c)):], "WRITE-42-DONE") {
+		t.Errorf("a write completed while the guest was frozen; console end:\n%s", tail(c, 1500))
+	}
+	thawed := time.Now()
+	want("thaw", "thawed")
+	_, shell.from = v.expect(t, 30*time.Second, before, "WRITE-42-DONE")
+	t.Logf("the write waiting for %s completed %s after the thaw began", frozenFor, time.Since(thawed).Round(10*time.Millisecond))
+	want("status", "thawed")
+	if n := strings.Count(readFile(v.stderr), greeting); n != 1 {
+		t.Errorf("vmm greeted the guest agent %d times in one boot, want once", n)
+	}
 }
 
 // serialLogin logs in as debian on the serial console through the terminal and returns the

@@ -244,6 +244,7 @@ func TestBinaryFiles(t *testing.T) {
 		{"qmp.sock a symlink", func(d dirs) { os.Symlink("/etc/passwd", filepath.Join(d.run, "qmp.sock")) }, "BERTH_RUN_DIR=.*a symlink, not QEMU's socket"},
 		{"qmp.sock a file", func(d dirs) { os.WriteFile(filepath.Join(d.run, "qmp.sock"), nil, 0o644) }, "BERTH_RUN_DIR=.*a regular file, not QEMU's socket"},
 		{"qmp.sock a directory", func(d dirs) { os.Mkdir(filepath.Join(d.run, "qmp.sock"), 0o755) }, "BERTH_RUN_DIR=.*a directory, not QEMU's socket"},
+		{"qga.sock a symlink", func(d dirs) { os.Symlink("/etc/passwd", filepath.Join(d.run, "qga.sock")) }, "BERTH_RUN_DIR=.*qga.sock is a symlink, not QEMU's socket"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

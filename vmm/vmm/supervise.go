@@ -32,8 +32,11 @@ import (
 //
 // As PID 1 (Reap) it also reaps orphans that the kernel re-parents to it.
 type Supervisor struct {
-	Log             *slog.Logger
-	QMPSocket       string
+	Log       *slog.Logger
+	QMPSocket string
+	// Sockets are the other sockets QEMU serves in the run volume (the
+	// guest agent's channel): cleared before the start as QMPSocket is.
+	Sockets         []string
 	ShutdownTimeout time.Duration
 	// QuitGrace is how long QEMU gets after quit before SIGKILL.
 	QuitGrace time.Duration
@@ -80,16 +83,11 @@ func (s *Supervisor) Run(ctx context.Context, cmd *exec.Cmd) error {
 	cmd.Stderr = pw
 	// A stale socket from a previous QEMU goes; anything else there (a
 	// symlink, a FIFO, a file: the run volume is shared) is refused.
-	if fi, err := os.Lstat(s.QMPSocket); err == nil {
-		if fi.Mode().Type() != os.ModeSocket {
+	for _, sock := range append([]string{s.QMPSocket}, s.Sockets...) {
+		if err := removeStaleSocket(sock); err != nil {
 			pr.Close()
 			pw.Close()
-			return fmt.Errorf("%s is not a socket (%v): refusing to let QEMU replace it", s.QMPSocket, fi.Mode().Type())
-		}
-		if err := os.Remove(s.QMPSocket); err != nil {
-			pr.Close()
-			pw.Close()
-			return fmt.Errorf("remove the stale %s: %w", s.QMPSocket, err)
+			return err
 		}
 	}
 
@@ -197,6 +195,22 @@ func (s *Supervisor) Run(ctx context.Context, cmd *exec.Cmd) error {
 			return s.shutdown(cmd, exited, chld, finish)
 		}
 	}
+}
+
+// removeStaleSocket removes a socket a previous QEMU left at path; anything
+// but a socket there is refused, left as it is.
+func removeStaleSocket(path string) error {
+	fi, err := os.Lstat(path)
+	if err != nil {
+		return nil
+	}
+	if fi.Mode().Type() != os.ModeSocket {
+		return fmt.Errorf("%s is not a socket (%v): refusing to let QEMU replace it", path, fi.Mode().Type())
+	}
+	if err := os.Remove(path); err != nil {
+		return fmt.Errorf("remove the stale %s: %w", path, err)
+	}
+	return nil
 }
 
 // end stops a QEMU whose guest cannot go on (no power-down: there is no

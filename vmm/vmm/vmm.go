@@ -47,7 +47,8 @@ const (
 const Summary = "Runs the VM: builds QEMU's command line from the environment and runs qemu-system-x86_64 as its\n" +
 	"child (console on stdout, QMP on $BERTH_RUN_DIR/qmp.sock); SIGTERM powers the guest down over ACPI.\n" +
 	"--check asks the running QEMU over QMP whether it is the VM of the plan.\n" +
-	"`vmm probe ready` and `vmm probe live` are the pod's exec probes (they write no termination log)."
+	"`vmm probe ready` and `vmm probe live` are the pod's exec probes (they write no termination log).\n" +
+	"`vmm agent ping|osinfo|freeze|thaw|status` asks the guest agent (GUEST_AGENT), e.g. to freeze around a backup."
 
 // Stage is vmm as a stage.Stage: the plan is QEMU's command line, --dry-run
 // prints it, --check compares the running QEMU with it, and applying it runs
@@ -95,7 +96,7 @@ func makePlan(r stage.Run) (stage.Plan, error) {
 	if err := checkDataDisks(c); err != nil {
 		return nil, err
 	}
-	if err := checkQMPSocket(c); err != nil {
+	if err := checkSockets(c); err != nil {
 		return nil, err
 	}
 	if err := fsutil.CheckOwnFile(c.StatusFile()); err != nil {
@@ -199,6 +200,7 @@ func (p *Plan) Apply(r stage.Run) error {
 		Log:             r.Log,
 		QMPSocket:       c.QMPSocket(),
 		ShutdownTimeout: c.ShutdownTimeout,
+		Sockets:         qemuSockets(c),
 		Reap:            os.Getpid() == 1,
 	}
 	sup.Watch = func(ctx context.Context, abort func(error)) {
@@ -212,6 +214,12 @@ func (p *Plan) Apply(r stage.Run) error {
 			return
 		}
 		w := &watch.Watch{Log: r.Log, QMP: client, Disks: watch.Disks(c), StatusFile: c.StatusFile(), OnPanic: c.OnPanic, Abort: abort, Boot: boot}
+		if c.GuestAgent {
+			g := &watch.Greeting{Log: r.Log, Socket: c.AgentSocket()}
+			g.NewBoot(boot)
+			w.Reset = g.NewBoot
+			go g.Run(ctx)
+		}
 		if err := w.Run(ctx); err != nil && ctx.Err() == nil {
 			r.Log.Debug("watch ended", "err", err) // QEMU exited: the supervisor reports why
 		}
@@ -267,6 +275,14 @@ func stayOff(r stage.Run, c config.Config, reap bool) error {
 			reapOthers(0)
 		}
 	}
+}
+
+// qemuSockets are the sockets QEMU serves in the run volume besides qmp.sock.
+func qemuSockets(c config.Config) []string {
+	if c.GuestAgent {
+		return []string{c.AgentSocket()}
+	}
+	return nil
 }
 
 // monitorPair makes vmm's own QMP connection: a connected socket pair, one
@@ -408,19 +424,21 @@ func attachTap(log *slog.Logger, c config.Config, link tap.Link, vhost bool) (*o
 	return f, nil
 }
 
-// checkQMPSocket refuses anything but a socket (a stale one from the last
-// QEMU) at qmp.sock: QEMU would unlink it, and the probes would follow a
-// symlink there.
-func checkQMPSocket(c config.Config) error {
-	fi, err := os.Lstat(c.QMPSocket())
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("stat %s: %w", c.QMPSocket(), err)
-	}
-	if fi.Mode().Type() != fs.ModeSocket {
-		return stage.BadInputf("BERTH_RUN_DIR", c.RunDir, "%s is %s, not QEMU's socket: refusing to replace it (left as it is; remove it if it is not yours)", c.QMPSocket(), describe(fi.Mode()))
+// checkSockets refuses anything but a socket (a stale one from the last
+// QEMU) at qmp.sock and QEMU's other sockets (the guest agent's qga.sock):
+// QEMU would unlink it, and the probes would follow a symlink there.
+func checkSockets(c config.Config) error {
+	for _, sock := range append([]string{c.QMPSocket()}, qemuSockets(c)...) {
+		fi, err := os.Lstat(sock)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("stat %s: %w", sock, err)
+		}
+		if fi.Mode().Type() != fs.ModeSocket {
+			return stage.BadInputf("BERTH_RUN_DIR", c.RunDir, "%s is %s, not QEMU's socket: refusing to replace it (left as it is; remove it if it is not yours)", sock, describe(fi.Mode()))
+		}
 	}
 	return nil
 }

@@ -1,0 +1,99 @@
+package watch
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/berth-vm/berth/vmm/agent/agenttest"
+	"github.com/berth-vm/berth/vmm/qmp"
+	"github.com/berth-vm/berth/vmm/status"
+)
+
+// TestGreeting: while the guest agent does not answer nothing is logged;
+// once it does, the guest's OS, kernel and addresses (not the loopback's)
+// are logged once for that boot, however long the greeting goes on; a new
+// boot is greeted again.
+func TestGreeting(t *testing.T) {
+	a := agenttest.Start(t)
+	a.Set(func(a *agenttest.Agent) { a.Silent = true })
+	var logs logBuffer
+	g := &Greeting{Log: slog.New(slog.NewTextHandler(&logs, nil)), Socket: a.Path, Every: 10 * time.Millisecond, Timeout: 50 * time.Millisecond}
+	g.NewBoot(time.Now())
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	done := make(chan struct{})
+	go func() { defer close(done); g.Run(ctx) }()
+
+	const line = `msg="the guest agent answers"`
+	until := func(what string, f func() bool) {
+		t.Helper()
+		for !f() {
+			if ctx.Err() != nil {
+				t.Fatalf("%s: not within the bound; log:\n%s", what, logs.String())
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	until("three tries of a silent agent", func() bool { return a.Count("guest-sync-delimited") >= 3 })
+	if strings.Contains(logs.String(), line) {
+		t.Fatalf("logged an answer of a silent agent:\n%s", logs.String())
+	}
+	a.Set(func(a *agenttest.Agent) { a.Silent = false })
+	until("the greeting", func() bool { return strings.Contains(logs.String(), line) })
+	syncs := a.Count("guest-sync-delimited")
+	time.Sleep(100 * time.Millisecond) // ten more periods
+	if n := strings.Count(logs.String(), line); n != 1 || a.Count("guest-sync-delimited") != syncs {
+		t.Errorf("greeted %d times, %d more connections in one boot, want once and none:\n%s", n, a.Count("guest-sync-delimited")-syncs, logs.String())
+	}
+	out := logs.String()
+	for _, want := range []string{`os="Debian GNU/Linux 12 (bookworm)"`, "kernel=6.1.0-28-cloud-amd64", "addresses=\"[eth0=192.168.254.2/30 eth0=fe80::5054:ff:fe12:3456/64]\""} {
+		if !strings.Contains(out, want) {
+			t.Errorf("greeting lacks %s:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "127.0.0.1") {
+		t.Errorf("greeting shows the loopback:\n%s", out)
+	}
+	g.NewBoot(time.Now())
+	until("the greeting of the next boot", func() bool { return strings.Count(logs.String(), line) == 2 })
+	cancel()
+	<-done
+}
+
+// TestWatchTellsNewBoot: a reset seen by the watch (a RESET event) is a new
+// boot for Reset (the greeting asks the agent again), with the boot's time;
+// a poll without one tells nothing.
+func TestWatchTellsNewBoot(t *testing.T) {
+	mine, theirs := net.Pipe()
+	f := &fakeMonitor{status: "running"}
+	go f.serve(t, theirs)
+	c, err := qmp.NewClient(context.Background(), mine)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var told []time.Time
+	w := &Watch{Log: slog.New(slog.NewTextHandler(io.Discard, nil)), QMP: c, StatusFile: filepath.Join(t.TempDir(), status.FileName),
+		StatusEvery: time.Hour, RoomEvery: time.Hour, GrowEvery: time.Hour, Reset: func(b time.Time) { told = append(told, b) }, warned: map[string]string{}}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	first := time.Now()
+	if err := w.poll(ctx, first); err != nil {
+		t.Fatal(err)
+	}
+	w.events([]qmp.Event{{Event: "RESET", Data: json.RawMessage(`{"guest":true,"reason":"guest-reset"}`)}})
+	second := first.Add(time.Minute)
+	if err := w.poll(ctx, second); err != nil {
+		t.Fatal(err)
+	}
+	if len(told) != 1 || !told[0].Equal(second) || !w.Boot.Equal(second) {
+		t.Errorf("Reset told %v (Boot %v), want once, %v", told, w.Boot, second)
+	}
+}
