@@ -15,7 +15,6 @@ import (
 	"fmt"
 	"net"
 	"strconv"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -27,9 +26,11 @@ type Client struct {
 	conn net.Conn
 	r    *bufio.Reader
 	id   atomic.Uint64
-	// turn is held for one command from send to reply (and around Events
-	// and the deadline), so that two goroutines never interleave on the wire.
-	turn sync.Mutex
+	// turn (a one-slot semaphore, so a command can stop waiting for it when
+	// its context ends) is held for one command from send to reply, and
+	// around Events and the deadline: two goroutines never interleave on
+	// the wire.
+	turn chan struct{}
 	// Events kept while waiting for replies; read them with TakeEvents
 	// when the client is shared.
 	Events []Event
@@ -100,7 +101,7 @@ func Dial(ctx context.Context, path string) (*Client, error) {
 // capabilities, bounded by ctx as in Dial. On failure the connection is
 // closed.
 func NewClient(ctx context.Context, conn net.Conn) (*Client, error) {
-	c := &Client{conn: conn, r: bufio.NewReader(conn)}
+	c := &Client{conn: conn, r: bufio.NewReader(conn), turn: make(chan struct{}, 1)}
 	if dl, ok := ctx.Deadline(); ok {
 		_ = conn.SetDeadline(dl)
 	}
@@ -126,8 +127,8 @@ func NewClient(ctx context.Context, conn net.Conn) (*Client, error) {
 // TakeEvents returns the events kept since the last call and forgets them:
 // a long-lived client (vmm's own) must not keep every event forever.
 func (c *Client) TakeEvents() []Event {
-	c.turn.Lock()
-	defer c.turn.Unlock()
+	c.turn <- struct{}{}
+	defer func() { <-c.turn }()
 	ev := c.Events
 	c.Events = nil
 	return ev
@@ -136,8 +137,8 @@ func (c *Client) TakeEvents() []Event {
 // SetDeadline bounds the following commands (a command whose context has a
 // deadline sets its own).
 func (c *Client) SetDeadline(t time.Time) error {
-	c.turn.Lock()
-	defer c.turn.Unlock()
+	c.turn <- struct{}{}
+	defer func() { <-c.turn }()
 	return c.conn.SetDeadline(t)
 }
 
@@ -148,8 +149,12 @@ func (c *Client) Close() error { return c.conn.Close() }
 // The context's deadline, if any, bounds it on the wire: a command never
 // runs under the deadline another goroutine set for its own.
 func (c *Client) Execute(ctx context.Context, cmd string, args any) (json.RawMessage, error) {
-	c.turn.Lock()
-	defer c.turn.Unlock()
+	select {
+	case c.turn <- struct{}{}:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("QMP %s: waiting for the connection's turn: %w", cmd, ctx.Err())
+	}
+	defer func() { <-c.turn }()
 	if dl, ok := ctx.Deadline(); ok {
 		_ = c.conn.SetDeadline(dl)
 	}

@@ -237,3 +237,37 @@ func TestSharedClient(t *testing.T) {
 		}
 	}
 }
+
+// TestTurnBoundedByContext: a command waiting for the turn of a shared
+// client (the other holder waits on a QEMU that does not answer) gives up
+// when its own context ends, instead of waiting for the other's deadline.
+func TestTurnBoundedByContext(t *testing.T) {
+	path := fakeQEMU(t, greeting, func(cmd string, _ json.RawMessage) string {
+		if cmd == "slow" {
+			return ""
+		}
+		return `{"return": {}}`
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := Dial(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	slowStarted := make(chan struct{})
+	go func() {
+		close(slowStarted)
+		c.Execute(ctx, "slow", nil) // holds the turn until ctx (10 s) ends
+	}()
+	<-slowStarted
+	for !c.busy() {
+		time.Sleep(time.Millisecond)
+	}
+	qctx, qcancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer qcancel()
+	_, err = c.Execute(qctx, "query-status", nil)
+	if err == nil || !strings.Contains(err.Error(), "turn") || !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("err = %v, want the wait for the turn to end with the context", err)
+	}
+}
