@@ -86,6 +86,9 @@ type Watch struct {
 	// QEMU's start (vmm sets it), then each reset of the guest.
 	Boot  time.Time
 	reset bool // a RESET event came since the last poll
+	// Reset, if set, is told of each new boot in the same QEMU (a RESET
+	// event: a reboot, vmm's reset after a panic) when the watch takes it.
+	Reset func(at time.Time)
 
 	lastRoom, lastGrow time.Time // the last looks at the full volumes' room, at the sizes
 	pause              Pause     // the current (or last) pause on a full volume
@@ -142,6 +145,9 @@ func (w *Watch) poll(ctx context.Context, now time.Time) error {
 	if w.reset {
 		w.reset = false
 		w.Boot = now
+		if w.Reset != nil {
+			w.Reset(now)
+		}
 		if st == w.state { // the status file must carry the new boot even when the status is the same
 			w.write(status.Status{QEMU: st, Since: now})
 		}
