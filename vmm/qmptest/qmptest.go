@@ -5,6 +5,7 @@ package qmptest
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"net"
 	"path/filepath"
@@ -127,8 +128,9 @@ func (s *Server) serve(c net.Conn) {
 		if req.Execute == "qmp_capabilities" {
 			reply, ok, events = "{}", true, nil
 		}
+		reply = compact(reply)
 		for _, ev := range events {
-			if !send(ev) {
+			if !send(compact(ev)) {
 				return
 			}
 		}
@@ -140,4 +142,14 @@ func (s *Server) serve(c net.Conn) {
 			return
 		}
 	}
+}
+
+// compact puts a JSON value on one line, as QEMU sends every message (a
+// table may write it over several).
+func compact(v string) string {
+	var b bytes.Buffer
+	if err := json.Compact(&b, []byte(v)); err != nil {
+		return v // not JSON: sent as it is, for tests of bad replies
+	}
+	return b.String()
 }
