@@ -195,11 +195,13 @@ func (p *Plan) Apply(r stage.Run) error {
 	r.Log.Info("starting QEMU", "accel", p.QEMU.Accel, "console", consoleDesc(os.Stdin), "cpus", c.CPUs, "memory", fmt.Sprintf("%dMi", c.Memory>>20),
 		"mac", c.MAC().String(), "vnc", vncDesc(p.QEMU))
 
+	vmMetrics := startMetrics(r.Ctx, r.Log, c) // METRICS_PORT (nil: none)
 	sup := &Supervisor{
 		Log:             r.Log,
 		QMPSocket:       c.QMPSocket(),
 		ShutdownTimeout: c.ShutdownTimeout,
 		Reap:            os.Getpid() == 1,
+		Started:         func(p *os.Process) { vmMetrics.qemuStarted(p.Pid, boot) },
 	}
 	sup.Watch = func(ctx context.Context, abort func(error)) {
 		hctx, cancel := context.WithTimeout(ctx, 60*time.Second)
@@ -211,7 +213,10 @@ func (p *Plan) Apply(r stage.Run) error {
 			}
 			return
 		}
-		w := &watch.Watch{Log: r.Log, QMP: client, Disks: watch.Disks(c), StatusFile: c.StatusFile(), OnPanic: c.OnPanic, Abort: abort, Boot: boot}
+		w := &watch.Watch{Log: r.Log, QMP: client, Disks: watch.Disks(c), StatusFile: c.StatusFile(), OnPanic: c.OnPanic, Abort: abort, Boot: boot,
+			Reset: vmMetrics.reset()}
+		vmMetrics.connected(client)
+		defer vmMetrics.connected(nil)
 		if err := w.Run(ctx); err != nil && ctx.Err() == nil {
 			r.Log.Debug("watch ended", "err", err) // QEMU exited: the supervisor reports why
 		}
