@@ -22,7 +22,7 @@ import (
 
 // fakeHost writes a /proc with QEMU (pid 4242, two vCPU threads) and a
 // /sys/class/net with tap0's counters.
-func fakeHost(t *testing.T) (proc, sysNet string) {
+func fakeHost(t testing.TB) (proc, sysNet string) {
 	t.Helper()
 	root := t.TempDir()
 	write := func(path, data string) {

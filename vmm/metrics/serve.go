@@ -51,7 +51,7 @@ func Handler(log *slog.Logger, reg *prometheus.Registry) http.Handler {
 // Registry returns a registry holding c only: no Go runtime or process
 // collectors (vmm's own figures are not the VM's, and they cost memory).
 func Registry(c prometheus.Collector) (*prometheus.Registry, error) {
-	reg := prometheus.NewPedanticRegistry()
+	reg := prometheus.NewRegistry()
 	if err := reg.Register(c); err != nil {
 		return nil, fmt.Errorf("register the metrics collector: %w", err)
 	}

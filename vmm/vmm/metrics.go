@@ -3,9 +3,11 @@ package vmm
 import (
 	"context"
 	"log/slog"
+	"runtime/debug"
 	"sync/atomic"
 	"time"
 
+	"github.com/berth-vm/berth/common/stage"
 	"github.com/berth-vm/berth/vmm/config"
 	"github.com/berth-vm/berth/vmm/metrics"
 	"github.com/berth-vm/berth/vmm/qemu"
@@ -22,12 +24,24 @@ type vmMetrics struct {
 	client    atomic.Pointer[qmp.Client]
 }
 
+// MetricsMemoryLimit is the Go runtime's soft memory limit vmm sets when it
+// serves metrics (unless GOMEMLIMIT says otherwise): each scrape makes some
+// garbage, and with the default GOGC alone the heap grows to the runtime's
+// 4 MiB minimum goal before the first collection, memory that stays vmm's
+// (ci/bench/metrics.sh measured +4 MiB RssAnon after 200 scrapes; with this
+// limit +1.4 MiB). vmm's live heap is far below it, so the limit only makes
+// collections come earlier and freed pages go back to the kernel.
+const MetricsMemoryLimit = 8 << 20
+
 // startMetrics serves /metrics on METRICS_PORT until ctx ends (nil, and no
 // server, when it is unset). A port that cannot be bound is logged, not
 // fatal: the VM runs without its metrics.
-func startMetrics(ctx context.Context, log *slog.Logger, c config.Config) *vmMetrics {
+func startMetrics(ctx context.Context, log *slog.Logger, env stage.Env, c config.Config) *vmMetrics {
 	if c.MetricsPort == 0 {
 		return nil
+	}
+	if _, set := env.Lookup("GOMEMLIMIT"); !set {
+		debug.SetMemoryLimit(MetricsMemoryLimit)
 	}
 	m := &vmMetrics{}
 	names := map[string]string{qemu.SeedDrive: "seed"}
@@ -71,4 +85,3 @@ func (m *vmMetrics) reset() func(time.Time) {
 	}
 	return m.collector.GuestReset
 }
-

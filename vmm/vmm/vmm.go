@@ -195,7 +195,7 @@ func (p *Plan) Apply(r stage.Run) error {
 	r.Log.Info("starting QEMU", "accel", p.QEMU.Accel, "console", consoleDesc(os.Stdin), "cpus", c.CPUs, "memory", fmt.Sprintf("%dMi", c.Memory>>20),
 		"mac", c.MAC().String(), "vnc", vncDesc(p.QEMU))
 
-	vmMetrics := startMetrics(r.Ctx, r.Log, c) // METRICS_PORT (nil: none)
+	vmMetrics := startMetrics(r.Ctx, r.Log, r.Env, c) // METRICS_PORT (nil: none)
 	sup := &Supervisor{
 		Log:             r.Log,
 		QMPSocket:       c.QMPSocket(),
