@@ -64,6 +64,7 @@ var kinds = map[string]Kind{
 	"QEMU":                KindExec,
 	"ON_POWEROFF":         KindEnum,
 	"ON_PANIC":            KindEnum,
+	"METRICS_PORT":        KindCount,
 }
 
 // KindOf returns the kind of a stage's variable.
@@ -88,6 +89,7 @@ var examples = map[string]string{
 	"VM_CPUS":             "1", "VM_MEMORY": "1Gi", "ACCEL": "tcg", "VNC_LISTEN": "127.0.0.1",
 	"SHUTDOWN_TIMEOUT": "60", "READY_TCP_PORT": "22", "QEMU": "qemu-system-x86_64",
 	"ON_POWEROFF": "restart", "ON_PANIC": "reset",
+	"METRICS_PORT": "19100",
 }
 
 // sshKey is a real public key (its private half was thrown away).
