@@ -110,7 +110,7 @@ for ((run = 1; run <= RUNS; run++)); do
     case $v in
     main) start_vmm "$BASE/bin/vmm" ;;
     off) start_vmm "$VMM" ;;
-    on) start_vmm "$VMM" METRICS_PORT=$PORT ${BENCH_ON_ENV:-} ;;
+    on) start_vmm "$VMM" METRICS_PORT=$PORT ;;
     esac
     sleep "$IDLE"
     if [[ $v == on ]]; then
@@ -155,7 +155,7 @@ mibs() { local v; for v in "$@"; do awk -v k="$v" 'BEGIN { printf "%.2f\n", k / 
 m() { mapfile -t M < <(mibs "$@"); }
 {
   cat <<EOF
-## metrics
+## Metrics: what METRICS_PORT costs vmm
 
 What METRICS_PORT costs vmm (ci/bench/metrics.sh). vmm runs as in a pod (the real net-setup in a
 Calico-shaped pod netns with METRICS_PORT=$PORT, a blank qcow2, ACCEL=tcg, 128 MiB, NO_VNC; QEMU
