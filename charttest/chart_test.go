@@ -690,7 +690,7 @@ func TestPodPlacementAndAnnotations(t *testing.T) {
 
 // metrics.enabled: METRICS_PORT in net-setup's env and vmm's (the same value: net-setup keeps the
 // port from the VM, vmm serves on it), a containerPort named metrics beside vnc, the scrape
-// annotations; all absent by default, and a podAnnotations' prometheus.io/scrape wins.
+// annotations, the URL in NOTES; all absent by default, and a podAnnotations' prometheus.io/scrape wins.
 func TestMetrics(t *testing.T) {
 	for _, tc := range []struct {
 		name, values string
@@ -703,8 +703,12 @@ func TestMetrics(t *testing.T) {
 		{"on, scrape annotation of the user's", oneVM + "    metrics: {enabled: true}\n    podAnnotations: {prometheus.io/scrape: \"false\"}\n", "19100", map[string]string{"prometheus.io/scrape": "false", "prometheus.io/port": ""}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			s := sts(t, render(t, tc.values), "vm1")
+			r := render(t, tc.values)
+			s := sts(t, r, "vm1")
 			vm := container(t, s, "vm")
+			if got, want := strings.Contains(r.Notes, "  metrics:  http://<pod IP>:"+tc.port+"/metrics"), tc.port != ""; got != want {
+				t.Errorf("NOTES tells the metrics URL: %v, want %v:\n%s", got, want, r.Notes)
+			}
 			var netSetup *corev1.Container
 			for i := range s.Spec.Template.Spec.InitContainers {
 				if s.Spec.Template.Spec.InitContainers[i].Name == "net-setup" {
