@@ -133,6 +133,7 @@ for ((run = 1; run <= RUNS; run++)); do
     "CPU per scrape ${scrape_ms[-1]} ms; idle CPU ms/s main ${main_idle[-1]} off ${off_idle[-1]} on ${on_idle[-1]}; load $(cut -d' ' -f1-3 /proc/loadavg)"
 done
 series=$(grep -c '^berth_' "$WORK/first.prom" || true)
+size_main=$(stat -c %s "$BASE/bin/vmm") size_this=$(stat -c %s "$VMM")
 
 {
   read -r a b c < <(fstats 3 "${added[@]}")
@@ -163,6 +164,13 @@ boots no guest, so the figures are vmm's own) three ways, alternating, $RUNS run
 (vmm of the branch main, no metrics code: today's vmm), **off** (this vmm, no METRICS_PORT),
 **on** (METRICS_PORT=$PORT, scraped $SCRAPES times from the node netns with curl, one connection
 each). RSS after ${IDLE} s idle (on: after the scrapes and ${IDLE} s more). A scrape is $series series.
+
+Where the RSS goes: the client library (its registry, expfmt, protobuf) links \`net/http\`, \`crypto/tls\`
+and protobuf into vmm: the binary is $(mibs "$((size_this / 1024))") MiB against main's $(mibs "$((size_main / 1024))") MiB, and the
+kernel maps most of a binary's pages at start (fault-around over the page cache), so VmRSS − RssAnon
+(clean, shared file pages) grows with it, with or without METRICS_PORT. RssAnon (what vmm alone
+holds) is main + ~0.4 MiB without METRICS_PORT; with it the rest is the scrapes' garbage, which vmm
+keeps down with an 8 MiB soft memory limit while serving metrics (vmm/vmm/metrics.go).
 
 EOF
   m "${main_rss[@]}"
