@@ -2,6 +2,7 @@ package metrics
 
 import (
 	"context"
+	"log/slog"
 	"os/exec"
 	"path/filepath"
 	"syscall"
@@ -9,6 +10,8 @@ import (
 	"time"
 
 	"github.com/berth-vm/berth/vmm/qmp"
+	"github.com/berth-vm/berth/vmm/status"
+	"github.com/berth-vm/berth/vmm/watch"
 )
 
 // TestRealQEMU scrapes a real QEMU: no guest image, only -nodefaults, a
@@ -50,11 +53,30 @@ func TestRealQEMU(t *testing.T) {
 	c := New(Sources{QMP: func() *qmp.Client { return client }, Tap: "lo", Disks: map[string]string{"disk0": "root"}, Memory: 64 << 20, CPUs: 2})
 	c.QEMUStarted(cmd.Process.Pid, started)
 
-	// SeaBIOS reads the disk's first sector within moments of the start.
-	for {
+	// vmm's watch shares the connection, polling every 10 ms while the scrapes run: each side
+	// gets its own replies (qmp.Client takes turns).
+	wctx, wcancel := context.WithCancel(ctx)
+	watched := make(chan error, 1)
+	statusFile := filepath.Join(dir, status.FileName)
+	w := &watch.Watch{Log: slog.New(slog.NewTextHandler(testWriter{t}, nil)), QMP: client, StatusFile: statusFile,
+		StatusEvery: 10 * time.Millisecond, RoomEvery: time.Hour, GrowEvery: 50 * time.Millisecond,
+		Disks: []watch.Disk{{Name: "root", Drive: "disk0", Path: disk, Volume: dir}}}
+	go func() { watched <- w.Run(wctx) }()
+	defer func() {
+		wcancel()
+		if err := <-watched; err != nil {
+			t.Errorf("the watch beside the scrapes: %v", err)
+		}
+		if st, err := status.Read(statusFile); err != nil || st.QEMU != status.Running {
+			t.Errorf("the watch's status file: %+v, %v; want running", st, err)
+		}
+	}()
+
+	// SeaBIOS reads the disk's first sector within moments of the start; 20 scrapes at least.
+	for n := 1; ; n++ {
 		mfs := scrape(t, c)
 		reads, _ := value(mfs, "berth_vm_block_ops_total", "drive", "disk0", "disk", "root", "op", "read")
-		if reads > 0 {
+		if reads > 0 && n >= 20 {
 			for _, tt := range []struct {
 				name   string
 				labels []string
