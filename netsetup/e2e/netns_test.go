@@ -313,6 +313,13 @@ func TestDataPath(t *testing.T) {
 			e.expectWho(e.node, "TCP", e.podIP, 19101, "vm")
 			e.expectWho(e.node, "TCP", e.podIP, 80, "vm")
 			e.expectWho(e.node, "UDP", e.podIP, 19100, "vm")
+			// The guest reaches no metrics: its pod IP (hairpin) and its gateway on the port
+			// stay in the pod, where BERTH-INPUT drops new TCP from the bridge.
+			for _, addr := range []string{e.podIP, vmGW} {
+				if got, _ := e.who(e.vm, "TCP", addr, 19100); got == "pod" {
+					t.Errorf("the VM reached the pod's metrics port at %s:19100", addr)
+				}
+			}
 			if code, out, _ := e.netSetup(nil, "--check"); code != 1 || !strings.Contains(out, "BERTH-PREROUTING") {
 				t.Errorf("--check without METRICS_PORT against rules with it: exit %d, %q; want 1 naming the chain", code, out)
 			}
