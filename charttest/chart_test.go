@@ -2,6 +2,7 @@ package charttest
 
 import (
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -687,6 +688,66 @@ func TestPodPlacementAndAnnotations(t *testing.T) {
 	}
 }
 
+// metrics.enabled: METRICS_PORT in net-setup's env and vmm's (the same value: net-setup keeps the
+// port from the VM, vmm serves on it), a containerPort named metrics beside vnc, the scrape
+// annotations, the URL in NOTES; all absent by default, and a podAnnotations' prometheus.io/scrape wins.
+func TestMetrics(t *testing.T) {
+	for _, tc := range []struct {
+		name, values string
+		port         string // "": no metrics
+		annotations  map[string]string
+	}{
+		{"off by default", oneVM, "", nil},
+		{"on", oneVM + "    metrics: {enabled: true}\n", "19100", map[string]string{"prometheus.io/scrape": "true", "prometheus.io/port": "19100", "prometheus.io/path": "/metrics"}},
+		{"on, another port, no VNC", oneVM + "    noVNC: true\n    metrics: {enabled: true, port: 9100}\n", "9100", map[string]string{"prometheus.io/port": "9100"}},
+		{"on, scrape annotation of the user's", oneVM + "    metrics: {enabled: true}\n    podAnnotations: {prometheus.io/scrape: \"false\"}\n", "19100", map[string]string{"prometheus.io/scrape": "false", "prometheus.io/port": ""}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := render(t, tc.values)
+			s := sts(t, r, "vm1")
+			vm := container(t, s, "vm")
+			if got, want := strings.Contains(r.Notes, "  metrics:  http://<pod IP>:"+tc.port+"/metrics"), tc.port != ""; got != want {
+				t.Errorf("NOTES tells the metrics URL: %v, want %v:\n%s", got, want, r.Notes)
+			}
+			var netSetup *corev1.Container
+			for i := range s.Spec.Template.Spec.InitContainers {
+				if s.Spec.Template.Spec.InitContainers[i].Name == "net-setup" {
+					netSetup = &s.Spec.Template.Spec.InitContainers[i]
+				}
+			}
+			if netSetup == nil {
+				t.Fatal("no net-setup init container")
+			}
+			if got, want := env(*netSetup)["METRICS_PORT"], tc.port; got != want {
+				t.Errorf("net-setup METRICS_PORT = %q, want %q", got, want)
+			}
+			if got, want := env(vm)["METRICS_PORT"], tc.port; got != want {
+				t.Errorf("vmm METRICS_PORT = %q, want %q", got, want)
+			}
+			ports := map[string]int32{}
+			for _, p := range vm.Ports {
+				ports[p.Name] = p.ContainerPort
+			}
+			if got := fmt.Sprint(ports["metrics"]); (tc.port == "" && got != "0") || (tc.port != "" && got != tc.port) {
+				t.Errorf("containerPorts %v, want metrics %q", ports, tc.port)
+			}
+			ann := s.Spec.Template.Annotations
+			if tc.annotations == nil {
+				for k := range ann {
+					if strings.HasPrefix(k, "prometheus.io/") {
+						t.Errorf("annotation %s without metrics", k)
+					}
+				}
+			}
+			for k, want := range tc.annotations {
+				if ann[k] != want {
+					t.Errorf("annotation %s = %q, want %q (all: %v)", k, ann[k], want, ann)
+				}
+			}
+		})
+	}
+}
+
 func TestVNC(t *testing.T) {
 	r := render(t, oneVM+"    vnc: {listen: 0.0.0.0, passwordSecret: vnc-pw}\n")
 	vm := container(t, sts(t, r, "vm1"), "vm")
@@ -868,6 +929,11 @@ func TestRefusedValues(t *testing.T) {
 		{"web console origin with a path", oneVM + "    console: {web: {enabled: true, origins: [\"http://localhost:6080/vnc.html\"]}}\n", "origins"},
 		{"web console without origins", oneVM + "    console: {web: {enabled: true, origins: []}}\n", "origins"},
 		{"typo'd web console key", oneVM + "    console: {web: {enable: true}}\n", "enable"},
+		{"metrics on VNC's port", oneVM + "    metrics: {enabled: true, port: 5900}\n", "port"},
+		{"metrics on a privileged port", oneVM + "    metrics: {enabled: true, port: 80}\n", "port"},
+		{"metrics port as text", oneVM + "    metrics: {enabled: true, port: \"19100\"}\n", "port"},
+		{"typo'd metrics key", oneVM + "    metrics: {enable: true}\n", "enable"},
+		{"readiness on the metrics port", oneVM + "    readyTCPPort: 19100\n    metrics: {enabled: true}\n", "is metrics.port"},
 		{"web console as a string", oneVM + "    console: {web: {enabled: \"yes\"}}\n", "enabled"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

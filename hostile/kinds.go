@@ -67,6 +67,7 @@ var kinds = map[string]Kind{
 	"ON_POWEROFF":         KindEnum,
 	"ON_PANIC":            KindEnum,
 	"WATCHDOG":            KindBool,
+	"METRICS_PORT":        KindCount,
 }
 
 // KindOf returns the kind of a stage's variable.
@@ -94,6 +95,7 @@ var examples = map[string]string{
 	"VM_CPUS":             "1", "VM_MEMORY": "1Gi", "ACCEL": "tcg", "VNC_LISTEN": "127.0.0.1",
 	"SHUTDOWN_TIMEOUT": "60", "READY_TCP_PORT": "22", "QEMU": "qemu-system-x86_64",
 	"ON_POWEROFF": "restart", "ON_PANIC": "reset", "WATCHDOG": "false",
+	"METRICS_PORT": "19100",
 }
 
 // sshKey is a real public key (its private half was thrown away).
@@ -171,11 +173,13 @@ var notApplicable = map[string]string{
 // validValues are classes whose value is a valid, different value for the
 // variable: accepted, the result rightly differs from the baseline's.
 var validValues = map[string]string{
-	"TAP_UID/zero":        "uid 0 (root) is a valid owner of the tap",
-	"TAP_GID/zero":        "gid 0 is a valid group of the tap",
-	"VM_NAME/empty":       "unset: the hostname, another VM's name (its own pet disk)",
-	"BERTH_RUN_DIR/empty": "unset: the default /run/berth (a tmpfs in the sweep)",
-	"RESOLV_CONF/empty":   "unset: the default /etc/resolv.conf, this host's",
+	"TAP_UID/zero": "uid 0 (root) is a valid owner of the tap",
+	"TAP_GID/zero": "gid 0 is a valid group of the tap",
+	// The baselines leave METRICS_PORT unset: any port accepted adds net-setup's exclusion.
+	"METRICS_PORT/leading-zeros": "0019100 is port 19100 (digits only, as every count): a valid metrics port, whose exclusion rightly adds rules to the baseline's (none)",
+	"VM_NAME/empty":              "unset: the hostname, another VM's name (its own pet disk)",
+	"BERTH_RUN_DIR/empty":        "unset: the default /run/berth (a tmpfs in the sweep)",
+	"RESOLV_CONF/empty":          "unset: the default /etc/resolv.conf, this host's",
 	// RESOLV_CONF's content is filtered, never trusted: a regular file with no
 	// nameserver or search line gives the VM no DNS options, rightly.
 	"RESOLV_CONF/path-symlink-passwd": "a regular file (through a symlink, as a ConfigMap key is): its content is filtered, no nameserver line means no DNS option",

@@ -20,6 +20,11 @@ _helpers.tpl); statefulset.yaml includes it with nindent 8. */}}
       value: {{ include "berth.env" $vm.vmGW }}
     - name: NO_VNC
       value: {{ include "berth.env" $vm.noVNC }}
+    {{- if $vm.metrics.enabled }}
+    # vmm's metrics port: TCP to the pod IP on it stays in the pod (the VM loses it).
+    - name: METRICS_PORT
+      value: {{ include "berth.env" $vm.metrics.port }}
+    {{- end }}
     - name: TAP_UID
       value: {{ include "berth.env" $uid }}
     - name: TAP_GID

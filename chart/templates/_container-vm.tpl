@@ -48,6 +48,10 @@ from a device plugin (kvm.resourceName, tun.mode devicePlugin). */ -}}
     - name: READY_TCP_PORT
       value: {{ include "berth.env" $vm.readyTCPPort }}
     {{- end }}
+    {{- if $vm.metrics.enabled }}
+    - name: METRICS_PORT
+      value: {{ include "berth.env" $vm.metrics.port }}
+    {{- end }}
     - name: SHUTDOWN_TIMEOUT
       value: {{ include "berth.env" $vm.shutdownTimeout }}
     - name: READY_WHEN
@@ -79,11 +83,18 @@ from a device plugin (kvm.resourceName, tun.mode devicePlugin). */ -}}
   stdin: true
   tty: true
   {{- end }}
-  {{- if not $vm.noVNC }}
+  {{- if or (not $vm.noVNC) $vm.metrics.enabled }}
   ports:
+    {{- if not $vm.noVNC }}
     - name: vnc
       containerPort: 5900
       protocol: TCP
+    {{- end }}
+    {{- if $vm.metrics.enabled }}
+    - name: metrics
+      containerPort: {{ int $vm.metrics.port }}
+      protocol: TCP
+    {{- end }}
   {{- end }}
   readinessProbe:
     exec:

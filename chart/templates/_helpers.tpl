@@ -244,6 +244,9 @@ capabilities:
 {{- if and (eq (int .vm.readyTCPPort) 5900) (not .vm.noVNC) -}}
 {{- fail (printf "berth: vms.%s.readyTCPPort 5900 is QEMU's VNC port in the pod, not the guest's (the probe would never reach the guest): use another port, or noVNC: true" .name) -}}
 {{- end -}}
+{{- if and .vm.metrics.enabled (eq (int .vm.readyTCPPort) (int .vm.metrics.port)) -}}
+{{- fail (printf "berth: vms.%s.readyTCPPort %d is metrics.port, vmm's in the pod, not the guest's (the probe would never reach the guest): use another port" .name (int .vm.readyTCPPort)) -}}
+{{- end -}}
 {{- $size := 0 -}}
 {{- if not .vm.userDataConfigMap -}}{{- $size = add $size (len (.vm.userData | default "")) -}}{{- end -}}
 {{- if not .vm.metaDataConfigMap -}}{{- $size = add $size (len (toJson (.vm.metaData | default dict))) -}}{{- end -}}

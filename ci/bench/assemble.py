@@ -18,7 +18,7 @@ import re
 import subprocess
 import sys
 
-ORDER = ["nat", "conntrack", "stages", "memory", "images", "boot", "disk", "fetch", "density", "demo"]
+ORDER = ["nat", "conntrack", "stages", "memory", "metrics", "images", "boot", "disk", "fetch", "density", "demo"]
 
 
 def read(path, default=""):

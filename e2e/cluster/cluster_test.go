@@ -63,6 +63,7 @@ type step struct {
 var steps = []step{
 	{"boot-vm1", false, (*scenario).bootVM1},
 	{"guest-checks", false, (*scenario).guestChecks},
+	{"metrics", false, (*scenario).metrics},
 	{"console-vnc", false, (*scenario).consoleVNC},
 	{"web-console", false, (*scenario).webConsole},
 	{"serial-console", false, (*scenario).serialConsole},

@@ -258,7 +258,8 @@ func (e *env) expectWho(ns, proto, addr string, port int, want string) {
 }
 
 // TestDataPath: the VM side gets its lease from the real dnsmasq and takes
-// over the pod IP for every port but TCP 5900 (and that too with NO_VNC).
+// over the pod IP for every port but TCP 5900 (and that too with NO_VNC) and,
+// with METRICS_PORT, vmm's metrics port.
 func TestDataPath(t *testing.T) {
 	for _, s := range []shape{calico, bridgeCNI} {
 		t.Run(s.name, func(t *testing.T) {
@@ -282,11 +283,11 @@ func TestDataPath(t *testing.T) {
 				t.Errorf("dnsmasq.leases does not list %s: %q", vmIP, leases)
 			}
 
-			e.listen(e.vm, "vm", []int{22, 80, 5900, 8443}, []int{53, 5353})
-			e.listen(e.pod, "pod", []int{5900}, nil)
+			e.listen(e.vm, "vm", []int{22, 80, 5900, 8443, 19100, 19101}, []int{53, 5353, 19100})
+			e.listen(e.pod, "pod", []int{5900, 19100}, nil)
 			e.background(e.node, "socat", "TCP-LISTEN:7000,fork,reuseaddr", `SYSTEM:echo $SOCAT_PEERADDR`)
 
-			for _, p := range []int{22, 80, 8443} {
+			for _, p := range []int{22, 80, 8443, 19100} { // 19100: no METRICS_PORT, the VM has it
 				e.expectWho(e.node, "TCP", e.podIP, p, "vm")
 			}
 			for _, p := range []int{53, 5353} {
@@ -300,6 +301,38 @@ func TestDataPath(t *testing.T) {
 			if got, _ := e.try(e.node, "ping", "-c1", "-W2", e.podIP); !strings.Contains(got, "1 received") {
 				t.Errorf("ping of the pod IP from the node: %q", got)
 			}
+
+			// METRICS_PORT: TCP to the pod IP on it stays in the pod (vmm's
+			// /metrics); the port next to it, UDP on it and everything else
+			// still reach the VM.
+			metrics := map[string]string{"METRICS_PORT": "19100"}
+			e.mustNetSetup(metrics)
+			e.mustNetSetup(metrics, "--check")
+			e.expectWho(e.node, "TCP", e.podIP, 19100, "pod")
+			e.expectWho(e.node, "TCP", e.podIP, 5900, "pod")
+			e.expectWho(e.node, "TCP", e.podIP, 19101, "vm")
+			e.expectWho(e.node, "TCP", e.podIP, 80, "vm")
+			e.expectWho(e.node, "UDP", e.podIP, 19100, "vm")
+			// The guest reaches no metrics: its pod IP (hairpin) and its gateway on the port
+			// stay in the pod, where BERTH-INPUT drops new TCP from the bridge.
+			for _, addr := range []string{e.podIP, vmGW} {
+				if got, _ := e.who(e.vm, "TCP", addr, 19100); got == "pod" {
+					t.Errorf("the VM reached the pod's metrics port at %s:19100", addr)
+				}
+			}
+			if code, out, _ := e.netSetup(nil, "--check"); code != 1 || !strings.Contains(out, "BERTH-PREROUTING") {
+				t.Errorf("--check without METRICS_PORT against rules with it: exit %d, %q; want 1 naming the chain", code, out)
+			}
+			// The exclusion deleted by hand: --check sees it missing, a run puts it back.
+			// (rule 1 is the pod interface's VNC exception, 2 its metrics exception)
+			e.run(e.pod, "iptables-nft", "-t", "nat", "-D", "BERTH-PREROUTING", "2")
+			if code, out, _ := e.netSetup(metrics, "--check"); code != 1 || strings.Count(out, "--dport 19100 -j RETURN") != 3 {
+				t.Errorf("--check with the metrics exclusion deleted: exit %d, %q; want 1 showing the missing rule", code, out)
+			}
+			e.mustNetSetup(metrics)
+			e.mustNetSetup(metrics, "--check")
+			e.mustNetSetup(nil)
+			e.expectWho(e.node, "TCP", e.podIP, 19100, "vm")
 
 			// NO_VNC=true: the same run replaces the rules; 5900 goes to the VM.
 			e.mustNetSetup(map[string]string{"NO_VNC": "true"})

@@ -19,23 +19,26 @@ const (
 	DefaultTapOwner = 107
 	DefaultResolv   = "/etc/resolv.conf"
 	// VNCPort stays in the pod for QEMU's VNC unless NO_VNC.
-	VNCPort = 5900
+	VNCPort = stage.VNCPort
 )
 
 // Config is net-setup's validated environment.
 type Config struct {
-	VMIP     netip.Addr
-	VMGW     netip.Addr
-	Subnet   netip.Prefix // the /30 holding both
-	NoVNC    bool
-	PodIface string // empty: the interface of the default route
-	Bridge   string
-	Tap      string
-	TapUID   int
-	TapGID   int
-	Resolv   string
-	Backend  string // iptables backend: auto, nft or legacy
-	RunDir   string
+	VMIP   netip.Addr
+	VMGW   netip.Addr
+	Subnet netip.Prefix // the /30 holding both
+	NoVNC  bool
+	// MetricsPort (METRICS_PORT; 0: none) stays in the pod for vmm's
+	// metrics, as VNCPort does: the VM loses that TCP port.
+	MetricsPort int
+	PodIface    string // empty: the interface of the default route
+	Bridge      string
+	Tap         string
+	TapUID      int
+	TapGID      int
+	Resolv      string
+	Backend     string // iptables backend: auto, nft or legacy
+	RunDir      string
 }
 
 // Vars documents the variables for -h.
@@ -44,6 +47,7 @@ func Vars() []stage.Var {
 		{Name: "VM_IP", Default: stage.DefaultVMIP, Help: "the VM's address, handed out by dnsmasq; in one /30 with VM_GW"},
 		{Name: "VM_GW", Default: stage.DefaultVMGW, Help: "the bridge's address, the VM's gateway"},
 		{Name: "NO_VNC", Default: "false", Help: "true: forward TCP 5900 to the VM too (no VNC in the pod)"},
+		{Name: "METRICS_PORT", Help: "vmm's metrics port (1024-65535, not 5900; empty: none): TCP to the pod IP on it stays in the pod, the VM loses that port"},
 		{Name: "POD_IFACE", Default: "(the default route's interface)", Help: "the pod's interface whose global IPv4 address the VM takes over (not loopback)"},
 		{Name: "BRIDGE", Default: stage.DefaultBridge, Help: "bridge name (1-15 bytes of [A-Za-z0-9._-]); an existing link of that name must be net-setup's (ifalias)"},
 		{Name: "TAP", Default: stage.DefaultTap, Help: "persistent tap name for QEMU (1-15 bytes of [A-Za-z0-9._-]); an existing link of that name must be net-setup's (ifalias)"},
@@ -75,6 +79,9 @@ func FromEnv(env stage.Env) (Config, error) {
 		return Config{}, err
 	}
 	if c.NoVNC, err = env.Bool("NO_VNC", false); err != nil {
+		return Config{}, err
+	}
+	if c.MetricsPort, err = env.MetricsPort(); err != nil {
 		return Config{}, err
 	}
 	if v, ok := env.Lookup("POD_IFACE"); ok {

@@ -60,6 +60,8 @@ type Plan struct {
 	TapUID    int          `json:"tapUID"`
 	TapGID    int          `json:"tapGID"`
 	NoVNC     bool         `json:"noVNC"`
+	// MetricsPort is vmm's metrics port, kept in the pod (0: none).
+	MetricsPort int `json:"metricsPort,omitempty"`
 	// Nameservers and Search are what the VM gets from dnsmasq.
 	Nameservers []netip.Addr `json:"nameservers"`
 	Search      []string     `json:"search"`
@@ -142,7 +144,7 @@ func Build(c Config, f Facts, r resolv.Config) (Plan, error) {
 	return Plan{
 		PodIface: iface, PodIP: pod.Addr(), PodPrefix: pod, MTU: link.MTU,
 		VMIP: c.VMIP, VMGW: c.VMGW, Subnet: c.Subnet,
-		Bridge: c.Bridge, Tap: c.Tap, TapUID: c.TapUID, TapGID: c.TapGID, NoVNC: c.NoVNC,
+		Bridge: c.Bridge, Tap: c.Tap, TapUID: c.TapUID, TapGID: c.TapGID, NoVNC: c.NoVNC, MetricsPort: c.MetricsPort,
 		Nameservers: r.Nameservers, Search: r.Search,
 	}, nil
 }

@@ -14,6 +14,7 @@ import (
 // network or broadcast address; BRIDGE/TAP over 15 bytes, with '/', spaces,
 // '=', ',' or a newline, equal to each other; POD_IFACE equal to BRIDGE;
 // TAP_UID/TAP_GID not a number, negative, 2^32-1; NO_VNC not a boolean;
+// METRICS_PORT VNC's 5900 or below 1024;
 // IPTABLES_BACKEND unknown.
 func TestFromEnvBadInput(t *testing.T) {
 	tests := []struct {
@@ -46,6 +47,8 @@ func TestFromEnvBadInput(t *testing.T) {
 		{map[string]string{"TAP_UID": "4294967295"}, "TAP_UID"},
 		{map[string]string{"TAP_GID": "1.5"}, "TAP_GID"},
 		{map[string]string{"NO_VNC": "maybe"}, "NO_VNC"},
+		{map[string]string{"METRICS_PORT": "5900"}, "METRICS_PORT"},
+		{map[string]string{"METRICS_PORT": "80"}, "METRICS_PORT"},
 		{map[string]string{"IPTABLES_BACKEND": "ipfw"}, "IPTABLES_BACKEND"},
 		// issue 15: injection- and path-shaped values of every variable.
 		{map[string]string{"VM_IP": " 192.168.254.2"}, "VM_IP"},

@@ -51,6 +51,10 @@ func Build(p plan.Plan) Set {
 		if !p.NoVNC {
 			pre = append(pre, []string{"-d", pod, "-i", in, "-p", "tcp", "-m", "tcp", "--dport", vnc, "-j", "RETURN"})
 		}
+		// vmm's metrics port stays in the pod as VNC's does (METRICS_PORT).
+		if p.MetricsPort != 0 {
+			pre = append(pre, []string{"-d", pod, "-i", in, "-p", "tcp", "-m", "tcp", "--dport", strconv.Itoa(p.MetricsPort), "-j", "RETURN"})
+		}
 		pre = append(pre, []string{"-d", pod, "-i", in, "-j", "DNAT", "--to-destination", p.VMIP.String()})
 	}
 	post := [][]string{

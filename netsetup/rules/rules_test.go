@@ -16,6 +16,8 @@ func TestRuleSetGolden(t *testing.T) {
 	}{
 		{"calico", nil},
 		{"no-vnc", map[string]string{"NO_VNC": "true"}},
+		{"metrics", map[string]string{"METRICS_PORT": "19100"}},
+		{"metrics-no-vnc", map[string]string{"METRICS_PORT": "9100", "NO_VNC": "true"}},
 		{"custom-names", map[string]string{"BRIDGE": "berth0", "VM_IP": "10.9.0.1", "VM_GW": "10.9.0.2"}},
 	}
 	for _, tt := range tests {
@@ -60,6 +62,46 @@ func TestVNCException(t *testing.T) {
 		}
 		if want := map[string]int{"false": 2, "true": 0}[noVNC]; vnc != want || dnat != 2 {
 			t.Errorf("NO_VNC=%s: %d VNC exceptions and %d DNATs, want %d and 2", noVNC, vnc, dnat, want)
+		}
+	}
+}
+
+// The metrics exception must exist exactly when METRICS_PORT is set, once per
+// interface (the pod's and the bridge's), before that interface's DNAT, and
+// for TCP to the pod IP on that port only.
+func TestMetricsException(t *testing.T) {
+	for _, tt := range []struct {
+		env  map[string]string
+		want int
+	}{
+		{nil, 0},
+		{map[string]string{"METRICS_PORT": ""}, 0},
+		{map[string]string{"METRICS_PORT": "19100"}, 2},
+		{map[string]string{"METRICS_PORT": "19100", "NO_VNC": "true"}, 2},
+	} {
+		p, err := testplan.Calico(tt.env, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		pre := rules.Build(p)[0]
+		exc := 0
+		seen := map[string]bool{} // interfaces whose metrics exception came before their DNAT
+		for _, r := range pre.Rules {
+			s := strings.Join(r, " ")
+			in := r[3] // "-d", pod, "-i", in, ...
+			switch {
+			case strings.Contains(s, "--dport 19100 -j RETURN"):
+				exc++
+				if !strings.HasPrefix(s, "-d "+p.PodIP.String()+"/32 -i "+in+" -p tcp -m tcp") {
+					t.Errorf("%v: metrics exception %q is not TCP to the pod IP", tt.env, s)
+				}
+				seen[in] = true
+			case strings.Contains(s, "-j DNAT") && tt.want > 0 && !seen[in]:
+				t.Errorf("%v: the DNAT from %s comes before its metrics exception", tt.env, in)
+			}
+		}
+		if exc != tt.want {
+			t.Errorf("%v: %d metrics exceptions, want %d", tt.env, exc, tt.want)
 		}
 	}
 }

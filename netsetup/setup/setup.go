@@ -26,7 +26,7 @@ func Stage() stage.Stage {
 			Name: "net-setup",
 			Summary: "Builds the VM's network inside the pod's network namespace (docs/design.md): bridge BRIDGE " +
 				"with VM_GW/30, persistent tap TAP owned by TAP_UID, NAT of the pod IP to VM_IP (all but TCP 5900 " +
-				"unless NO_VNC), $BERTH_RUN_DIR/dnsmasq.conf and net.json. --dry-run prints the plan; --check " +
+				"unless NO_VNC, and TCP METRICS_PORT when set), $BERTH_RUN_DIR/dnsmasq.conf and net.json. --dry-run prints the plan; --check " +
 				"exits 0 only when the live state matches it.",
 			Vars: plan.Vars(),
 		},

@@ -94,6 +94,7 @@ func Vars() []stage.Var {
 		{Name: "QEMU", Default: "qemu-system-x86_64", Help: "QEMU binary: a name in PATH or an absolute path"},
 		{Name: "ON_POWEROFF", Default: PoweroffRestart, Help: "when the guest powers itself off: restart (vmm exits 0, the kubelet starts the container and so the guest again) or stop (vmm stays without QEMU, not ready, until the pod is deleted)"},
 		{Name: "WATCHDOG", Default: "false", Help: "true: an i6300esb watchdog device; a guest that opens /dev/watchdog and then stops feeding it (hung) is reset by QEMU and boots again in the same QEMU (Linux: the i6300esb driver, in Debian's generic kernel, not in its cloud kernel)"},
+		{Name: "METRICS_PORT", Help: "TCP port (1024-65535, not 5900; empty: none) vmm serves Prometheus metrics on at /metrics, on the pod IP: net-setup keeps it from the VM (read by both, the same way)"},
 		{Name: "ON_PANIC", Default: PanicReset, Help: "when the guest's kernel panics (pvpanic): reset (the guest boots again in the same QEMU) or restart (vmm ends QEMU and exits 1: the container restarts)"},
 	}
 }
@@ -139,6 +140,9 @@ type Config struct {
 
 	VMIP         netip.Addr
 	ReadyTCPPort int // 0: none
+
+	// MetricsPort is METRICS_PORT: vmm serves /metrics on it (0: no metrics).
+	MetricsPort int
 }
 
 // Overlay is the pet disk's path.
@@ -263,6 +267,9 @@ func FromEnv(env stage.Env, host Host) (Config, error) {
 		return c, err
 	}
 	if c.ReadyTCPPort, err = ReadyTCPPort(env); err != nil {
+		return c, err
+	}
+	if c.MetricsPort, err = env.MetricsPort(); err != nil {
 		return c, err
 	}
 	return c, nil

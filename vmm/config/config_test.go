@@ -178,6 +178,7 @@ func TestBadInput(t *testing.T) {
 		"SHUTDOWN_TIMEOUT":  {"60,x", "60\n", "--", " 60", "６０", "+60", "-1", "86401"},
 		"VM_IP":             {"10.0.0.2,x", "10.0.0.2\n", "--", " 10.0.0.2", "10.0.0.２", "::ffff:10.0.0.2", "/10.0.0.2"},
 		"READY_TCP_PORT":    {"22,x", "22\n", "--", " 22", "２２", "+22", "0"},
+		"METRICS_PORT":      {"19100,x", "19100\n", "--", " 19100", "１９１００", "+19100", "0", "5900", "1023", "65536"},
 		"DISK_SIZE":         {"1Gi,x", "1Gi\n", "--", " 1Gi", "1Gі", "/1Gi"},
 		"ON_POWEROFF":       {"stop,x", "stop\n", "--", " stop", "stöp", "STOP", "/stop"},
 		"GUEST_AGENT":       {"true,x", "true\n", "--", " true", "TRUE", "trüe", "/true"},

@@ -2,7 +2,9 @@
 // socket, read the greeting, negotiate capabilities, execute commands. Events
 // that arrive while waiting for a reply are kept (Events) and otherwise
 // ignored. QEMU serves one client at a time on a socket, so callers connect,
-// do what they need and close.
+// do what they need and close. A Client takes turns: its methods may be
+// called from several goroutines (vmm's watch and its metrics collector
+// share vmm's own connection), one command on the wire at a time.
 package qmp
 
 import (
@@ -21,9 +23,16 @@ import (
 
 // Client is one QMP connection.
 type Client struct {
-	conn   net.Conn
-	r      *bufio.Reader
-	id     atomic.Uint64
+	conn net.Conn
+	r    *bufio.Reader
+	id   atomic.Uint64
+	// turn (a one-slot semaphore, so a command can stop waiting for it when
+	// its context ends) is held for one command from send to reply, and
+	// around Events and the deadline: two goroutines never interleave on
+	// the wire.
+	turn chan struct{}
+	// Events kept while waiting for replies; read them with TakeEvents
+	// when the client is shared.
 	Events []Event
 }
 
@@ -92,7 +101,7 @@ func Dial(ctx context.Context, path string) (*Client, error) {
 // capabilities, bounded by ctx as in Dial. On failure the connection is
 // closed.
 func NewClient(ctx context.Context, conn net.Conn) (*Client, error) {
-	c := &Client{conn: conn, r: bufio.NewReader(conn)}
+	c := &Client{conn: conn, r: bufio.NewReader(conn), turn: make(chan struct{}, 1)}
 	if dl, ok := ctx.Deadline(); ok {
 		_ = conn.SetDeadline(dl)
 	}
@@ -118,19 +127,37 @@ func NewClient(ctx context.Context, conn net.Conn) (*Client, error) {
 // TakeEvents returns the events kept since the last call and forgets them:
 // a long-lived client (vmm's own) must not keep every event forever.
 func (c *Client) TakeEvents() []Event {
+	c.turn <- struct{}{}
+	defer func() { <-c.turn }()
 	ev := c.Events
 	c.Events = nil
 	return ev
 }
 
-// SetDeadline bounds the following commands.
-func (c *Client) SetDeadline(t time.Time) error { return c.conn.SetDeadline(t) }
+// SetDeadline bounds the following commands (a command whose context has a
+// deadline sets its own).
+func (c *Client) SetDeadline(t time.Time) error {
+	c.turn <- struct{}{}
+	defer func() { <-c.turn }()
+	return c.conn.SetDeadline(t)
+}
 
 // Close closes the connection.
 func (c *Client) Close() error { return c.conn.Close() }
 
 // Execute runs a command with optional arguments and returns its "return" value.
+// The context's deadline, if any, bounds it on the wire: a command never
+// runs under the deadline another goroutine set for its own.
 func (c *Client) Execute(ctx context.Context, cmd string, args any) (json.RawMessage, error) {
+	select {
+	case c.turn <- struct{}{}:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("QMP %s: waiting for the connection's turn: %w", cmd, ctx.Err())
+	}
+	defer func() { <-c.turn }()
+	if dl, ok := ctx.Deadline(); ok {
+		_ = c.conn.SetDeadline(dl)
+	}
 	stop := context.AfterFunc(ctx, func() { _ = c.conn.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
 	ret, err := c.execute(cmd, args)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -189,4 +190,84 @@ func TestNotASocket(t *testing.T) {
 		t.Fatalf("the socket itself: %v", err)
 	}
 	c.Close()
+}
+
+// TestSharedClient: vmm's watch and its metrics collector share one client:
+// commands from many goroutines each get their own reply (the turn lock),
+// and the events that came meanwhile are all kept for TakeEvents. Run with
+// -race: without the lock the replies interleave on the wire.
+func TestSharedClient(t *testing.T) {
+	path := fakeQEMU(t, greeting, func(cmd string, _ json.RawMessage) string {
+		return `{"return": "` + cmd + `"}`
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := Dial(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	const goroutines, each = 8, 25
+	errs := make(chan error, goroutines)
+	for g := 0; g < goroutines; g++ {
+		go func() {
+			for i := 0; i < each; i++ {
+				cmd := fmt.Sprintf("cmd-%d-%d", g, i)
+				cctx, ccancel := context.WithTimeout(ctx, 5*time.Second)
+				ret, err := c.Execute(cctx, cmd, nil)
+				ccancel()
+				if err != nil {
+					errs <- err
+					return
+				}
+				if string(ret) != `"`+cmd+`"` {
+					errs <- fmt.Errorf("%s got the reply %s", cmd, ret)
+					return
+				}
+				if i%5 == 0 {
+					c.TakeEvents()
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for g := 0; g < goroutines; g++ {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+// TestTurnBoundedByContext: a command waiting for the turn of a shared
+// client (the other holder waits on a QEMU that does not answer) gives up
+// when its own context ends, instead of waiting for the other's deadline.
+func TestTurnBoundedByContext(t *testing.T) {
+	path := fakeQEMU(t, greeting, func(cmd string, _ json.RawMessage) string {
+		if cmd == "slow" {
+			return ""
+		}
+		return `{"return": {}}`
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := Dial(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	slowStarted := make(chan struct{})
+	go func() {
+		close(slowStarted)
+		c.Execute(ctx, "slow", nil) // holds the turn until ctx (10 s) ends
+	}()
+	<-slowStarted
+	for !c.busy() {
+		time.Sleep(time.Millisecond)
+	}
+	qctx, qcancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer qcancel()
+	_, err = c.Execute(qctx, "query-status", nil)
+	if err == nil || !strings.Contains(err.Error(), "turn") || !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("err = %v, want the wait for the turn to end with the context", err)
+	}
 }

@@ -196,12 +196,14 @@ func (p *Plan) Apply(r stage.Run) error {
 	r.Log.Info("starting QEMU", "accel", p.QEMU.Accel, "console", consoleDesc(os.Stdin), "cpus", c.CPUs, "memory", fmt.Sprintf("%dMi", c.Memory>>20),
 		"mac", c.MAC().String(), "vnc", vncDesc(p.QEMU))
 
+	vmMetrics := startMetrics(r.Ctx, r.Log, r.Env, c) // METRICS_PORT (nil: none)
 	sup := &Supervisor{
 		Log:             r.Log,
 		QMPSocket:       c.QMPSocket(),
 		ShutdownTimeout: c.ShutdownTimeout,
 		Sockets:         qemuSockets(c),
 		Reap:            os.Getpid() == 1,
+		Started:         func(p *os.Process) { vmMetrics.qemuStarted(p.Pid, boot) },
 	}
 	sup.Watch = func(ctx context.Context, abort func(error)) {
 		hctx, cancel := context.WithTimeout(ctx, 60*time.Second)
@@ -214,12 +216,23 @@ func (p *Plan) Apply(r stage.Run) error {
 			return
 		}
 		w := &watch.Watch{Log: r.Log, QMP: client, Disks: watch.Disks(c), StatusFile: c.StatusFile(), OnPanic: c.OnPanic, Abort: abort, Boot: boot}
+		var onReset []func(time.Time) // each new boot in this QEMU: the greeting and the metrics hear of it
+		if f := vmMetrics.reset(); f != nil {
+			onReset = append(onReset, f)
+		}
 		if c.GuestAgent {
 			g := &watch.Greeting{Log: r.Log, Socket: c.AgentSocket()}
 			g.NewBoot(boot)
-			w.Reset = g.NewBoot
+			onReset = append(onReset, g.NewBoot)
 			go g.Run(ctx)
 		}
+		w.Reset = func(at time.Time) {
+			for _, f := range onReset {
+				f(at)
+			}
+		}
+		vmMetrics.connected(client)
+		defer vmMetrics.connected(nil)
 		if err := w.Run(ctx); err != nil && ctx.Err() == nil {
 			r.Log.Debug("watch ended", "err", err) // QEMU exited: the supervisor reports why
 		}

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -86,6 +87,9 @@ func (f *fakeMonitor) serve(t *testing.T, conn net.Conn) {
 		b, _ := json.Marshal(reply)
 		// An event before the reply, as QEMU sends them: the client keeps it for TakeEvents.
 		fmt.Fprintln(conn, `{"event": "BLOCK_IO_ERROR", "data": {"device": "disk-data", "nospace": true}}`)
+		if req.Execute == "system_reset" { // as QEMU: the reset is an event too
+			fmt.Fprintln(conn, `{"event": "RESET", "data": {"guest": false, "reason": "host-qmp-system-reset"}}`)
+		}
 		conn.Write(append(b, '\n'))
 	}
 }
@@ -186,7 +190,9 @@ func TestWatchPanic(t *testing.T) {
 			defer cancel()
 			var logs logBuffer
 			aborted := make(chan error, 1)
+			var resets atomic.Int32
 			w := &Watch{
+				Reset:       func(time.Time) { resets.Add(1) },
 				Log:         slog.New(slog.NewTextHandler(&logs, nil)),
 				QMP:         c,
 				StatusFile:  filepath.Join(dir, status.FileName),
@@ -230,6 +236,9 @@ func TestWatchPanic(t *testing.T) {
 				if count(f.commands, "system_reset") != 1 || count(f.commands, "cont") != 1 {
 					t.Errorf("commands %q: want one system_reset and one cont", f.commands)
 				}
+				if n := resets.Load(); n != 1 {
+					t.Errorf("Reset told of %d new boots, want 1 (the reset after the panic)", n)
+				}
 			case config.PanicRestart:
 				err := <-aborted
 				if !strings.Contains(err.Error(), "ON_PANIC=restart") || !strings.Contains(out, "ending QEMU so the container restarts") {
@@ -237,6 +246,9 @@ func TestWatchPanic(t *testing.T) {
 				}
 				if count(f.commands, "system_reset")+count(f.commands, "cont") != 0 {
 					t.Errorf("commands %q: ON_PANIC=restart must neither reset nor resume", f.commands)
+				}
+				if n := resets.Load(); n != 0 {
+					t.Errorf("Reset told of %d new boots without a reset", n)
 				}
 			}
 		})
