@@ -6,6 +6,8 @@ import (
 	"io/fs"
 	"os"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // Shared volumes (the image cache on the node, the pet disk's PVC, the run
@@ -53,6 +55,28 @@ func Describe(m fs.FileMode) string {
 	default:
 		return "not a regular file (" + m.Type().String() + ")"
 	}
+}
+
+// StatMode is the file type of a stat(2) result as an fs.FileMode, for
+// Describe.
+func StatMode(st *unix.Stat_t) fs.FileMode {
+	switch st.Mode & unix.S_IFMT {
+	case unix.S_IFLNK:
+		return fs.ModeSymlink
+	case unix.S_IFIFO:
+		return fs.ModeNamedPipe
+	case unix.S_IFSOCK:
+		return fs.ModeSocket
+	case unix.S_IFCHR:
+		return fs.ModeDevice | fs.ModeCharDevice
+	case unix.S_IFBLK:
+		return fs.ModeDevice
+	case unix.S_IFDIR:
+		return fs.ModeDir
+	case unix.S_IFREG:
+		return 0
+	}
+	return fs.ModeIrregular
 }
 
 // OpenFile is os.OpenFile that does not follow a symlink at path, does not

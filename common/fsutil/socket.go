@@ -27,20 +27,7 @@ func DialSocket(ctx context.Context, path string) (net.Conn, error) {
 		return nil, fmt.Errorf("connect to %s: %w", path, err)
 	}
 	if st.Mode&unix.S_IFMT != unix.S_IFSOCK {
-		found := "not a socket"
-		switch st.Mode & unix.S_IFMT {
-		case unix.S_IFLNK:
-			found = "a symlink"
-		case unix.S_IFIFO:
-			found = "a FIFO"
-		case unix.S_IFDIR:
-			found = "a directory"
-		case unix.S_IFREG:
-			found = "a regular file"
-		case unix.S_IFCHR, unix.S_IFBLK:
-			found = "a device"
-		}
-		return nil, fmt.Errorf("connect to %s: %w", path, &NotOwnFileError{Path: path, Found: found + " where a socket was expected"})
+		return nil, fmt.Errorf("connect to %s: %w", path, &NotOwnFileError{Path: path, Found: Describe(StatMode(&st)) + " where a socket was expected"})
 	}
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, "unix", "/proc/self/fd/"+strconv.Itoa(fd))

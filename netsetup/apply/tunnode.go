@@ -121,18 +121,8 @@ func checkTunStat(path string, st *unix.Stat_t) error {
 		found = fmt.Sprintf("the character device %d:%d", unix.Major(st.Rdev), unix.Minor(st.Rdev))
 	case unix.S_IFBLK:
 		found = fmt.Sprintf("the block device %d:%d", unix.Major(st.Rdev), unix.Minor(st.Rdev))
-	case unix.S_IFLNK:
-		found = "a symlink"
-	case unix.S_IFIFO:
-		found = "a FIFO"
-	case unix.S_IFDIR:
-		found = "a directory"
-	case unix.S_IFSOCK:
-		found = "a socket"
-	case unix.S_IFREG:
-		found = "a regular file"
 	default:
-		found = "not a device node"
+		found = fsutil.Describe(fsutil.StatMode(st))
 	}
 	return fmt.Errorf("%s is %s, not the tun device node (c 10:200): %w; refusing to use it (left as it is; remove it if it is not yours)",
 		path, found, fsutil.ErrNotOwnFile)

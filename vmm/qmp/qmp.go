@@ -14,11 +14,11 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"github.com/berth-vm/berth/common/fsutil"
 )
 
 // Client is one QMP connection.
@@ -68,25 +68,20 @@ type message struct {
 // (O_PATH|O_NOFOLLOW) and the connection goes through that very descriptor
 // (/proc/self/fd/N), so nothing swapped in between is followed either.
 func Dial(ctx context.Context, path string) (*Client, error) {
-	fd, err := unix.Open(path, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return nil, fmt.Errorf("connect to QMP %s: %w", path, err)
-	}
-	defer unix.Close(fd)
-	var st unix.Stat_t
-	if err := unix.Fstat(fd, &st); err != nil {
-		return nil, fmt.Errorf("connect to QMP %s: %w", path, err)
-	}
-	if st.Mode&unix.S_IFMT != unix.S_IFSOCK {
+	conn, err := fsutil.DialSocket(ctx, path)
+	var notOwn *fsutil.NotOwnFileError
+	if errors.As(err, &notOwn) {
 		what := "not a socket"
-		if st.Mode&unix.S_IFMT == unix.S_IFLNK {
+		if strings.HasPrefix(notOwn.Found, "a symlink") {
 			what = "a symlink"
 		}
 		return nil, fmt.Errorf("connect to QMP %s: it is %s, not QEMU's socket: refusing to use it", path, what)
 	}
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, "unix", "/proc/self/fd/"+strconv.Itoa(fd))
 	if err != nil {
+		// DialSocket's error names the path as "connect to <path>": say it is QMP's instead.
+		if inner := errors.Unwrap(err); inner != nil {
+			err = inner
+		}
 		return nil, fmt.Errorf("connect to QMP %s: %w", path, err)
 	}
 	c, err := NewClient(ctx, conn)

@@ -450,24 +450,10 @@ func checkSockets(c config.Config) error {
 			return fmt.Errorf("stat %s: %w", sock, err)
 		}
 		if fi.Mode().Type() != fs.ModeSocket {
-			return stage.BadInputf("BERTH_RUN_DIR", c.RunDir, "%s is %s, not QEMU's socket: refusing to replace it (left as it is; remove it if it is not yours)", sock, describe(fi.Mode()))
+			return stage.BadInputf("BERTH_RUN_DIR", c.RunDir, "%s is %s, not QEMU's socket: refusing to replace it (left as it is; remove it if it is not yours)", sock, fsutil.Describe(fi.Mode()))
 		}
 	}
 	return nil
-}
-
-func describe(m fs.FileMode) string {
-	switch {
-	case m&fs.ModeSymlink != 0:
-		return "a symlink"
-	case m&fs.ModeNamedPipe != 0:
-		return "a FIFO"
-	case m.IsDir():
-		return "a directory"
-	case m.IsRegular():
-		return "a regular file"
-	}
-	return "not a socket"
 }
 
 // checkDisk checks the chain QEMU will open is the one image-fetch made: the
@@ -505,7 +491,7 @@ func checkDisk(c config.Config) (standalone bool, err error) {
 		return false, stage.BadInputf("IMAGE_DIR", c.ImageDir, "the overlay's base image %s is missing (%v): image-fetch downloads it; run image-fetch first", base, errUnwrap(err))
 	}
 	if !fi.Mode().IsRegular() {
-		return false, stage.BadInputf("IMAGE_DIR", c.ImageDir, "the overlay's base image %s is %s, not a regular file: refused, left as it is", base, describe(fi.Mode()))
+		return false, stage.BadInputf("IMAGE_DIR", c.ImageDir, "the overlay's base image %s is %s, not a regular file: refused, left as it is", base, fsutil.Describe(fi.Mode()))
 	}
 	if h.BackingFormat == "qcow2" {
 		bh, err := qcow2.Read(base)
