@@ -3,7 +3,8 @@
 # Calico-shaped pod netns, a blank qcow2 as the pet disk, ACCEL=tcg, 128 MiB, NO_VNC; QEMU boots
 # no guest: SeaBIOS finds nothing to boot, so the figures are vmm's own) in three ways, alternating,
 # BENCH_RUNS (3) times each:
-#   main:  vmm built from the branch main (no metrics code linked in: today's vmm),
+#   main:  vmm built from METRICS_BASELINE (default 2e284c5: main just before the metrics were
+#          merged; no metrics code linked in: the vmm before metrics),
 #   off:   this vmm without METRICS_PORT,
 #   on:    this vmm with METRICS_PORT=19100, scraped BENCH_SCRAPES (200) times from the node netns
 #          (curl to the pod IP, one connection per scrape, as Prometheus' first scrape of a target).
@@ -30,10 +31,12 @@ for c in qemu-img qemu-system-x86_64 curl setpriv; do command -v "$c" >/dev/null
 VMM=$(bench_bin vmm)
 bench_bin net-setup >/dev/null
 
-# Today's vmm: the branch main's vmm and common, built the way `make build` builds.
+# The vmm before metrics: main just before they were merged (a commit, not the branch: main holds
+# the metrics now), its vmm and common built the way `make build` builds.
+BASELINE=${METRICS_BASELINE:-2e284c5c139ab5eac2cd7527753f89919d74e5a0}
 BASE=$WORK/main
 mkdir -p "$BASE"
-git -C "$BENCH_REPO" archive main vmm common | tar -x -C "$BASE"
+git -C "$BENCH_REPO" archive "$BASELINE" vmm common | tar -x -C "$BASE"
 (cd "$BASE/vmm" && GOWORK=off CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$BASE/bin/vmm" ./cmd/vmm) || fail "build main's vmm"
 log "load at start: $BENCH_LOAD0"
 
@@ -161,7 +164,7 @@ m() { mapfile -t M < <(mibs "$@"); }
 What METRICS_PORT costs vmm (ci/bench/metrics.sh). vmm runs as in a pod (the real net-setup in a
 Calico-shaped pod netns with METRICS_PORT=$PORT, a blank qcow2, ACCEL=tcg, 128 MiB, NO_VNC; QEMU
 boots no guest, so the figures are vmm's own) three ways, alternating, $RUNS runs each: **main**
-(vmm of the branch main, no metrics code: today's vmm), **off** (this vmm, no METRICS_PORT),
+(vmm of commit ${BASELINE:0:7}, main just before the metrics were merged: no metrics code), **off** (this vmm, no METRICS_PORT),
 **on** (METRICS_PORT=$PORT, scraped $SCRAPES times from the node netns with curl, one connection
 each). RSS after ${IDLE} s idle (on: after the scrapes and ${IDLE} s more). A scrape is $series series.
 
