@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -51,7 +52,7 @@ func TestBinaryLifecycle(t *testing.T) {
 	t.Logf("1. ready %s after start", time.Since(start).Round(time.Second))
 	qemu := v.qemuPid(t)
 	sh := login(t, v, term)
-	boot1 := bootID(t, sh)
+	boots := []string{bootID(t, sh)} // every boot's boot_id, in order
 
 	// 2. A reboot inside the guest is a reset inside the same QEMU.
 	mark := time.Now()
@@ -59,17 +60,7 @@ func TestBinaryLifecycle(t *testing.T) {
 	until(t, 180*time.Second, "vmm logs the guest's reset", func() bool {
 		return strings.Contains(readFile(v.stderr), "the guest reset itself (a reboot)")
 	})
-	notReadyAfterReset(t, p, env)
-	waitReady(t, p, env, v, 300*time.Second)
-	t.Logf("2. ready again %s after `sudo reboot`", time.Since(mark).Round(time.Second))
-	if got := v.qemuPid(t); got != qemu {
-		t.Errorf("after the reboot QEMU is pid %d, want the same QEMU (pid %d)", got, qemu)
-	}
-	sh = login(t, v, term)
-	boot2 := bootID(t, sh)
-	if boot2 == boot1 {
-		t.Errorf("boot_id %s after the reboot: the same as before", boot2)
-	}
+	sh = bootsAgain(t, p, env, v, term, qemu, mark, "2", "`sudo reboot`", &boots)
 
 	// 3. A pause someone asked for: not ready, but live.
 	qmpDo(t, p, "stop")
@@ -91,20 +82,10 @@ func TestBinaryLifecycle(t *testing.T) {
 		return strings.Contains(readFile(v.stderr), "the guest's kernel panicked: resetting it")
 	})
 	t.Logf("4. panic seen by vmm %s after sysrq c", time.Since(mark).Round(time.Second))
-	notReadyAfterReset(t, p, env)
-	waitReady(t, p, env, v, 300*time.Second)
-	t.Logf("4. ready again %s after the panic", time.Since(mark).Round(time.Second))
-	if got := v.qemuPid(t); got != qemu {
-		t.Errorf("after the panic QEMU is pid %d, want the same QEMU (pid %d)", got, qemu)
-	}
 	if !strings.Contains(readFile(v.console), "Kernel panic - not syncing: sysrq triggered crash") {
 		t.Errorf("the console shows no kernel panic; its end:\n%s", tail(readFile(v.console), 2000))
 	}
-	sh = login(t, v, term)
-	boot3 := bootID(t, sh)
-	if boot3 == boot2 || boot3 == boot1 {
-		t.Errorf("boot_id %s after the panic: not a new boot (%s, %s before)", boot3, boot1, boot2)
-	}
+	sh = bootsAgain(t, p, env, v, term, qemu, mark, "4", "the panic", &boots)
 
 	// 5. A hung guest: its watchdog fires, QEMU resets it in the same QEMU.
 	sh.run("echo WDT-$((6*7))-$(cat /sys/class/watchdog/watchdog0/identity)", "WDT-42-i6300ESB") // the driver's name: "i6300ESB timer"
@@ -116,16 +97,7 @@ func TestBinaryLifecycle(t *testing.T) {
 		return strings.Contains(readFile(v.stderr), "the guest's watchdog fired")
 	})
 	t.Logf("5. the watchdog fired %s after it was armed and left unfed", time.Since(mark).Round(time.Second))
-	notReadyAfterReset(t, p, env)
-	waitReady(t, p, env, v, 300*time.Second)
-	t.Logf("5. ready again %s after the watchdog was armed", time.Since(mark).Round(time.Second))
-	if got := v.qemuPid(t); got != qemu {
-		t.Errorf("after the watchdog QEMU is pid %d, want the same QEMU (pid %d)", got, qemu)
-	}
-	sh = login(t, v, term)
-	if boot4 := bootID(t, sh); boot4 == boot3 || boot4 == boot2 || boot4 == boot1 {
-		t.Errorf("boot_id %s after the watchdog: not a new boot", boot4)
-	}
+	sh = bootsAgain(t, p, env, v, term, qemu, mark, "5", "the watchdog was armed", &boots)
 
 	// 6. The guest powers itself off: vmm stays, without QEMU.
 	mark = time.Now()
@@ -156,6 +128,27 @@ func TestBinaryLifecycle(t *testing.T) {
 		t.Errorf("SIGTERM when powered off: exit %d, want 0; stderr:\n%s", code, readFile(v.stderr))
 	}
 	t.Logf("vmm's log:\n%s", readFile(v.stderr))
+}
+
+// bootsAgain follows a reset begun at mark (step names it in the log, after
+// says what began it): probe ready fails, then passes again; the same QEMU
+// (pid qemu) runs the new boot, whose boot_id is none of boots' (appended to
+// them). It returns the shell of a new login.
+func bootsAgain(t *testing.T, p *pod, env []string, v *vmmProc, term *os.File, qemu int, mark time.Time, step, after string, boots *[]string) *serialShell {
+	t.Helper()
+	notReadyAfterReset(t, p, env)
+	waitReady(t, p, env, v, 300*time.Second)
+	t.Logf("%s. ready again %s after %s", step, time.Since(mark).Round(time.Second), after)
+	if got := v.qemuPid(t); got != qemu {
+		t.Errorf("after %s QEMU is pid %d, want the same QEMU (pid %d)", after, got, qemu)
+	}
+	sh := login(t, v, term)
+	id := bootID(t, sh)
+	if slices.Contains(*boots, id) {
+		t.Errorf("boot_id %s after %s: not a new boot (the boots before: %v)", id, after, *boots)
+	}
+	*boots = append(*boots, id)
+	return sh
 }
 
 // notReadyAfterReset: once the guest was reset, probe ready fails until the
