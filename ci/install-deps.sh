@@ -15,6 +15,10 @@ PACKAGES=(
   qemu-utils qemu-system-x86 genisoimage xorriso cloud-init python3-yaml
   # test guest builder
   mmdebstrap extlinux syslinux-common e2fsprogs fdisk dosfstools
+  # firmware (UEFI, Secure Boot, TPM): OVMF and swtpm for vmm's tests on the host; mtools writes the
+  # test guests' EFI system partitions, grub's BIOS and EFI modules make the installer ISO
+  # (grub-mkrescue); tpm2-tools reads the host side of a TPM test
+  ovmf swtpm swtpm-tools tpm2-tools mtools grub-common grub-pc-bin grub-efi-amd64-bin sbsigntool
   # container images
   podman buildah skopeo uidmap fuse-overlayfs
   # the single-node cluster (ci/cluster)
