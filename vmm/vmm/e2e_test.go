@@ -84,6 +84,10 @@ type pod struct {
 	ns, work, run, disk string
 	cgroupProcs         string // when set, vmm starts in this cgroup (its cgroup.procs file)
 	cgroupMount         string // with cgroupProcs: shell that mounts the cgroup hierarchy in vmm's mount namespace
+	// noDevTun hides /dev/net/tun in vmm's mount namespace (a tmpfs over /dev/net), as in a
+	// container given no tun device, whatever mode the host's udev gave the node: vmm must
+	// then use the node net-setup made in the run dir.
+	noDevTun bool
 }
 
 func newPod(t *testing.T) *pod {
@@ -154,10 +158,18 @@ func (p *pod) cmd(t *testing.T, env []string, args ...string) *exec.Cmd {
 // cmdAs is cmd as uid (0: root, as the defect of a root vmm creating the tap needs).
 func (p *pod) cmdAs(t *testing.T, uid int, env []string, args ...string) *exec.Cmd {
 	argv := []string{"netns", "exec", p.ns}
+	var mounts []string
 	if p.cgroupProcs != "" {
 		// ip netns exec mounts a fresh /sys without the cgroup hierarchy: mount it again, as a
 		// container runtime does in the container, before vmm looks for its limit.
-		argv = append(argv, "sh", "-c", p.cgroupMount+` && exec "$@"`, "sh")
+		mounts = append(mounts, p.cgroupMount)
+	}
+	if p.noDevTun {
+		// ip netns exec runs in a mount namespace of its own: the tmpfs stays there.
+		mounts = append(mounts, "mount -t tmpfs -o mode=0755 berth-no-tun /dev/net")
+	}
+	if len(mounts) > 0 {
+		argv = append(argv, "sh", "-c", strings.Join(mounts, " && ")+` && exec "$@"`, "sh")
 	}
 	if uid != 0 {
 		argv = append(argv, "setpriv", "--reuid="+strconv.Itoa(uid), "--regid="+strconv.Itoa(uid), "--clear-groups")
