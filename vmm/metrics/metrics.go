@@ -3,8 +3,10 @@
 // vCPU threads), reads /proc (QEMU's and its vCPU threads' CPU time, QEMU's
 // resident memory) and /sys (the tap's counters), and reports what vmm saw
 // of the guest's boots (resets, time to the first DHCP lease and to ready).
-// Every name starts with berth_; the registry is its own (no Go runtime or
-// process collectors: they cost vmm memory and say nothing of the VM).
+// Every name starts with berth_; there are no Go runtime or process metrics
+// (they cost vmm memory and say nothing of the VM). It is written in
+// Prometheus' text format by package promtext, not by the client library
+// (see there why).
 package metrics
 
 import (
@@ -18,9 +20,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/berth-vm/berth/vmm/probe"
+	"github.com/berth-vm/berth/vmm/promtext"
 	"github.com/berth-vm/berth/vmm/qmp"
 	"github.com/berth-vm/berth/vmm/status"
 )
@@ -54,7 +55,7 @@ type Sources struct {
 	ReadyPort int
 }
 
-// Collector is a prometheus.Collector of one VM.
+// Collector gathers the metrics of one VM.
 type Collector struct {
 	src Sources
 	d   descs
@@ -97,112 +98,113 @@ func (c *Collector) GuestReset(at time.Time) {
 	c.leaseAt, c.readyAt = time.Time{}, time.Time{}
 }
 
-func desc(name, help string, labels ...string) *prometheus.Desc {
-	return prometheus.NewDesc("berth_"+name, help, labels, nil)
+func gauge(name, help string, labels ...string) *promtext.Desc {
+	return &promtext.Desc{Name: "berth_" + name, Help: help, Type: promtext.Gauge, Labels: labels}
+}
+
+func counter(name, help string, labels ...string) *promtext.Desc {
+	return &promtext.Desc{Name: "berth_" + name, Help: help, Type: promtext.Counter, Labels: labels}
 }
 
 // descs are the metrics' descriptions, made once per collector.
 type descs struct {
-	qmpUp, runState, memory, cpus, vcpuSeconds, qemuCPU, qemuRSS, qemuStart, bootStart, bootLease, bootReady, resets, blkBytes, blkOps, blkTime, tapBytes, tapPkts, tapDrops *prometheus.Desc
+	qmpUp, runState, memory, cpus, vcpuSeconds, qemuCPU, qemuRSS, qemuStart, bootStart, bootLease, bootReady, resets, blkBytes, blkOps, blkTime, tapBytes, tapPkts, tapDrops *promtext.Desc
 }
 
 func newDescs() descs {
 	block := []string{"drive", "disk", "op"}
 	return descs{
-		qmpUp:       desc("qmp_up", "1 when QEMU answered this scrape's query-status on vmm's own QMP connection, else 0."),
-		runState:    desc("vm_run_state", "The guest's run state as QEMU's query-status names it (running, paused, io-error, guest-panicked, ...): 1 for the current one.", "state"),
-		memory:      desc("vm_memory_bytes", "The guest's memory as configured (VM_MEMORY)."),
-		cpus:        desc("vm_vcpus", "The guest's virtual CPUs as configured (VM_CPUS)."),
-		vcpuSeconds: desc("vm_vcpu_seconds_total", "CPU time of each vCPU thread of QEMU (query-cpus-fast thread ids, /proc/<pid>/task/<tid>/stat user+system).", "vcpu"),
-		qemuCPU:     desc("qemu_cpu_seconds_total", "CPU time of the whole QEMU process, user+system (vCPUs, emulation, I/O threads)."),
-		qemuRSS:     desc("qemu_resident_memory_bytes", "QEMU's resident memory (/proc/<pid>/statm): the guest's touched RAM and QEMU's own."),
-		qemuStart:   desc("qemu_start_time_seconds", "When vmm started QEMU, Unix time."),
-		bootStart:   desc("vm_boot_start_time_seconds", "When the guest's current boot began (QEMU's start, or its last reset), Unix time."),
-		bootLease:   desc("vm_boot_lease_seconds", "Seconds from the current boot's start to the guest's first DHCP lease of it (the lease file's time as first seen after the boot); absent until then."),
-		bootReady:   desc("vm_boot_ready_seconds", "Seconds from the current boot's start to ready as `vmm probe ready` means it (running, leased, READY_TCP_PORT accepting); with READY_TCP_PORT as seen by a scrape, so as precise as the scrape interval; absent until then."),
-		resets:      desc("vm_guest_resets_total", "Resets of the guest in this QEMU seen by vmm's watch (reboots, vmm's resets after a panic); a restart of the container starts it at 0 again."),
-		blkBytes:    desc("vm_block_bytes_total", "Bytes the guest read or wrote on a disk (query-blockstats).", block...),
-		blkOps:      desc("vm_block_ops_total", "Read, write and flush requests the guest made on a disk (query-blockstats).", block...),
-		blkTime:     desc("vm_block_time_seconds_total", "Time the guest's read, write and flush requests on a disk took, summed (query-blockstats).", block...),
-		tapBytes:    desc("vm_network_bytes_total", "Bytes through the VM's tap: receive is what the guest sent, transmit what it was sent (/sys/class/net/<tap>/statistics).", "interface", "direction"),
-		tapPkts:     desc("vm_network_packets_total", "Packets through the VM's tap, as vm_network_bytes_total.", "interface", "direction"),
-		tapDrops:    desc("vm_network_drops_total", "Packets the tap dropped, as vm_network_bytes_total (transmit drops: the guest did not take them fast enough).", "interface", "direction"),
+		qmpUp:       gauge("qmp_up", "1 when QEMU answered this scrape's query-status on vmm's own QMP connection, else 0."),
+		runState:    gauge("vm_run_state", "The guest's run state as QEMU's query-status names it (running, paused, io-error, guest-panicked, ...): 1 for the current one.", "state"),
+		memory:      gauge("vm_memory_bytes", "The guest's memory as configured (VM_MEMORY)."),
+		cpus:        gauge("vm_vcpus", "The guest's virtual CPUs as configured (VM_CPUS)."),
+		vcpuSeconds: counter("vm_vcpu_seconds_total", "CPU time of each vCPU thread of QEMU (query-cpus-fast thread ids, /proc/<pid>/task/<tid>/stat user+system).", "vcpu"),
+		qemuCPU:     counter("qemu_cpu_seconds_total", "CPU time of the whole QEMU process, user+system (vCPUs, emulation, I/O threads)."),
+		qemuRSS:     gauge("qemu_resident_memory_bytes", "QEMU's resident memory (/proc/<pid>/statm): the guest's touched RAM and QEMU's own."),
+		qemuStart:   gauge("qemu_start_time_seconds", "When vmm started QEMU, Unix time."),
+		bootStart:   gauge("vm_boot_start_time_seconds", "When the guest's current boot began (QEMU's start, or its last reset), Unix time."),
+		bootLease:   gauge("vm_boot_lease_seconds", "Seconds from the current boot's start to the guest's first DHCP lease of it (the lease file's time as first seen after the boot); absent until then."),
+		bootReady:   gauge("vm_boot_ready_seconds", "Seconds from the current boot's start to ready as `vmm probe ready` means it (running, leased, READY_TCP_PORT accepting); with READY_TCP_PORT as seen by a scrape, so as precise as the scrape interval; absent until then."),
+		resets:      counter("vm_guest_resets_total", "Resets of the guest in this QEMU seen by vmm's watch (reboots, vmm's resets after a panic); a restart of the container starts it at 0 again."),
+		blkBytes:    counter("vm_block_bytes_total", "Bytes the guest read or wrote on a disk (query-blockstats).", block...),
+		blkOps:      counter("vm_block_ops_total", "Read, write and flush requests the guest made on a disk (query-blockstats).", block...),
+		blkTime:     counter("vm_block_time_seconds_total", "Time the guest's read, write and flush requests on a disk took, summed (query-blockstats).", block...),
+		tapBytes:    counter("vm_network_bytes_total", "Bytes through the VM's tap: receive is what the guest sent, transmit what it was sent (/sys/class/net/<tap>/statistics).", "interface", "direction"),
+		tapPkts:     counter("vm_network_packets_total", "Packets through the VM's tap, as vm_network_bytes_total.", "interface", "direction"),
+		tapDrops:    counter("vm_network_drops_total", "Packets the tap dropped, as vm_network_bytes_total (transmit drops: the guest did not take them fast enough).", "interface", "direction"),
 	}
 }
 
-func (d descs) all() []*prometheus.Desc {
-	return []*prometheus.Desc{d.qmpUp, d.runState, d.memory, d.cpus, d.vcpuSeconds, d.qemuCPU, d.qemuRSS, d.qemuStart, d.bootStart, d.bootLease, d.bootReady, d.resets, d.blkBytes, d.blkOps, d.blkTime, d.tapBytes, d.tapPkts, d.tapDrops}
+func (d descs) all() []*promtext.Desc {
+	return []*promtext.Desc{d.qmpUp, d.runState, d.memory, d.cpus, d.vcpuSeconds, d.qemuCPU, d.qemuRSS, d.qemuStart, d.bootStart, d.bootLease, d.bootReady, d.resets, d.blkBytes, d.blkOps, d.blkTime, d.tapBytes, d.tapPkts, d.tapDrops}
 }
 
 // tapDirections are the tap's counters' directions and sysfs prefixes.
 func tapDirections() [2][2]string { return [2][2]string{{"receive", "rx"}, {"transmit", "tx"}} }
 
-// Describe sends every metric's description.
-func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range c.d.all() {
-		ch <- d
-	}
+// Descs are every metric's description.
+func (c *Collector) Descs() []*promtext.Desc { return c.d.all() }
+
+// Gather makes one scrape (ctx bounds its QMP commands, with
+// ScrapeTimeout). What cannot be read (no QEMU yet, QMP slow) is left out,
+// never reported as a zero.
+func (c *Collector) Gather(ctx context.Context) *promtext.Set {
+	set := &promtext.Set{}
+	c.gather(ctx, set.Add)
+	return set
 }
 
-// Collect gathers one scrape. What cannot be read (no QEMU yet, QMP slow)
-// is left out, never reported as a zero.
-func (c *Collector) Collect(ch chan<- prometheus.Metric) {
+func (c *Collector) gather(ctx context.Context, add func(*promtext.Desc, float64, ...string)) {
 	c.mu.Lock()
 	pid, qemuStart, boot, resets := c.pid, c.qemuStart, c.boot, c.resets
 	c.mu.Unlock()
-	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
-	}
-	counter := func(d *prometheus.Desc, v float64, labels ...string) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, labels...)
-	}
-	gauge(c.d.memory, float64(c.src.Memory))
-	gauge(c.d.cpus, float64(c.src.CPUs))
+	add(c.d.memory, float64(c.src.Memory))
+	add(c.d.cpus, float64(c.src.CPUs))
 	if tap := c.src.Tap; tap != "" {
 		for _, d := range tapDirections() {
 			for _, m := range []struct {
-				desc *prometheus.Desc
+				desc *promtext.Desc
 				file string
 			}{{c.d.tapBytes, "_bytes"}, {c.d.tapPkts, "_packets"}, {c.d.tapDrops, "_dropped"}} {
 				if n, err := readUint(filepath.Join(c.src.SysNet, tap, "statistics", d[1]+m.file)); err == nil {
-					counter(m.desc, float64(n), tap, d[0])
+					add(m.desc, float64(n), tap, d[0])
 				}
 			}
 		}
 	}
 	if pid == 0 {
-		gauge(c.d.qmpUp, 0)
+		add(c.d.qmpUp, 0)
 		return
 	}
-	gauge(c.d.qemuStart, unix(qemuStart))
-	gauge(c.d.bootStart, unix(boot))
-	counter(c.d.resets, float64(resets))
+	add(c.d.qemuStart, unix(qemuStart))
+	add(c.d.bootStart, unix(boot))
+	add(c.d.resets, float64(resets))
 	procDir := filepath.Join(c.src.Proc, strconv.Itoa(pid))
 	if t, err := cpuSeconds(filepath.Join(procDir, "stat")); err == nil {
-		counter(c.d.qemuCPU, t)
+		add(c.d.qemuCPU, t)
 	}
 	if rss, err := residentBytes(filepath.Join(procDir, "statm")); err == nil {
-		gauge(c.d.qemuRSS, float64(rss))
+		add(c.d.qemuRSS, float64(rss))
 	}
 
-	ctx, cancel := context.WithTimeout(context.Background(), ScrapeTimeout)
+	ctx, cancel := context.WithTimeout(ctx, ScrapeTimeout)
 	defer cancel()
 	client := (*qmp.Client)(nil)
 	if c.src.QMP != nil {
 		client = c.src.QMP()
 	}
 	if client == nil {
-		gauge(c.d.qmpUp, 0)
+		add(c.d.qmpUp, 0)
 		return
 	}
 	st, err := client.QueryStatus(ctx)
 	if err != nil {
-		gauge(c.d.qmpUp, 0)
+		add(c.d.qmpUp, 0)
 		return
 	}
-	gauge(c.d.qmpUp, 1)
-	gauge(c.d.runState, 1, st.Status)
-	c.boots(ctx, st.Status, boot, gauge)
+	add(c.d.qmpUp, 1)
+	add(c.d.runState, 1, st.Status)
+	c.boots(ctx, st.Status, boot, add)
 
 	var cpus []struct {
 		Index  int `json:"cpu-index"`
@@ -216,7 +218,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 			}
 			seen[cpu.Thread] = true
 			if t, err := cpuSeconds(filepath.Join(procDir, "task", strconv.Itoa(cpu.Thread), "stat")); err == nil {
-				counter(c.d.vcpuSeconds, t, strconv.Itoa(cpu.Index))
+				add(c.d.vcpuSeconds, t, strconv.Itoa(cpu.Index))
 			}
 		}
 	}
@@ -238,10 +240,10 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 				ns         uint64
 			}{{"read", s.RdBytes, s.RdOps, s.RdNs}, {"write", s.WrBytes, s.WrOps, s.WrNs}, {"flush", 0, s.FlushOps, s.FlushNs}} {
 				if op.name != "flush" {
-					counter(c.d.blkBytes, float64(op.bytes), b.Device, disk, op.name)
+					add(c.d.blkBytes, float64(op.bytes), b.Device, disk, op.name)
 				}
-				counter(c.d.blkOps, float64(op.ops), b.Device, disk, op.name)
-				counter(c.d.blkTime, float64(op.ns)/1e9, b.Device, disk, op.name)
+				add(c.d.blkOps, float64(op.ops), b.Device, disk, op.name)
+				add(c.d.blkTime, float64(op.ns)/1e9, b.Device, disk, op.name)
 			}
 		}
 	}
@@ -249,7 +251,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 
 // boots reports the current boot's time to its first lease and to ready,
 // looking for them (as `vmm probe ready` does) until both were seen.
-func (c *Collector) boots(ctx context.Context, state string, boot time.Time, gauge func(*prometheus.Desc, float64, ...string)) {
+func (c *Collector) boots(ctx context.Context, state string, boot time.Time, add func(*promtext.Desc, float64, ...string)) {
 	c.mu.Lock()
 	leaseAt, readyAt := c.leaseAt, c.readyAt
 	c.mu.Unlock()
@@ -273,10 +275,10 @@ func (c *Collector) boots(ctx context.Context, state string, boot time.Time, gau
 	}
 	c.mu.Unlock()
 	if !leaseAt.IsZero() {
-		gauge(c.d.bootLease, leaseAt.Sub(boot).Seconds())
+		add(c.d.bootLease, leaseAt.Sub(boot).Seconds())
 	}
 	if !readyAt.IsZero() {
-		gauge(c.d.bootReady, readyAt.Sub(boot).Seconds())
+		add(c.d.bootReady, readyAt.Sub(boot).Seconds())
 	}
 }
 

@@ -1,7 +1,9 @@
 package metrics
 
 import (
+	"bytes"
 	"context"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -12,10 +14,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"github.com/berth-vm/berth/vmm/promtext"
 	"github.com/berth-vm/berth/vmm/qmp"
 	"github.com/berth-vm/berth/vmm/qmptest"
 )
@@ -59,10 +63,6 @@ const blockstats = `[
 // Prometheus would read.
 func scrape(t *testing.T, c *Collector) map[string]*dto.MetricFamily {
 	t.Helper()
-	reg, err := Registry(c)
-	if err != nil {
-		t.Fatal(err)
-	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -70,7 +70,7 @@ func scrape(t *testing.T, c *Collector) map[string]*dto.MetricFamily {
 	ctx, cancel := context.WithCancel(context.Background())
 	served := make(chan error, 1)
 	log := slog.New(slog.NewTextHandler(testWriter{t}, nil))
-	go func() { served <- ServeListener(ctx, log, l, Handler(log, reg)) }()
+	go func() { served <- Server(log, c).Serve(ctx, l) }()
 	defer func() {
 		cancel()
 		if err := <-served; err != nil {
@@ -85,12 +85,56 @@ func scrape(t *testing.T, c *Collector) map[string]*dto.MetricFamily {
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("GET %s: %s", Path, resp.Status)
 	}
+	if ct := resp.Header.Get("Content-Type"); ct != string(expfmt.NewFormat(expfmt.TypeTextPlain)) {
+		t.Errorf("Content-Type %q, want the client library's %q", ct, expfmt.NewFormat(expfmt.TypeTextPlain))
+	}
+	text, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
 	p := expfmt.NewTextParser(model.UTF8Validation)
-	mfs, err := p.TextToMetricFamilies(resp.Body)
+	mfs, err := p.TextToMetricFamilies(bytes.NewReader(text))
 	if err != nil {
 		t.Fatalf("parse the scrape: %v", err)
 	}
+	problems, err := promlint.New(bytes.NewReader(text)).Lint()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		t.Errorf("promlint: %s: %s", p.Metric, p.Text)
+	}
+	for name, mf := range mfs {
+		if !descNames[name] {
+			t.Errorf("%s served, not one of the collector's Descs", name)
+		}
+		if len(mf.GetMetric()) == 0 {
+			t.Errorf("%s served without samples", name)
+		}
+	}
 	return mfs
+}
+
+// descNames are the names of every metric a collector describes.
+var descNames = func() map[string]bool {
+	m := map[string]bool{}
+	for _, d := range New(Sources{}).Descs() {
+		m[d.Name] = true
+	}
+	return m
+}()
+
+// TestDescs: every description is one the format carries, named as
+// Prometheus names (counters end in _total, units in the name).
+func TestDescs(t *testing.T) {
+	for _, d := range New(Sources{}).Descs() {
+		if err := d.Check(); err != nil {
+			t.Error(err)
+		}
+		if (d.Type == promtext.Counter) != strings.HasSuffix(d.Name, "_total") {
+			t.Errorf("%s is a %s", d.Name, d.Type)
+		}
+	}
 }
 
 // value returns the value of family name's sample with labels (k=v pairs), and whether there is one.

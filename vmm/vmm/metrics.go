@@ -3,7 +3,7 @@ package vmm
 import (
 	"context"
 	"log/slog"
-	"runtime/debug"
+	"runtime"
 	"sync/atomic"
 	"time"
 
@@ -24,15 +24,18 @@ type vmMetrics struct {
 	client    atomic.Pointer[qmp.Client]
 }
 
-// MetricsMemoryLimit is the Go runtime's soft memory limit vmm sets when it
-// serves metrics (unless GOMEMLIMIT says otherwise): each scrape makes some
-// garbage, and with the default GOGC alone the heap grows to the runtime's
-// 4 MiB minimum goal before the first collection, memory that stays vmm's
-// (ci/bench/metrics.sh: about +4 MiB RssAnon after the scrapes without a
-// limit, +1.5 MiB with this one, for about 1 ms more CPU per scrape; 12 MiB
-// was no better than none). vmm's live heap is far below it, so the limit
-// only makes collections come earlier and freed pages go back to the kernel.
-const MetricsMemoryLimit = 8 << 20
+// MetricsProcs is the GOMAXPROCS vmm runs with when it serves metrics
+// (unless GOMAXPROCS says otherwise), and vmm collects its garbage after
+// each scrape. A scrape makes about 50 KiB of garbage, and the Go runtime
+// lets the heap grow to 4 MiB before it collects and then keeps the pages
+// it freed: after a few hundred scrapes vmm held 1.5 MiB more than without
+// metrics (ci/bench/metrics.sh; a soft memory limit of 8 MiB, GOGC=25 or
+// GOGC=10 changed nothing, a 6 MiB limit saved a little, 5 MiB thrashed).
+// A collection after each answer keeps the heap at one scrape's garbage,
+// but with a P per core it cost 4.5 ms of CPU (the mark workers of every P
+// woken for a heap of a few hundred KiB); with one P, 0.4 ms. vmm
+// supervises, it does not compute: one P is all it uses.
+const MetricsProcs = 1
 
 // startMetrics serves /metrics on METRICS_PORT until ctx ends (nil, and no
 // server, when it is unset). A port that cannot be bound is logged, not
@@ -41,8 +44,8 @@ func startMetrics(ctx context.Context, log *slog.Logger, env stage.Env, c config
 	if c.MetricsPort == 0 {
 		return nil
 	}
-	if _, set := env.Lookup("GOMEMLIMIT"); !set {
-		debug.SetMemoryLimit(MetricsMemoryLimit)
+	if _, set := env.Lookup("GOMAXPROCS"); !set {
+		runtime.GOMAXPROCS(MetricsProcs)
 	}
 	m := &vmMetrics{}
 	names := map[string]string{qemu.SeedDrive: "seed"}
@@ -53,13 +56,10 @@ func startMetrics(ctx context.Context, log *slog.Logger, env stage.Env, c config
 		QMP: m.client.Load, Tap: c.Tap, Disks: names, Memory: c.Memory, CPUs: c.CPUs,
 		Leases: c.Leases(), VMIP: c.VMIP, ReadyPort: c.ReadyTCPPort,
 	})
-	reg, err := metrics.Registry(m.collector)
-	if err != nil {
-		log.Error("no metrics", "err", err)
-		return m
-	}
 	go func() {
-		if err := metrics.Serve(ctx, log, c.MetricsPort, metrics.Handler(log, reg)); err != nil {
+		srv := metrics.Server(log, m.collector)
+		srv.Answered = runtime.GC // see MetricsProcs
+		if err := metrics.Serve(ctx, log, c.MetricsPort, srv); err != nil {
 			log.Error("no metrics: the VM runs without them", "err", err, "metrics_port", c.MetricsPort)
 		}
 	}()

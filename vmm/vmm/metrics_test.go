@@ -20,7 +20,7 @@ import (
 // configured memory) until the context ends, and the port is free again.
 func TestStartMetrics(t *testing.T) {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	env := stage.MapEnv(map[string]string{"GOMEMLIMIT": "off"}) // the test process keeps its own limit
+	env := stage.MapEnv(map[string]string{"GOMAXPROCS": "2"}) // the test process keeps its own
 	m := startMetrics(t.Context(), log, env, config.Config{})
 	if m != nil {
 		t.Fatal("a collector without METRICS_PORT")
