@@ -3,6 +3,7 @@ package fsutil
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"syscall"
@@ -168,4 +169,26 @@ func CheckOwnFileOf(path string, uid int) error {
 		return &NotOwnFileError{Path: path, Found: fmt.Sprintf("a file of uid %d (this stage runs as uid %d)", st.Uid, uid)}
 	}
 	return nil
+}
+
+// MaxRecord bounds ReadRecord: Berth's JSON records are a few hundred bytes.
+const MaxRecord = 64 << 10
+
+// ReadRecord reads one of Berth's small records in a shared volume with
+// Open's guarantees (no symlink followed, no FIFO blocked on, a regular file
+// only) and at most MaxRecord bytes: a longer file is an error, not a record.
+func ReadRecord(path string) ([]byte, error) {
+	f, err := Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, MaxRecord+1))
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	if len(b) > MaxRecord {
+		return nil, fmt.Errorf("%s is over %d bytes: not a record of Berth's", path, MaxRecord)
+	}
+	return b, nil
 }

@@ -1,6 +1,7 @@
 package fsutil
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -140,5 +141,29 @@ func TestOpenFileRegular(t *testing.T) {
 	}
 	if err := Chmod(p, 0o444); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestReadRecord: a record is read whole up to MaxRecord bytes; one byte more,
+// a symlink (even to a good record), a FIFO (without blocking) and a directory
+// are refused.
+func TestReadRecord(t *testing.T) {
+	dir := t.TempDir()
+	at := func(name string) string { return filepath.Join(dir, name) }
+	good := bytes.Repeat([]byte("x"), MaxRecord)
+	if err := os.WriteFile(at("good"), good, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := ReadRecord(at("good")); err != nil || !bytes.Equal(b, good) {
+		t.Errorf("a record of MaxRecord bytes: %d bytes, %v", len(b), err)
+	}
+	os.WriteFile(at("big"), append(good, 'x'), 0o644)
+	os.Symlink(at("good"), at("link"))
+	syscall.Mkfifo(at("fifo"), 0o644)
+	os.Mkdir(at("dir"), 0o755)
+	for _, name := range []string{"big", "link", "fifo", "dir", "missing"} {
+		if b, err := ReadRecord(at(name)); err == nil {
+			t.Errorf("%s: read %d bytes, want a refusal", name, len(b))
+		}
 	}
 }

@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"log/slog"
 	"net"
@@ -328,12 +327,7 @@ func urlKey(url string) string {
 // readMeta reads part's .meta, never through a symlink nor from a FIFO, and
 // at most 64 KiB of it: anything else is no record (the download restarts).
 func readMeta(part string) (partMeta, bool) {
-	f, err := fsutil.Open(part + ".meta")
-	if err != nil {
-		return partMeta{}, false
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, 64<<10))
+	b, err := fsutil.ReadRecord(part + ".meta")
 	if err != nil {
 		return partMeta{}, false
 	}

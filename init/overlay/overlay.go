@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -47,7 +46,7 @@ func ReadRecord(overlayPath, recordPath string) (rec Record, exists bool, err er
 	if err := fsutil.CheckOwnFile(overlayPath); err != nil {
 		return Record{}, true, fmt.Errorf("pet disk: %w", err)
 	}
-	b, err := readSmall(recordPath)
+	b, err := fsutil.ReadRecord(recordPath)
 	if errors.Is(err, fs.ErrNotExist) {
 		return Record{}, true, fmt.Errorf("pet disk %s exists but its record %s does not: which base it was made from is unknown; "+
 			"write the record (base, format, sha256 of the base) or move the disk away", overlayPath, recordPath)
@@ -59,27 +58,6 @@ func ReadRecord(overlayPath, recordPath string) (rec Record, exists bool, err er
 		return Record{}, true, fmt.Errorf("pet disk record %s is not valid (want base, format, sha256): %v", recordPath, err)
 	}
 	return rec, true, nil
-}
-
-// maxRecord bounds the record read: it is a few hundred bytes.
-const maxRecord = 64 << 10
-
-// readSmall reads a record without following a symlink, without blocking on a
-// FIFO, and at most maxRecord bytes.
-func readSmall(path string) ([]byte, error) {
-	f, err := fsutil.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, maxRecord+1))
-	if err != nil {
-		return nil, err
-	}
-	if len(b) > maxRecord {
-		return nil, fmt.Errorf("%s is over %d bytes: not a record of Berth's", path, maxRecord)
-	}
-	return b, nil
 }
 
 // Spec is the overlay to ensure.
