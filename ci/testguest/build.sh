@@ -25,8 +25,9 @@ case $KERNEL in
 esac
 # fio: ci/bench/disk.sh measures the data disks with it inside the guest. qemu-guest-agent: vmm's
 # `vmm agent` and READY_WHEN=agent; its udev rule starts qemu-guest-agent.service when the virtio
-# port org.qemu.guest_agent.0 appears (no enabling needed).
-PACKAGES=$KERNEL_PACKAGE,systemd-sysv,udev,cloud-init,cloud-guest-utils,openssh-server,ifupdown,isc-dhcp-client,sudo,extlinux,iproute2,netbase,ca-certificates,dbus,fio,qemu-guest-agent
+# port org.qemu.guest_agent.0 appears (no enabling needed). tpm2-tools: vmm's TPM test writes the
+# TPM's NV storage and reads it back after a restart (/dev/tpmrm0, Debian's tpm_crb driver).
+PACKAGES=$KERNEL_PACKAGE,systemd-sysv,udev,cloud-init,cloud-guest-utils,openssh-server,ifupdown,isc-dhcp-client,sudo,extlinux,iproute2,netbase,ca-certificates,dbus,fio,qemu-guest-agent,tpm2-tools
 
 log() { echo "testguest: $*" >&2; }
 die() { echo "testguest: error: $*" >&2; exit 1; }
@@ -39,29 +40,15 @@ done
 
 self=$(readlink -f "${BASH_SOURCE[0]}")
 # The inputs: this script (package list, configuration written into the image), the disk size and
-# the kernel.
+# the kernel. (cache.sh, sourced below, is how the cache is kept, not what is in the image.)
 hash=$( { cat "$self"; echo "disk=$DISK_SIZE"; echo "kernel=$KERNEL"; } | sha256sum | cut -c1-16)
 root=${BERTH_CACHE:-/var/cache/berth}/testguest
 dir=$root/$hash
 out=$dir/$NAME
 
-mkdir -p "$dir"
-if [[ -f $out ]]; then
-  log "cached: $out"
-  echo "$out"
-  exit 0
-fi
-
-exec 9>"$dir/.lock"
-if ! flock -n 9; then
-  log "another build of $hash is running; waiting for it (at most ${TESTGUEST_LOCK_WAIT:-1800} s)"
-  flock -w "${TESTGUEST_LOCK_WAIT:-1800}" 9 || die "timed out waiting for the lock $dir/.lock"
-fi
-if [[ -f $out ]]; then # built by the run that held the lock
-  log "cached: $out"
-  echo "$out"
-  exit 0
-fi
+# shellcheck source=ci/testguest/cache.sh
+. "$(dirname "$self")/cache.sh"
+cache_take "$dir" "$out" "$hash"
 
 work=$(mktemp -d "$dir/.build.XXXXXX")
 mnt=$work/mnt
@@ -80,6 +67,7 @@ log "building $NAME ($SUITE, $DISK_SIZE) in $work"
 
 # 1. Root file system from Debian's packages, with the machine's own apt sources.
 log "mmdebstrap ($PACKAGES)"
+# shellcheck disable=SC2016 # the hook's "$1" is mmdebstrap's, expanded by it
 mmdebstrap --quiet --variant=minbase --include="$PACKAGES" \
   --customize-hook='rm -f "$1"/etc/ssh/ssh_host_*' \
   "$SUITE" "$work/rootfs.tar" >&2
@@ -98,6 +86,7 @@ mount "$loop" "$mnt"
 tar -C "$mnt" --numeric-owner --xattrs --xattrs-include='*' -xpf "$work/rootfs.tar"
 
 # 3. Configuration: what makes it a cloud guest.
+# shellcheck disable=SC2012 # kernel file names: no spaces or newlines
 kver=$(basename "$(ls "$mnt"/boot/vmlinuz-* | sort -V | tail -1)" | sed 's/^vmlinuz-//')
 [[ -n $kver && -f $mnt/boot/initrd.img-$kver ]] || die "kernel or initrd missing in the root fs"
 cat >"$mnt/etc/fstab" <<'EOF'
