@@ -64,6 +64,12 @@ from a device plugin (kvm.resourceName, tun.mode devicePlugin). */ -}}
       value: {{ include "berth.env" $vm.onPanic }}
     - name: WATCHDOG
       value: {{ include "berth.env" $vm.watchdog }}
+    - name: FIRMWARE
+      value: {{ include "berth.env" $vm.firmware }}
+    - name: SECURE_BOOT
+      value: {{ include "berth.env" $vm.secureBoot }}
+    - name: TPM
+      value: {{ include "berth.env" $vm.tpm }}
     - name: DISK_DIR
       value: /var/lib/berth/disk
     - name: DISK_SIZE

@@ -235,6 +235,9 @@ capabilities:
 {{- if ne (mod (include "berth.bytes" .vm.diskSize | int64) 512) 0 -}}
 {{- fail (printf "berth: vms.%s.diskSize %s must be a multiple of 512 bytes (e.g. 20Gi)" .name .vm.diskSize) -}}
 {{- end -}}
+{{- if and .vm.secureBoot (ne .vm.firmware "uefi") -}}
+{{- fail (printf "berth: vms.%s.secureBoot needs firmware: uefi (it is %s): Secure Boot is a UEFI feature" .name .vm.firmware) -}}
+{{- end -}}
 {{- if and (eq .vm.readyWhen "tcp") (not .vm.readyTCPPort) -}}
 {{- fail (printf "berth: vms.%s.readyWhen tcp needs readyTCPPort (1 to 65535; it is 0): set it, or readyWhen: lease" .name) -}}
 {{- end -}}

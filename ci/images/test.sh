@@ -102,6 +102,31 @@ for n in "${names[@]}"; do
 		logs=$(podman logs "$name" 2>&1 || true)
 		podman rm -f -t 1 "$name" >/dev/null 2>&1 || true
 		if [ "$state" = running ]; then ok "$n" "QEMU runs a TCG VM with virtio-net and VNC as uid 107 (5 s)"; else bad "$n" "QEMU $state: $logs"; fi
+		# FIRMWARE=uefi, SECURE_BOOT=true as vmm runs it: OVMF's secure build with Microsoft's keys
+		# (the template, copy-on-write in /var/tmp: snapshot=on) starts and refuses OVMF's own unsigned EFI shell.
+		name=berth-images-test-$RANDOM
+		"${RUND[@]}" --name "$name" --tmpfs /var/tmp:mode=1777 --entrypoint qemu-system-x86_64 "$ref" \
+			-nodefaults -machine q35,smm=on -global driver=cfi.pflash01,property=secure,value=on -accel tcg -m 256 -display none \
+			-drive if=pflash,format=raw,unit=0,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.secboot.fd \
+			-drive if=pflash,format=raw,unit=1,file=/usr/share/OVMF/OVMF_VARS_4M.ms.fd,snapshot=on \
+			-serial stdio -monitor none >/dev/null
+		logs=
+		for _ in $(seq 1 120); do
+			logs=$(podman logs "$name" 2>&1 || true)
+			case $logs in *"Security Violation"*) break ;; esac
+			sleep 0.5
+		done
+		podman rm -f -t 1 "$name" >/dev/null 2>&1 || true
+		case $logs in
+		*"Security Violation"*) ok "$n" "OVMF's Secure Boot build runs (TCG, SMM, Microsoft's keys) and refuses its unsigned EFI shell" ;;
+		*) bad "$n" "OVMF Secure Boot: $(tail -c 600 <<<"$logs")" ;;
+		esac
+		# TPM=true: swtpm and its libraries (libtpms, libcrypto) load as uid 107 and offer a TPM 2.0.
+		if out=$("${RUN[@]}" --entrypoint swtpm "$ref" socket --tpm2 --print-capabilities 2>&1) && [[ $out == *'"tpm-2.0"'* ]]; then
+			ok "$n" "swtpm offers a TPM 2.0 ($(sed -n 's/.*"version": "\([^"]*\)".*/\1/p' <<<"$out"))"
+		else
+			bad "$n" "swtpm --print-capabilities: $out"
+		fi
 		;;
 	novnc)
 		# as the chart runs it: read-only, no capabilities; then HTTP from inside its network namespace

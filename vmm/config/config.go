@@ -21,7 +21,9 @@ import (
 	"github.com/berth-vm/berth/common/fsutil"
 	"github.com/berth-vm/berth/common/quantity"
 	"github.com/berth-vm/berth/common/stage"
+	"github.com/berth-vm/berth/vmm/firmware"
 	"github.com/berth-vm/berth/vmm/status"
+	"github.com/berth-vm/berth/vmm/swtpm"
 )
 
 // Accelerator choices (ACCEL).
@@ -95,6 +97,11 @@ func Vars() []stage.Var {
 		{Name: "ON_POWEROFF", Default: PoweroffRestart, Help: "when the guest powers itself off: restart (vmm exits 0, the kubelet starts the container and so the guest again) or stop (vmm stays without QEMU, not ready, until the pod is deleted)"},
 		{Name: "WATCHDOG", Default: "false", Help: "true: an i6300esb watchdog device; a guest that opens /dev/watchdog and then stops feeding it (hung) is reset by QEMU and boots again in the same QEMU (Linux: the i6300esb driver, in Debian's generic kernel, not in its cloud kernel)"},
 		{Name: "METRICS_PORT", Help: "TCP port (1024-65535, not 5900; empty: none) vmm serves Prometheus metrics on at /metrics, on the pod IP: net-setup keeps it from the VM (read by both, the same way)"},
+		{Name: "FIRMWARE", Default: firmware.BIOS, Help: "bios (SeaBIOS) or uefi (OVMF from OVMF_DIR; the VM's UEFI variable store is DISK_DIR/<VM_NAME>.efivars.fd, made once from OVMF's template and never overwritten, its record <VM_NAME>.efivars.json beside it)"},
+		{Name: "SECURE_BOOT", Default: "false", Help: "true (FIRMWARE=uefi only): Secure Boot: q35 with SMM, OVMF's secure build, the variable store from the template with Microsoft's keys enrolled (shim-signed distributions and Windows boot; an unsigned bootloader or kernel is refused)"},
+		{Name: "OVMF_DIR", Default: firmware.DefaultOVMFDir, Help: "holds OVMF's " + firmware.CodeFile + ", " + firmware.SecureCodeFile + ", " + firmware.VarsTemplate + " and " + firmware.SecureVarsTemplate + " (Debian's ovmf package; Berth's vmm image has them)"},
+		{Name: "TPM", Default: "false", Help: "true: a TPM 2.0 (tpm-crb) backed by swtpm, which vmm runs beside QEMU; its state is DISK_DIR/<VM_NAME>.tpm/, made once and kept with the pet disk (its record <VM_NAME>.tpm.json)"},
+		{Name: "SWTPM", Default: "swtpm", Help: "swtpm binary (TPM=true): a name in PATH or an absolute path (Berth's vmm image has Debian's)"},
 		{Name: "ON_PANIC", Default: PanicReset, Help: "when the guest's kernel panics (pvpanic): reset (the guest boots again in the same QEMU) or restart (vmm ends QEMU and exits 1: the container restarts)"},
 	}
 }
@@ -143,7 +150,20 @@ type Config struct {
 
 	// MetricsPort is METRICS_PORT: vmm serves /metrics on it (0: no metrics).
 	MetricsPort int
+
+	// Firmware is FIRMWARE, SECURE_BOOT and OVMF_DIR.
+	Firmware firmware.Spec
+
+	// TPM: a TPM 2.0 backed by swtpm (SWTPM), its state in TPMDir.
+	TPM   bool
+	SWTPM string
 }
+
+// TPMDir is the VM's TPM state directory (TPM=true).
+func (c Config) TPMDir() string { return swtpm.StateDir(c.DiskDir, c.Name) }
+
+// EFIVars is the VM's UEFI variable store (FIRMWARE=uefi).
+func (c Config) EFIVars() string { return firmware.VarsPath(c.DiskDir, c.Name) }
 
 // Overlay is the pet disk's path.
 func (c Config) Overlay() string { return filepath.Join(c.DiskDir, c.Name+".qcow2") }
@@ -272,7 +292,36 @@ func FromEnv(env stage.Env, host Host) (Config, error) {
 	if c.MetricsPort, err = env.MetricsPort(); err != nil {
 		return c, err
 	}
+	if c.Firmware, err = Firmware(env); err != nil {
+		return c, err
+	}
+	if c.TPM, err = env.Bool("TPM", false); err != nil {
+		return c, err
+	}
+	if c.SWTPM, err = binary(env, "SWTPM", "swtpm"); err != nil {
+		return c, err
+	}
 	return c, nil
+}
+
+// Firmware reads FIRMWARE, SECURE_BOOT (uefi only) and OVMF_DIR.
+func Firmware(env stage.Env) (firmware.Spec, error) {
+	var f firmware.Spec
+	var err error
+	if f.Kind, err = env.OneOf("FIRMWARE", firmware.BIOS, firmware.BIOS, firmware.UEFI); err != nil {
+		return f, err
+	}
+	if f.SecureBoot, err = env.Bool("SECURE_BOOT", false); err != nil {
+		return f, err
+	}
+	if f.SecureBoot && !f.UEFI() {
+		v, _ := env.Lookup("SECURE_BOOT")
+		return f, stage.BadInput("SECURE_BOOT", v, "Secure Boot is a UEFI feature: it needs FIRMWARE=uefi (FIRMWARE is "+f.Kind+")")
+	}
+	if f.OVMFDir, err = AbsPath(env, "OVMF_DIR", firmware.DefaultOVMFDir); err != nil {
+		return f, err
+	}
+	return f, nil
 }
 
 // PathChars are the characters a path variable may hold: nothing QEMU's
@@ -372,16 +421,19 @@ func diskSize(env stage.Env) (uint64, error) {
 	return n, nil
 }
 
-func qemuBinary(env stage.Env) (string, error) {
-	v := env.String("QEMU", "qemu-system-x86_64")
+func qemuBinary(env stage.Env) (string, error) { return binary(env, "QEMU", "qemu-system-x86_64") }
+
+// binary reads a binary variable: a name in PATH or an absolute path, of PathChars.
+func binary(env stage.Env, name, def string) (string, error) {
+	v := env.String(name, def)
 	if strings.HasPrefix(v, "/") {
-		if !qemuSafePath("QEMU", v) {
-			return "", stage.BadInput("QEMU", v, "must be a binary name in PATH or "+strings.TrimPrefix(PathAllowed, "must be "))
+		if !qemuSafePath(name, v) {
+			return "", stage.BadInput(name, v, "must be a binary name in PATH or "+strings.TrimPrefix(PathAllowed, "must be "))
 		}
 		return v, nil
 	}
 	if v[0] == '-' || v[0] == '.' || strings.IndexFunc(v, func(r rune) bool { return !pathChar(r) || r == '/' }) >= 0 {
-		return "", stage.BadInput("QEMU", v, "must be a binary name in PATH (of "+PathChars+", no '/', not starting with '-' or '.') or an absolute path")
+		return "", stage.BadInput(name, v, "must be a binary name in PATH (of "+PathChars+", no '/', not starting with '-' or '.') or an absolute path")
 	}
 	return v, nil
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/berth-vm/berth/common/stage"
+	"github.com/berth-vm/berth/vmm/firmware"
 )
 
 // fakeHost has 4 CPUs and no files.
@@ -34,6 +35,7 @@ func TestDefaults(t *testing.T) {
 		QEMU: "qemu-system-x86_64", CPUs: 1, Memory: 1 << 30, Accel: "auto", Tap: "tap0",
 		VNC: true, VNCListen: "127.0.0.1", ShutdownTimeout: 60 * time.Second, VMIP: c.VMIP,
 		OnPoweroff: PoweroffRestart, OnPanic: PanicReset, GuestAgent: true, ReadyWhen: ReadyLease,
+		Firmware: firmware.Spec{Kind: firmware.BIOS, OVMFDir: "/usr/share/OVMF"}, SWTPM: "swtpm",
 	}
 	want.DataDiskDir = "/var/lib/berth/disks"
 	if !reflect.DeepEqual(c, want) || c.VMIP.String() != "192.168.254.2" {
@@ -42,6 +44,29 @@ func TestDefaults(t *testing.T) {
 	if c.Overlay() != "/var/lib/berth/disk/vm-0.qcow2" || c.SeedISO() != "/run/berth/seed.iso" || c.QMPSocket() != "/run/berth/qmp.sock" ||
 		c.AgentSocket() != "/run/berth/qga.sock" {
 		t.Errorf("paths: %s %s %s %s", c.Overlay(), c.SeedISO(), c.QMPSocket(), c.AgentSocket())
+	}
+}
+
+func TestFirmware(t *testing.T) {
+	for _, tt := range []struct {
+		env  map[string]string
+		want firmware.Spec
+	}{
+		{map[string]string{"FIRMWARE": "uefi"}, firmware.Spec{Kind: firmware.UEFI, OVMFDir: "/usr/share/OVMF"}},
+		{map[string]string{"FIRMWARE": "uefi", "SECURE_BOOT": "true", "OVMF_DIR": "/opt/ovmf"}, firmware.Spec{Kind: firmware.UEFI, SecureBoot: true, OVMFDir: "/opt/ovmf"}},
+		{map[string]string{"FIRMWARE": "bios", "SECURE_BOOT": "false"}, firmware.Spec{Kind: firmware.BIOS, OVMFDir: "/usr/share/OVMF"}},
+	} {
+		env := goodEnv()
+		for k, v := range tt.env {
+			env[k] = v
+		}
+		c, err := FromEnv(stage.MapEnv(env), fakeHost())
+		if err != nil || c.Firmware != tt.want {
+			t.Errorf("%v: %+v, %v; want %+v", tt.env, c.Firmware, err, tt.want)
+		}
+		if c.EFIVars() != "/var/lib/berth/disk/vm-0.efivars.fd" {
+			t.Errorf("EFIVars %s", c.EFIVars())
+		}
 	}
 }
 
@@ -136,6 +161,14 @@ func TestBadInput(t *testing.T) {
 		{map[string]string{"ON_PANIC": "reboot"}, "ON_PANIC"},
 		{map[string]string{"ON_PANIC": "restart "}, "ON_PANIC"},
 		{map[string]string{"WATCHDOG": "reset"}, "WATCHDOG"},
+		{map[string]string{"FIRMWARE": "efi"}, "FIRMWARE"},
+		{map[string]string{"FIRMWARE": "UEFI"}, "FIRMWARE"},
+		{map[string]string{"SECURE_BOOT": "true"}, "SECURE_BOOT"}, // FIRMWARE=bios
+		{map[string]string{"SECURE_BOOT": "true", "FIRMWARE": "bios"}, "SECURE_BOOT"},
+		{map[string]string{"SECURE_BOOT": "enabled", "FIRMWARE": "uefi"}, "SECURE_BOOT"},
+		{map[string]string{"OVMF_DIR": "OVMF", "FIRMWARE": "uefi"}, "OVMF_DIR"},
+		{map[string]string{"TPM": "2.0"}, "TPM"},
+		{map[string]string{"SWTPM": "bin/swtpm", "TPM": "true"}, "SWTPM"},
 		{map[string]string{"VNC_LISTEN": "0.0.0.0"}, "VNC_LISTEN"}, // no password file
 		{map[string]string{"VNC_LISTEN": "10.1.2.3"}, "VNC_LISTEN"},
 		{map[string]string{"VNC_LISTEN": "localhost"}, "VNC_LISTEN"},
@@ -185,6 +218,11 @@ func TestBadInput(t *testing.T) {
 		"READY_WHEN":        {"lease,x", "lease\n", "--", " lease", "lеase", "LEASE", "/lease"},
 		"ON_PANIC":          {"reset,x", "reset\n", "--", " reset", "rеset", "RESET", "/reset"},
 		"WATCHDOG":          {"true,x", "true\n", "--", " true", "TRUE", "trüe", "/true"},
+		"FIRMWARE":          {"uefi,x", "uefi\n", "--", " uefi", "uеfi", "UEFI", "/uefi"},
+		"SECURE_BOOT":       {"true,x", "true\n", "--", " true", "TRUE", "trüe", "/true"},
+		"OVMF_DIR":          {"ovmf", "/o,file=/etc/shadow", "/o\n", "/o o", "/övmf", "/o/../p", "/o/", "-o"},
+		"TPM":               {"true,x", "true\n", "--", " true", "TRUE", "trüe", "/true"},
+		"SWTPM":             {"swtpm,x", "swtpm\n", "--version", "swtpm x", "swtpmé", "./swtpm", "bin/swtpm", "/usr/bin/../bin/swtpm"},
 		"DATA_DISK_DIR":     {"disks", "/d,file=/etc/shadow", "/d\n-drive", "/d d", "/dïsk", "/d/../e", "/d/", "-d"},
 		"DATA_DISKS":        {`[{"name":"d,file=/etc/shadow","size":"1Gi"}]`, `[{"name":"d","size":"1Gi","cache":"none,aio=io_uring"}]`, "--", `[{"name":"d\n","size":"1Gi"}]`},
 	}

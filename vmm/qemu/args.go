@@ -6,6 +6,7 @@ package qemu
 import (
 	"fmt"
 	"net/netip"
+	"path/filepath"
 	"strings"
 
 	"github.com/berth-vm/berth/common/disks"
@@ -24,6 +25,30 @@ const (
 
 // SeedFDSet is the fd set (-add-fd) that holds the seed ISO's descriptor.
 const SeedFDSet = 1
+
+// VarsFD and VarsFDSet: with FIRMWARE=uefi, the VM's UEFI variable store is
+// the fourth ExtraFiles entry, in fd set 2.
+const (
+	VarsFD    = 6
+	VarsFDSet = 2
+)
+
+// TPMFD is QEMU's end of the TPM's control channel (TPM=true): the fifth
+// ExtraFiles entry (the fourth is VarsFD's, empty without UEFI).
+const TPMFD = 7
+
+// TPMChardev is the TPM control channel's chardev.
+const TPMChardev = "tpm0ctrl"
+
+// CodeDrive and VarsDrive are the ids QEMU gives the two pflash drives
+// (-drive if=pflash, units 0 and 1): OVMF's code and the variable store.
+const (
+	CodeDrive = "pflash0"
+	VarsDrive = "pflash1"
+)
+
+// VarsFile is the variable store's drive file: the fd set, not a path on the volume.
+func VarsFile() string { return fmt.Sprintf("/dev/fdset/%d", VarsFDSet) }
 
 // DiskDrive and SeedDrive are the ids of the overlay's and the seed's drives
 // (-drive id=), the names QEMU reports them by (query-block).
@@ -84,7 +109,12 @@ func Args(p Plan) []Arg {
 	add("-nodefaults", "", "no default devices (no VGA, floppy, CD-ROM, NIC, monitor): only what is listed here")
 	add("-no-user-config", "", "ignore any /etc/qemu config file: the command line is the whole truth")
 	add("-display", "none", "no local display; the console is the serial port, the screen is VNC")
-	add("-machine", "q35", "modern PC (PCIe); the accelerator is chosen by -accel")
+	if p.Firmware.SecureBoot {
+		add("-machine", "q35,smm=on", "modern PC (PCIe) with System Management Mode: OVMF's secure build keeps the variable store (and so Secure Boot's keys) writable only from SMM (SECURE_BOOT=true); the accelerator is chosen by -accel")
+		add("-global", "driver=cfi.pflash01,property=secure,value=on", "the flash answers writes only in SMM: the guest's OS cannot rewrite the keys behind the firmware's back")
+	} else {
+		add("-machine", "q35", "modern PC (PCIe); the accelerator is chosen by -accel")
+	}
 	switch p.Accel {
 	case config.AccelKVM:
 		add("-accel", "kvm", "hardware virtualisation: /dev/kvm ran a test guest")
@@ -103,6 +133,9 @@ func Args(p Plan) []Arg {
 	}
 	add("-smp", fmt.Sprint(p.CPUs), "VM_CPUS virtual CPUs")
 	add("-m", fmt.Sprintf("%dM", p.Memory>>20), "VM_MEMORY of guest memory")
+	if p.Firmware.UEFI() {
+		firmwareArgs(add, p)
+	}
 
 	add("-drive", "if=none,id="+DiskDrive+",file="+optEscape(p.Overlay())+",format=qcow2,aio="+AIO(false, "writeback")+",discard=unmap,detect-zeroes=unmap,"+OnError,
 		"the pet overlay, format given (never probed); QEMU opens its base in IMAGE_DIR read-only through the overlay's backing file and backing_fmt; "+onErrorWhy)
@@ -167,6 +200,13 @@ func Args(p Plan) []Arg {
 		add("-device", "virtserialport,chardev="+AgentChardev+",name="+AgentPort,
 			"the channel qemu-guest-agent opens in the guest (/dev/virtio-ports/"+AgentPort+"; Debian's package starts with it)")
 	}
+	if p.TPM {
+		// tpm-crb is not a PCI device: turning the TPM on moves no device.
+		add("-chardev", fmt.Sprintf("socket,id=%s,fd=%d", TPMChardev, TPMFD),
+			"the TPM's control channel: one end of a socket pair whose other end is swtpm's (vmm runs swtpm beside QEMU, its state in "+optEscape(p.TPMDir())+"), inherited as fd 7: nothing in the run volume")
+		add("-tpmdev", "emulator,id=tpm0,chardev="+TPMChardev, "a TPM 2.0 emulated by swtpm (TPM=true); QEMU passes it the data channel over the control channel")
+		add("-device", "tpm-crb,tpmdev=tpm0", "the TPM as a CRB device (ACPI TPM2 table): Linux's tpm_crb driver gives /dev/tpm0 and /dev/tpmrm0, Windows 11 sees TPM 2.0")
+	}
 	add("-action", "reboot=reset,shutdown=poweroff,panic=pause",
 		"a guest reboot is a reset inside this QEMU (no container restart); a guest power-off ends QEMU (then ON_POWEROFF="+p.OnPoweroff+"); a panic pauses the guest in status guest-panicked for vmm to act on, instead of QEMU's default of exiting")
 	if p.Watchdog {
@@ -176,6 +216,23 @@ func Args(p Plan) []Arg {
 	}
 	add("-msg", "timestamp=on", "timestamps on QEMU's own messages on stderr")
 	return a
+}
+
+// firmwareArgs adds OVMF's two flash drives (FIRMWARE=uefi): the code from
+// the image, read-only, and the VM's own variable store from its fd set.
+// Without them QEMU boots its own SeaBIOS.
+func firmwareArgs(add func(flag, value, why string), p Plan) {
+	code, vars := "OVMF's code", "OVMF's template "+filepath.Base(p.Firmware.Template())
+	if p.Firmware.SecureBoot {
+		code = "OVMF's secure build (Secure Boot, SMM)"
+		vars += " (Microsoft's keys enrolled: Secure Boot is on)"
+	}
+	add("-drive", "if=pflash,format=raw,unit=0,readonly=on,file="+optEscape(p.Firmware.Code()), "UEFI firmware (FIRMWARE=uefi): "+code+" from the vmm image, read-only")
+	add("-add-fd", fmt.Sprintf("fd=%d,set=%d,opaque=%s", VarsFD, VarsFDSet, optEscape(p.EFIVars())),
+		"the VM's UEFI variable store on its disk volume, opened read-write by vmm without following a symlink and inherited as fd 6")
+	add("-drive", "if=pflash,format=raw,unit=1,file="+VarsFile()+",auto-read-only=off",
+		"the UEFI variables (boot entries, Secure Boot's keys, what the guest stores), from that fd set: made once from "+vars+", kept with the pet disk across restarts; "+
+			"opened read-write at once (auto-read-only=off: -drive's default opens a file read-only first, and the fd set holds only a read-write descriptor)")
 }
 
 // onErrorWhy explains OnError.

@@ -13,6 +13,7 @@ import (
 	"github.com/berth-vm/berth/common/podmem"
 	"github.com/berth-vm/berth/common/stage"
 	"github.com/berth-vm/berth/vmm/config"
+	"github.com/berth-vm/berth/vmm/firmware"
 )
 
 func base() config.Config {
@@ -21,7 +22,14 @@ func base() config.Config {
 		QEMU: "qemu-system-x86_64", CPUs: 2, Memory: 1 << 30, Accel: config.AccelAuto, Tap: "tap0",
 		VNC: true, VNCListen: "127.0.0.1", ShutdownTimeout: 60 * time.Second,
 		OnPoweroff: config.PoweroffRestart, OnPanic: config.PanicReset, GuestAgent: true,
+		Firmware: firmware.Spec{Kind: firmware.BIOS, OVMFDir: firmware.DefaultOVMFDir},
 	}
+}
+
+func uefi(secureBoot bool) config.Config {
+	c := base()
+	c.Firmware.Kind, c.Firmware.SecureBoot = firmware.UEFI, secureBoot
+	return c
 }
 
 // TestArgsGolden pins the whole command line (and the reason for every option)
@@ -65,6 +73,13 @@ func TestArgsGolden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			return Plan{Config: c, Accel: config.AccelTCG}
+		}},
+		{"uefi", func() Plan { return Plan{Config: uefi(false), Accel: config.AccelTCG} }},
+		{"uefi-secure-boot", func() Plan { return Plan{Config: uefi(true), Accel: config.AccelTCG} }},
+		{"uefi-secure-boot-tpm", func() Plan {
+			c := uefi(true)
+			c.TPM = true
 			return Plan{Config: c, Accel: config.AccelTCG}
 		}},
 		{"odd-paths-ipv6-vnc", func() Plan {
@@ -114,6 +129,58 @@ func TestArgsInvariants(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// TestFirmwareMovesNoDevice: UEFI and Secure Boot add flash drives and SMM,
+// no device, and the TPM adds tpm-crb, no PCI device: a pet switched between
+// firmwares, or given a TPM, keeps every device's PCI slot
+// (its OS's interface and disk names), and the variable store is the fd set
+// vmm opened, never a path QEMU opens on the volume.
+func TestFirmwareMovesNoDevice(t *testing.T) {
+	devices := func(c config.Config) (d []string) {
+		for _, a := range Args(Plan{Config: c, Accel: config.AccelTCG}) {
+			if a.Flag == "-device" {
+				d = append(d, a.Value)
+			}
+		}
+		return d
+	}
+	pci := func(c config.Config) (d []string) {
+		for _, dev := range devices(c) {
+			if !strings.HasPrefix(dev, "tpm-crb,") {
+				d = append(d, dev)
+			}
+		}
+		return d
+	}
+	bios := devices(base())
+	withTPM := base()
+	withTPM.TPM = true
+	if got := pci(withTPM); !reflect.DeepEqual(got, bios) || len(devices(withTPM)) != len(bios)+1 {
+		t.Errorf("TPM=true: devices %q, want BIOS's %q and tpm-crb", devices(withTPM), bios)
+	}
+	for _, sb := range []bool{false, true} {
+		c := uefi(sb)
+		if got := devices(c); !reflect.DeepEqual(got, bios) {
+			t.Errorf("secureBoot=%v: devices %q, want BIOS's %q", sb, got, bios)
+		}
+		line := strings.Join(Strings(Args(Plan{Config: c, Accel: config.AccelTCG})), " ")
+		for _, want := range []string{
+			"-drive if=pflash,format=raw,unit=0,readonly=on,file=" + c.Firmware.Code(),
+			fmt.Sprintf("-add-fd fd=%d,set=%d,opaque=%s", VarsFD, VarsFDSet, c.EFIVars()),
+			"-drive if=pflash,format=raw,unit=1,file=/dev/fdset/2,auto-read-only=off ",
+		} {
+			if !strings.Contains(line, want) {
+				t.Errorf("secureBoot=%v: %q missing from %s", sb, want, line)
+			}
+		}
+		if strings.Contains(line, "smm=on") != sb || strings.Contains(line, "property=secure,value=on") != sb {
+			t.Errorf("secureBoot=%v: SMM and the secure flash must come with Secure Boot only: %s", sb, line)
+		}
+	}
+	if line := strings.Join(Strings(Args(Plan{Config: base(), Accel: config.AccelTCG})), " "); strings.Contains(line, "pflash") {
+		t.Errorf("BIOS with a flash drive: %s", line)
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"net/netip"
+	"strings"
 	"syscall"
 	"time"
 
@@ -43,6 +44,7 @@ type Live struct {
 	Status string           // query-status: running, paused, prelaunch, ...
 	VNC    VNC              // query-vnc
 	Panic  bool             // query-pci: the pvpanic-pci device is there
+	TPMs   []TPM            // query-tpm
 }
 
 // Drive is a drive's medium as query-block reports it.
@@ -53,6 +55,15 @@ type Drive struct {
 	Image    struct {
 		VirtualSize uint64 `json:"virtual-size"`
 	} `json:"image"`
+}
+
+// TPM is a TPM device as query-tpm reports it.
+type TPM struct {
+	ID      string `json:"id"`
+	Model   string `json:"model"` // tpm-crb
+	Options struct {
+		Type string `json:"type"` // emulator
+	} `json:"options"`
 }
 
 // VNC is QEMU's VNC server as query-vnc reports it.
@@ -115,6 +126,7 @@ func QueryLive(ctx context.Context, sock string) (Live, error) {
 		{"query-status", &status},
 		{"query-vnc", &l.VNC},
 		{"query-pci", &pci},
+		{"query-tpm", &l.TPMs},
 	} {
 		if err := c.Query(ctx, q.cmd, q.out); err != nil {
 			return Live{}, fmt.Errorf("ask QEMU on %s: %w", sock, err)
@@ -200,15 +212,32 @@ func Differences(p qemu.Plan, l Live) []string {
 		add("QEMU has %d vCPUs, want %d (VM_CPUS)", l.CPUs, p.CPUs)
 	}
 
-	// The two drives as planned: the pet overlay, writable qcow2; the seed,
-	// read-only raw through the fd set vmm opened it into.
-	for _, w := range []struct {
+	// The drives as planned: the pet overlay, writable qcow2; the seed,
+	// read-only raw through the fd set vmm opened it into; with UEFI, OVMF's
+	// code, read-only, and the variable store, writable, through its fd set.
+	type drive struct {
 		id, medium, file, fileWhy, format string
 		readOnly                          bool
-	}{
+	}
+	drives := []drive{
 		{qemu.DiskDrive, "the pet overlay " + p.Overlay(), p.Overlay(), "the pet overlay " + p.Overlay() + " (DISK_DIR, VM_NAME)", "qcow2", false},
 		{qemu.SeedDrive, "the seed ISO " + p.SeedISO(), qemu.SeedFile(), qemu.SeedFile() + " (the seed ISO vmm opened)", "raw", true},
-	} {
+	}
+	if p.Firmware.UEFI() {
+		drives = append(drives,
+			drive{qemu.CodeDrive, "OVMF's code " + p.Firmware.Code(), p.Firmware.Code(), "OVMF's code " + p.Firmware.Code() + " (FIRMWARE, SECURE_BOOT, OVMF_DIR)", "raw", true},
+			drive{qemu.VarsDrive, "the UEFI variable store " + p.EFIVars(), qemu.VarsFile(), qemu.VarsFile() + " (the variable store vmm opened)", "raw", false})
+		if got := l.FDSets[qemu.VarsFDSet]; len(got) != 1 || got[0] != p.EFIVars() {
+			add("QEMU's fd set %d holds %q, want the UEFI variable store %s (DISK_DIR, VM_NAME)", qemu.VarsFDSet, got, p.EFIVars())
+		}
+	} else {
+		for _, id := range []string{qemu.CodeDrive, qemu.VarsDrive} {
+			if got, ok := l.Drives[id]; ok {
+				add("QEMU has the flash drive %s (%s), want none: SeaBIOS (FIRMWARE=bios)", id, got.File)
+			}
+		}
+	}
+	for _, w := range drives {
 		got, ok := l.Drives[w.id]
 		if !ok {
 			add("QEMU has no medium in drive %s, want %s", w.id, w.medium)
@@ -257,6 +286,13 @@ func Differences(p qemu.Plan, l Live) []string {
 	}
 
 	switch {
+	case p.TPM && (len(l.TPMs) != 1 || l.TPMs[0].Model != "tpm-crb" || l.TPMs[0].Options.Type != "emulator"):
+		add("QEMU has the TPMs %s, want one tpm-crb backed by swtpm (TPM=true)", tpmDesc(l.TPMs))
+	case !p.TPM && len(l.TPMs) > 0:
+		add("QEMU has the TPMs %s, want none (TPM=false)", tpmDesc(l.TPMs))
+	}
+
+	switch {
 	case !p.VNC && l.VNC.Enabled:
 		add("QEMU serves VNC on %s port %s, want no VNC (NO_VNC=true)", l.VNC.Host, l.VNC.Service)
 	case p.VNC && !l.VNC.Enabled:
@@ -277,6 +313,17 @@ func Differences(p qemu.Plan, l Live) []string {
 		}
 	}
 	return d
+}
+
+func tpmDesc(tpms []TPM) string {
+	if len(tpms) == 0 {
+		return "(none)"
+	}
+	var d []string
+	for _, t := range tpms {
+		d = append(d, fmt.Sprintf("%s (%s, %s)", t.ID, t.Model, t.Options.Type))
+	}
+	return strings.Join(d, ", ")
 }
 
 func liveAccel(l Live) string {

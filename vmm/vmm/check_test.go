@@ -15,6 +15,7 @@ import (
 	"github.com/berth-vm/berth/common/disks"
 	"github.com/berth-vm/berth/common/roottest"
 	"github.com/berth-vm/berth/vmm/config"
+	"github.com/berth-vm/berth/vmm/firmware"
 	"github.com/berth-vm/berth/vmm/qemu"
 	"github.com/berth-vm/berth/vmm/qmp"
 )
@@ -51,7 +52,27 @@ func withDataDisks(change func(l *Live)) func(p *qemu.Plan, l *Live) {
 	}
 }
 
+// crb is the TPM QEMU has with TPM=true.
+func crb() TPM {
+	t := TPM{ID: "tpm0", Model: "tpm-crb"}
+	t.Options.Type = "emulator"
+	return t
+}
+
 func sized(d Drive, n uint64) Drive { d.Image.VirtualSize = n; return d }
+
+// withUEFI plans FIRMWARE=uefi (Secure Boot as given), gives QEMU OVMF's two
+// flash drives and the variable store's fd set as planned, then changes what
+// QEMU has.
+func withUEFI(secureBoot bool, change func(l *Live)) func(p *qemu.Plan, l *Live) {
+	return func(p *qemu.Plan, l *Live) {
+		p.Config.Firmware = firmware.Spec{Kind: firmware.UEFI, SecureBoot: secureBoot, OVMFDir: firmware.DefaultOVMFDir}
+		l.Drives["pflash0"] = Drive{File: p.Config.Firmware.Code(), Format: "raw", ReadOnly: true}
+		l.Drives["pflash1"] = Drive{File: "/dev/fdset/2", Format: "raw"}
+		l.FDSets[2] = []string{"/var/lib/berth/disk/vm-0.efivars.fd"}
+		change(l)
+	}
+}
 
 // TestDifferences: each property of the running QEMU that differs from the
 // plan is one line naming it (and the variable that decides it).
@@ -106,6 +127,33 @@ func TestDifferences(t *testing.T) {
 			p.Config.DiskSize = 20 << 30
 			l.Drives["disk0"] = sized(l.Drives["disk0"], 10<<30)
 		}, []string{"QEMU's pet disk is 10240Mi, want 20480Mi (DISK_SIZE): vmm grows it once its volume has room"}},
+		{"UEFI as planned", withUEFI(false, func(l *Live) {}), nil},
+		{"Secure Boot as planned", withUEFI(true, func(l *Live) {}), nil},
+		{"UEFI planned, QEMU runs SeaBIOS", withUEFI(false, func(l *Live) { delete(l.Drives, "pflash0"); delete(l.Drives, "pflash1"); delete(l.FDSets, 2) }),
+			[]string{"QEMU's fd set 2 holds [], want the UEFI variable store /var/lib/berth/disk/vm-0.efivars.fd (DISK_DIR, VM_NAME)",
+				"QEMU has no medium in drive pflash0, want OVMF's code /usr/share/OVMF/OVMF_CODE_4M.fd",
+				"QEMU has no medium in drive pflash1, want the UEFI variable store /var/lib/berth/disk/vm-0.efivars.fd"}},
+		{"Secure Boot planned, QEMU runs OVMF without it", withUEFI(true, func(l *Live) {
+			l.Drives["pflash0"] = Drive{File: "/usr/share/OVMF/OVMF_CODE_4M.fd", Format: "raw", ReadOnly: true}
+		}), []string{"QEMU's drive pflash0 is /usr/share/OVMF/OVMF_CODE_4M.fd, want OVMF's code /usr/share/OVMF/OVMF_CODE_4M.secboot.fd (FIRMWARE, SECURE_BOOT, OVMF_DIR)"}},
+		{"the variable store read-only, from another VM", withUEFI(false, func(l *Live) {
+			l.Drives["pflash1"] = Drive{File: "/dev/fdset/2", Format: "raw", ReadOnly: true}
+			l.FDSets[2] = []string{"/var/lib/berth/disk/vm-1.efivars.fd"}
+		}), []string{`QEMU's fd set 2 holds ["/var/lib/berth/disk/vm-1.efivars.fd"], want the UEFI variable store /var/lib/berth/disk/vm-0.efivars.fd`,
+			"QEMU's drive pflash1 is read-only, want writable"}},
+		{"a TPM as planned", func(p *qemu.Plan, l *Live) { p.Config.TPM = true; l.TPMs = []TPM{crb()} }, nil},
+		{"a TPM planned, QEMU has none", func(p *qemu.Plan, l *Live) { p.Config.TPM = true },
+			[]string{"QEMU has the TPMs (none), want one tpm-crb backed by swtpm (TPM=true)"}},
+		{"no TPM planned, QEMU has one", func(p *qemu.Plan, l *Live) { l.TPMs = []TPM{crb()} },
+			[]string{"QEMU has the TPMs tpm0 (tpm-crb, emulator), want none (TPM=false)"}},
+		{"a TPM planned, QEMU's is a passthrough TIS", func(p *qemu.Plan, l *Live) {
+			p.Config.TPM = true
+			l.TPMs = []TPM{crb()}
+			l.TPMs[0].Model, l.TPMs[0].Options.Type = "tpm-tis", "passthrough"
+		}, []string{"QEMU has the TPMs tpm0 (tpm-tis, passthrough), want one tpm-crb backed by swtpm (TPM=true)"}},
+		{"BIOS planned, QEMU runs OVMF", func(p *qemu.Plan, l *Live) {
+			l.Drives["pflash0"] = Drive{File: "/usr/share/OVMF/OVMF_CODE_4M.fd", Format: "raw", ReadOnly: true}
+		}, []string{"QEMU has the flash drive pflash0 (/usr/share/OVMF/OVMF_CODE_4M.fd), want none: SeaBIOS (FIRMWARE=bios)"}},
 		{"the pet disk larger than DISK_SIZE", func(p *qemu.Plan, l *Live) {
 			p.Config.DiskSize = 20 << 30
 			l.Drives["disk0"] = sized(l.Drives["disk0"], 30<<30)

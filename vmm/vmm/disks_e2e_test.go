@@ -186,11 +186,21 @@ func testGuest(t *testing.T, p *pod) string {
 // include the i6300esb watchdog).
 func testGuestWith(t *testing.T, p *pod, kernel string) string {
 	t.Helper()
-	build := exec.Command("../../ci/testguest/build.sh")
-	build.Env = append(os.Environ(), "TESTGUEST_KERNEL="+kernel)
+	return guestFrom(t, p, "build.sh", "TESTGUEST_KERNEL="+kernel)
+}
+
+// guestFrom builds (or finds) a test guest with ci/testguest/<script> and env
+// (the last line of its stdout is the image) and makes the pet overlay on it.
+// The image's directory is the VM's IMAGE_DIR.
+func guestFrom(t *testing.T, p *pod, script string, env ...string) string {
+	t.Helper()
+	build := exec.Command("../../ci/testguest/" + script)
+	build.Env = append(os.Environ(), env...)
+	var stderr bytes.Buffer
+	build.Stderr = &stderr
 	out, err := build.Output()
 	if err != nil {
-		t.Fatalf("TESTGUEST_KERNEL=%s ci/testguest/build.sh: %v", kernel, err)
+		t.Fatalf("%s ci/testguest/%s: %v\n%s", strings.Join(env, " "), script, err, tail(stderr.String(), 2000))
 	}
 	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
 	image, err := filepath.EvalSymlinks(lines[len(lines)-1])

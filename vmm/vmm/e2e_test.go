@@ -271,6 +271,7 @@ func openPTY(t *testing.T) (master, term *os.File) {
 func (v *vmmProc) expect(t *testing.T, bound time.Duration, from int, wants ...string) (int, int) {
 	t.Helper()
 	deadline := time.Now().Add(bound)
+	exited := false
 	for {
 		c := readFile(v.console)
 		from = min(from, len(c))
@@ -284,10 +285,17 @@ func (v *vmmProc) expect(t *testing.T, bound time.Duration, from int, wants ...s
 		if best >= 0 {
 			return best, from + at + len(wants[best])
 		}
+		if exited {
+			t.Fatalf("console: vmm exited before any of %q; its end:\n%s\nvmm's stderr:\n%s", wants, tail(c, 1500), tail(readFile(v.stderr), 2000))
+		}
 		if time.Now().After(deadline) {
 			t.Fatalf("console: none of %q within %s; its end:\n%s", wants, bound, tail(c, 1500))
 		}
-		time.Sleep(250 * time.Millisecond)
+		select {
+		case <-v.done: // one more look: the console may have its last words
+			exited = true
+		case <-time.After(250 * time.Millisecond):
+		}
 	}
 }
 

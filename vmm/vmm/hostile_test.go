@@ -340,6 +340,11 @@ func TestBinaryHostileEnv(t *testing.T) {
 		"ON_PANIC":          {"reset,x", "reset\n", "--", " reset", "rеset", "RESET", "reboot"},
 		"LOG_FORMAT":        {"json,x", "json\n", "--", "JSON"},
 		"LOG_LEVEL":         {"debug,x", "debug\n", "--", "DEBUG"},
+		"FIRMWARE":          {"uefi,x", "uefi\n", "--", " uefi", "uéfi", "UEFI", "efi", "ovmf"},
+		"SECURE_BOOT":       {"true,x", "true\n", "--", "TRUE", "yes"},
+		"OVMF_DIR":          {"ovmf", "/o,x", "/o\n", "/o o", "/ö", "/a/../o", "--"},
+		"TPM":               {"true,x", "true\n", "--", "TRUE", "2.0"},
+		"SWTPM":             {"swtpm,x", "swtpm\n", "--version", "swtpm x", "./swtpm", "bin/swtpm"},
 	}
 	for name, values := range hostile {
 		for _, v := range values {
@@ -369,6 +374,33 @@ func TestBinaryHostileEnv(t *testing.T) {
 			}
 		}
 	}
+	// Values each fine alone that do not go together, or name what is not there.
+	for _, tc := range []struct {
+		env  []string
+		name string
+	}{
+		{[]string{"SECURE_BOOT=true"}, "SECURE_BOOT"}, // FIRMWARE=bios
+		{[]string{"FIRMWARE=bios", "SECURE_BOOT=true"}, "SECURE_BOOT"},
+		{[]string{"FIRMWARE=uefi", "OVMF_DIR=/nonexistent"}, "FIRMWARE"},
+		{[]string{"FIRMWARE=uefi", "SECURE_BOOT=true", "OVMF_DIR=" + p.work}, "FIRMWARE"},
+		{[]string{"TPM=true", "SWTPM=/nonexistent/swtpm"}, "TPM"},
+		{[]string{"TPM=true", "SWTPM=no-such-swtpm"}, "TPM"},
+	} {
+		argv := append([]string(nil), tc.env...)
+		for k, x := range base {
+			argv = append(argv, k+"="+x)
+		}
+		var stderr strings.Builder
+		cmd := exec.Command("ip", append(append([]string{"netns", "exec", p.ns, "env", "-i"}, argv...), bin)...)
+		cmd.Stderr = &stderr
+		if code := exitCode(t, cmd.Run()); code != 2 || !strings.Contains(stderr.String(), "bad input: "+tc.name+"=") {
+			t.Errorf("%v: exit %d, stderr %q; want 2 naming %s", tc.env, code, strings.TrimSpace(stderr.String()), tc.name)
+		}
+		if names, _ := os.ReadDir(p.disk); len(names) != 1 {
+			t.Errorf("%v: the disk volume holds %d entries, want only the overlay: nothing is made before a refusal", tc.env, len(names))
+		}
+	}
+
 	// The KVM probe child's variable alone does not turn vmm into the child
 	// (which would run a test guest on that device and exit 0 or 1).
 	argv := []string{"BERTH_KVM_PROBE_CHILD=/dev/null", "VM_CPUS=0"}

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -53,6 +54,9 @@ type Supervisor struct {
 	Watch func(ctx context.Context, abort func(err error))
 	// Started, if set, is told QEMU's process once it runs (tests use it).
 	Started func(*os.Process)
+	// Keep are other children vmm waits for itself (swtpm): the reaper
+	// leaves them.
+	Keep []int
 
 	// PoweredOff is set by Run when QEMU exited 0 by itself: the guest
 	// powered itself off (ON_POWEROFF says what vmm does next).
@@ -188,7 +192,7 @@ func (s *Supervisor) Run(ctx context.Context, cmd *exec.Cmd) error {
 			s.Log.Info("forwarding signal to QEMU", "signal", sig)
 			_ = cmd.Process.Signal(sig)
 		case <-chld:
-			reapOthers(cmd.Process.Pid)
+			reapOthers(append(s.Keep, cmd.Process.Pid)...)
 		case err := <-aborts:
 			return s.end(cmd, exited, err, finish)
 		case <-ctx.Done():
@@ -272,7 +276,7 @@ func (s *Supervisor) shutdown(cmd *exec.Cmd, exited <-chan error, chld <-chan os
 		case werr := <-exited:
 			return finish(werr, asked)
 		case <-chld:
-			reapOthers(cmd.Process.Pid)
+			reapOthers(append(s.Keep, cmd.Process.Pid)...)
 		case <-tick.C:
 			powerdown()
 		case <-deadline.C:
@@ -307,9 +311,10 @@ func (s *Supervisor) waitQMP(ctx context.Context) error {
 	}
 }
 
-// reapOthers reaps exited children other than keep (QEMU, which cmd.Wait
-// reaps): orphans re-parented to PID 1. WNOWAIT peeks without reaping.
-func reapOthers(keep int) {
+// reapOthers reaps exited children other than keep (QEMU and swtpm, which
+// their cmd.Wait reaps): orphans re-parented to PID 1. WNOWAIT peeks without
+// reaping.
+func reapOthers(keep ...int) {
 	for {
 		var info unix.Siginfo
 		if err := unix.Waitid(unix.P_ALL, 0, &info, unix.WEXITED|unix.WNOHANG|unix.WNOWAIT, nil); err != nil {
@@ -317,7 +322,7 @@ func reapOthers(keep int) {
 		}
 		// si_pid is the first field of the union after three int32s and padding.
 		pid := *(*int32)(unsafe.Add(unsafe.Pointer(&info), 16))
-		if pid == 0 || int(pid) == keep {
+		if pid == 0 || slices.Contains(keep, int(pid)) {
 			return
 		}
 		var ws unix.WaitStatus

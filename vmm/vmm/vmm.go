@@ -15,6 +15,8 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -25,11 +27,13 @@ import (
 	"github.com/berth-vm/berth/common/qcow2"
 	"github.com/berth-vm/berth/common/stage"
 	"github.com/berth-vm/berth/vmm/config"
+	"github.com/berth-vm/berth/vmm/firmware"
 	"github.com/berth-vm/berth/vmm/kvm"
 	"github.com/berth-vm/berth/vmm/memlimit"
 	"github.com/berth-vm/berth/vmm/qemu"
 	"github.com/berth-vm/berth/vmm/qmp"
 	"github.com/berth-vm/berth/vmm/status"
+	"github.com/berth-vm/berth/vmm/swtpm"
 	"github.com/berth-vm/berth/vmm/tap"
 	"github.com/berth-vm/berth/vmm/watch"
 )
@@ -67,6 +71,7 @@ type Plan struct {
 	Args []qemu.Arg // QEMU's command line, each option with why it is there
 
 	bin      string   // the QEMU binary found in PATH (apply only)
+	swtpm    string   // the swtpm binary found in PATH (TPM=true, apply only)
 	link     tap.Link // the tap net-setup made, checked (apply only)
 	password string   // the VNC password, "" for none
 }
@@ -103,9 +108,32 @@ func makePlan(r stage.Run) (stage.Plan, error) {
 		return nil, stage.BadInputf("BERTH_RUN_DIR", c.RunDir, "status file: %v", err)
 	}
 	p := &Plan{}
+	if c.Firmware.UEFI() {
+		// The store is refused now if it is not the VM's (exit 2 before anything starts);
+		// apply makes it when it does not exist.
+		if _, err := c.Firmware.Inspect(c.DiskDir, c.Name); err != nil {
+			return nil, err
+		}
+	}
 	if apply {
+		if c.Firmware.UEFI() {
+			if err := c.Firmware.CheckFiles(); err != nil {
+				return nil, err
+			}
+		}
 		if p.bin, err = exec.LookPath(c.QEMU); err != nil {
 			return nil, stage.BadInputf("QEMU", c.QEMU, "no such QEMU binary (%v)", errUnwrap(err))
+		}
+	}
+	if c.TPM {
+		// The same for the TPM's state: refused now, made by apply.
+		if _, err := swtpm.Inspect(c.DiskDir, c.Name); err != nil {
+			return nil, err
+		}
+		if apply {
+			if p.swtpm, err = exec.LookPath(c.SWTPM); err != nil {
+				return nil, stage.BadInputf("TPM", "true", "the VM's TPM needs swtpm, and SWTPM=%s is not there (%v): Berth's vmm image has it; an image override without swtpm cannot give the VM a TPM", c.SWTPM, errUnwrap(err))
+			}
 		}
 	}
 	if c.VNC && c.VNCPasswordFile != "" {
@@ -170,10 +198,17 @@ func (p *Plan) Apply(r stage.Run) error {
 		seed.Close()
 		return err
 	}
+	vars, err := openVars(r.Log, c) // nil with FIRMWARE=bios
+	if err != nil {
+		tapFile.Close()
+		seed.Close()
+		return err
+	}
 	monitor, qemuEnd, err := monitorPair()
 	if err != nil {
 		tapFile.Close()
 		seed.Close()
+		closeIf(vars)
 		return err
 	}
 	defer monitor.Close()
@@ -182,11 +217,26 @@ func (p *Plan) Apply(r stage.Run) error {
 		tapFile.Close()
 		seed.Close()
 		qemuEnd.Close()
+		closeIf(vars)
 		return fmt.Errorf("status for probe ready: %w", err)
+	}
+	tpm, tpmEnd, err := startTPM(r.Log, c, p.swtpm) // nil with TPM=false
+	if err != nil {
+		tapFile.Close()
+		seed.Close()
+		qemuEnd.Close()
+		closeIf(vars)
+		return err
 	}
 	cmd := exec.Command(p.bin, qemu.Strings(p.Args)...)
 	cmd.ExtraFiles = []*os.File{tapFile, seed, qemuEnd} // fd 3 = qemu.TapFD, fd 4 = qemu.SeedFD, fd 5 = qemu.MonitorFD
-	cmd.Stdout = r.Stdout                               // the guest console
+	if vars != nil || tpm != nil {
+		cmd.ExtraFiles = append(cmd.ExtraFiles, vars) // fd 6 = qemu.VarsFD (nil: closed in QEMU)
+	}
+	if tpm != nil {
+		cmd.ExtraFiles = append(cmd.ExtraFiles, tpmEnd) // fd 7 = qemu.TPMFD
+	}
+	cmd.Stdout = r.Stdout // the guest console
 	// QEMU's stdio chardev reads the serial port's input from stdin: /dev/null in a plain pod; the
 	// terminal of `kubectl attach -it` with the chart's console.serial.interactive (stdin and tty
 	// on the container). Passed as the *os.File itself, so QEMU sees the tty and makes it raw.
@@ -249,7 +299,14 @@ func (p *Plan) Apply(r stage.Run) error {
 			return nil
 		}
 	}
-	if err := sup.Run(r.Ctx, cmd); err != nil || !sup.PoweredOff || c.OnPoweroff != config.PoweroffStop {
+	if tpm != nil {
+		tpm.supervise(r.Log, sup)
+	}
+	err = sup.Run(r.Ctx, cmd)
+	if tpm != nil {
+		err = tpm.stop(r.Log, err)
+	}
+	if err != nil || !sup.PoweredOff || c.OnPoweroff != config.PoweroffStop {
 		return err // ON_POWEROFF=restart: exit 0, and the kubelet starts the container again
 	}
 	return stayOff(r, c, sup.Reap)
@@ -285,8 +342,138 @@ func stayOff(r stage.Run, c config.Config, reap bool) error {
 			r.Log.Info("stop requested: the guest is off already", "off_for", time.Since(since).Round(time.Second).String())
 			return nil
 		case <-chld:
-			reapOthers(0)
+			reapOthers()
 		}
+	}
+}
+
+// openVars makes the VM's UEFI variable store from OVMF's template when it
+// does not exist yet (FIRMWARE=uefi) and opens it for QEMU; nil with
+// FIRMWARE=bios. The store is looked at again first: the volume is shared.
+func openVars(log *slog.Logger, c config.Config) (*os.File, error) {
+	if !c.Firmware.UEFI() {
+		return nil, nil
+	}
+	v, err := c.Firmware.Inspect(c.DiskDir, c.Name)
+	if err != nil {
+		return nil, err
+	}
+	created, err := c.Firmware.Ensure(v)
+	if err != nil {
+		return nil, err
+	}
+	if created {
+		log.Info("UEFI variable store made from OVMF's template", "vars", v.Path, "template", c.Firmware.Template(), "secure_boot", c.Firmware.SecureBoot)
+	} else {
+		log.Info("UEFI variable store kept", "vars", v.Path, "made_from", v.Record.Template, "secure_boot", v.Record.SecureBoot, "created", v.Record.Created)
+	}
+	return firmware.Open(v)
+}
+
+// tpmRun is the VM's swtpm while QEMU runs.
+type tpmRun struct {
+	proc  *swtpm.Process
+	state swtpm.State
+	mu    sync.Mutex // state's record: the watch and stop both mark it
+}
+
+// startTPM makes the VM's TPM state directory when it does not exist yet
+// (TPM=true), looked at again first (the volume is shared), and starts swtpm
+// on it; it returns QEMU's end of the control channel. nil with TPM=false.
+func startTPM(log *slog.Logger, c config.Config, bin string) (*tpmRun, *os.File, error) {
+	if !c.TPM {
+		return nil, nil, nil
+	}
+	s, err := swtpm.Inspect(c.DiskDir, c.Name)
+	if err != nil {
+		return nil, nil, err
+	}
+	created, err := swtpm.Ensure(&s)
+	if err != nil {
+		return nil, nil, err
+	}
+	if created {
+		log.Info("TPM state directory made: the VM's TPM starts blank", "state", s.Dir)
+	} else {
+		log.Info("TPM state kept", "state", s.Dir, "created", s.Record.Created, "initialized", s.Record.Initialized)
+	}
+	proc, qemuEnd, err := swtpm.Start(log, bin, s.Dir)
+	if err != nil {
+		return nil, nil, err
+	}
+	return &tpmRun{proc: proc, state: s}, qemuEnd, nil
+}
+
+// supervise keeps the supervisor's reaper off swtpm and watches it beside
+// QEMU: the record learns once that swtpm wrote its state (from then on a
+// lost state is refused), and a swtpm that ends while QEMU runs ends QEMU
+// with its message (the guest's TPM is gone: exit 1, the container restarts;
+// the state on the volume is what swtpm last saved). With --terminate swtpm
+// ends by itself when QEMU closes its channel: that is not a failure, so an
+// end is acted on only when QEMU is still there a second later.
+func (t *tpmRun) supervise(log *slog.Logger, sup *Supervisor) {
+	sup.Keep = append(sup.Keep, t.proc.Pid())
+	inner := sup.Watch
+	sup.Watch = func(ctx context.Context, abort func(error)) {
+		go func() {
+			tick := time.NewTicker(2 * time.Second)
+			defer tick.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-tick.C:
+					t.mark(log)
+				case <-t.proc.Done():
+					select {
+					case <-ctx.Done():
+					case <-time.After(time.Second):
+						abort(t.proc.ExitError())
+					}
+					return
+				}
+			}
+		}()
+		if inner != nil {
+			inner(ctx, abort)
+		}
+	}
+}
+
+func (t *tpmRun) mark(log *slog.Logger) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.state.Record.Initialized != "" {
+		return
+	}
+	if ok, err := swtpm.MarkInitialized(&t.state); err != nil {
+		log.Error("cannot record that the TPM holds state", "err", err)
+	} else if ok {
+		log.Info("the TPM's state is on the volume: from now on it is never replaced by a blank one", "state", t.state.Dir)
+	}
+}
+
+// stop waits for swtpm after QEMU (it saves its state and ends when QEMU
+// closes the channel) and marks the record; a swtpm that had ended before
+// QEMU did is named in QEMU's error.
+func (t *tpmRun) stop(log *slog.Logger, qemuErr error) error {
+	died := false
+	select {
+	case <-t.proc.Done():
+		died = qemuErr != nil
+	default:
+	}
+	t.proc.Stop(log, 10*time.Second)
+	t.mark(log)
+	if died && !strings.Contains(qemuErr.Error(), "swtpm") {
+		return fmt.Errorf("%w; before that, %v", qemuErr, t.proc.ExitError())
+	}
+	return qemuErr
+}
+
+func closeIf(f *os.File) {
+	if f != nil {
+		f.Close()
 	}
 }
 
