@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -78,7 +79,8 @@ var report = regexp.MustCompile(`BERTH-FW firmware=\S+ secureboot=\S+ var=\S+ tp
 // EFI variable and a TPM NV index; --check agrees with the running QEMU
 // (both flash drives, the store's fd set, the TPM); after a stop (ACPI
 // power-down) a new vmm keeps both, and the guest reads back what it wrote
-// in the first boot.
+// in the first boot; swtpm killed then ends QEMU and vmm (exit 1, naming
+// swtpm), and the TPM's state stays as it was.
 func TestBinaryUEFI(t *testing.T) {
 	roottest.Require(t)
 	needQEMU(t)
@@ -153,9 +155,21 @@ func TestBinaryUEFI(t *testing.T) {
 			t.Errorf("vmm did not log %s:\n%s", want, readFile(v.stderr))
 		}
 	}
-	v.cmd.Process.Signal(syscall.SIGTERM)
-	if code := v.exit(t, 180*time.Second); code != 0 {
-		t.Errorf("SIGTERM: exit %d; stderr:\n%s", code, readFile(v.stderr))
+	// swtpm killed under the running guest: QEMU is ended, vmm exits 1 naming swtpm (the
+	// container restarts), and the TPM's state on the volume is still there, still initialised.
+	state := mustRead(t, filepath.Join(tpmDir, swtpm.StateFile))
+	pid := swtpmOf(t, tpmDir)
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	if code := v.exit(t, 60*time.Second); code != 1 || !strings.Contains(readFile(v.stderr), "swtpm, the VM's TPM, ended (signal: killed) while QEMU ran") {
+		t.Errorf("swtpm killed: vmm exit %d, want 1 naming swtpm; stderr:\n%s", code, readFile(v.stderr))
+	}
+	if after, err := os.ReadFile(filepath.Join(tpmDir, swtpm.StateFile)); err != nil || len(after) == 0 {
+		t.Errorf("the TPM's state after swtpm was killed: %d bytes (%d before), %v", len(after), len(state), err)
+	}
+	if st, err := swtpm.Inspect(p.disk, "testvm"); err != nil || !st.Exists || st.Record.Initialized == "" {
+		t.Errorf("the TPM's state after swtpm was killed: %+v, %v; want it kept as it was", st, err)
 	}
 	t.Logf("vmm's log, second boot:\n%s", readFile(v.stderr))
 
@@ -192,6 +206,24 @@ func TestBinarySecureBootRefusesUnsigned(t *testing.T) {
 		t.Errorf("a kernel started behind an unsigned GRUB:\n%s", tail(c, 2000))
 	}
 	t.Logf("console:\n%s", tail(readFile(v.console), 800))
+}
+
+// swtpmOf finds the swtpm process running on the state directory dir.
+func swtpmOf(t *testing.T, dir string) int {
+	t.Helper()
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, f := range procs {
+		b, err := os.ReadFile(f)
+		if err != nil || !bytes.HasPrefix(b, []byte("swtpm\x00")) && !bytes.Contains(b, []byte("/swtpm\x00")) {
+			continue
+		}
+		if bytes.Contains(b, []byte("dir="+dir+",")) {
+			pid, _ := strconv.Atoi(filepath.Base(filepath.Dir(f)))
+			return pid
+		}
+	}
+	t.Fatalf("no swtpm runs on %s", dir)
+	return 0
 }
 
 // utf16 is s as UTF-16LE, how the variable store holds a variable's name.
