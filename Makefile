@@ -54,8 +54,9 @@ lint:
 	@echo "lint: ok"
 
 ## test-go: unit, golden, fuzz-seed and root network-namespace tests of every module
-## (vmm/vmm boots the real test guest three times under TCG, ~15 min on 2 busy cores: every wait in
-## it is bounded on its own, so go test's timeout is only the backstop)
+## (vmm/vmm boots the real test guests under TCG, the UEFI one with Secure Boot and a TPM twice,
+## ~20 min on 2 busy cores: every wait in it is bounded on its own, so go test's timeout is only the
+## backstop)
 GO_TEST_TIMEOUT ?= 35m
 test-go: build
 	@for m in $(MODULES); do [ -n "$$(find $$m -name '*_test.go' | head -1)" ] || continue; \

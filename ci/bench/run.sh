@@ -10,8 +10,8 @@
 # kept from their last run (each section says when it was measured).
 # Usage: ci/bench/run.sh [name ...]   (default: every bench; lib.sh and stats.sh are the benches'
 # helpers; the bench "demo" is ci/cluster/demo-bench.sh)
-# Each bench is bounded: BENCH_TIMEOUT (s) for all, else its own default below (boot, memory and disk boot
-# real guests under TCG: on a loaded shared machine one boot takes minutes; density boots 1 + 4 + 8 +
+# Each bench is bounded: BENCH_TIMEOUT (s) for all, else its own default below (boot, memory, disk and
+# firmware boot real guests under TCG: on a loaded shared machine one boot takes minutes; density boots 1 + 4 + 8 +
 # 16 VMs through the cluster and as many plain QEMUs, and brings the cluster up).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -23,6 +23,7 @@ timeout_of() {
   boot) echo 2700 ;;
   memory) echo 2700 ;;
   disk) echo 2400 ;;
+  firmware) echo 3600 ;;
   density) echo 7200 ;;
   *) echo 1200 ;;
   esac
