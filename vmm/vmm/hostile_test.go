@@ -346,26 +346,32 @@ func TestBinaryHostileEnv(t *testing.T) {
 		"TPM":               {"true,x", "true\n", "--", "TRUE", "2.0"},
 		"SWTPM":             {"swtpm,x", "swtpm\n", "--version", "swtpm x", "./swtpm", "bin/swtpm"},
 	}
-	for name, values := range hostile {
-		for _, v := range values {
-			env := map[string]string{}
-			for k, x := range base {
-				env[k] = x
-			}
-			env[name] = v
-			if name == "VNC_PASSWORD_FILE" {
-				env["VNC_LISTEN"] = "0.0.0.0"
-			}
-			var argv []string
-			for k, x := range env {
+	// run runs vmm in the netns with base's variables, over's replacing or adding to them, and
+	// returns its exit code and stderr.
+	run := func(over map[string]string) (int, string) {
+		var argv []string
+		for k, x := range base {
+			if _, ok := over[k]; !ok {
 				argv = append(argv, k+"="+x)
 			}
+		}
+		for k, x := range over {
+			argv = append(argv, k+"="+x)
+		}
+		cmd := exec.Command("ip", append(append([]string{"netns", "exec", p.ns, "env", "-i"}, argv...), bin)...)
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		return exitCode(t, cmd.Run()), stderr.String()
+	}
+	for name, values := range hostile {
+		for _, v := range values {
+			over := map[string]string{name: v}
+			if name == "VNC_PASSWORD_FILE" {
+				over["VNC_LISTEN"] = "0.0.0.0"
+			}
 			os.Remove(tl)
-			cmd := exec.Command("ip", append(append([]string{"netns", "exec", p.ns, "env", "-i"}, argv...), bin)...)
-			var stderr strings.Builder
-			cmd.Stderr = &stderr
-			code := exitCode(t, cmd.Run())
-			msg := strings.TrimSpace(stderr.String())
+			code, stderr := run(over)
+			msg := strings.TrimSpace(stderr)
 			if code != 2 || strings.Contains(msg, "\n") || !strings.Contains(msg, "bad input: "+name+"=") {
 				t.Errorf("%s=%q: exit %d, stderr %q; want 2 and one line naming %s", name, v, code, msg, name)
 			}
@@ -376,25 +382,18 @@ func TestBinaryHostileEnv(t *testing.T) {
 	}
 	// Values each fine alone that do not go together, or name what is not there.
 	for _, tc := range []struct {
-		env  []string
+		env  map[string]string
 		name string
 	}{
-		{[]string{"SECURE_BOOT=true"}, "SECURE_BOOT"}, // FIRMWARE=bios
-		{[]string{"FIRMWARE=bios", "SECURE_BOOT=true"}, "SECURE_BOOT"},
-		{[]string{"FIRMWARE=uefi", "OVMF_DIR=/nonexistent"}, "FIRMWARE"},
-		{[]string{"FIRMWARE=uefi", "SECURE_BOOT=true", "OVMF_DIR=" + p.work}, "FIRMWARE"},
-		{[]string{"TPM=true", "SWTPM=/nonexistent/swtpm"}, "TPM"},
-		{[]string{"TPM=true", "SWTPM=no-such-swtpm"}, "TPM"},
+		{map[string]string{"SECURE_BOOT": "true"}, "SECURE_BOOT"}, // FIRMWARE=bios
+		{map[string]string{"FIRMWARE": "bios", "SECURE_BOOT": "true"}, "SECURE_BOOT"},
+		{map[string]string{"FIRMWARE": "uefi", "OVMF_DIR": "/nonexistent"}, "FIRMWARE"},
+		{map[string]string{"FIRMWARE": "uefi", "SECURE_BOOT": "true", "OVMF_DIR": p.work}, "FIRMWARE"},
+		{map[string]string{"TPM": "true", "SWTPM": "/nonexistent/swtpm"}, "TPM"},
+		{map[string]string{"TPM": "true", "SWTPM": "no-such-swtpm"}, "TPM"},
 	} {
-		argv := append([]string(nil), tc.env...)
-		for k, x := range base {
-			argv = append(argv, k+"="+x)
-		}
-		var stderr strings.Builder
-		cmd := exec.Command("ip", append(append([]string{"netns", "exec", p.ns, "env", "-i"}, argv...), bin)...)
-		cmd.Stderr = &stderr
-		if code := exitCode(t, cmd.Run()); code != 2 || !strings.Contains(stderr.String(), "bad input: "+tc.name+"=") {
-			t.Errorf("%v: exit %d, stderr %q; want 2 naming %s", tc.env, code, strings.TrimSpace(stderr.String()), tc.name)
+		if code, stderr := run(tc.env); code != 2 || !strings.Contains(stderr, "bad input: "+tc.name+"=") {
+			t.Errorf("%v: exit %d, stderr %q; want 2 naming %s", tc.env, code, strings.TrimSpace(stderr), tc.name)
 		}
 		if names, _ := os.ReadDir(p.disk); len(names) != 1 {
 			t.Errorf("%v: the disk volume holds %d entries, want only the overlay: nothing is made before a refusal", tc.env, len(names))
@@ -403,15 +402,8 @@ func TestBinaryHostileEnv(t *testing.T) {
 
 	// The KVM probe child's variable alone does not turn vmm into the child
 	// (which would run a test guest on that device and exit 0 or 1).
-	argv := []string{"BERTH_KVM_PROBE_CHILD=/dev/null", "VM_CPUS=0"}
-	for k, x := range base {
-		argv = append(argv, k+"="+x)
-	}
-	var stderr strings.Builder
-	cmd := exec.Command("ip", append(append([]string{"netns", "exec", p.ns, "env", "-i"}, argv...), bin)...)
-	cmd.Stderr = &stderr
-	if code := exitCode(t, cmd.Run()); code != 2 || !strings.Contains(stderr.String(), "VM_CPUS=") {
-		t.Errorf("BERTH_KVM_PROBE_CHILD set: exit %d, stderr %q; want 2 naming VM_CPUS", code, stderr.String())
+	if code, stderr := run(map[string]string{"BERTH_KVM_PROBE_CHILD": "/dev/null", "VM_CPUS": "0"}); code != 2 || !strings.Contains(stderr, "VM_CPUS=") {
+		t.Errorf("BERTH_KVM_PROBE_CHILD set: exit %d, stderr %q; want 2 naming VM_CPUS", code, stderr)
 	}
 	if _, err := os.Stat(mark); err == nil {
 		t.Errorf("QEMU was started:\n%s", readFile(mark))
