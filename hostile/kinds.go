@@ -47,6 +47,7 @@ var kinds = map[string]Kind{
 	"IMG_SOURCE":          KindSource,
 	"IMG_TARGET":          KindName,
 	"IMG_SHA256":          KindHex,
+	"DISK_BLANK":          KindBool,
 	"IMAGE_DIR":           KindDir,
 	"DISK_DIR":            KindDir,
 	"DISK_SIZE":           KindSize,
@@ -88,7 +89,7 @@ var examples = map[string]string{
 	"BRIDGE": "br0", "TAP": "tap0", "TAP_UID": "107", "TAP_GID": "107", "IPTABLES_BACKEND": "auto",
 	"LOG_FORMAT": "text", "LOG_LEVEL": "info", "VM_NAME": "pet",
 	"GUEST_AGENT": "true", "READY_WHEN": "lease",
-	"IMG_TARGET": "base.qcow2", "IMG_SHA256": "",
+	"IMG_TARGET": "base.qcow2", "IMG_SHA256": "", "DISK_BLANK": "false",
 	"DISK_SIZE":           "64Mi", // the base's size: growing to it changes nothing
 	"SEED_FORMAT":         "configdrive",
 	"SSH_AUTHORIZED_KEYS": sshKey,
@@ -122,7 +123,7 @@ var alsoNamed = map[string][]string{
 
 // MayName reports whether a bad-input line about v may name got.
 func MayName(v, got string) bool {
-	if got == v {
+	if got == v || strings.HasPrefix(got, v+"[") { // CDROMS[0].source: an item of a list
 		return true
 	}
 	for _, a := range alsoNamed[v] {

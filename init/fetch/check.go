@@ -13,9 +13,10 @@ import (
 )
 
 // check compares the live state with the plan and changes nothing: the base
-// is in place, matches its record (fully re-hashed) and the pin, passes the
-// image check; the pet disk exists, its record names this base, it is backed
-// by it, and it is at least DISK_SIZE. It returns one line per difference. The
+// and each ISO are in place, match their records (fully re-hashed) and pins,
+// pass their checks (entry.check); the pet disk exists, its record names this
+// base (or says blank), it is backed by it (or by nothing), and it is at
+// least DISK_SIZE. It returns one line per difference. The
 // error is for a live state that could not be read: qemu-img did not run or
 // answer (an image qemu-img refuses is a difference), or ctx ended.
 func (p Plan) check(ctx context.Context, timeout time.Duration) ([]string, error) {
@@ -29,31 +30,23 @@ func (p Plan) check(ctx context.Context, timeout time.Duration) ([]string, error
 		return ctx.Err() != nil || !errors.As(err, &re) && !errors.As(err, &ee) && !errors.As(err, new(*fsutil.NotOwnFileError))
 	}
 
-	recorded, err := readRecord(p)
-	if err != nil {
-		differs("base record: %v", err)
-	}
-	sum, err := fsutil.HashFile(ctx, p.BasePath())
-	switch {
-	case ctx.Err() != nil:
-		return nil, fmt.Errorf("check: %w", ctx.Err())
-	case err != nil:
-		differs("base: %v", err)
-	case recorded != "" && sum != recorded:
-		differs("base %s has sha256 %s, its record says %s", p.BasePath(), sum, recorded)
-	case p.SHA256 != "" && sum != p.SHA256:
-		differs("base %s has sha256 %s, IMG_SHA256 is %s", p.BasePath(), sum, p.SHA256)
-	}
+	var sum string
 	var img imgcheck.Image
-	if err == nil {
-		if err = fsutil.CheckOwnFile(p.BasePath()); err != nil { // qemu-img follows symlinks
-			differs("base: %v", err)
-		} else if img, err = imgcheck.Check(ctx, p.BasePath(), timeout); err != nil {
-			if unreadable(err) {
-				return nil, fmt.Errorf("check base: %w", err)
-			}
-			differs("%v", err)
+	if !p.Blank {
+		var more []string
+		var err error
+		sum, img, more, err = p.base().check(ctx, timeout, unreadable)
+		if err != nil {
+			return nil, err
 		}
+		diffs = append(diffs, more...)
+	}
+	for _, e := range p.cdroms() {
+		_, _, more, err := e.check(ctx, timeout, unreadable)
+		if err != nil {
+			return nil, err
+		}
+		diffs = append(diffs, more...)
 	}
 
 	rec, exists, err := overlay.ReadRecord(p.OverlayPath(), p.OverlayRecordPath())
@@ -62,8 +55,10 @@ func (p Plan) check(ctx context.Context, timeout time.Duration) ([]string, error
 		differs("%v", err)
 	case !exists:
 		differs("pet disk %s does not exist", p.OverlayPath())
+	case rec.Blank != p.Blank:
+		differs("pet disk record says blank=%v, IMG_SOURCE empty is %v", rec.Blank, p.Blank)
 	default:
-		if rec.Base != p.Target || (sum != "" && rec.SHA256 != sum) {
+		if !p.Blank && (rec.Base != p.Target || (sum != "" && rec.SHA256 != sum)) {
 			differs("pet disk record names base %s sha256 %s, the base is %s sha256 %s", rec.Base, rec.SHA256, p.Target, sum)
 		}
 		info, err := overlay.Info(ctx, p.OverlayPath(), timeout)
@@ -74,8 +69,12 @@ func (p Plan) check(ctx context.Context, timeout time.Duration) ([]string, error
 			differs("%v", err)
 			break
 		}
-		if info.FullBackingFilename != p.BasePath() {
-			differs("pet disk backing file is %q, want %q", info.FullBackingFilename, p.BasePath())
+		wantBacking := p.BasePath()
+		if p.Blank {
+			wantBacking = ""
+		}
+		if info.FullBackingFilename != wantBacking {
+			differs("pet disk backing file is %q, want %q", info.FullBackingFilename, wantBacking)
 		}
 		if img.Format != "" && info.BackingFormat != img.Format {
 			differs("pet disk backing format is %q, the base is %s", info.BackingFormat, img.Format)

@@ -175,7 +175,7 @@ func assertInPlace(t *testing.T, p Plan, want []byte) {
 	if !bytes.Equal(got, want) {
 		t.Fatalf("base in place has %d bytes, sha256 %s; want %d bytes, %s", len(got), sum(got), len(want), sum(want))
 	}
-	if rec, err := readRecord(p); err != nil || rec != sum(want) {
+	if rec, err := readRecord(p.base()); err != nil || rec != sum(want) {
 		t.Errorf("record = %q, %v; want %s", rec, err, sum(want))
 	}
 	assertNoTemp(t, p)

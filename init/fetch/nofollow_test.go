@@ -55,7 +55,7 @@ func TestEnsureBaseRefusesSymlinkedPart(t *testing.T) {
 	os.Remove(p.partPath() + ".meta")
 	os.Remove(p.partPath())
 	os.Symlink(victim, p.partPath())
-	if _, err := copyLocal(context.Background(), src, p.partPath()); !errors.Is(err, fsutil.ErrNotOwnFile) {
+	if _, err := copyLocal(context.Background(), "IMG_SOURCE", src, p.partPath()); !errors.Is(err, fsutil.ErrNotOwnFile) {
 		t.Errorf("copyLocal through a symlink = %v, want ErrNotOwnFile", err)
 	}
 	if b, _ := os.ReadFile(victim); !bytes.Equal(b, []byte("precious")) {

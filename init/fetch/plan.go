@@ -7,14 +7,13 @@
 package fetch
 
 import (
-	"encoding/hex"
 	"fmt"
-	"net/url"
-	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 	"unicode"
 
+	"github.com/berth-vm/berth/common/artifact"
 	"github.com/berth-vm/berth/common/quantity"
 	"github.com/berth-vm/berth/common/stage"
 	"github.com/berth-vm/berth/init/datadisk"
@@ -25,12 +24,14 @@ import (
 // Vars are the variables image-fetch reads (besides the common ones), for -h.
 func Vars() []stage.Var {
 	return append([]stage.Var{
-		{Name: "IMG_SOURCE", Help: "base image: an http:// or https:// URL, or an absolute path in the container (required)"},
+		{Name: "IMG_SOURCE", Help: "base image: an http:// or https:// URL, or an absolute path in the container (required unless DISK_BLANK=true)"},
+		{Name: "DISK_BLANK", Default: "false", Help: "true: the pet disk is a blank qcow2 of DISK_SIZE without a base (an OS is installed on it from CDROMS); IMG_SOURCE, IMG_TARGET and IMG_SHA256 must then be empty. A disk made blank is never paired with a base, nor one made on a base left blank"},
 		{Name: "IMG_TARGET", Default: "(the base name of IMG_SOURCE)", Help: "file name of the base image in IMAGE_DIR; a bare name, not hidden"},
 		{Name: "IMG_SHA256", Help: "expected sha256 of the base image, 64 hex digits (optional; pins the image)"},
 		{Name: "IMAGE_DIR", Default: stage.DefaultImageDir, Help: "image cache (absolute, clean path; not a symlink): <IMG_TARGET> and <IMG_TARGET>.sha256; may be shared between pods"},
 		{Name: "DISK_DIR", Default: stage.DefaultDiskDir, Help: "pet disk (absolute, clean path; not a symlink): <VM_NAME>.qcow2 (overlay on the base) and <VM_NAME>.json"},
 		{Name: "DISK_SIZE", Help: "virtual size of the overlay, e.g. 20Gi, a multiple of 512, at most 2048Ti (optional; grows the disk when its volume has room, never shrinks it)"},
+		{Name: artifact.CDROMsVar, Help: "read-only ISOs put into IMAGE_DIR beside the base (downloaded, resumed and cached the same way; verified to be ISO 9660), the installer first: a JSON array of {source, sha256, target} (optional; at most 8)"},
 		{Name: legacy.Var, Help: "the root disk volume's root, where charts before 0.x kept <VM_NAME>.qcow2 and .json: moved into DISK_DIR (optional; absolute, clean path)"},
 
 		// The download policy (policy.go): how a failing, stalling or slow server is treated.
@@ -47,14 +48,14 @@ func Vars() []stage.Var {
 // Plan is what image-fetch will do, computed from the environment alone.
 type Plan struct {
 	VMName string
-	// Source is the URL (http/https) or the absolute local path of the base.
-	Source string
-	// Remote is true for an http(s) URL.
-	Remote bool
-	// Target is the bare file name of the base image in ImageDir.
-	Target string
-	// SHA256 is the pinned hash, lower-case hex, or "" when not pinned.
-	SHA256   string
+	// Artifact is the base image (IMG_SOURCE, IMG_TARGET, IMG_SHA256).
+	Artifact
+	// Blank is true when IMG_SOURCE is empty: the pet disk is a blank qcow2
+	// of DISK_SIZE (an OS is installed on it from an ISO), there is no base.
+	Blank bool
+	// CDROMs are the read-only ISOs put into the cache beside the base
+	// (CDROMS), the installer first.
+	CDROMs   []Artifact
 	ImageDir string
 	DiskDir  string
 	// DiskSize is the wanted virtual size of the overlay in bytes; 0 = the base's.
@@ -78,10 +79,22 @@ func (p Plan) Legacy() legacy.Layout {
 }
 
 // BasePath is the absolute path of the cached base image.
-func (p Plan) BasePath() string { return filepath.Join(p.ImageDir, p.Target) }
+func (p Plan) BasePath() string { return p.base().Path() }
 
 // RecordPath is the base image's recorded sha256 (sha256sum format).
-func (p Plan) RecordPath() string { return p.BasePath() + ".sha256" }
+func (p Plan) RecordPath() string { return p.base().RecordPath() }
+
+// base is the base image's place in the cache.
+func (p Plan) base() entry { return entry{p.Artifact, p.ImageDir} }
+
+// cdroms are the ISOs' places in the cache.
+func (p Plan) cdroms() []entry {
+	var es []entry
+	for _, a := range p.CDROMs {
+		es = append(es, entry{a, p.ImageDir})
+	}
+	return es
+}
 
 // OverlayPath is the pet disk.
 func (p Plan) OverlayPath() string { return filepath.Join(p.DiskDir, p.VMName+".qcow2") }
@@ -99,55 +112,49 @@ func FromEnv(env stage.Env, stat func(string) error) (Plan, error) {
 		return p, err
 	}
 
-	src, ok := env.Lookup("IMG_SOURCE")
-	if !ok {
-		return p, stage.BadInput("IMG_SOURCE", "", "must be set: an http:// or https:// URL or an absolute path")
+	if p.Blank, err = env.Bool("DISK_BLANK", false); err != nil {
+		return p, err
 	}
-	p.Source = src
-	defTarget := ""
+	src, ok := env.Lookup("IMG_SOURCE")
 	switch {
-	case strings.HasPrefix(src, "/"):
-		if err := stage.CheckPath("IMG_SOURCE", src); err != nil {
-			return p, stage.BadInput("IMG_SOURCE", src, "a local path "+stage.PathAllowed)
+	case !ok && !p.Blank:
+		return p, stage.BadInput("IMG_SOURCE", "", "must be set: an http:// or https:// URL or an absolute path (or DISK_BLANK=true for a blank pet disk, to install an OS on from CDROMS)")
+	case ok && p.Blank:
+		return p, stage.BadInputf("DISK_BLANK", "true", "a blank pet disk has no base image: IMG_SOURCE must be empty (is %q)", RedactText(src))
+	}
+	p.Artifact = Artifact{Var: "IMG_SOURCE", Kind: KindBase, Source: src}
+	defTarget := ""
+	if !p.Blank {
+		if p.Remote, defTarget, err = checkSource("IMG_SOURCE", src, stat); err != nil {
+			return p, err
 		}
-		if err := stat(src); err != nil {
-			return p, stage.BadInputf("IMG_SOURCE", src, "local file not readable: %v", err)
-		}
-		defTarget = filepath.Base(src)
-	default:
-		for i := 0; i < len(src); i++ {
-			if src[i] <= ' ' || src[i] >= 0x7f {
-				return p, stage.BadInput("IMG_SOURCE", redactRaw(src), "a URL must be printable ASCII without spaces (percent-encode the rest)")
+	}
+	if p.Blank {
+		for _, v := range []string{"IMG_TARGET", "IMG_SHA256"} {
+			if val, ok := env.Lookup(v); ok && val != "" {
+				return p, stage.BadInput(v, val, "must be empty with DISK_BLANK=true (a blank pet disk has no base image)")
 			}
 		}
-		u, err := url.Parse(src)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Opaque != "" {
-			return p, stage.BadInput("IMG_SOURCE", redactRaw(src), "must be an http:// or https:// URL with a host, or an absolute path (no file://, ftp://, data:, s3:// ...)")
-		}
-		if u.User != nil {
-			return p, stage.BadInput("IMG_SOURCE", RedactURL(u), "credentials in the URL are not supported (they would show in the logs)")
-		}
-		p.Remote = true
-		defTarget = path.Base(u.Path)
 	}
 
-	tv, set := env.Lookup("IMG_TARGET")
-	if !set {
-		tv = defTarget
-	}
-	if err := CheckTarget(tv); err != nil {
+	if !p.Blank {
+		tv, set := env.Lookup("IMG_TARGET")
 		if !set {
-			return p, stage.BadInputf("IMG_TARGET", tv, "the base name of IMG_SOURCE %q is not usable as IMG_TARGET (%v): set IMG_TARGET", RedactText(src), err)
+			tv = defTarget
 		}
-		return p, stage.BadInputf("IMG_TARGET", tv, "%v", err)
-	}
-	p.Target = tv
+		if err := artifact.CheckTarget(tv); err != nil {
+			if !set {
+				return p, stage.BadInputf("IMG_TARGET", tv, "the base name of IMG_SOURCE %q is not usable as IMG_TARGET (%v): set IMG_TARGET", RedactText(src), err)
+			}
+			return p, stage.BadInputf("IMG_TARGET", tv, "%v", err)
+		}
+		p.Target = tv
 
-	if h, ok := env.Lookup("IMG_SHA256"); ok {
-		if b, err := hex.DecodeString(h); err != nil || len(b) != 32 {
-			return p, stage.BadInput("IMG_SHA256", h, "must be 64 hexadecimal digits (a sha256), nothing else (no spaces or newline)")
+		if h, ok := env.Lookup("IMG_SHA256"); ok {
+			if p.SHA256, err = artifact.CheckSHA256(h); err != nil {
+				return p, stage.BadInput("IMG_SHA256", h, err.Error())
+			}
 		}
-		p.SHA256 = strings.ToLower(h)
 	}
 
 	if p.ImageDir, err = env.Path("IMAGE_DIR", stage.DefaultImageDir); err != nil {
@@ -165,6 +172,9 @@ func FromEnv(env stage.Env, stat func(string) error) (Plan, error) {
 	if p.ImageDir == p.DiskDir && (p.Target == p.VMName+".qcow2" || p.Target == p.VMName+".json") {
 		return p, stage.BadInputf("IMG_TARGET", p.Target, "is the pet disk's own file name in %s (IMAGE_DIR = DISK_DIR): choose another name", p.DiskDir)
 	}
+	if p.CDROMs, err = cdromsFromEnv(env, p, stat); err != nil {
+		return p, err
+	}
 
 	if s, ok := env.Lookup("DISK_SIZE"); ok {
 		n, err := quantity.ParseBytes(s)
@@ -178,6 +188,9 @@ func FromEnv(env stage.Env, stat func(string) error) (Plan, error) {
 			return p, stage.BadInputf("DISK_SIZE", s, "is %d bytes, more than a qcow2 overlay can hold (at most %d bytes = 2048Ti)", n, imgcheck.MaxOverlaySize)
 		}
 		p.DiskSize, p.DiskSizeText = n, s
+	}
+	if p.Blank && p.DiskSize == 0 {
+		return p, stage.BadInput("DISK_SIZE", "", "must be set with DISK_BLANK=true: the blank pet disk's size ("+quantity.Allowed+")")
 	}
 
 	if v, ok := env.Lookup(legacy.Var); ok {
@@ -201,39 +214,6 @@ func FromEnv(env stage.Env, stat func(string) error) (Plan, error) {
 	return p, nil
 }
 
-// CheckTarget checks an image file name: a bare name, not hidden (hidden names
-// are the stage's own temporary and lock files), no control characters.
-func CheckTarget(name string) error {
-	switch {
-	case name == "" || name == "/" || name == ".":
-		return fmt.Errorf("must be a file name, not empty")
-	case strings.ContainsRune(name, '/'):
-		return fmt.Errorf("must be a bare file name, not a path")
-	case name == "..":
-		return fmt.Errorf("must not be '..'")
-	case strings.HasPrefix(name, "."):
-		return fmt.Errorf("must not be hidden (start with '.')")
-	case len(name) > 200:
-		return fmt.Errorf("must be at most 200 bytes")
-	case strings.HasSuffix(name, ".sha256"):
-		return fmt.Errorf("must not end in .sha256 (the record's suffix)")
-	}
-	for _, c := range name {
-		if c < 0x20 || c == 0x7f {
-			return fmt.Errorf("must not contain control characters")
-		}
-	}
-	if name[0] == '-' {
-		return fmt.Errorf("must not start with '-'")
-	}
-	for i := 0; i < len(name); i++ {
-		if c := name[i]; c <= ' ' || c >= 0x7f || c == '"' || c == '\'' || c == '`' || c == '\\' {
-			return fmt.Errorf("must be printable ASCII without spaces, quotes or backslashes")
-		}
-	}
-	return nil
-}
-
 // String prints the plan for --dry-run and the log.
 func (p Plan) String() string {
 	var b strings.Builder
@@ -241,17 +221,26 @@ func (p Plan) String() string {
 	if p.Remote {
 		kind = "http download"
 	}
-	fmt.Fprintf(&b, "source:   %s (%s)\n", RedactText(p.Source), kind)
-	if p.Remote {
+	if p.Blank {
+		fmt.Fprintf(&b, "source:   none (DISK_BLANK=true): the pet disk is blank\n")
+	} else {
+		fmt.Fprintf(&b, "source:   %s (%s)\n", RedactText(p.Source), kind)
+	}
+	if p.Remote || slices.ContainsFunc(p.CDROMs, func(a Artifact) bool { return a.Remote }) {
 		fmt.Fprintf(&b, "download: %s\n", p.Fetch)
 	}
-	fmt.Fprintf(&b, "base:     %s (+ .sha256)\n", p.BasePath())
-	if p.SHA256 != "" {
-		fmt.Fprintf(&b, "sha256:   %s (pinned)\n", p.SHA256)
-	} else {
-		fmt.Fprintf(&b, "sha256:   not pinned (recorded after download)\n")
+	if !p.Blank {
+		fmt.Fprintf(&b, "base:     %s (+ .sha256)\n", p.BasePath())
+		fmt.Fprintf(&b, "sha256:   %s\n", p.Artifact.sha256Text())
 	}
-	fmt.Fprintf(&b, "overlay:  %s (+ %s)\n", p.OverlayPath(), filepath.Base(p.OverlayRecordPath()))
+	for _, e := range p.cdroms() {
+		fmt.Fprintf(&b, "%s: %s from %s, sha256 %s\n", e.Var, e.Path(), RedactText(e.Source), e.sha256Text())
+	}
+	if p.Blank {
+		fmt.Fprintf(&b, "disk:     %s (+ %s), blank qcow2 without a backing file\n", p.OverlayPath(), filepath.Base(p.OverlayRecordPath()))
+	} else {
+		fmt.Fprintf(&b, "overlay:  %s (+ %s)\n", p.OverlayPath(), filepath.Base(p.OverlayRecordPath()))
+	}
 	if p.DiskSize > 0 {
 		fmt.Fprintf(&b, "size:     %s = %d bytes (grow only)\n", p.DiskSizeText, p.DiskSize)
 	} else {

@@ -26,7 +26,7 @@ func TestFromEnv(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := Plan{VMName: "vm0", Source: base["IMG_SOURCE"], Remote: true, Target: "debian-12.qcow2",
+	want := Plan{VMName: "vm0", Artifact: Artifact{Var: "IMG_SOURCE", Source: base["IMG_SOURCE"], Remote: true, Target: "debian-12.qcow2"},
 		ImageDir: stage.DefaultImageDir, DiskDir: stage.DefaultDiskDir, Fetch: DefaultPolicy(),
 		Data: datadisk.Plan{Dir: disks.DefaultDir, BlockDir: disks.BlockDir}}
 	if !reflect.DeepEqual(p, want) {

@@ -68,7 +68,7 @@ func TestRedactChannels(t *testing.T) {
 		if !errors.As(err, &ie) {
 			t.Errorf("errors.As lost the InputError")
 		}
-		p := Plan{Source: tc.in, Remote: true, Target: "x", ImageDir: "/i", DiskDir: "/d", VMName: "vm0"}
+		p := Plan{Artifact: Artifact{Source: tc.in, Remote: true, Target: "x"}, ImageDir: "/i", DiskDir: "/d", VMName: "vm0"}
 		if s := p.String(); strings.Contains(s, "SECRET") {
 			t.Errorf("plan leaks: %s", s)
 		}

@@ -103,23 +103,22 @@ func DescribeState(w io.Writer, p Plan) {
 			fmt.Fprintf(w, "  refused: %v\n", err)
 		}
 	}
-	if fi, err := os.Lstat(p.BasePath()); err == nil && fi.Mode().IsRegular() {
-		sum, rerr := readRecord(p)
-		if rerr != nil {
-			sum = "no valid record: " + rerr.Error()
-		}
-		fmt.Fprintf(w, "  base cached (recorded sha256 %s): re-hashed and reused, nothing downloaded\n", sum)
-	} else if fi, err := os.Lstat(p.partPath()); err == nil && fi.Mode().IsRegular() {
-		fmt.Fprintf(w, "  partial download of %d bytes: continued if the server still serves the same version\n", fi.Size())
-	} else {
-		fmt.Fprintf(w, "  base not cached: fetched into %s, verified, renamed into place\n", p.partPath())
+	if !p.Blank {
+		p.base().describe(w)
+	}
+	for _, e := range p.cdroms() {
+		e.describe(w)
 	}
 	rec, exists, err := overlay.ReadRecord(p.OverlayPath(), p.OverlayRecordPath())
 	switch {
 	case err != nil:
 		fmt.Fprintf(w, "  pet disk: %v\n", err)
+	case exists && rec.Blank:
+		fmt.Fprintf(w, "  pet disk exists (made blank): kept, never overwritten; grown if DISK_SIZE is larger\n")
 	case exists:
 		fmt.Fprintf(w, "  pet disk exists (base %s, sha256 %s): kept, never overwritten; grown if DISK_SIZE is larger\n", rec.Base, rec.SHA256)
+	case p.Blank:
+		fmt.Fprintf(w, "  pet disk missing: created blank with qemu-img create -f qcow2 (no backing file)\n")
 	default:
 		fmt.Fprintf(w, "  pet disk missing: created with qemu-img create -f qcow2 -F <format> -b %s\n", p.BasePath())
 	}

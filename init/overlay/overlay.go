@@ -23,6 +23,10 @@ import (
 
 // Record is DISK_DIR/<VM_NAME>.json.
 type Record struct {
+	// Blank: made without a base (IMG_SOURCE empty, an OS installed from an
+	// ISO); Base, BasePath, Format and SHA256 are then empty, and the overlay
+	// has no backing file.
+	Blank    bool   `json:"blank,omitempty"`
 	Base     string `json:"base"`             // IMG_TARGET, the base's file name in IMAGE_DIR
 	BasePath string `json:"base_path"`        // the absolute backing file path written in the overlay
 	Format   string `json:"format"`           // the base's format: qcow2 or raw (the overlay's backing_fmt)
@@ -54,13 +58,21 @@ func ReadRecord(overlayPath, recordPath string) (rec Record, exists bool, err er
 	if err != nil {
 		return Record{}, true, fmt.Errorf("pet disk record: %w", err)
 	}
-	if err := json.Unmarshal(b, &rec); err != nil || rec.SHA256 == "" || rec.Base == "" {
-		return Record{}, true, fmt.Errorf("pet disk record %s is not valid (want base, format, sha256): %v", recordPath, err)
+	if err := json.Unmarshal(b, &rec); err != nil || !rec.valid() {
+		return Record{}, true, fmt.Errorf("pet disk record %s is not valid (want base, format, sha256; or blank and none of them): %v", recordPath, err)
 	}
 	return rec, true, nil
 }
 
-// Spec is the overlay to ensure.
+// valid: a base's record names it and its hash; a blank disk's names none.
+func (r Record) valid() bool {
+	if r.Blank {
+		return r.Base == "" && r.BasePath == "" && r.Format == "" && r.SHA256 == ""
+	}
+	return r.SHA256 != "" && r.Base != ""
+}
+
+// Spec is the overlay to ensure: on Base, or blank (Base.Blank, Size set).
 type Spec struct {
 	Path, RecordPath string
 	Base             Record
@@ -87,6 +99,9 @@ func Ensure(ctx context.Context, log *slog.Logger, s Spec) error {
 	if !exists {
 		return create(ctx, log, s)
 	}
+	if rec.Blank != s.Base.Blank {
+		return fmt.Errorf("pet disk %s: its record says blank=%v, wanted blank=%v: refusing to pair them", s.Path, rec.Blank, s.Base.Blank)
+	}
 	if rec.SHA256 != s.Base.SHA256 {
 		return fmt.Errorf("pet disk %s was made from base sha256 %s, the base is %s: refusing to pair them", s.Path, rec.SHA256, s.Base.SHA256)
 	}
@@ -98,6 +113,9 @@ func Ensure(ctx context.Context, log *slog.Logger, s Spec) error {
 		return fmt.Errorf("pet disk %s is %q, want qcow2", s.Path, info.Format)
 	}
 	if info.FullBackingFilename != s.Base.BasePath {
+		if s.Base.Blank {
+			return fmt.Errorf("pet disk %s has backing file %q, but its record says it was made blank: refusing to use it", s.Path, info.FullBackingFilename)
+		}
 		return fmt.Errorf("pet disk %s has backing file %q, want %q (was IMAGE_DIR moved?)", s.Path, info.FullBackingFilename, s.Base.BasePath)
 	}
 	if info.BackingFormat != "" && info.BackingFormat != s.Base.Format {
@@ -163,11 +181,15 @@ func create(ctx context.Context, log *slog.Logger, s Spec) error {
 	if err := fsutil.CheckOwnFile(s.Path); err != nil {
 		return fmt.Errorf("pet disk: %w", err)
 	}
-	// qemu-img create opens the backing file, and follows a symlink there.
-	if err := fsutil.CheckOwnFile(s.Base.BasePath); err != nil {
-		return fmt.Errorf("base image: %w", err)
+	args := []string{"create", "-q", "-f", "qcow2"}
+	if !s.Base.Blank {
+		// qemu-img create opens the backing file, and follows a symlink there.
+		if err := fsutil.CheckOwnFile(s.Base.BasePath); err != nil {
+			return fmt.Errorf("base image: %w", err)
+		}
+		args = append(args, "-F", s.Base.Format, "-b", s.Base.BasePath)
 	}
-	if _, err := qemuimg.Run(ctx, s.Timeout, "create", "-q", "-f", "qcow2", "-F", s.Base.Format, "-b", s.Base.BasePath, tmp, strconv.FormatUint(size, 10)); err != nil {
+	if _, err := qemuimg.Run(ctx, s.Timeout, append(args, tmp, strconv.FormatUint(size, 10))...); err != nil {
 		return fmt.Errorf("create pet disk %s: %w", s.Path, err)
 	}
 	if err := fsutil.SyncFile(tmp); err != nil {
@@ -188,6 +210,10 @@ func create(ctx context.Context, log *slog.Logger, s Spec) error {
 	_ = os.Remove(tmp)
 	if err := fsutil.SyncDir(dir); err != nil {
 		return err
+	}
+	if s.Base.Blank {
+		log.Info("blank pet disk created", "disk", s.Path, "virtual_size", size)
+		return nil
 	}
 	log.Info("pet disk created", "overlay", s.Path, "base", s.Base.BasePath, "format", s.Base.Format, "virtual_size", size)
 	return nil

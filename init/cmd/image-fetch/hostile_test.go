@@ -275,6 +275,14 @@ func TestBinaryHostileEnv(t *testing.T) {
 		{"DISK_SIZE", "-1"},
 		{"DISK_SIZE", "1G"},
 		{"DISK_SIZE", "1Mi"}, // smaller than the pet disk: never shrunk
+		{"DISK_BLANK", "yes please"},
+		{"DISK_BLANK", "true"}, // with IMG_SOURCE set
+		{"CDROMS", "installer.iso"},
+		{"CDROMS", `[{"source":"ftp://h/x.iso"}]`},
+		{"CDROMS", `[{"source":"` + w.src + `"}]`}, // the base's own file name
+		{"CDROMS", `[{"source":"/nonexistent.iso"}]`},
+		{"CDROMS", `[{"source":"https://h/x.iso","sha256":"x"}]`},
+		{"CDROMS", `[{"source":"https://h/x.iso","target":"../x.iso"}]`},
 		{"VM_NAME", "../vm0"},
 		{"VM_NAME", "vm0\n"},
 		{"BERTH_RUN_DIR", "run"},
