@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/berth-vm/berth/common/artifact"
 	"github.com/berth-vm/berth/common/disks"
 	"github.com/berth-vm/berth/common/fsutil"
 	"github.com/berth-vm/berth/common/quantity"
@@ -83,7 +84,8 @@ func Vars() []stage.Var {
 		{Name: "DISK_SIZE", Help: "the pet overlay's virtual size (as image-fetch reads it, e.g. 20Gi; optional): vmm grows the running disk to it over QMP once its volume has room, never shrinks it"},
 		{Name: disks.Var, Help: "the data disks: a JSON array of {name, size, volumeMode, format, bus, cache, discard} (common/disks; empty: none), each on QEMU's command line after the pet disk with serial <name>"},
 		{Name: "DATA_DISK_DIR", Default: disks.DefaultDir, Help: "a Filesystem data disk <name> is the file <name>/<name>.qcow2 (or .raw) in it, made by image-fetch; a Block disk is " + disks.BlockDir + "/<name>"},
-		{Name: "IMAGE_DIR", Default: stage.DefaultImageDir, Help: "holds the overlay's base image (QEMU opens it through the overlay); the overlay's backing file must be in it"},
+		{Name: "IMAGE_DIR", Default: stage.DefaultImageDir, Help: "holds the overlay's base image (QEMU opens it through the overlay); the overlay's backing file must be in it; and the ISOs of CDROMS"},
+		{Name: artifact.CDROMsVar, Help: "read-only ISOs, the installer first: a JSON array of {source, sha256, target} as image-fetch reads it (common/artifact); each is IMAGE_DIR/<target>, put there and verified by image-fetch, opened by vmm without following a symlink and attached as a SCSI CD-ROM that boots after the pet disk (at most 8)"},
 		{Name: "TAP", Default: stage.DefaultTap, Help: "persistent tap made by net-setup (ifalias \"" + stage.TapAlias + "\", owned by vmm's uid, on net-setup's bridge); vmm attaches to it, never creates one, and hands QEMU the fd"},
 		{Name: "NO_VNC", Default: "false", Help: "true: no VNC server at all"},
 		{Name: "VNC_LISTEN", Default: "127.0.0.1", Help: "address QEMU's VNC (port 5900) listens on; a non-loopback address needs VNC_PASSWORD_FILE"},
@@ -123,6 +125,8 @@ type Config struct {
 	// DataDisksText the value as written, for messages.
 	DataDisks     []disks.Disk
 	DataDisksText string
+	// CDROMs are CDROMS: the read-only ISOs in ImageDir, the installer first.
+	CDROMs []artifact.CDROM
 
 	CPUs   int
 	Memory uint64 // bytes, a whole number of MiB
@@ -158,6 +162,12 @@ type Config struct {
 	TPM   bool
 	SWTPM string
 }
+
+// OverlayRecord is image-fetch's record of the pet disk (which base, or blank).
+func (c Config) OverlayRecord() string { return filepath.Join(c.DiskDir, c.Name+".json") }
+
+// CDROM is the i-th ISO's file in IMAGE_DIR.
+func (c Config) CDROM(i int) string { return filepath.Join(c.ImageDir, c.CDROMs[i].Target) }
 
 // TPMDir is the VM's TPM state directory (TPM=true).
 func (c Config) TPMDir() string { return swtpm.StateDir(c.DiskDir, c.Name) }
@@ -237,6 +247,11 @@ func FromEnv(env stage.Env, host Host) (Config, error) {
 			return c, err
 		}
 		c.DataDisksText = v
+	}
+	if v, ok := env.Lookup(artifact.CDROMsVar); ok {
+		if c.CDROMs, err = artifact.ParseCDROMs(v); err != nil {
+			return c, err
+		}
 	}
 	if c.Tap, err = tapName(env); err != nil {
 		return c, err
@@ -448,8 +463,8 @@ func tapName(env stage.Env) (string, error) {
 	return v, nil
 }
 
-// CheckFiles checks the files other stages must have made: the overlay
-// (image-fetch) and the seed ISO (seed-iso). Probes do not need them.
+// CheckFiles checks the files other stages must have made: the overlay and
+// the ISOs (image-fetch) and the seed ISO (seed-iso). Probes do not need them.
 // Both are in shared volumes: a symlink there (to the pet disk, to a device)
 // is refused, never followed (fsutil.CheckOwnFile).
 func CheckFiles(c Config) error {
@@ -458,6 +473,11 @@ func CheckFiles(c Config) error {
 	}
 	if err := OwnFile(c.SeedISO()); err != nil {
 		return stage.BadInputf("BERTH_RUN_DIR", c.RunDir, "seed ISO %s: %v: seed-iso makes it; run seed-iso first", c.SeedISO(), err)
+	}
+	for i := range c.CDROMs {
+		if err := OwnFile(c.CDROM(i)); err != nil {
+			return stage.BadInputf("IMAGE_DIR", c.ImageDir, "ISO %s (%s): %v: image-fetch puts it there; run image-fetch first", c.CDROM(i), artifact.Name(i), err)
+		}
 	}
 	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/berth-vm/berth/common/artifact"
 	"github.com/berth-vm/berth/common/disks"
 	"github.com/berth-vm/berth/common/podmem"
 	"github.com/berth-vm/berth/vmm/config"
@@ -36,6 +37,15 @@ const (
 // TPMFD is QEMU's end of the TPM's control channel (TPM=true): the fifth
 // ExtraFiles entry (the fourth is VarsFD's, empty without UEFI).
 const TPMFD = 7
+
+// CDROMFD, CDROMFDSet and CDROMDrive: the i-th ISO of CDROMS is the
+// ExtraFiles entry of fd 8+i (after TPMFD's, empty without a TPM), alone in
+// fd set 3+i, attached as drive cdrom<i>.
+func CDROMFD(i int) int           { return TPMFD + 1 + i }
+func CDROMFDSet(i int) int        { return VarsFDSet + 1 + i }
+func CDROMDrive(i int) string     { return fmt.Sprintf("cdrom%d", i) }
+func CDROMFile(i int) string      { return fmt.Sprintf("/dev/fdset/%d", CDROMFDSet(i)) }
+func cdromBootIndex(i int) string { return fmt.Sprint(1 + i) }
 
 // TPMChardev is the TPM control channel's chardev.
 const TPMChardev = "tpm0ctrl"
@@ -146,6 +156,15 @@ func Args(p Plan) []Arg {
 		"the seed ISO made by seed-iso (cloud-init's config-drive or NoCloud), raw and read-only, from that fd set: QEMU opens no path in the run volume")
 	add("-device", "virtio-scsi-pci,id=scsi0", "SCSI controller for the seed CD-ROM: Debian's cloud kernels have virtio-scsi and sr_mod but no AHCI driver")
 	add("-device", "scsi-cd,bus=scsi0.0,drive="+SeedDrive, "the seed as a CD-ROM (/dev/sr0), where cloud-init looks for its config-drive or NoCloud volume")
+	for i, cd := range p.CDROMs {
+		name := artifact.Name(i)
+		add("-add-fd", fmt.Sprintf("fd=%d,set=%d,opaque=%s", CDROMFD(i), CDROMFDSet(i), optEscape(p.CDROM(i))),
+			"the ISO "+name+" ("+cd.Target+"), verified by image-fetch and opened read-only by vmm without following a symlink (the image cache is shared), inherited as fd "+fmt.Sprint(CDROMFD(i)))
+		add("-drive", "if=none,id="+CDROMDrive(i)+",file="+CDROMFile(i)+",format=raw,media=cdrom,readonly=on",
+			"the ISO "+name+", raw and read-only, from that fd set: QEMU opens no path in the image cache")
+		add("-device", "scsi-cd,bus=scsi0.0,drive="+CDROMDrive(i)+",bootindex="+cdromBootIndex(i),
+			"the ISO "+name+" as a CD-ROM that boots after the pet disk (bootindex 0): a blank disk boots the installer, the installed system boots after the installer's reboot")
+	}
 
 	netdev := fmt.Sprintf("tap,id=net0,fd=%d", TapFD)
 	why := "the persistent tap made by net-setup, opened by vmm (TUNSETIFF) and inherited as fd 3: no scripts, no privileges in QEMU"

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berth-vm/berth/common/artifact"
 	"github.com/berth-vm/berth/common/disks"
 	"github.com/berth-vm/berth/common/golden"
 	"github.com/berth-vm/berth/common/podmem"
@@ -70,6 +71,16 @@ func TestArgsGolden(t *testing.T) {
 				`{"name":"logs","size":"1Gi","format":"raw","bus":"virtio-scsi","cache":"writeback","discard":"ignore"},` +
 				`{"name":"db","size":"20Gi","volumeMode":"Block"},` +
 				`{"name":"scratch","size":"4Gi","volumeMode":"Block","bus":"virtio-scsi","cache":"writethrough"}]`)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return Plan{Config: c, Accel: config.AccelTCG}
+		}},
+		{"cdroms-uefi", func() Plan {
+			c := uefi(true)
+			c.TPM = true
+			var err error
+			c.CDROMs, err = artifact.ParseCDROMs(`[{"source":"https://example.com/Win11_24H2.iso"},{"source":"/isos/virtio-win.iso","target":"virtio,win.iso"}]`)
 			if err != nil {
 				t.Fatal(err)
 			}

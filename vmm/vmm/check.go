@@ -10,6 +10,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/berth-vm/berth/common/artifact"
 	"github.com/berth-vm/berth/common/stage"
 	"github.com/berth-vm/berth/vmm/config"
 	"github.com/berth-vm/berth/vmm/qemu"
@@ -212,8 +213,8 @@ func Differences(p qemu.Plan, l Live) []string {
 		add("QEMU has %d vCPUs, want %d (VM_CPUS)", l.CPUs, p.CPUs)
 	}
 
-	// The drives as planned: the pet overlay, writable qcow2; the seed,
-	// read-only raw through the fd set vmm opened it into; with UEFI, OVMF's
+	// The drives as planned: the pet overlay, writable qcow2; the seed and
+	// each ISO, read-only raw through the fd set vmm opened it into; with UEFI, OVMF's
 	// code, read-only, and the variable store, writable, through its fd set.
 	type drive struct {
 		id, medium, file, fileWhy, format string
@@ -222,6 +223,18 @@ func Differences(p qemu.Plan, l Live) []string {
 	drives := []drive{
 		{qemu.DiskDrive, "the pet overlay " + p.Overlay(), p.Overlay(), "the pet overlay " + p.Overlay() + " (DISK_DIR, VM_NAME)", "qcow2", false},
 		{qemu.SeedDrive, "the seed ISO " + p.SeedISO(), qemu.SeedFile(), qemu.SeedFile() + " (the seed ISO vmm opened)", "raw", true},
+	}
+	for i, cd := range p.CDROMs {
+		name := artifact.Name(i)
+		drives = append(drives, drive{qemu.CDROMDrive(i), "the ISO " + p.CDROM(i), qemu.CDROMFile(i), qemu.CDROMFile(i) + " (the ISO vmm opened)", "raw", true})
+		if got := l.FDSets[qemu.CDROMFDSet(i)]; len(got) != 1 || got[0] != p.CDROM(i) {
+			add("QEMU's fd set %d holds %q, want the ISO %s (%s, target %s)", qemu.CDROMFDSet(i), got, p.CDROM(i), name, cd.Target)
+		}
+	}
+	for i := len(p.CDROMs); i < artifact.MaxCDROMs; i++ {
+		if got, ok := l.Drives[qemu.CDROMDrive(i)]; ok {
+			add("QEMU has the ISO drive %s (%s), want none (CDROMS has %d)", qemu.CDROMDrive(i), got.File, len(p.CDROMs))
+		}
 	}
 	if p.Firmware.UEFI() {
 		drives = append(drives,

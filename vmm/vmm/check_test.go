@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berth-vm/berth/common/artifact"
 	"github.com/berth-vm/berth/common/disks"
 	"github.com/berth-vm/berth/common/roottest"
 	"github.com/berth-vm/berth/vmm/config"
@@ -127,6 +128,18 @@ func TestDifferences(t *testing.T) {
 			p.Config.DiskSize = 20 << 30
 			l.Drives["disk0"] = sized(l.Drives["disk0"], 10<<30)
 		}, []string{"QEMU's pet disk is 10240Mi, want 20480Mi (DISK_SIZE): vmm grows it once its volume has room"}},
+		{"ISOs as planned", withCDROMs(func(l *Live) {}), nil},
+		{"an ISO missing", withCDROMs(func(l *Live) { delete(l.Drives, "cdrom1"); delete(l.FDSets, 4) }),
+			[]string{`QEMU's fd set 4 holds [], want the ISO /var/lib/berth/images/virtio-win.iso (CDROMS[1], target virtio-win.iso)`,
+				"QEMU has no medium in drive cdrom1, want the ISO /var/lib/berth/images/virtio-win.iso"}},
+		{"an ISO writable, another file", withCDROMs(func(l *Live) {
+			l.Drives["cdrom0"] = Drive{File: "/dev/fdset/3", Format: "raw"}
+			l.FDSets[3] = []string{"/var/lib/berth/images/other.iso"}
+		}), []string{`QEMU's fd set 3 holds ["/var/lib/berth/images/other.iso"], want the ISO /var/lib/berth/images/installer.iso (CDROMS[0], target installer.iso)`,
+			"QEMU's drive cdrom0 is writable, want read-only"}},
+		{"an ISO still attached after CDROMS was emptied", func(p *qemu.Plan, l *Live) {
+			l.Drives["cdrom0"] = Drive{File: "/dev/fdset/3", Format: "raw", ReadOnly: true}
+		}, []string{"QEMU has the ISO drive cdrom0 (/dev/fdset/3), want none (CDROMS has 0)"}},
 		{"UEFI as planned", withUEFI(false, func(l *Live) {}), nil},
 		{"Secure Boot as planned", withUEFI(true, func(l *Live) {}), nil},
 		{"UEFI planned, QEMU runs SeaBIOS", withUEFI(false, func(l *Live) { delete(l.Drives, "pflash0"); delete(l.Drives, "pflash1"); delete(l.FDSets, 2) }),
@@ -173,6 +186,23 @@ func TestDifferences(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// withCDROMs plans two ISOs and gives QEMU them as vmm attaches them, then
+// applies change.
+func withCDROMs(change func(l *Live)) func(p *qemu.Plan, l *Live) {
+	return func(p *qemu.Plan, l *Live) {
+		var err error
+		p.Config.ImageDir = "/var/lib/berth/images"
+		if p.Config.CDROMs, err = artifact.ParseCDROMs(`[{"source":"https://h/installer.iso"},{"source":"/isos/virtio-win.iso"}]`); err != nil {
+			panic(err)
+		}
+		for i := range p.Config.CDROMs {
+			l.Drives[qemu.CDROMDrive(i)] = Drive{File: qemu.CDROMFile(i), Format: "raw", ReadOnly: true}
+			l.FDSets[qemu.CDROMFDSet(i)] = []string{p.CDROM(i)}
+		}
+		change(l)
 	}
 }
 

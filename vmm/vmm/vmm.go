@@ -4,6 +4,7 @@ package vmm
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -22,6 +23,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/berth-vm/berth/common/artifact"
 	"github.com/berth-vm/berth/common/fsutil"
 	"github.com/berth-vm/berth/common/podmem"
 	"github.com/berth-vm/berth/common/qcow2"
@@ -176,67 +178,69 @@ func (p *Plan) Apply(r stage.Run) error {
 		r.Log.Info("stop requested before QEMU started: nothing to shut down")
 		return nil
 	}
+	// Every descriptor opened for QEMU is closed if QEMU does not start.
+	var opened []*os.File
+	fail := func(err error) error {
+		for _, f := range opened {
+			closeIf(f)
+		}
+		return err
+	}
 	tapFile, err := attachTap(r.Log, c, p.link, p.QEMU.Vhost)
 	if err != nil {
 		return err
 	}
+	opened = append(opened, tapFile)
 	seed, err := fsutil.Open(c.SeedISO())
 	if err != nil {
-		tapFile.Close()
 		if errors.Is(err, fsutil.ErrNotOwnFile) {
-			return stage.BadInputf("BERTH_RUN_DIR", c.RunDir, "seed ISO: %v", err)
+			return fail(stage.BadInputf("BERTH_RUN_DIR", c.RunDir, "seed ISO: %v", err))
 		}
-		return fmt.Errorf("open the seed ISO: %w", err)
+		return fail(fmt.Errorf("open the seed ISO: %w", err))
 	}
-	// The overlay and the data disks again, right before QEMU opens them by path.
+	opened = append(opened, seed)
+	// The overlay, the ISOs and the data disks again, right before QEMU opens them.
 	err = config.CheckFiles(c)
 	if err == nil {
 		err = checkDataDisks(c)
 	}
 	if err != nil {
-		tapFile.Close()
-		seed.Close()
-		return err
+		return fail(err)
+	}
+	cdroms, err := openCDROMs(c)
+	opened = append(opened, cdroms...)
+	if err != nil {
+		return fail(err)
 	}
 	vars, err := openVars(r.Log, c) // nil with FIRMWARE=bios
 	if err != nil {
-		tapFile.Close()
-		seed.Close()
-		return err
+		return fail(err)
 	}
+	opened = append(opened, vars)
 	monitor, qemuEnd, err := monitorPair()
 	if err != nil {
-		tapFile.Close()
-		seed.Close()
-		closeIf(vars)
-		return err
+		return fail(err)
 	}
+	opened = append(opened, qemuEnd)
 	defer monitor.Close()
 	boot := time.Now()
 	if err := status.Write(c.StatusFile(), status.Status{QEMU: status.Starting, Reason: "QEMU is starting", Since: boot, Boot: boot}); err != nil {
-		tapFile.Close()
-		seed.Close()
-		qemuEnd.Close()
-		closeIf(vars)
-		return fmt.Errorf("status for probe ready: %w", err)
+		return fail(fmt.Errorf("status for probe ready: %w", err))
 	}
 	tpm, tpmEnd, err := startTPM(r.Log, c, p.swtpm) // nil with TPM=false
 	if err != nil {
-		tapFile.Close()
-		seed.Close()
-		qemuEnd.Close()
-		closeIf(vars)
-		return err
+		return fail(err)
 	}
 	cmd := exec.Command(p.bin, qemu.Strings(p.Args)...)
 	cmd.ExtraFiles = []*os.File{tapFile, seed, qemuEnd} // fd 3 = qemu.TapFD, fd 4 = qemu.SeedFD, fd 5 = qemu.MonitorFD
-	if vars != nil || tpm != nil {
+	if vars != nil || tpm != nil || len(cdroms) > 0 {
 		cmd.ExtraFiles = append(cmd.ExtraFiles, vars) // fd 6 = qemu.VarsFD (nil: closed in QEMU)
 	}
-	if tpm != nil {
-		cmd.ExtraFiles = append(cmd.ExtraFiles, tpmEnd) // fd 7 = qemu.TPMFD
+	if tpm != nil || len(cdroms) > 0 {
+		cmd.ExtraFiles = append(cmd.ExtraFiles, tpmEnd) // fd 7 = qemu.TPMFD (nil: closed in QEMU)
 	}
-	cmd.Stdout = r.Stdout // the guest console
+	cmd.ExtraFiles = append(cmd.ExtraFiles, cdroms...) // fd 8+i = qemu.CDROMFD(i)
+	cmd.Stdout = r.Stdout                              // the guest console
 	// QEMU's stdio chardev reads the serial port's input from stdin: /dev/null in a plain pod; the
 	// terminal of `kubectl attach -it` with the chart's console.serial.interactive (stdin and tty
 	// on the container). Passed as the *os.File itself, so QEMU sees the tty and makes it raw.
@@ -471,6 +475,24 @@ func (t *tpmRun) stop(log *slog.Logger, qemuErr error) error {
 	return qemuErr
 }
 
+// openCDROMs opens each ISO of CDROMS read-only without following a symlink
+// (the image cache is shared); QEMU gets the descriptors, never the paths.
+// On an error the ones opened so far are returned too, to be closed.
+func openCDROMs(c config.Config) ([]*os.File, error) {
+	var files []*os.File
+	for i := range c.CDROMs {
+		f, err := fsutil.Open(c.CDROM(i))
+		if err != nil {
+			if errors.Is(err, fsutil.ErrNotOwnFile) || errors.Is(err, fs.ErrNotExist) {
+				return files, stage.BadInputf("IMAGE_DIR", c.ImageDir, "ISO %s (%s): %v: image-fetch puts it there", c.CDROM(i), artifact.Name(i), err)
+			}
+			return files, fmt.Errorf("open the ISO %s: %w", c.CDROM(i), err)
+		}
+		files = append(files, f)
+	}
+	return files, nil
+}
+
 func closeIf(f *os.File) {
 	if f != nil {
 		f.Close()
@@ -651,7 +673,8 @@ func checkSockets(c config.Config) error {
 // So a missing base is reported by name (image-fetch's job) instead of as
 // QEMU's open error, and an overlay edited to point elsewhere is refused.
 //
-// standalone is true for an overlay without a backing file (it boots as it is).
+// standalone is true for an overlay without a backing file and without
+// image-fetch's record (made by hand: it boots as it is, with a warning).
 func checkDisk(c config.Config) (standalone bool, err error) {
 	badDisk := func(format string, args ...any) error {
 		return stage.BadInputf("DISK_DIR", c.DiskDir, "pet overlay %s: "+format+" (image-fetch makes the overlay)", append([]any{c.Overlay()}, args...)...)
@@ -666,7 +689,8 @@ func checkDisk(c config.Config) (standalone bool, err error) {
 	case h.HasDataFile():
 		return false, badDisk("has an external data file")
 	case h.BackingFile == "":
-		return true, nil
+		blank, err := checkStandalone(c)
+		return !blank && err == nil, err
 	case !filepath.IsAbs(h.BackingFile) || filepath.Clean(h.BackingFile) != h.BackingFile || filepath.Dir(h.BackingFile) != c.ImageDir:
 		return false, stage.BadInputf("IMAGE_DIR", c.ImageDir, "the overlay %s has the backing file %q, not a file in IMAGE_DIR: image-fetch writes the base's absolute path in IMAGE_DIR (was IMAGE_DIR changed?)", c.Overlay(), h.BackingFile)
 	case h.BackingFormat != "qcow2" && h.BackingFormat != "raw":
@@ -690,6 +714,32 @@ func checkDisk(c config.Config) (standalone bool, err error) {
 		}
 	}
 	return false, nil
+}
+
+// checkStandalone refuses an overlay without a backing file whose record
+// (image-fetch's DISK_DIR/<VM_NAME>.json) says it was made on a base: its
+// backing file was taken out of it, and the guest would see a disk without
+// its base. One made blank (an OS installed from an ISO) boots as it is; one
+// without a record (made by hand) boots with a warning.
+func checkStandalone(c config.Config) (blank bool, err error) {
+	b, err := fsutil.ReadRecord(c.OverlayRecord())
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, stage.BadInputf("DISK_DIR", c.DiskDir, "the pet disk's record %s: %v", c.OverlayRecord(), err)
+	}
+	var rec struct {
+		Blank bool   `json:"blank"`
+		Base  string `json:"base"`
+	}
+	if err := json.Unmarshal(b, &rec); err != nil {
+		return false, stage.BadInputf("DISK_DIR", c.DiskDir, "the pet disk's record %s is not JSON: %v", c.OverlayRecord(), err)
+	}
+	if !rec.Blank {
+		return false, stage.BadInputf("DISK_DIR", c.DiskDir, "the pet disk %s has no backing file, but its record %s says it was made on the base %q: its backing file was taken out of it; refusing to boot it (left as it is)", c.Overlay(), c.OverlayRecord(), rec.Base)
+	}
+	return true, nil
 }
 
 func errUnwrap(err error) error {
