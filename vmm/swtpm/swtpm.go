@@ -13,18 +13,15 @@
 package swtpm
 
 import (
-	"bufio"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -32,6 +29,7 @@ import (
 
 	"github.com/berth-vm/berth/common/fsutil"
 	"github.com/berth-vm/berth/common/stage"
+	"github.com/berth-vm/berth/vmm/lastline"
 )
 
 // StateFile is where swtpm keeps a TPM 2.0's permanent state in its directory.
@@ -184,7 +182,7 @@ type Process struct {
 	cmd  *exec.Cmd
 	done chan struct{}
 	err  error
-	last lastLine
+	last lastline.Recorder
 }
 
 // Start runs bin with Args(dir) and returns it with QEMU's end of the control
@@ -215,7 +213,11 @@ func Start(log *slog.Logger, bin, dir string) (*Process, *os.File, error) {
 	}
 	stderr := logR
 	go func() {
-		p.last.copy(log, stderr)
+		p.last.Copy(stderr, func(line string) {
+			if line = strings.TrimSpace(line); line != "" {
+				log.Warn("swtpm", "says", line)
+			}
+		}, nil)
 		stderr.Close()
 		p.err = p.cmd.Wait()
 		close(p.done)
@@ -233,7 +235,7 @@ func (p *Process) Pid() int { return p.cmd.Process.Pid }
 // ExitError says how swtpm ended and its last message.
 func (p *Process) ExitError() error {
 	<-p.done
-	msg := p.last.get()
+	msg := p.last.Last()
 	if msg == "" {
 		msg = "(nothing on stderr)"
 	}
@@ -261,30 +263,4 @@ func (p *Process) Stop(log *slog.Logger, grace time.Duration) {
 		_ = p.cmd.Process.Kill()
 		<-p.done
 	}
-}
-
-// lastLine logs swtpm's stderr line by line and keeps the last one.
-type lastLine struct {
-	mu   sync.Mutex
-	line string
-}
-
-func (l *lastLine) copy(log *slog.Logger, r io.Reader) {
-	sc := bufio.NewScanner(r)
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
-		if line == "" {
-			continue
-		}
-		log.Warn("swtpm", "says", line)
-		l.mu.Lock()
-		l.line = line
-		l.mu.Unlock()
-	}
-}
-
-func (l *lastLine) get() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.line
 }

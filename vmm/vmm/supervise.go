@@ -1,7 +1,6 @@
 package vmm
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -11,14 +10,13 @@ import (
 	"os/exec"
 	"os/signal"
 	"slices"
-	"strings"
-	"sync"
 	"syscall"
 	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/berth-vm/berth/vmm/lastline"
 	"github.com/berth-vm/berth/vmm/qmp"
 )
 
@@ -118,9 +116,13 @@ func (s *Supervisor) Run(ctx context.Context, cmd *exec.Cmd) error {
 		s.Started(cmd.Process)
 	}
 
-	last := &lastLine{}
+	last := &lastline.Recorder{}
 	stderrDone := make(chan struct{})
-	go func() { defer close(stderrDone); last.copy(s.Stderr, pr) }()
+	go func() {
+		defer close(stderrDone)
+		defer pr.Close()
+		last.Copy(pr, func(line string) { fmt.Fprintln(s.Stderr, line) }, s.Stderr)
+	}()
 
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
@@ -177,7 +179,7 @@ func (s *Supervisor) Run(ctx context.Context, cmd *exec.Cmd) error {
 		case werr == nil:
 			return nil
 		}
-		msg := last.get()
+		msg := last.Last()
 		if msg == "" {
 			msg = "(nothing on stderr)"
 		}
@@ -328,32 +330,4 @@ func reapOthers(keep ...int) {
 		var ws unix.WaitStatus
 		_, _ = unix.Wait4(int(pid), &ws, unix.WNOHANG, nil)
 	}
-}
-
-// lastLine copies a stream line by line and remembers the last non-empty line.
-type lastLine struct {
-	mu   sync.Mutex
-	line string
-}
-
-func (l *lastLine) copy(w io.Writer, r io.ReadCloser) {
-	defer r.Close()
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		fmt.Fprintln(w, line)
-		if t := strings.TrimSpace(line); t != "" {
-			l.mu.Lock()
-			l.line = t
-			l.mu.Unlock()
-		}
-	}
-	_, _ = io.Copy(w, r) // a line too long for the scanner: pass the rest through
-}
-
-func (l *lastLine) get() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.line
 }
