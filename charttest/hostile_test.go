@@ -106,6 +106,17 @@ var hostileRefused = []struct {
 	{"podAnnotations: the seed checksum", oneVM + "    podAnnotations: {checksum/seed: x}\n", "vms.vm1.podAnnotations.checksum/seed"},
 	{"tests.image with a space", oneVM + "tests: {image: \"busybox: latest\"}\n", "tests/image"},
 	{"readyTCPPort 5900 with VNC", oneVM + "    readyTCPPort: 5900\n", "vms.vm1.readyTCPPort 5900"},
+	// ISOs (cdrom, extraCdroms) and the blank disk (more in cdrom_test.go)
+	{"neither image.source nor cdrom.source", "vms:\n  vm1: {image: {source: \"\"}}\n", "vms.vm1.image.source is required"},
+	{"a blank disk with image.sha256", "vms:\n  vm1: {image: {source: \"\", sha256: \"" + strings.Repeat("ab", 32) + "\"}, cdrom: {source: /i/a.iso}}\n", "vms.vm1.image.sha256 is set, but image.source is empty"},
+	{"cdrom.source ftp://", "vms:\n  vm1: {image: {source: \"\"}, cdrom: {source: \"ftp://x/a.iso\"}}\n", "cdrom/source"},
+	{"cdrom.source relative", "vms:\n  vm1: {image: {source: \"\"}, cdrom: {source: isos/a.iso}}\n", "cdrom/source"},
+	{"cdrom.source with credentials", "vms:\n  vm1: {image: {source: \"\"}, cdrom: {source: \"https://u:p@x/a.iso\"}}\n", "cdrom/source"},
+	{"extraCdroms: a path with ..", oneVM + "    extraCdroms: [{source: /isos/../a.iso}]\n", "extraCdroms/0/source"},
+	{"extraCdroms: no source", oneVM + "    extraCdroms: [{sha256: \"\"}]\n", "extraCdroms/0"},
+	{"extraCdroms: an unknown key", oneVM + "    extraCdroms: [{source: /i/a.iso, readonly: true}]\n", "readonly"},
+	{"two ISOs of one file name", oneVM + "    extraCdroms: [{source: /i/a.iso}, {source: \"https://x/a.iso\"}]\n", "would both be a.iso in the image cache"},
+	{"an ISO URL without a file name", oneVM + "    extraCdroms: [{source: \"https://x/\"}]\n", "vms.vm1.extraCdroms[0].source's base name"},
 }
 
 func TestHostileValuesRefused(t *testing.T) {
@@ -278,6 +289,26 @@ var hostileAccepted = []hostileCase{
 			}
 		}},
 	{"image cache emptyDir", "rel", oneVM + "    imageCache: {mode: emptyDir}\n", nil},
+	{"a blank disk, an installer and a driver ISO", "rel", "vms:\n  vm1:\n    image: {source: \"\"}\n    diskSize: 20Gi\n    cdrom: {source: \"https://isos.example/debian-12.iso\", sha256: \"" + strings.Repeat("AB", 32) + "\"}\n    extraCdroms: [{source: \"http://isos.example/virtio-win.iso\", target: virtio-win-0.1.iso}]\n",
+		func(t *testing.T, r *Rendered) {
+			s := sts(t, r, "vm1")
+			want := `[{"sha256":"` + strings.Repeat("AB", 32) + `","source":"https://isos.example/debian-12.iso"},{"source":"http://isos.example/virtio-win.iso","target":"virtio-win-0.1.iso"}]`
+			for _, c := range []string{"image-fetch", "vm"} {
+				if got := kubeletEnv(container(t, s, c))["CDROMS"]; got != want {
+					t.Errorf("%s: CDROMS %s, want %s", c, got, want)
+				}
+			}
+			if e := kubeletEnv(container(t, s, "image-fetch")); e["IMG_SOURCE"] != "" || e["DISK_BLANK"] != "true" || e["DISK_SIZE"] != "20Gi" {
+				t.Errorf("image-fetch: IMG_SOURCE %q, DISK_BLANK %q, DISK_SIZE %q", e["IMG_SOURCE"], e["DISK_BLANK"], e["DISK_SIZE"])
+			}
+		}},
+	{"an ISO URL with $, quotes, & and <>", "rel", oneVM + "    extraCdroms: [{source: 'https://isos.example/$(VM_NAME)/a.iso?x=\"1\"&y=<2>&z=$$', target: a.iso}]\n",
+		func(t *testing.T, r *Rendered) {
+			l := parseCDROMs(t, kubeletEnv(container(t, sts(t, r, "vm1"), "image-fetch"))["CDROMS"])
+			if len(l) != 1 || l[0].Source != `https://isos.example/$(VM_NAME)/a.iso?x="1"&y=<2>&z=$$` {
+				t.Errorf("CDROMS as the kubelet passes it: %+v", l)
+			}
+		}},
 }
 
 func renderCase(t *testing.T, tc hostileCase) *Rendered {
@@ -504,6 +535,15 @@ func stageDryRun(t *testing.T, bin string, s *appsv1.StatefulSet, cm *corev1.Con
 			}
 			if out, err := exec.Command("qemu-img", "create", "-q", "-f", d.Format, d.Path(dataDir), strconv.FormatUint(d.Bytes, 10)).CombinedOutput(); err != nil {
 				t.Fatalf("qemu-img create %s: %v: %s", d.Path(dataDir), err, out)
+			}
+		}
+	}
+	// the ISOs image-fetch would have put into the image cache (empty, as the seed below: the
+	// dry runs do not read them)
+	if images := move("/var/lib/berth/images"); c.Name == "vm" && images != "/var/lib/berth/images" && e["CDROMS"] != "" {
+		for _, i := range parseCDROMs(t, e["CDROMS"]) {
+			if err := os.WriteFile(filepath.Join(images, i.file(t)), nil, 0o644); err != nil {
+				t.Fatal(err)
 			}
 		}
 	}

@@ -1,6 +1,7 @@
-{{/* berth.container.image-fetch: the init container that fetches the base image into the cache and
-makes the pet overlay on the disk. The argument is a VM context (see _helpers.tpl);
-statefulset.yaml includes it with nindent 8. */}}
+{{/* berth.container.image-fetch: the init container that fetches the base image and the ISOs
+(CDROMS, _cdroms.tpl) into the cache and makes the pet overlay on the disk (a blank disk when
+image.source is empty). The argument is a VM context (see _helpers.tpl); statefulset.yaml includes
+it with nindent 8. */}}
 {{- define "berth.container.image-fetch" -}}
 {{- $ctx := . -}}
 {{- $vm := .vm -}}
@@ -14,6 +15,12 @@ statefulset.yaml includes it with nindent 8. */}}
     {{- include "berth.commonEnv" (merge (dict "stage" "imageFetch") $ctx) | nindent 4 }}
     - name: IMG_SOURCE
       value: {{ include "berth.env" $vm.image.source }}
+    {{- if not $vm.image.source }}
+    # image.source empty: a blank pet disk of DISK_SIZE without a base image, to install an OS
+    # on from the ISO (a disk made blank is never paired with a base).
+    - name: DISK_BLANK
+      value: "true"
+    {{- end }}
     {{- with $vm.image.target }}
     - name: IMG_TARGET
       value: {{ include "berth.env" . }}
@@ -21,6 +28,9 @@ statefulset.yaml includes it with nindent 8. */}}
     {{- with $vm.image.sha256 }}
     - name: IMG_SHA256
       value: {{ include "berth.env" . }}
+    {{- end }}
+    {{- with include "berth.cdromsEnvVars" $ctx }}
+    {{- . | nindent 4 }}
     {{- end }}
     - name: IMAGE_DIR
       value: /var/lib/berth/images

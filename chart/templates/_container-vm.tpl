@@ -77,6 +77,9 @@ from a device plugin (kvm.resourceName, tun.mode devicePlugin). */ -}}
     {{- with include "berth.dataDisksEnvVars" $ctx }}
     {{- . | nindent 4 }}
     {{- end }}
+    {{- with include "berth.cdromsEnvVars" $ctx }}
+    {{- . | nindent 4 }}
+    {{- end }}
     - name: IMAGE_DIR
       value: /var/lib/berth/images
     - name: TMPDIR

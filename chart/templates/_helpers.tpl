@@ -222,9 +222,22 @@ capabilities:
 
 {{/* berth.checks: fail early, with a clear message, on values the schema cannot catch. */}}
 {{- define "berth.checks" -}}
+{{- /* image.source may be empty (IMG_SOURCE "" and DISK_BLANK=true: a blank pet disk of diskSize)
+with an installer ISO to install an OS from, or once the disk exists (the installed disk, the ISO
+detached: image-fetch keeps a disk made blank and refuses one made on a base). lookup sees the PVC
+under helm install and upgrade, not under helm template. */ -}}
 {{- if not .vm.image.source -}}
-{{- fail (printf "berth: vms.%s.image.source is required (an http(s) URL of a qcow2 or raw image)" .name) -}}
+{{- $pvc := printf "disk-%s-0" (include "berth.fullname" .) -}}
+{{- if and (not (.vm.cdrom | default dict).source) (not (lookup "v1" "PersistentVolumeClaim" .root.Release.Namespace $pvc)) -}}
+{{- fail (printf "berth: vms.%s.image.source is required (an http(s) URL of a qcow2 or raw image); it may be empty only with cdrom.source set (a blank disk of diskSize, an OS installed on it from that ISO) or once the VM's disk exists (PVC %s, seen by helm install and upgrade, not by helm template)" .name $pvc) -}}
 {{- end -}}
+{{- range $k := list "sha256" "target" -}}
+{{- if get $.vm.image $k -}}
+{{- fail (printf "berth: vms.%s.image.%s is set, but image.source is empty (a blank pet disk has no base image): remove image.%s, or set image.source" $.name $k $k) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- $_ := include "berth.cdroms" . -}}
 {{- if and (not (hasPrefix "127." .vm.vnc.listen)) (not .vm.vnc.passwordSecret) (not .vm.noVNC) -}}
 {{- fail (printf "berth: vms.%s.vnc.listen %s serves VNC beyond the pod's loopback: set vms.%s.vnc.passwordSecret" .name .vm.vnc.listen .name) -}}
 {{- end -}}

@@ -22,9 +22,9 @@ import (
 // the installer first.
 const CDROMsVar = "CDROMS"
 
-// MaxCDROMs is the most ISOs a VM gets (each is a scsi-cd on the one
-// virtio-scsi controller, beside the seed).
-const MaxCDROMs = 8
+// MaxCDROMs is the most ISOs a VM gets: each is a SATA CD-ROM on one port
+// of q35's built-in AHCI controller, which has six.
+const MaxCDROMs = 6
 
 // SourceError says why a source is refused. Kind tells the caller how to
 // show the value (a URL's parts may be secret).

@@ -31,7 +31,7 @@ func Vars() []stage.Var {
 		{Name: "IMAGE_DIR", Default: stage.DefaultImageDir, Help: "image cache (absolute, clean path; not a symlink): <IMG_TARGET> and <IMG_TARGET>.sha256; may be shared between pods"},
 		{Name: "DISK_DIR", Default: stage.DefaultDiskDir, Help: "pet disk (absolute, clean path; not a symlink): <VM_NAME>.qcow2 (overlay on the base) and <VM_NAME>.json"},
 		{Name: "DISK_SIZE", Help: "virtual size of the overlay, e.g. 20Gi, a multiple of 512, at most 2048Ti (optional; grows the disk when its volume has room, never shrinks it)"},
-		{Name: artifact.CDROMsVar, Help: "read-only ISOs put into IMAGE_DIR beside the base (downloaded, resumed and cached the same way; verified to be ISO 9660), the installer first: a JSON array of {source, sha256, target} (optional; at most 8)"},
+		{Name: artifact.CDROMsVar, Help: "read-only ISOs put into IMAGE_DIR beside the base (downloaded, resumed and cached the same way; verified to be ISO 9660), the installer first: a JSON array of {source, sha256, target} (optional; at most 6)"},
 		{Name: legacy.Var, Help: "the root disk volume's root, where charts before 0.x kept <VM_NAME>.qcow2 and .json: moved into DISK_DIR (optional; absolute, clean path)"},
 
 		// The download policy (policy.go): how a failing, stalling or slow server is treated.

@@ -85,7 +85,7 @@ func Vars() []stage.Var {
 		{Name: disks.Var, Help: "the data disks: a JSON array of {name, size, volumeMode, format, bus, cache, discard} (common/disks; empty: none), each on QEMU's command line after the pet disk with serial <name>"},
 		{Name: "DATA_DISK_DIR", Default: disks.DefaultDir, Help: "a Filesystem data disk <name> is the file <name>/<name>.qcow2 (or .raw) in it, made by image-fetch; a Block disk is " + disks.BlockDir + "/<name>"},
 		{Name: "IMAGE_DIR", Default: stage.DefaultImageDir, Help: "holds the overlay's base image (QEMU opens it through the overlay); the overlay's backing file must be in it; and the ISOs of CDROMS"},
-		{Name: artifact.CDROMsVar, Help: "read-only ISOs, the installer first: a JSON array of {source, sha256, target} as image-fetch reads it (common/artifact); each is IMAGE_DIR/<target>, put there and verified by image-fetch, opened by vmm without following a symlink and attached as a SCSI CD-ROM that boots after the pet disk (at most 8)"},
+		{Name: artifact.CDROMsVar, Help: "read-only ISOs, the installer first: a JSON array of {source, sha256, target} as image-fetch reads it (common/artifact); each is IMAGE_DIR/<target>, put there and verified by image-fetch, opened by vmm without following a symlink and attached as a SATA CD-ROM that boots after the pet disk (at most 6)"},
 		{Name: "TAP", Default: stage.DefaultTap, Help: "persistent tap made by net-setup (ifalias \"" + stage.TapAlias + "\", owned by vmm's uid, on net-setup's bridge); vmm attaches to it, never creates one, and hands QEMU the fd"},
 		{Name: "NO_VNC", Default: "false", Help: "true: no VNC server at all"},
 		{Name: "VNC_LISTEN", Default: "127.0.0.1", Help: "address QEMU's VNC (port 5900) listens on; a non-loopback address needs VNC_PASSWORD_FILE"},

@@ -162,8 +162,8 @@ func Args(p Plan) []Arg {
 			"the ISO "+name+" ("+cd.Target+"), verified by image-fetch and opened read-only by vmm without following a symlink (the image cache is shared), inherited as fd "+fmt.Sprint(CDROMFD(i)))
 		add("-drive", "if=none,id="+CDROMDrive(i)+",file="+CDROMFile(i)+",format=raw,media=cdrom,readonly=on",
 			"the ISO "+name+", raw and read-only, from that fd set: QEMU opens no path in the image cache")
-		add("-device", "scsi-cd,bus=scsi0.0,drive="+CDROMDrive(i)+",bootindex="+cdromBootIndex(i),
-			"the ISO "+name+" as a CD-ROM that boots after the pet disk (bootindex 0): a blank disk boots the installer, the installed system boots after the installer's reboot")
+		add("-device", fmt.Sprintf("ide-cd,bus=ide.%d,drive=%s,bootindex=%s", i, CDROMDrive(i), cdromBootIndex(i)),
+			"the ISO "+name+" as a SATA CD-ROM on port "+fmt.Sprint(i)+" of q35's built-in AHCI controller (every installer has a driver for it; Windows Setup has none for virtio-scsi), booted after the pet disk (bootindex 0): a blank disk boots the installer, the installed system boots after the installer's reboot")
 	}
 
 	netdev := fmt.Sprintf("tap,id=net0,fd=%d", TapFD)
