@@ -37,6 +37,12 @@ type Pod struct {
 	DiskDir    string // DISK_DIR, the VM's PVC
 	Key        string // the SSH private key whose public half seed-iso gives the guest
 
+	// Blank and CDROMs: a pod that installs its OS from an ISO: DISK_BLANK
+	// for image-fetch, and CDROMS (a JSON array, "" for none) for image-fetch
+	// and vmm. Set between starts, as helm upgrade changes the chart's values.
+	Blank  bool
+	CDROMs string
+
 	VMM     *Proc // the vm container (nil before the first StartVMM)
 	Dnsmasq *Proc // the dnsmasq sidecar
 	HTTP    *Proc // the node's image server
@@ -218,10 +224,31 @@ func (p *Pod) Overlay() string { return filepath.Join(p.DiskDir, p.VMName+".qcow
 
 func (p *Pod) imageFetchEnv() []string {
 	env := []string{"IMG_SOURCE=" + p.ImageURL(), "IMAGE_DIR=" + p.ImageDir, "DISK_DIR=" + p.DiskDir}
+	if p.Blank {
+		env = []string{"DISK_BLANK=true", "IMAGE_DIR=" + p.ImageDir, "DISK_DIR=" + p.DiskDir}
+	}
+	if p.CDROMs != "" {
+		env = append(env, "CDROMS="+p.CDROMs)
+	}
 	if p.DiskSize != "" {
 		env = append(env, "DISK_SIZE="+p.DiskSize)
 	}
 	return env
+}
+
+// Serve puts the file at path on the node's image server as name and
+// returns its URL.
+func (p *Pod) Serve(name, path string) (string, error) {
+	if err := os.Symlink(path, filepath.Join(p.Work, "www", name)); err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("http://%s:%d/%s", NodeIP, p.HTTPPort, name), nil
+}
+
+// Gets is how many times the node's image server served the file name.
+func (p *Pod) Gets(name string) int {
+	b, _ := os.ReadFile(filepath.Join(p.Work, "http.log"))
+	return strings.Count(string(b), "GET /"+name+" ")
 }
 
 func (p *Pod) seedISOEnv() []string {
@@ -235,8 +262,12 @@ func (p *Pod) seedISOEnv() []string {
 
 // vmmEnv is the vm container's environment.
 func (p *Pod) vmmEnv() []string {
-	return []string{"DISK_DIR=" + p.DiskDir, "IMAGE_DIR=" + p.ImageDir, "ACCEL=tcg", "VM_CPUS=" + p.VMCPUs,
+	env := []string{"DISK_DIR=" + p.DiskDir, "IMAGE_DIR=" + p.ImageDir, "ACCEL=tcg", "VM_CPUS=" + p.VMCPUs,
 		"VM_MEMORY=" + p.VMMemory, "SHUTDOWN_TIMEOUT=" + strconv.Itoa(int(p.ShutdownTimeout/time.Second)), "READY_TCP_PORT=22"}
+	if p.CDROMs != "" {
+		env = append(env, "CDROMS="+p.CDROMs)
+	}
+	return env
 }
 
 // containerArgs is the command line that runs bin/NAME in the pod netns as
@@ -406,10 +437,7 @@ func (p *Pod) SSHCommand() string {
 }
 
 // ImageGets is how many times the node's image server served the image.
-func (p *Pod) ImageGets() int {
-	b, _ := os.ReadFile(filepath.Join(p.Work, "http.log"))
-	return strings.Count(string(b), "GET /testguest.qcow2")
-}
+func (p *Pod) ImageGets() int { return p.Gets("testguest.qcow2") }
 
 // QEMUPid is the pid of vmm's qemu-system child (0 when there is none).
 func (p *Pod) QEMUPid() int {
