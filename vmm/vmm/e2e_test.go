@@ -270,6 +270,17 @@ func openPTY(t *testing.T) (master, term *os.File) {
 // length: what came after the match, e.g. the next prompt, must stay visible to the next expect).
 func (v *vmmProc) expect(t *testing.T, bound time.Duration, from int, wants ...string) (int, int) {
 	t.Helper()
+	which, end, ok := v.lookFor(t, bound, from, wants...)
+	if !ok {
+		t.Fatalf("console: none of %q within %s; its end:\n%s", wants, bound, tail(readFile(v.console), 1500))
+	}
+	return which, end
+}
+
+// lookFor is expect that reports a timeout (ok false) instead of failing the test; vmm's exit
+// still fails it.
+func (v *vmmProc) lookFor(t *testing.T, bound time.Duration, from int, wants ...string) (int, int, bool) {
+	t.Helper()
 	deadline := time.Now().Add(bound)
 	exited := false
 	for {
@@ -283,13 +294,13 @@ func (v *vmmProc) expect(t *testing.T, bound time.Duration, from int, wants ...s
 			}
 		}
 		if best >= 0 {
-			return best, from + at + len(wants[best])
+			return best, from + at + len(wants[best]), true
 		}
 		if exited {
 			t.Fatalf("console: vmm exited before any of %q; its end:\n%s\nvmm's stderr:\n%s", wants, tail(c, 1500), tail(readFile(v.stderr), 2000))
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("console: none of %q within %s; its end:\n%s", wants, bound, tail(c, 1500))
+			return -1, from, false
 		}
 		select {
 		case <-v.done: // one more look: the console may have its last words
@@ -610,8 +621,20 @@ func serialLogin(t *testing.T, v *vmmProc, term *os.File) int {
 	typ("\r") // getty prints the prompt again
 	for try := 1; ; try++ {
 		// After "Login incorrect" login(1) prompts again by itself: another Enter there would be
-		// an empty user name, answered with "Password:", not "login:".
-		_, from = v.expect(t, 60*time.Second, from, "login:")
+		// an empty user name, answered with "Password:", not "login:". No prompt yet (an Enter
+		// typed while getty was still starting is lost, and a loaded machine's TCG guest is
+		// slow): Enter again, up to 4 times.
+		found := false
+		for enter := 0; enter < 4 && !found; enter++ {
+			if enter > 0 {
+				t.Logf("serial console: no login prompt within 45 s: Enter again")
+				typ("\r")
+			}
+			_, from, found = v.lookFor(t, 45*time.Second, from, "login:")
+		}
+		if !found {
+			t.Fatalf("console: no login prompt within 3 min, Enter typed 4 times; its end:\n%s", tail(readFile(v.console), 1500))
+		}
 		typ("debian\r")
 		_, from = v.expect(t, 30*time.Second, from, "Password:")
 		typ("berth-serial\r")
