@@ -72,7 +72,10 @@ func CheckSource(src string) (remote bool, base string, err error) {
 }
 
 // Shown is a source as errors may show it: a URL without its userinfo, query
-// and fragment (they may hold a password or a token), a path as it is.
+// and fragment (they may hold a password or a token), a path as it is. It
+// works on text, so it also redacts a URL that does not parse (or is not
+// quite one, like a source with a space): everything after its first '?' or
+// '#' goes, and its userinfo.
 func Shown(src string) string {
 	if i := strings.IndexAny(src, "?#"); i >= 0 {
 		src = src[:i+1] + "REDACTED"

@@ -98,18 +98,26 @@ func checkSource(name, src string, stat func(string) error) (bool, string, error
 	remote, base, err := artifact.CheckSource(src)
 	var se *artifact.SourceError
 	if errors.As(err, &se) {
-		shown := redactRaw(src)
+		shown := artifact.Shown(src)
 		if se.Kind == artifact.BadPath || se.Kind == artifact.Credentials {
 			shown = RedactText(src)
 		}
 		return false, "", stage.BadInput(name, shown, se.Reason)
 	}
 	if !remote {
-		if err := stat(src); err != nil {
-			return false, "", stage.BadInputf(name, src, "local file not readable: %v", err)
+		if err := statSource(name, src, stat); err != nil {
+			return false, "", err
 		}
 	}
 	return remote, base, nil
+}
+
+// statSource checks that a local source (name is its variable) is a readable file.
+func statSource(name, src string, stat func(string) error) error {
+	if err := stat(src); err != nil {
+		return stage.BadInputf(name, src, "local file not readable: %v", err)
+	}
+	return nil
 }
 
 // cdromsFromEnv reads CDROMS (common/artifact) and checks each ISO against
@@ -124,8 +132,8 @@ func cdromsFromEnv(env stage.Env, p Plan, stat func(string) error) ([]Artifact, 
 	var as []Artifact
 	for i, c := range list {
 		a := Artifact{Var: artifact.Name(i), Kind: KindISO, Source: c.Source, Remote: c.Remote, Target: c.Target, SHA256: c.SHA256}
-		if !a.Remote {
-			if _, _, err := checkSource(a.sourceVar(), a.Source, stat); err != nil {
+		if !a.Remote { // the source itself is checked by ParseCDROMs
+			if err := statSource(a.sourceVar(), a.Source, stat); err != nil {
 				return nil, err
 			}
 		}

@@ -7,6 +7,8 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
+
+	"github.com/berth-vm/berth/common/artifact"
 )
 
 // Redaction: a URL's userinfo, query and fragment may hold secrets (a
@@ -44,29 +46,8 @@ func RedactText(s string) string {
 		if u, err := url.Parse(m); err == nil && u.Host != "" {
 			return RedactURL(u)
 		}
-		return redactRaw(m)
+		return artifact.Shown(m)
 	})
-}
-
-// redactRaw redacts a URL that does not parse (or text that is not quite
-// one, like an IMG_SOURCE with a space): everything after its first '?' or
-// '#' goes, and its userinfo.
-func redactRaw(m string) string {
-	if i := strings.IndexAny(m, "?#"); i >= 0 {
-		m = m[:i+1] + "REDACTED"
-	}
-	scheme, rest, ok := strings.Cut(m, "://")
-	if !ok {
-		return m
-	}
-	host, path, slash := strings.Cut(rest, "/")
-	if i := strings.LastIndex(host, "@"); i >= 0 {
-		host = "REDACTED@" + host[i+1:]
-	}
-	if slash {
-		return scheme + "://" + host + "/" + path
-	}
-	return scheme + "://" + host
 }
 
 // redactedError prints err redacted; errors.As and errors.Is still see the
