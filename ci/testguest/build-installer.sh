@@ -93,13 +93,7 @@ out=$dir/$NAME
 . "$here/cache.sh"
 cache_take "$dir" "$out" "installer-$hash"
 
-work=$(mktemp -d "$dir/.build.XXXXXX")
-cleanup() {
-  set +e
-  rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+cache_work "$dir"
 
 start=$(date +%s)
 log "building $NAME ($kpkg $kver_pkg, busybox-static $bb_ver, grub-pc-bin $grub_ver) in $work"

@@ -88,13 +88,7 @@ out=$dir/$NAME
 . "$here/cache.sh"
 cache_take "$dir" "$out" "uefi-$hash"
 
-work=$(mktemp -d "$dir/.build.XXXXXX")
-cleanup() {
-  set +e
-  rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+cache_work "$dir"
 
 start=$(date +%s)
 log "building $NAME from $base (shim-signed $shim_ver, grub $grub_ver) in $work"
