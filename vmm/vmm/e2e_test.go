@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -520,14 +521,36 @@ func TestBinaryRealGuest(t *testing.T) {
 	t.Logf("guest agent checks: %s (of which %s the freeze held a write)", time.Since(agentStart).Round(100*time.Millisecond), frozenFor)
 	shell.run("exit", "")
 
+	// A client that gave up on its replies: qemu-guest-agent then spins writing them to a channel
+	// with no host client and does not stop on SIGTERM (systemd waits 90 s for it, past
+	// SHUTDOWN_TIMEOUT's 60) unless vmm reads them during the shutdown (agent.Drain).
+	abandonAgentReplies(t, filepath.Join(p.run, stage.AgentSocketName), 20)
+	time.Sleep(3 * time.Second)
 	stop := time.Now()
 	v.cmd.Process.Signal(syscall.SIGTERM)
 	if code := v.exit(t, 80*time.Second); code != 0 {
 		t.Errorf("SIGTERM: exit %d, want 0; stderr:\n%s", code, readFile(v.stderr))
 	}
-	t.Logf("SIGTERM to exit: %s", time.Since(stop).Round(100*time.Millisecond))
+	t.Logf("SIGTERM to exit: %s, with %d guest agent replies left unread before it", time.Since(stop).Round(100*time.Millisecond), 20)
 	if c := readFile(v.console); !strings.Contains(c, "reboot: Power down") {
 		t.Errorf("console shows no power-down; its end:\n%s", tail(c, 2000))
+	}
+	if !strings.Contains(readFile(v.stderr), "read the guest agent's replies that no client had read") {
+		t.Errorf("vmm did not log reading the replies left unread:\n%s", tail(readFile(v.stderr), 2000))
+	}
+}
+
+// abandonAgentReplies sends n commands to the guest agent and closes the
+// channel without reading a reply, as a client that timed out does.
+func abandonAgentReplies(t *testing.T, sock string, n int) {
+	t.Helper()
+	c, err := net.Dial("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Write([]byte(strings.Repeat(`{"execute":"guest-network-get-interfaces"}`+"\n", n))); err != nil {
+		t.Fatal(err)
 	}
 }
 

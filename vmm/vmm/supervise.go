@@ -50,6 +50,9 @@ type Supervisor struct {
 	// watch over its own QMP connection). Its abort ends QEMU and makes err
 	// Run's result: the guest cannot go on in this QEMU.
 	Watch func(ctx context.Context, abort func(err error))
+	// Stopping, if set, runs from the first ACPI power-down request until
+	// QEMU exits (vmm's drain of the guest agent's channel).
+	Stopping func(ctx context.Context)
 	// Started, if set, is told QEMU's process once it runs (tests use it).
 	Started func(*os.Process)
 	// Keep are other children vmm waits for itself (swtpm): the reaper
@@ -271,6 +274,12 @@ func (s *Supervisor) shutdown(cmd *exec.Cmd, exited <-chan error, chld <-chan os
 		if _, err := qmp.Do(ctx, s.QMPSocket, "system_powerdown", nil); err != nil {
 			s.Log.Debug("system_powerdown", "err", err)
 		}
+	}
+	if s.Stopping != nil {
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { defer close(done); s.Stopping(ctx) }()
+		defer func() { cancel(); <-done }()
 	}
 	powerdown()
 	for {

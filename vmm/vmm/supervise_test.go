@@ -45,6 +45,12 @@ func startNone(t *testing.T, timeout time.Duration, extra ...string) *run {
 // startNoneWatched is startNone with the supervisor's Watch set.
 func startNoneWatched(t *testing.T, timeout time.Duration, watch func(context.Context, func(error)), extra ...string) *run {
 	t.Helper()
+	return startNoneWith(t, timeout, func(s *Supervisor) { s.Watch = watch }, extra...)
+}
+
+// startNoneWith is startNone with the supervisor adjusted by set before it runs.
+func startNoneWith(t *testing.T, timeout time.Duration, set func(*Supervisor), extra ...string) *run {
+	t.Helper()
 	bin := needQEMU(t)
 	sock := filepath.Join(t.TempDir(), "qmp.sock")
 	args := append([]string{"-machine", "none", "-nodefaults", "-display", "none", "-qmp", "unix:" + sock + ",server=on,wait=off"}, extra...)
@@ -58,8 +64,8 @@ func startNoneWatched(t *testing.T, timeout time.Duration, watch func(context.Co
 		QuitGrace:       3 * time.Second,
 		Stderr:          r.stderr,
 		Started:         func(p *os.Process) { r.proc <- p },
-		Watch:           watch,
 	}
+	set(r.sup)
 	ctx, cancel := context.WithCancel(context.Background())
 	r.cancel = cancel
 	go func() { r.done <- r.sup.Run(ctx, cmd) }()
@@ -119,6 +125,36 @@ func TestRealQEMUShutdownTimeout(t *testing.T) {
 	err := r.wait(t, 30*time.Second)
 	if !errors.Is(err, ErrShutdownTimeout) {
 		t.Fatalf("err = %v, want ErrShutdownTimeout", err)
+	}
+}
+
+// TestRealQEMUStopping: Stopping runs from the stop request (not before)
+// and its context ends before Run returns.
+func TestRealQEMUStopping(t *testing.T) {
+	started, ended := make(chan struct{}), make(chan struct{})
+	r := startNoneWith(t, 2*time.Second, func(s *Supervisor) {
+		s.Stopping = func(ctx context.Context) {
+			close(started)
+			<-ctx.Done()
+			close(ended)
+		}
+	})
+	waitQMP(t, r.sup.QMPSocket)
+	select {
+	case <-started:
+		t.Fatal("Stopping ran before the stop request")
+	default:
+	}
+	r.cancel()
+	if err := r.wait(t, 30*time.Second); !errors.Is(err, ErrShutdownTimeout) {
+		t.Fatalf("err = %v, want ErrShutdownTimeout", err)
+	}
+	for name, ch := range map[string]chan struct{}{"started": started, "ended": ended} {
+		select {
+		case <-ch:
+		default:
+			t.Errorf("Stopping not %s when Run returned", name)
+		}
 	}
 }
 

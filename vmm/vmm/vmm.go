@@ -28,6 +28,7 @@ import (
 	"github.com/berth-vm/berth/common/podmem"
 	"github.com/berth-vm/berth/common/qcow2"
 	"github.com/berth-vm/berth/common/stage"
+	"github.com/berth-vm/berth/vmm/agent"
 	"github.com/berth-vm/berth/vmm/config"
 	"github.com/berth-vm/berth/vmm/firmware"
 	"github.com/berth-vm/berth/vmm/kvm"
@@ -290,6 +291,9 @@ func (p *Plan) Apply(r stage.Run) error {
 		if err := w.Run(ctx); err != nil && ctx.Err() == nil {
 			r.Log.Debug("watch ended", "err", err) // QEMU exited: the supervisor reports why
 		}
+	}
+	if c.GuestAgent {
+		sup.Stopping = func(ctx context.Context) { drainAgent(ctx, r.Log, c.AgentSocket()) }
 	}
 	if p.QEMU.VNCPassword {
 		password := p.password
@@ -747,4 +751,17 @@ func errUnwrap(err error) error {
 		return pe.Err
 	}
 	return err
+}
+
+// drainAgent reads the guest agent's channel while the guest shuts down
+// (agent.Drain: a reply a client left unread would keep qemu-guest-agent
+// from stopping) and says so when there was one.
+func drainAgent(ctx context.Context, log *slog.Logger, sock string) {
+	n, err := agent.Drain(ctx, sock, 0)
+	if n > 0 {
+		log.Info("read the guest agent's replies that no client had read: the agent blocks in them and would hold up the guest's shutdown", "bytes", n)
+	}
+	if err != nil {
+		log.Debug("guest agent drain", "err", err)
+	}
 }

@@ -10,21 +10,27 @@ import (
 )
 
 // How often and how long the greeting asks the guest agent (zero fields of
-// Greeting take these).
+// Greeting take these): GreetTimeout bounds the sync (an agent that does not
+// run yet never answers it), AnswerTimeout each command once the agent has
+// answered the sync.
 const (
-	GreetEvery   = 5 * time.Second
-	GreetTimeout = 3 * time.Second
+	GreetEvery    = 5 * time.Second
+	GreetTimeout  = 3 * time.Second
+	AnswerTimeout = 30 * time.Second
 )
 
 // Greeting logs the guest's OS and addresses once per boot, as soon as the
-// guest agent first answers: until then it asks every GreetEvery, each try
-// bounded by GreetTimeout and closed at once (QEMU serves one client at a
-// time on the channel: `vmm agent` and probe ready must get their turn).
+// guest agent first answers: until then it asks every GreetEvery, each sync
+// bounded by GreetTimeout and the connection closed at once (QEMU serves one
+// client at a time on the channel: `vmm agent` and probe ready must get their
+// turn). Once the agent has answered the sync, its replies are waited for
+// (AnswerTimeout): a reply left unread keeps qemu-guest-agent spinning
+// (agent.Drain says why).
 type Greeting struct {
 	Log    *slog.Logger
 	Socket string // the agent channel's socket
 
-	Every, Timeout time.Duration
+	Every, Timeout, Answer time.Duration
 
 	mu      sync.Mutex
 	boot    time.Time // the guest's current boot
@@ -54,6 +60,9 @@ func (g *Greeting) Run(ctx context.Context) {
 	if g.Timeout == 0 {
 		g.Timeout = GreetTimeout
 	}
+	if g.Answer == 0 {
+		g.Answer = AnswerTimeout
+	}
 	tick := time.NewTicker(g.Every)
 	defer tick.Stop()
 	for {
@@ -72,14 +81,16 @@ func (g *Greeting) Run(ctx context.Context) {
 
 // try asks the agent once: true when it answered and the guest was logged.
 func (g *Greeting) try(ctx context.Context, boot time.Time) bool {
-	ctx, cancel := context.WithTimeout(ctx, g.Timeout)
+	sctx, cancel := context.WithTimeout(ctx, g.Timeout)
 	defer cancel()
-	c, err := agent.Dial(ctx, g.Socket)
+	c, err := agent.Dial(sctx, g.Socket)
 	if err != nil {
 		g.Log.Debug("the guest agent does not answer yet", "err", err)
 		return false
 	}
 	defer c.Close()
+	ctx, cancel = context.WithTimeout(ctx, g.Answer)
+	defer cancel()
 	o, err := c.OSInfo(ctx)
 	if err != nil {
 		g.Log.Debug("guest agent: no OS info yet", "err", err)

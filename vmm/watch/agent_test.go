@@ -67,6 +67,35 @@ func TestGreeting(t *testing.T) {
 	<-done
 }
 
+// TestGreetingWaitsForAnswers: once the agent has answered the sync, its
+// replies are waited for past the sync's bound (a reply left unread keeps
+// qemu-guest-agent spinning), so a slow guest's addresses are logged.
+func TestGreetingWaitsForAnswers(t *testing.T) {
+	a := agenttest.Start(t)
+	a.Set(func(a *agenttest.Agent) { a.Slow = 150 * time.Millisecond })
+	var logs logBuffer
+	g := &Greeting{Log: slog.New(slog.NewTextHandler(&logs, nil)), Socket: a.Path, Every: 10 * time.Millisecond, Timeout: 50 * time.Millisecond}
+	g.NewBoot(time.Now())
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	done := make(chan struct{})
+	go func() { defer close(done); g.Run(ctx) }()
+	for !strings.Contains(logs.String(), `msg="the guest agent answers"`) {
+		if ctx.Err() != nil {
+			t.Fatalf("no greeting within the bound; log:\n%s", logs.String())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	cancel()
+	<-done
+	if out := logs.String(); strings.Contains(out, "addresses_err") || !strings.Contains(out, "eth0=192.168.254.2/30") {
+		t.Errorf("the greeting gave up on the slow agent's addresses:\n%s", out)
+	}
+	if n := a.Count("guest-sync-delimited"); n != 1 {
+		t.Errorf("%d connections, want 1: the first sync answered, and its commands were waited for", n)
+	}
+}
+
 // TestWatchTellsNewBoot: a reset seen by the watch (a RESET event) is a new
 // boot for Reset (the greeting asks the agent again), with the boot's time;
 // a poll without one tells nothing.

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+	"time"
 )
 
 // Agent is the fake's behaviour and state; set the fields before connecting.
@@ -29,6 +30,8 @@ type Agent struct {
 	Stale string
 	// Silent: read commands, never answer (a guest whose agent does not run).
 	Silent bool
+	// Slow delays each reply but guest-sync-delimited's (a loaded guest).
+	Slow time.Duration
 	// Frozen is the file systems' state (guest-fsfreeze-*).
 	Frozen bool
 	// Calls counts the commands received, by name.
@@ -97,10 +100,13 @@ func (a *Agent) serve(c net.Conn) {
 		}
 		a.mu.Lock()
 		a.Calls[req.Execute]++
-		silent := a.Silent
+		silent, slow := a.Silent, a.Slow
 		a.mu.Unlock()
 		if silent {
 			continue
+		}
+		if req.Execute != "guest-sync-delimited" {
+			time.Sleep(slow)
 		}
 		pre, ans := a.answer(req.Execute, req.Arguments)
 		if err := reply(c, pre, ans); err != nil {
