@@ -12,6 +12,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
+	"sigs.k8s.io/yaml"
 
 	"helm.sh/helm/v3/pkg/action"
 	"helm.sh/helm/v3/pkg/chart"
@@ -119,7 +120,36 @@ func names(cs []corev1.Container) []string {
 	return n
 }
 
-// Every example values file renders, and its rendering matches the golden snapshot.
+// imagesIn lists every "image" of containers and init containers in an object's YAML.
+func imagesIn(t *testing.T, doc []byte) []string {
+	t.Helper()
+	var m any
+	if err := yaml.Unmarshal(doc, &m); err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	var walk func(v any, key string)
+	walk = func(v any, key string) {
+		switch v := v.(type) {
+		case map[string]any:
+			for k, e := range v {
+				if img, ok := e.(string); ok && k == "image" && (key == "containers" || key == "initContainers") {
+					out = append(out, img)
+				}
+				walk(e, k)
+			}
+		case []any:
+			for _, e := range v {
+				walk(e, key)
+			}
+		}
+	}
+	walk(m, "")
+	return out
+}
+
+// Every example values file renders, and its rendering matches the golden snapshot; no image in
+// it is third-party.
 func TestExamplesGolden(t *testing.T) {
 	files, err := Examples()
 	if err != nil {
@@ -141,6 +171,18 @@ func TestExamplesGolden(t *testing.T) {
 				t.Fatalf("%s rendered no objects", f)
 			}
 			assertGolden(t, filepath.Join("testdata", "golden", name+".yaml"), r.Snapshot(), "the rendering of "+f, "go test -update rewrites it after review")
+			// Nothing third-party: every image, helm test's included, is one of images.*.
+			hooks, err := r.HookObjects()
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, o := range append(r.Objects, hooks...) {
+				for _, img := range imagesIn(t, o.YAML) {
+					if !strings.HasPrefix(img, "ghcr.io/berth-vm/") {
+						t.Errorf("%s/%s runs %s, not one of the chart's images.*", o.Kind, o.Name, img)
+					}
+				}
+			}
 		})
 	}
 }
@@ -880,8 +922,29 @@ func TestHelmTestHook(t *testing.T) {
 	if !slices.Equal(kinds, []string{"Service/rel-vm1-test", "Pod/rel-vm1-test"}) {
 		t.Fatalf("test hooks %v: want the Service before the Pod", kinds)
 	}
-	if !strings.Contains(string(objs[1].YAML), "$REL_VM1_TEST_SERVICE_HOST") {
-		t.Errorf("test pod does not read the Service's env var:\n%s", objs[1].YAML)
+	// The test runs vmm probe banner in the VM's own vmm image (a per-VM override included):
+	// nothing third-party, nothing the VM's node lacks.
+	for _, tc := range []struct{ name, values string }{
+		{"default", oneVM},
+		{"the VM's own vmm image", oneVM + "    images: {vmm: {tag: v9, pullPolicy: Always}}\n"},
+	} {
+		r := render(t, tc.values)
+		objs, err := r.HookObjects()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var pod corev1.Pod
+		if err := yaml.UnmarshalStrict(objs[1].YAML, &pod); err != nil {
+			t.Fatal(err)
+		}
+		vm := container(t, sts(t, r, "vm1"), "vm")
+		got := pod.Spec.Containers[0]
+		if got.Image != vm.Image || got.ImagePullPolicy != vm.ImagePullPolicy {
+			t.Errorf("%s: the test pod runs %s (%s), the VM %s (%s)", tc.name, got.Image, got.ImagePullPolicy, vm.Image, vm.ImagePullPolicy)
+		}
+		if want := []string{"vmm", "probe", "banner", "-within", "60s", "$(REL_VM1_TEST_SERVICE_HOST):22"}; !slices.Equal(got.Command, want) {
+			t.Errorf("%s: test command %q, want %q (the kubelet expands the Service's variable)", tc.name, got.Command, want)
+		}
 	}
 	if r := render(t, oneVM+"tests: {enabled: false}\n"); len(r.Hooks) != 0 {
 		t.Errorf("tests.enabled false: %d hooks", len(r.Hooks))

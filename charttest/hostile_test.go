@@ -104,7 +104,8 @@ var hostileRefused = []struct {
 	{"service: a port twice", oneVM + "    service: {enabled: true, ports: [{name: a, port: 22}, {name: b, port: 22}]}\n", "vms.vm1.service.ports lists port 22/TCP twice"},
 	{"service: a name twice", oneVM + "    service: {enabled: true, ports: [{name: a, port: 22}, {name: a, port: 23}]}\n", "vms.vm1.service.ports lists name a twice"},
 	{"podAnnotations: the seed checksum", oneVM + "    podAnnotations: {checksum/seed: x}\n", "vms.vm1.podAnnotations.checksum/seed"},
-	{"tests.image with a space", oneVM + "tests: {image: \"busybox: latest\"}\n", "tests/image"},
+	{"tests.image, no longer read", oneVM + "tests: {image: busybox}\n", "tests.image is no longer read: helm test runs `vmm probe banner` in each VM's own vmm image"},
+	{"tests.pullPolicy, no longer read", oneVM + "tests: {pullPolicy: Always}\n", "tests.pullPolicy is no longer read"},
 	{"readyTCPPort 5900 with VNC", oneVM + "    readyTCPPort: 5900\n", "vms.vm1.readyTCPPort 5900"},
 	// ISOs (cdrom, extraCdroms) and the blank disk (more in cdrom_test.go)
 	{"neither image.source nor cdrom.source", "vms:\n  vm1: {image: {source: \"\"}}\n", "vms.vm1.image.source is required"},

@@ -133,7 +133,6 @@ func TestSchemaSharedDefsRefuse(t *testing.T) {
 		{"service targetPort too large", oneVM + "    service: {enabled: true, ports: [{name: ssh, port: 22, targetPort: 70000}]}\n", "/vms/vm1/service/ports/0/targetPort"},
 		{"service nodePort not an integer", oneVM + "    service: {enabled: true, type: NodePort, ports: [{name: ssh, port: 22, nodePort: 1.5}]}\n", "/vms/vm1/service/ports/0/nodePort"},
 		{"tests.port 0", oneVM + "tests: {port: 0}\n", "/tests/port"},
-		{"tests.pullPolicy", oneVM + "tests: {pullPolicy: Sometimes}\n", "/tests/pullPolicy"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			requireRefused(t, c, tc.values, tc.msg)

@@ -1,5 +1,6 @@
 // Package probe implements `vmm probe ready` and `vmm probe live`, the pod's
-// exec probes. They print one line and exit 0 (yes) or 1 (no); bad usage is 2.
+// exec probes, and `vmm probe banner`, the chart's helm test (banner.go).
+// They print one line and exit 0 (yes) or 1 (no); bad usage is 2.
 // Unlike the stage itself they never write the termination log: a failing
 // probe is not why a container ended.
 package probe
@@ -31,7 +32,7 @@ import (
 const Timeout = 2 * time.Second
 
 // Usage is the probe's help (vmm probe -h).
-const Usage = "usage: vmm probe ready|live\n" +
+const Usage = "usage: vmm probe ready|live|banner\n" +
 	"  ready: the guest runs (vmm's status file says QEMU is running, not paused on a full volume),\n" +
 	"         dnsmasq leased VM_IP (and, with READY_TCP_PORT, the guest accepts on that port)\n" +
 	"         since the guest's current boot (a lease of an earlier boot does not count);\n" +
@@ -39,7 +40,8 @@ const Usage = "usage: vmm probe ready|live\n" +
 	"         guest-ping on $BERTH_RUN_DIR/qga.sock\n" +
 	"  live:  QEMU answers query-status on $BERTH_RUN_DIR/qmp.sock in a state the guest can go on from\n" +
 	"         (not internal-error, not a kernel panic left unreset); or the guest powered off with ON_POWEROFF=stop\n" +
-	"Reads BERTH_RUN_DIR, VM_IP, READY_TCP_PORT, READY_WHEN and GUEST_AGENT as vmm does; exit 0 yes, 1 no, 2 bad input.\n"
+	"Reads BERTH_RUN_DIR, VM_IP, READY_TCP_PORT, READY_WHEN and GUEST_AGENT as vmm does; exit 0 yes, 1 no, 2 bad input.\n" +
+	"  banner: a TCP service's first line (the chart's helm test: vmm probe banner -h)\n"
 
 // Main runs a probe; args are what follows "probe". Bad arguments or a bad
 // variable are one line on stderr and exit 2.
@@ -48,8 +50,11 @@ func Main(args []string, env stage.Env, stdout, stderr io.Writer) int {
 		fmt.Fprint(stdout, Usage)
 		return stage.ExitOK
 	}
+	if len(args) > 0 && args[0] == "banner" {
+		return bannerMain(args[1:], stdout, stderr)
+	}
 	if len(args) != 1 || (args[0] != "ready" && args[0] != "live") {
-		fmt.Fprintf(stderr, "vmm probe: bad input: arguments %q: want exactly one of ready, live (vmm probe -h)\n", args)
+		fmt.Fprintf(stderr, "vmm probe: bad input: arguments %q: want exactly one of ready, live, or banner and its arguments (vmm probe -h)\n", args)
 		return stage.ExitBadInput
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), Timeout)
