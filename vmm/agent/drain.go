@@ -19,8 +19,8 @@ const DrainQuiet = time.Second
 // everything, until ctx ends; it returns how many bytes it dropped. vmm runs
 // it while the guest shuts down.
 //
-// Why: qemu-guest-agent (qga/channel-posix.c, ga_channel_write_all, as of
-// QEMU 7.2 and upstream since) writes a reply in a loop that retries EAGAIN
+// Why: qemu-guest-agent (qga/channel-posix.c, ga_channel_write_all, in
+// QEMU 7.2, Debian 12's) writes a reply in a loop that retries EAGAIN
 // without end, and a virtio-serial port whose host side has no client gives
 // EAGAIN. A client that gave up before its reply came (a timeout, a killed
 // `vmm agent`) leaves the agent spinning there: a guest vCPU at 100 %, and a
