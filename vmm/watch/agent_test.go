@@ -16,6 +16,43 @@ import (
 	"github.com/berth-vm/berth/vmm/status"
 )
 
+// greetingRun is a Greeting of a fake agent running with short periods (a
+// try every 10 ms, the sync bounded by 50 ms) until stop or 20 s.
+type greetingRun struct {
+	g    *Greeting
+	logs *logBuffer
+	ctx  context.Context
+	stop func() // ends the greeting and waits for it
+}
+
+func runGreeting(t *testing.T, a *agenttest.Agent) *greetingRun {
+	t.Helper()
+	r := &greetingRun{logs: &logBuffer{}}
+	r.g = &Greeting{Log: slog.New(slog.NewTextHandler(r.logs, nil)), Socket: a.Path, Every: 10 * time.Millisecond, Timeout: 50 * time.Millisecond}
+	r.g.NewBoot(time.Now())
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	r.ctx = ctx
+	done := make(chan struct{})
+	go func() { defer close(done); r.g.Run(ctx) }()
+	r.stop = func() { cancel(); <-done }
+	t.Cleanup(r.stop)
+	return r
+}
+
+// until polls f until it holds; the run's bound ending first fails the test.
+func (r *greetingRun) until(t *testing.T, what string, f func() bool) {
+	t.Helper()
+	for !f() {
+		if r.ctx.Err() != nil {
+			t.Fatalf("%s: not within the bound; log:\n%s", what, r.logs.String())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// greeted is the greeting's log line.
+const greeted = `msg="the guest agent answers"`
+
 // TestGreeting: while the guest agent does not answer nothing is logged;
 // once it does, the guest's OS, kernel and addresses (not the loopback's)
 // are logged once for that boot, however long the greeting goes on; a new
@@ -23,33 +60,17 @@ import (
 func TestGreeting(t *testing.T) {
 	a := agenttest.Start(t)
 	a.Set(func(a *agenttest.Agent) { a.Silent = true })
-	var logs logBuffer
-	g := &Greeting{Log: slog.New(slog.NewTextHandler(&logs, nil)), Socket: a.Path, Every: 10 * time.Millisecond, Timeout: 50 * time.Millisecond}
-	g.NewBoot(time.Now())
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	done := make(chan struct{})
-	go func() { defer close(done); g.Run(ctx) }()
-
-	const line = `msg="the guest agent answers"`
-	until := func(what string, f func() bool) {
-		t.Helper()
-		for !f() {
-			if ctx.Err() != nil {
-				t.Fatalf("%s: not within the bound; log:\n%s", what, logs.String())
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
-	}
-	until("three tries of a silent agent", func() bool { return a.Count("guest-sync-delimited") >= 3 })
-	if strings.Contains(logs.String(), line) {
+	r := runGreeting(t, a)
+	logs := r.logs
+	r.until(t, "three tries of a silent agent", func() bool { return a.Count("guest-sync-delimited") >= 3 })
+	if strings.Contains(logs.String(), greeted) {
 		t.Fatalf("logged an answer of a silent agent:\n%s", logs.String())
 	}
 	a.Set(func(a *agenttest.Agent) { a.Silent = false })
-	until("the greeting", func() bool { return strings.Contains(logs.String(), line) })
+	r.until(t, "the greeting", func() bool { return strings.Contains(logs.String(), greeted) })
 	syncs := a.Count("guest-sync-delimited")
 	time.Sleep(100 * time.Millisecond) // ten more periods
-	if n := strings.Count(logs.String(), line); n != 1 || a.Count("guest-sync-delimited") != syncs {
+	if n := strings.Count(logs.String(), greeted); n != 1 || a.Count("guest-sync-delimited") != syncs {
 		t.Errorf("greeted %d times, %d more connections in one boot, want once and none:\n%s", n, a.Count("guest-sync-delimited")-syncs, logs.String())
 	}
 	out := logs.String()
@@ -61,10 +82,8 @@ func TestGreeting(t *testing.T) {
 	if strings.Contains(out, "127.0.0.1") {
 		t.Errorf("greeting shows the loopback:\n%s", out)
 	}
-	g.NewBoot(time.Now())
-	until("the greeting of the next boot", func() bool { return strings.Count(logs.String(), line) == 2 })
-	cancel()
-	<-done
+	r.g.NewBoot(time.Now())
+	r.until(t, "the greeting of the next boot", func() bool { return strings.Count(logs.String(), greeted) == 2 })
 }
 
 // TestGreetingWaitsForAnswers: once the agent has answered the sync, its
@@ -73,22 +92,10 @@ func TestGreeting(t *testing.T) {
 func TestGreetingWaitsForAnswers(t *testing.T) {
 	a := agenttest.Start(t)
 	a.Set(func(a *agenttest.Agent) { a.Slow = 150 * time.Millisecond })
-	var logs logBuffer
-	g := &Greeting{Log: slog.New(slog.NewTextHandler(&logs, nil)), Socket: a.Path, Every: 10 * time.Millisecond, Timeout: 50 * time.Millisecond}
-	g.NewBoot(time.Now())
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	done := make(chan struct{})
-	go func() { defer close(done); g.Run(ctx) }()
-	for !strings.Contains(logs.String(), `msg="the guest agent answers"`) {
-		if ctx.Err() != nil {
-			t.Fatalf("no greeting within the bound; log:\n%s", logs.String())
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	cancel()
-	<-done
-	if out := logs.String(); strings.Contains(out, "addresses_err") || !strings.Contains(out, "eth0=192.168.254.2/30") {
+	r := runGreeting(t, a)
+	r.until(t, "the greeting", func() bool { return strings.Contains(r.logs.String(), greeted) })
+	r.stop()
+	if out := r.logs.String(); strings.Contains(out, "addresses_err") || !strings.Contains(out, "eth0=192.168.254.2/30") {
 		t.Errorf("the greeting gave up on the slow agent's addresses:\n%s", out)
 	}
 	if n := a.Count("guest-sync-delimited"); n != 1 {
