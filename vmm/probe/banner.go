@@ -23,7 +23,7 @@ const BannerUsage = "usage: vmm probe banner [-within 60s] [-prefix SSH-] HOST:P
 	"  A HOST still in $(...) form is a Kubernetes variable the kubelet could not expand\n" +
 	"  (helm test: the test Service was not there when the pod started).\n"
 
-// Banner tries and waits between tries; zero fields of bannerProbe take these.
+// How long `vmm probe banner` gives each try, and waits between tries.
 const (
 	BannerTry   = 5 * time.Second
 	BannerEvery = 2 * time.Second

@@ -524,14 +524,15 @@ func TestBinaryRealGuest(t *testing.T) {
 	// A client that gave up on its replies: qemu-guest-agent then spins writing them to a channel
 	// with no host client and does not stop on SIGTERM (systemd waits 90 s for it, past
 	// SHUTDOWN_TIMEOUT's 60) unless vmm reads them during the shutdown (agent.Drain).
-	abandonAgentReplies(t, filepath.Join(p.run, stage.AgentSocketName), 20)
+	const unread = 20
+	abandonAgentReplies(t, filepath.Join(p.run, stage.AgentSocketName), unread)
 	time.Sleep(3 * time.Second)
 	stop := time.Now()
 	v.cmd.Process.Signal(syscall.SIGTERM)
 	if code := v.exit(t, 80*time.Second); code != 0 {
 		t.Errorf("SIGTERM: exit %d, want 0; stderr:\n%s", code, readFile(v.stderr))
 	}
-	t.Logf("SIGTERM to exit: %s, with %d guest agent replies left unread before it", time.Since(stop).Round(100*time.Millisecond), 20)
+	t.Logf("SIGTERM to exit: %s, with %d guest agent replies left unread before it", time.Since(stop).Round(100*time.Millisecond), unread)
 	if c := readFile(v.console); !strings.Contains(c, "reboot: Power down") {
 		t.Errorf("console shows no power-down; its end:\n%s", tail(c, 2000))
 	}
